@@ -1,0 +1,231 @@
+/** The Client: enqueue and manage jobs from any process. */
+import pg from 'pg';
+import { NotFoundError, StateError, ValidationError } from './errors.ts';
+import * as q from './db/queries.ts';
+import { attemptFromRow, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
+import {
+  checkEnqueueOptions,
+  checkId,
+  checkInteger,
+  checkName,
+  checkState,
+  DEFAULT_MAX_INPUT_BYTES,
+  describe,
+  serializeInput,
+  type EnqueueOptions,
+} from './validate.ts';
+
+/** Options of createClient(). */
+export interface ClientOptions {
+  /** PostgreSQL URL; defaults to DATABASE_URL. */
+  connectionString?: string;
+  /** Use this pool instead of making one (it is not closed by close()). */
+  pool?: pg.Pool;
+  /** Largest JSON input accepted, in bytes; default 1 MiB. */
+  maxInputBytes?: number;
+  /** Connections in the Client's own pool; default 10. */
+  maxConnections?: number;
+}
+
+/** Options of one enqueue; `client` runs it inside the caller's transaction. */
+export interface EnqueueCallOptions extends EnqueueOptions {
+  /** A pg client inside the caller's transaction: the job exists if and only if that transaction commits. */
+  client?: Pick<pg.ClientBase, 'query'>;
+}
+
+/** One job to enqueue with enqueueMany(). */
+export interface JobSpec {
+  type: string;
+  input?: unknown;
+  options?: EnqueueOptions;
+}
+
+/** A filter for list(). */
+export interface ListFilter {
+  state?: JobState;
+  type?: string;
+  queue?: string;
+  /** At most this many (default 50, at most 1000). */
+  limit?: number;
+  /** The id of the last job of the previous page: list() returns newest first. */
+  after?: string;
+}
+
+/** What cancel() did. */
+export interface CancelOutcome {
+  id: string;
+  /** The job's state after the call ('running' means the holder was asked to stop it). */
+  state: JobState;
+  /** False when the job had already finished (or a cancel was already requested). */
+  changed: boolean;
+  /** A sentence for people. */
+  message: string;
+}
+
+/** Creates a Client. Call close() when done. */
+export function createClient(options: ClientOptions = {}): Client {
+  return new Client(options);
+}
+
+/** Enqueues, reads, cancels and retries jobs. */
+export class Client {
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #maxInputBytes: number;
+
+  constructor(options: ClientOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new ValidationError('options', `must be an object, got ${describe(options)}`);
+    }
+    this.#maxInputBytes =
+      checkInteger('options.maxInputBytes', options.maxInputBytes, 1, 256 * 1024 * 1024) ?? DEFAULT_MAX_INPUT_BYTES;
+    if (options.pool) {
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+    } else {
+      const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+      if (typeof connectionString !== 'string' || connectionString === '') {
+        throw new ValidationError(
+          'options.connectionString',
+          'is required (or set DATABASE_URL); without one, start `spindle start` for the embedded database',
+        );
+      }
+      const max = checkInteger('options.maxConnections', options.maxConnections, 1, 1000) ?? 10;
+      this.#pool = new pg.Pool({ connectionString, max });
+      // An idle connection that dies (a restarted server) must not crash the caller's process.
+      this.#pool.on('error', () => {});
+      this.#ownsPool = true;
+    }
+  }
+
+  /** Enqueues one job and returns it; with `options.key` of a live job, returns that job. */
+  async enqueue<I = unknown>(type: string, input?: I, options: EnqueueCallOptions = {}): Promise<Job<I>> {
+    checkName('type', type);
+    const inputJson = serializeInput(input, this.#maxInputBytes);
+    const checked = checkEnqueueOptions(options);
+    const db = this.#queryable(options.client);
+    const row = await sqlErrors(() => q.enqueueJob(db, type, inputJson, checked));
+    return jobFromRow<I>(row);
+  }
+
+  /** Enqueues many jobs in one statement; all or none. Returns them in the order given. */
+  async enqueueMany(specs: JobSpec[], options: { client?: Pick<pg.ClientBase, 'query'> } = {}): Promise<Job[]> {
+    if (!Array.isArray(specs)) throw new ValidationError('specs', `must be an array, got ${describe(specs)}`);
+    const checked = specs.map((spec, i) => {
+      if (typeof spec !== 'object' || spec === null) {
+        throw new ValidationError(`specs[${i}]`, `must be an object, got ${describe(spec)}`);
+      }
+      try {
+        return {
+          type: checkName('type', spec.type),
+          inputJson: serializeInput(spec.input, this.#maxInputBytes),
+          options: checkEnqueueOptions(spec.options),
+        };
+      } catch (error) {
+        if (error instanceof ValidationError) {
+          throw new ValidationError(`specs[${i}].${error.field}`, error.message.slice(error.field.length + 1));
+        }
+        throw error;
+      }
+    });
+    if (checked.length === 0) return [];
+    const db = this.#queryable(options.client);
+    const rows = await sqlErrors(() => q.enqueueJobs(db, checked));
+    return rows.map((row) => jobFromRow(row));
+  }
+
+  /** The job, or null when there is none with this id. */
+  async get<I = unknown, O = unknown>(id: string | number): Promise<Job<I, O> | null> {
+    const row = await q.getJob(this.#pool, checkId('id', id));
+    return row ? jobFromRow<I, O>(row) : null;
+  }
+
+  /** Jobs, newest first. */
+  async list(filter: ListFilter = {}): Promise<Job[]> {
+    const rows = await q.listJobs(this.#pool, {
+      state: filter.state === undefined ? undefined : checkState('filter.state', filter.state),
+      type: filter.type === undefined ? undefined : checkName('filter.type', filter.type),
+      queue: filter.queue === undefined ? undefined : checkName('filter.queue', filter.queue),
+      limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
+      after: filter.after === undefined ? undefined : checkId('filter.after', filter.after),
+    });
+    return rows.map((row) => jobFromRow(row));
+  }
+
+  /** Every attempt of a job, oldest first. */
+  async attempts(id: string | number): Promise<Attempt[]> {
+    const rows = await q.listAttempts(this.#pool, checkId('id', id));
+    return rows.map(attemptFromRow);
+  }
+
+  /**
+   * Cancels a job. A queued job ends at once; a running one is marked and the supervisor holding it
+   * stops its thread. A job that already finished is left alone, and the result says so.
+   */
+  async cancel(id: string | number, reason?: string): Promise<CancelOutcome> {
+    const jobId = checkId('id', id);
+    if (reason !== undefined && typeof reason !== 'string') {
+      throw new ValidationError('reason', `must be a string, got ${describe(reason)}`);
+    }
+    const result = await q.cancelJob(this.#pool, jobId, reason ?? null);
+    if (!result.found) throw new NotFoundError(`no job ${jobId}`);
+    const state = result.state!;
+    const changed = result.changed === true;
+    const message =
+      state === 'cancelled' && changed
+        ? `job ${jobId} cancelled`
+        : state === 'running'
+          ? changed
+            ? `job ${jobId} is running; its supervisor was asked to stop it`
+            : `job ${jobId} is running; a cancel was already requested`
+          : `job ${jobId} already ${state.replace('_', ' ')}; nothing to cancel`;
+    return { id: jobId, state, changed, message };
+  }
+
+  /** Puts a failed, timed-out or cancelled job back in the queue. */
+  async retry(id: string | number): Promise<Job> {
+    const jobId = checkId('id', id);
+    const row = await sqlErrors(() => q.retryJob(this.#pool, jobId));
+    if (row) return jobFromRow(row);
+    const current = await q.getJob(this.#pool, jobId);
+    if (!current) throw new NotFoundError(`no job ${jobId}`);
+    throw new StateError(
+      `job ${jobId} is ${current.state.replace('_', ' ')}; only failed, timed-out or cancelled jobs can be retried`,
+    );
+  }
+
+  /** The pool the Client uses, for callers that want to share it. */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  /** Closes the Client's connections (not those of a pool passed in). */
+  async close(): Promise<void> {
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  #queryable(client: unknown): q.Queryable {
+    if (client === undefined) return this.#pool;
+    if (typeof client !== 'object' || client === null || typeof (client as pg.ClientBase).query !== 'function') {
+      throw new ValidationError('options.client', 'must be a pg client (with a query method)');
+    }
+    return client as pg.ClientBase;
+  }
+}
+
+/** Turns spindle's own SQL validation errors into ValidationError, and a key clash on retry into StateError. */
+async function sqlErrors<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    const e = error as { code?: string; detail?: string; message: string; constraint?: string };
+    if (e.code === '22023' && e.detail?.startsWith('spindle:')) {
+      const field = e.detail.slice('spindle:'.length);
+      throw new ValidationError(field, e.message.slice(field.length + 1));
+    }
+    if (e.code === '23505' && e.constraint === 'jobs_key_idx') {
+      throw new StateError('another queued or running job has the same key');
+    }
+    throw error;
+  }
+}

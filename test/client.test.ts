@@ -1,0 +1,337 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, type Client } from '../src/client.ts';
+import { migrate, migrationNames } from '../src/db/migrate.ts';
+import { NotFoundError, StateError, ValidationError } from '../src/errors.ts';
+import { createTestDatabase, serverUrl, withDatabase, type TestDatabase } from './helpers/database.ts';
+
+let db: TestDatabase;
+let client: Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  client = createClient({ connectionString: db.url });
+});
+
+afterAll(async () => {
+  await client?.close();
+  await db?.drop();
+});
+
+async function count(sql = 'SELECT count(*)::int AS n FROM spindle.jobs'): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(sql);
+  return rows[0]!.n;
+}
+
+describe('enqueue and read', () => {
+  it('enqueues a job with its options and reads it back', async () => {
+    const runAt = new Date(Date.now() + 60_000);
+    const job = await client.enqueue('primes', { limit: 1000 }, {
+      queue: 'cpu',
+      priority: 5,
+      runAt,
+      maxAttempts: 2,
+      timeoutMs: 1500,
+    });
+    expect(job).toMatchObject({
+      type: 'primes',
+      queue: 'cpu',
+      state: 'queued',
+      priority: 5,
+      input: { limit: 1000 },
+      attempt: 0,
+      maxAttempts: 2,
+      timeoutMs: 1500,
+    });
+    expect(job.runAt.getTime()).toBe(runAt.getTime());
+    const read = await client.get(job.id);
+    expect(read).toEqual(job);
+  });
+
+  it('defaults: queue default, priority 0, runs now, no input is null', async () => {
+    const job = await client.enqueue('noop');
+    expect(job).toMatchObject({ queue: 'default', priority: 0, input: null, maxAttempts: null, timeoutMs: null });
+    expect(Math.abs(job.runAt.getTime() - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('delayMs puts run_at in the future, by the database clock', async () => {
+    const job = await client.enqueue('noop', {}, { delayMs: 30_000 });
+    const { rows } = await db.pool.query('SELECT run_at - created_at AS d FROM spindle.jobs WHERE id = $1', [job.id]);
+    expect(rows[0].d).toMatchObject({ seconds: 30 });
+  });
+
+  it('returns null for a job that does not exist', async () => {
+    expect(await client.get('999999999')).toBeNull();
+  });
+
+  it('enqueueMany writes all jobs in one statement, in order', async () => {
+    const jobs = await client.enqueueMany([
+      { type: 'a', input: 1 },
+      { type: 'b', input: { x: 2 }, options: { priority: 3 } },
+      { type: 'c' },
+    ]);
+    expect(jobs.map((j) => [j.type, j.input, j.priority])).toEqual([
+      ['a', 1, 0],
+      ['b', { x: 2 }, 3],
+      ['c', null, 0],
+    ]);
+    expect(await client.enqueueMany([])).toEqual([]);
+  });
+
+  it('enqueueMany writes nothing when one spec is bad', async () => {
+    const before = await count();
+    await expect(client.enqueueMany([{ type: 'ok' }, { type: 'bad type!' }])).rejects.toThrow(
+      /specs\[1\]\.type must be 1 to 128 characters/,
+    );
+    expect(await count()).toBe(before);
+  });
+
+  it('lists newest first, filtered, in pages', async () => {
+    const made = await client.enqueueMany(
+      Array.from({ length: 5 }, (_, i) => ({ type: 'listed', input: i, options: { queue: 'listq' } })),
+    );
+    const page1 = await client.list({ type: 'listed', limit: 3 });
+    expect(page1.map((j) => j.input)).toEqual([4, 3, 2]);
+    const page2 = await client.list({ type: 'listed', limit: 3, after: page1[2]!.id });
+    expect(page2.map((j) => j.input)).toEqual([1, 0]);
+    expect((await client.list({ queue: 'listq', state: 'queued' })).length).toBe(5);
+    expect(await client.list({ queue: 'listq', state: 'succeeded' })).toEqual([]);
+    expect(made.length).toBe(5);
+  });
+});
+
+describe('dedupe key', () => {
+  it('returns the live job for the same key, and a new one once it finished', async () => {
+    const first = await client.enqueue('report', { n: 1 }, { key: 'report:42' });
+    const again = await client.enqueue('report', { n: 2 }, { key: 'report:42' });
+    expect(again.id).toBe(first.id);
+    expect(again.input).toEqual({ n: 1 });
+    await client.cancel(first.id);
+    const fresh = await client.enqueue('report', { n: 3 }, { key: 'report:42' });
+    expect(fresh.id).not.toBe(first.id);
+  });
+
+  it('makes exactly one job under concurrent enqueues of one key', async () => {
+    const others = Array.from({ length: 5 }, () => createClient({ connectionString: db.url, maxConnections: 4 }));
+    try {
+      const jobs = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => others[i % others.length]!.enqueue('dedupe', { i }, { key: 'only-one' })),
+      );
+      expect(new Set(jobs.map((j) => j.id)).size).toBe(1);
+      expect(await count("SELECT count(*)::int AS n FROM spindle.jobs WHERE key = 'only-one'")).toBe(1);
+    } finally {
+      await Promise.all(others.map((c) => c.close()));
+    }
+  });
+});
+
+describe('transactional enqueue', () => {
+  it('exists if and only if the caller commits', async () => {
+    const tx = await db.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      const committed = await client.enqueue('tx', { v: 'commit' }, { client: tx });
+      await tx.query('COMMIT');
+      expect((await client.get(committed.id))?.input).toEqual({ v: 'commit' });
+
+      await tx.query('BEGIN');
+      const rolledBack = await client.enqueue('tx', { v: 'rollback' }, { client: tx });
+      await tx.query('ROLLBACK');
+      expect(await client.get(rolledBack.id)).toBeNull();
+    } finally {
+      tx.release();
+    }
+  });
+});
+
+describe('cancel and retry', () => {
+  it('cancels a queued job at once', async () => {
+    const job = await client.enqueue('slow');
+    const result = await client.cancel(job.id, 'not needed');
+    expect(result).toMatchObject({ state: 'cancelled', changed: true });
+    const read = await client.get(job.id);
+    expect(read).toMatchObject({ state: 'cancelled', cancelReason: 'not needed' });
+    expect(read?.finishedAt).toBeInstanceOf(Date);
+  });
+
+  it('says so when the job already finished', async () => {
+    const job = await client.enqueue('slow');
+    await client.cancel(job.id);
+    const again = await client.cancel(job.id);
+    expect(again).toMatchObject({ state: 'cancelled', changed: false });
+    expect(again.message).toMatch(/already cancelled; nothing to cancel/);
+  });
+
+  it('marks a running job and notifies its holder', async () => {
+    const job = await client.enqueue('slow');
+    await db.pool.query(
+      "UPDATE spindle.jobs SET state = 'running', attempt = 1, worker_id = 'sup-1' WHERE id = $1",
+      [job.id],
+    );
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      await listener.query('LISTEN spindle_cancel');
+      const notified = new Promise<pg.Notification>((resolve) => listener.once('notification', resolve));
+      const result = await client.cancel(job.id, 'user asked');
+      expect(result).toMatchObject({ state: 'running', changed: true });
+      const note = await notified;
+      expect(JSON.parse(note.payload!)).toEqual({ id: job.id, workerId: 'sup-1', attempt: 1 });
+      expect(await client.get(job.id)).toMatchObject({ state: 'running', cancelReason: 'user asked' });
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('throws NotFoundError for an unknown job', async () => {
+    await expect(client.cancel('987654321')).rejects.toThrow(NotFoundError);
+    await expect(client.retry('987654321')).rejects.toThrow(NotFoundError);
+  });
+
+  it('retries a failed job, granting one more attempt when none are left', async () => {
+    const job = await client.enqueue('flaky', null, { maxAttempts: 2 });
+    await db.pool.query(
+      "UPDATE spindle.jobs SET state = 'failed', attempt = 2, finished_at = now(), error = '{\"name\":\"Error\",\"message\":\"x\"}' WHERE id = $1",
+      [job.id],
+    );
+    const retried = await client.retry(job.id);
+    expect(retried).toMatchObject({ state: 'queued', attempt: 2, maxAttempts: 3, finishedAt: null });
+  });
+
+  it('refuses to retry a queued or succeeded job', async () => {
+    const job = await client.enqueue('flaky');
+    await expect(client.retry(job.id)).rejects.toThrow(StateError);
+    await expect(client.retry(job.id)).rejects.toThrow(/is queued; only failed, timed-out or cancelled/);
+  });
+});
+
+describe('the SQL function spindle.enqueue', () => {
+  it('enqueues with the same options as the Client', async () => {
+    const { rows } = await db.pool.query(
+      `SELECT spindle.enqueue('sqljob', '{"a":1}', '{"queue":"q","priority":5,"timeoutMs":1000,"maxAttempts":1,"key":"k1","runAt":"2030-01-01T00:00:00Z"}') AS id`,
+    );
+    const job = await client.get(rows[0].id);
+    expect(job).toMatchObject({
+      type: 'sqljob',
+      queue: 'q',
+      priority: 5,
+      timeoutMs: 1000,
+      maxAttempts: 1,
+      key: 'k1',
+      input: { a: 1 },
+    });
+    expect(job?.runAt.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+  });
+
+  it('notifies once per statement, not per row', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    const notes: string[] = [];
+    listener.on('notification', (n) => notes.push(n.payload ?? ''));
+    try {
+      await listener.query('LISTEN spindle_jobs');
+      await client.enqueueMany(Array.from({ length: 50 }, () => ({ type: 'many', options: { queue: 'nq' } })));
+      // A marker notification sent after the batch: once it arrives, the batch's have too.
+      await db.pool.query("SELECT pg_notify('spindle_jobs', 'marker')");
+      await new Promise<void>((resolve) => {
+        const check = () => (notes.includes('marker') ? resolve() : setTimeout(check, 5));
+        check();
+      });
+      expect(notes.filter((n) => n === 'nq')).toHaveLength(1);
+    } finally {
+      await listener.end();
+    }
+  });
+});
+
+describe('bad input is refused with a ValidationError naming the field, and writes nothing', () => {
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  const cases: [string, () => Promise<unknown>, RegExp][] = [
+    ['empty type', () => client.enqueue(''), /^type must be 1 to 128 characters/],
+    ['long type', () => client.enqueue('x'.repeat(129)), /^type must be/],
+    ['type with a space', () => client.enqueue('a b'), /^type must be/],
+    ['type not a string', () => client.enqueue(42 as unknown as string), /^type must be/],
+    ['bigint input', () => client.enqueue('t', { n: 1n }), /^input\.n is a bigint/],
+    ['function input', () => client.enqueue('t', { f: () => 1 }), /^input\.f is a function/],
+    ['circular input', () => client.enqueue('t', circular), /^input\.self is a circular reference/],
+    ['NaN input', () => client.enqueue('t', [1, Number.NaN]), /^input\[1\] is NaN/],
+    ['Map input', () => client.enqueue('t', { m: new Map() }), /^input\.m is a Map/],
+    ['input too large', () => client.enqueue('t', 'x'.repeat(1024 * 1024)), /^input is \d+ bytes of JSON, over the limit/],
+    ['fractional priority', () => client.enqueue('t', null, { priority: 1.5 }), /^options\.priority must be an integer/],
+    ['string priority', () => client.enqueue('t', null, { priority: '1' as unknown as number }), /^options\.priority/],
+    ['negative maxAttempts', () => client.enqueue('t', null, { maxAttempts: -1 }), /^options\.maxAttempts must be an integer from 1/],
+    ['zero timeout', () => client.enqueue('t', null, { timeoutMs: 0 }), /^options\.timeoutMs must be an integer from 1/],
+    ['negative delay', () => client.enqueue('t', null, { delayMs: -5 }), /^options\.delayMs/],
+    ['invalid date', () => client.enqueue('t', null, { runAt: 'tomorrow-ish' }), /^options\.runAt must be a valid Date/],
+    ['invalid Date object', () => client.enqueue('t', null, { runAt: new Date('x') }), /^options\.runAt must be a valid Date/],
+    ['runAt with delayMs', () => client.enqueue('t', null, { runAt: new Date(), delayMs: 1 }), /^options\.runAt cannot be combined/],
+    ['bad queue', () => client.enqueue('t', null, { queue: '' }), /^options\.queue must be/],
+    ['empty key', () => client.enqueue('t', null, { key: '' }), /^options\.key must be a string/],
+    ['unknown option', () => client.enqueue('t', null, { prio: 1 } as object), /^options\.prio is not a known option/],
+    ['bad id', () => client.get('abc'), /^id must be a job id/],
+    ['bad state filter', () => client.list({ state: 'done' as 'failed' }), /^filter\.state must be one of/],
+    ['bad limit', () => client.list({ limit: 0 }), /^filter\.limit must be an integer/],
+  ];
+  it.each(cases)('%s', async (_name, call, message) => {
+    const before = await count();
+    const error = await call().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(message);
+    expect(await count()).toBe(before);
+  });
+
+  it('refuses bad options to createClient', () => {
+    expect(() => createClient({ connectionString: db.url, maxInputBytes: -1 })).toThrow(
+      /options\.maxInputBytes must be an integer/,
+    );
+  });
+
+  it('honours a configured input limit', async () => {
+    const small = createClient({ connectionString: db.url, maxInputBytes: 10 });
+    try {
+      await expect(small.enqueue('t', 'x'.repeat(20))).rejects.toThrow(/over the limit of 10 bytes/);
+    } finally {
+      await small.close();
+    }
+  });
+
+  const sqlCases: [string, string, string, RegExp][] = [
+    ['empty type', '', '{}', /^type must be 1 to 128/],
+    ['bad priority', 't', '{"priority":1.5}', /^options\.priority must be an integer/],
+    ['string timeout', 't', '{"timeoutMs":"5"}', /^options\.timeoutMs must be an integer, got string/],
+    ['zero maxAttempts', 't', '{"maxAttempts":0}', /^options\.maxAttempts must be an integer from 1/],
+    ['invalid date', 't', '{"runAt":"not a date"}', /^options\.runAt must be a valid ISO date/],
+    ['unknown option', 't', '{"prio":1}', /^options\.prio is not a known option/],
+    ['bad queue', 't', '{"queue":"a b"}', /^options\.queue must be/],
+  ];
+  it.each(sqlCases)('SQL: %s', async (_name, type, opts, message) => {
+    const before = await count();
+    const error = await db.pool.query('SELECT spindle.enqueue($1, $2, $3)', [type, '{}', opts]).catch((e) => e);
+    expect(error).toMatchObject({ code: '22023' });
+    expect(error.message).toMatch(message);
+    expect(await count()).toBe(before);
+  });
+});
+
+describe('migrations', () => {
+  it('two migrators at once apply each migration exactly once', async () => {
+    const name = `spindle_mig_${Date.now().toString(36)}`;
+    const admin = new pg.Client({ connectionString: serverUrl() });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    try {
+      const url = withDatabase(serverUrl(), name);
+      const results = await Promise.all([migrate(url), migrate(url), migrate(url)]);
+      const all = await migrationNames();
+      expect(results.flat().sort()).toEqual(all);
+      expect(await migrate(url)).toEqual([]);
+    } finally {
+      await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});

@@ -1,0 +1,53 @@
+/** Each test file gets its own database, migrated, and drops it after. */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { migrate } from '../../src/db/migrate.ts';
+
+export interface TestDatabase {
+  url: string;
+  /** A pool on the test database, for assertions in SQL. */
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+/** The server every test file shares (DATABASE_URL, or the embedded one from the global setup). */
+export function serverUrl(): string {
+  return inject('databaseUrl');
+}
+
+/** Creates a fresh, migrated database on the shared server. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const admin = serverUrl();
+  const name = `spindle_test_${randomBytes(5).toString('hex')}`;
+  await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
+  const url = withDatabase(admin, name);
+  await migrate(url);
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', () => {});
+  return {
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    },
+  };
+}
+
+/** The same server URL pointing at another database. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function withClient<T>(url: string, run: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
