@@ -1,8 +1,8 @@
 /** The Client: enqueue and manage jobs from any process. */
 import pg from 'pg';
-import { NotFoundError, StateError, ValidationError } from './errors.ts';
+import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import * as q from './db/queries.ts';
-import { attemptFromRow, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
+import { attemptFromRow, FINAL_STATES, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
 import {
   checkEnqueueOptions,
   checkId,
@@ -61,6 +61,18 @@ export interface CancelOutcome {
   /** A sentence for people. */
   message: string;
 }
+
+/** One step of watch(): what a person watching the job sees. */
+export interface JobUpdate {
+  state: JobState;
+  progress: number | null;
+  message: string | null;
+  data: unknown;
+  job: Job;
+}
+
+/** Checks a job again this often even without a notification, in case one was missed. */
+const WAIT_RECHECK_MS = 5_000;
 
 /** Creates a Client. Call close() when done. */
 export function createClient(options: ClientOptions = {}): Client {
@@ -192,6 +204,75 @@ export class Client {
     throw new StateError(
       `job ${jobId} is ${current.state.replace('_', ' ')}; only failed, timed-out or cancelled jobs can be retried`,
     );
+  }
+
+  /**
+   * Resolves with the job once it has finished (succeeded, failed, timed out or cancelled), woken by
+   * LISTEN rather than polling. Rejects with TimeoutError after `timeoutMs` (default: never).
+   */
+  async waitFor<I = unknown, O = unknown>(id: string | number, options: { timeoutMs?: number } = {}): Promise<Job<I, O>> {
+    const jobId = checkId('id', id);
+    const timeoutMs = checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647);
+    for await (const update of this.#follow(jobId, ['spindle_finished'], timeoutMs)) {
+      if (FINAL_STATES.includes(update.state)) return update.job as Job<I, O>;
+    }
+    throw new NotFoundError(`no job ${jobId}`);
+  }
+
+  /**
+   * Yields the job's state and progress each time they change, ending after it finishes.
+   * Progress arrives as often as the supervisor writes it (every progressFlushMs).
+   */
+  async *watch(id: string | number, options: { timeoutMs?: number } = {}): AsyncGenerator<JobUpdate> {
+    const jobId = checkId('id', id);
+    const timeoutMs = checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647);
+    yield* this.#follow(jobId, ['spindle_progress', 'spindle_finished', 'spindle_jobs'], timeoutMs);
+  }
+
+  async *#follow(jobId: string, channels: string[], timeoutMs: number | undefined): AsyncGenerator<JobUpdate> {
+    const connection = await this.#pool.connect();
+    let wake: () => void = () => {};
+    let woken = false;
+    const onNotification = (n: pg.Notification) => {
+      // Payloads are comma-separated ids (or a queue name, which may concern our job: re-read it).
+      if (n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId)) {
+        woken = true;
+        wake();
+      }
+    };
+    connection.on('notification', onNotification);
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    let last = '';
+    try {
+      for (const channel of channels) await connection.query(`LISTEN ${channel}`);
+      for (;;) {
+        woken = false;
+        const row = await q.getJob(connection, jobId);
+        if (!row) return;
+        const job = jobFromRow(row);
+        const seen = JSON.stringify([job.state, job.progress, job.progressMessage, job.progressData, job.attempt]);
+        if (seen !== last) {
+          last = seen;
+          yield { state: job.state, progress: job.progress, message: job.progressMessage, data: job.progressData, job };
+        }
+        if (FINAL_STATES.includes(job.state)) return;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new TimeoutError(`job ${jobId} did not finish within ${timeoutMs} ms`);
+        if (!woken) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, Math.min(WAIT_RECHECK_MS, left));
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+      }
+    } finally {
+      connection.off('notification', onNotification);
+      await connection.query('UNLISTEN *').catch(() => {});
+      connection.release();
+    }
   }
 
   /** The pool the Client uses, for callers that want to share it. */

@@ -176,7 +176,7 @@ describe('cancel and retry', () => {
       const result = await client.cancel(job.id, 'user asked');
       expect(result).toMatchObject({ state: 'running', changed: true });
       const note = await notified;
-      expect(JSON.parse(note.payload!)).toEqual({ id: job.id, workerId: 'sup-1', attempt: 1 });
+      expect(JSON.parse(note.payload!)).toEqual({ id: job.id, workerId: 'sup-1', attempt: 1, reason: 'user asked' });
       expect(await client.get(job.id)).toMatchObject({ state: 'running', cancelReason: 'user asked' });
     } finally {
       await listener.end();

@@ -129,3 +129,424 @@ export async function retryJob(db: Queryable, id: string): Promise<JobRow | unde
   );
   return rows[0];
 }
+
+// ---- the runtime: supervisors, claims, outcomes, leases -------------------------
+
+/** What a supervisor says of itself when it registers and on every heartbeat. */
+export interface SupervisorRecord {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  /** Empty means every queue. */
+  queues: string[];
+  types: string[];
+  concurrency: number;
+}
+
+/** Registers a supervisor, or refreshes it if a reaper removed it while it was away. */
+export async function registerSupervisor(db: Queryable, s: SupervisorRecord): Promise<void> {
+  await db.query(
+    `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (id) DO UPDATE
+       SET queues = EXCLUDED.queues, types = EXCLUDED.types, concurrency = EXCLUDED.concurrency,
+           last_seen_at = now()`,
+    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency],
+  );
+}
+
+export async function removeSupervisor(db: Queryable, id: string): Promise<void> {
+  await db.query('DELETE FROM spindle.supervisors WHERE id = $1', [id]);
+}
+
+/** A live supervisor as `spindle supervisors` shows it. */
+export interface SupervisorRow {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  queues: string[];
+  types: string[];
+  concurrency: number;
+  started_at: Date;
+  last_seen_at: Date;
+  running: number;
+}
+
+export async function listSupervisors(db: Queryable): Promise<SupervisorRow[]> {
+  const { rows } = await db.query<SupervisorRow>(
+    `SELECT s.*, (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running
+       FROM spindle.supervisors s ORDER BY s.started_at`,
+  );
+  return rows;
+}
+
+/** What a claim needs to know of one job type it serves. */
+export interface ClaimType {
+  type: string;
+  /** The worker module's maxAttempts, for jobs enqueued without one. */
+  maxAttempts: number;
+}
+
+/**
+ * Claims up to `limit` runnable jobs of the given types, highest priority first, and leases them.
+ * SKIP LOCKED lets many supervisors claim at once without waiting on each other.
+ */
+export async function claimJobs(
+  db: Queryable,
+  claim: { workerId: string; queues: string[]; types: ClaimType[]; limit: number; leaseMs: number },
+): Promise<JobRow[]> {
+  const { rows } = await db.query<JobRow>(
+    `WITH picked AS (
+       SELECT id FROM spindle.jobs
+        WHERE state = 'queued' AND run_at <= now()
+          AND type = ANY($1::text[])
+          AND (cardinality($2::text[]) = 0 OR queue = ANY($2::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+     )
+     UPDATE spindle.jobs j
+        SET state = 'running', attempt = j.attempt + 1, worker_id = $4, started_at = now(),
+            lease_expires_at = now() + $5 * interval '1 millisecond',
+            max_attempts = coalesce(j.max_attempts,
+              (SELECT d.max_attempts FROM unnest($1::text[], $6::int[]) AS d(type, max_attempts) WHERE d.type = j.type), 3),
+            progress = NULL, progress_message = NULL, progress_data = NULL
+       FROM picked
+      WHERE j.id = picked.id
+      RETURNING j.*`,
+    [
+      claim.types.map((t) => t.type),
+      claim.queues,
+      claim.limit,
+      claim.workerId,
+      claim.leaseMs,
+      claim.types.map((t) => t.maxAttempts),
+    ],
+  );
+  return rows;
+}
+
+/** One finished attempt, as the supervisor writes it. */
+export interface Finish {
+  id: string;
+  attempt: number;
+  outcome: string;
+  /** The job's next state: 'queued' retries it after `delayMs`. */
+  nextState: JobState;
+  output?: unknown;
+  error?: unknown;
+  delayMs?: number;
+  logs?: string | null;
+  /** After a cancel, what the module's compensate() did. */
+  compensation?: unknown;
+}
+
+/**
+ * Records many finished attempts in one statement, fenced on (id, attempt, worker, running):
+ * a row whose claim was lost matches nothing and is left alone. Returns the ids written.
+ */
+export async function finishJobs(db: Queryable, workerId: string, finishes: Finish[]): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `WITH d AS (
+       SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::bigint[], $9::text[], $10::jsonb[])
+         AS d(id, attempt, outcome, next_state, output, error, delay_ms, logs, compensation)
+     ), done AS (
+       UPDATE spindle.jobs j
+          SET state = d.next_state,
+              output = d.output,
+              error = d.error,
+              compensation = coalesce(d.compensation, j.compensation),
+              lease_expires_at = NULL,
+              run_at = CASE WHEN d.next_state = 'queued' THEN now() + d.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+              finished_at = CASE WHEN d.next_state = 'queued' THEN NULL ELSE now() END,
+              progress = CASE WHEN d.next_state = 'succeeded' THEN 100 ELSE j.progress END,
+              -- A shutdown does not use up an attempt.
+              max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
+              logs = d.logs
+         FROM d
+        WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
+        RETURNING j.id, j.attempt, j.started_at, j.queue, d.outcome, d.error, d.logs, d.next_state, d.delay_ms
+     ), recorded AS (
+       INSERT INTO spindle.attempts (job_id, attempt, worker_id, outcome, error, logs, started_at)
+       SELECT id, attempt, $1, outcome, error, logs, started_at FROM done
+     ), woken AS (
+       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM done WHERE next_state = 'queued' AND delay_ms = 0) q
+     ), told AS (
+       -- A NOTIFY payload holds under 8000 bytes: ids go in groups of 300.
+       SELECT pg_notify('spindle_finished', string_agg(id::text, ','))
+         FROM (SELECT id, row_number() OVER () / 300 AS g FROM done WHERE next_state <> 'queued') f
+        GROUP BY g
+     )
+     SELECT id::text FROM done, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
+    [
+      workerId,
+      finishes.map((f) => f.id),
+      finishes.map((f) => f.attempt),
+      finishes.map((f) => f.outcome),
+      finishes.map((f) => f.nextState),
+      finishes.map((f) => (f.output === undefined ? null : JSON.stringify(f.output))),
+      finishes.map((f) => (f.error == null ? null : JSON.stringify(f.error))),
+      finishes.map((f) => f.delayMs ?? 0),
+      finishes.map((f) => f.logs ?? null),
+      finishes.map((f) => (f.compensation === undefined ? null : JSON.stringify(f.compensation))),
+    ],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** A job this supervisor still holds, as the heartbeat returns it. */
+export interface HeldJob {
+  id: string;
+  attempt: number;
+  cancel_requested: boolean;
+  cancel_reason: string | null;
+}
+
+/**
+ * One heartbeat: marks the supervisor seen and extends the lease of every job it holds.
+ * Returns the jobs still held; one missing has been taken away.
+ */
+export async function heartbeat(
+  db: Queryable,
+  beat: { supervisor: SupervisorRecord; leaseMs: number; ids: string[]; attempts: number[] },
+): Promise<HeldJob[]> {
+  const s = beat.supervisor;
+  const { rows } = await db.query<HeldJob>(
+    `WITH seen AS (
+       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
+     )
+     UPDATE spindle.jobs j
+        SET lease_expires_at = now() + $8 * interval '1 millisecond'
+       FROM unnest($9::bigint[], $10::int[]) AS h(id, attempt)
+      WHERE j.id = h.id AND j.attempt = h.attempt AND j.worker_id = $1 AND j.state = 'running'
+      RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
+    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts],
+  );
+  return rows;
+}
+
+/** Running jobs of this supervisor with a cancel requested, for a sweep after a missed NOTIFY. */
+export async function cancelRequests(db: Queryable, workerId: string): Promise<HeldJob[]> {
+  const { rows } = await db.query<HeldJob>(
+    `SELECT id::text, attempt, true AS cancel_requested, cancel_reason FROM spindle.jobs
+      WHERE worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL`,
+    [workerId],
+  );
+  return rows;
+}
+
+// ---- the reaper (leader only) ------------------------------------------------
+
+/** Removes supervisors not seen for `deadAfterMs`; returns their ids. */
+export async function removeDeadSupervisors(db: Queryable, deadAfterMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `DELETE FROM spindle.supervisors WHERE last_seen_at < now() - $1 * interval '1 millisecond' RETURNING id`,
+    [deadAfterMs],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** A job taken back from a supervisor that lost it. */
+export interface ReapedJob {
+  id: string;
+  attempt: number;
+  type: string;
+  worker_id: string | null;
+  state: JobState;
+}
+
+/**
+ * Takes back running jobs whose lease expired or whose supervisor is gone: the attempt is recorded
+ * `lost`, and the job goes back to the queue after a backoff, or fails when no attempts are left.
+ */
+export async function reapLostJobs(
+  db: Queryable,
+  reap: { limit: number; backoffBaseMs: number; backoffMaxMs: number },
+): Promise<ReapedJob[]> {
+  const { rows } = await db.query<ReapedJob>(
+    `WITH lost AS (
+       SELECT id FROM spindle.jobs j
+        WHERE state = 'running'
+          AND (lease_expires_at < now()
+               OR NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = j.worker_id))
+        ORDER BY lease_expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+     ), reaped AS (
+       UPDATE spindle.jobs j
+          SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                           WHEN j.attempt >= j.max_attempts THEN 'failed'
+                           ELSE 'queued' END,
+              error = jsonb_build_object('name', 'LostError', 'outcome', 'lost',
+                'message', format('supervisor %s stopped heartbeating while running attempt %s', j.worker_id, j.attempt)),
+              run_at = now() + least($3::float8, $2::float8 * 2 ^ (j.attempt - 1)) * (0.75 + random() / 2) * interval '1 millisecond',
+              finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts THEN now() END,
+              lease_expires_at = NULL
+         FROM lost
+        WHERE j.id = lost.id
+        RETURNING j.id::text, j.attempt, j.type, j.worker_id, j.state, j.started_at, j.error, j.queue
+     ), recorded AS (
+       INSERT INTO spindle.attempts (job_id, attempt, worker_id, outcome, error, started_at)
+       SELECT id::bigint, attempt, worker_id, 'lost', error, started_at FROM reaped
+       ON CONFLICT DO NOTHING
+     ), woken AS (
+       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM reaped WHERE state = 'queued') q
+     )
+     SELECT id, attempt, type, worker_id, state FROM reaped, (SELECT count(*) FROM woken) w`,
+    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs],
+  );
+  return rows;
+}
+
+/**
+ * Fails queued jobs of types no live supervisor serves, once every live supervisor has been up for
+ * `graceMs` (so a rolling deploy fails nothing). Returns the ids failed.
+ */
+export async function failUnknownTypes(db: Queryable, graceMs: number, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `WITH unknown AS (
+       SELECT id FROM spindle.jobs j
+        WHERE state = 'queued' AND run_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE j.type = ANY(s.types))
+          AND EXISTS (SELECT 1 FROM spindle.supervisors)
+          AND NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.started_at > now() - $1 * interval '1 millisecond')
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+     ), failed AS (
+       UPDATE spindle.jobs j
+          SET state = 'failed', finished_at = now(),
+              error = jsonb_build_object('name', 'UnknownJobTypeError', 'message', format('unknown job type "%s"', j.type))
+         FROM unknown WHERE j.id = unknown.id
+        RETURNING j.id
+     )
+     SELECT id::text, pg_notify('spindle_finished', id::text) FROM failed`,
+    [graceMs, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Deletes up to `limit` jobs in `state` that finished more than `olderThanMs` ago. */
+export async function deleteFinishedJobs(
+  db: Queryable,
+  state: JobState,
+  olderThanMs: number,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM spindle.jobs WHERE id IN (
+       SELECT id FROM spindle.jobs
+        WHERE state = $1 AND finished_at < now() - $2 * interval '1 millisecond'
+        LIMIT $3)`,
+    [state, olderThanMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+// ---- leader election -----------------------------------------------------------
+
+/** The leader lock: advisory lock (SPINDLE_LOCK_SPACE, 1), two-key form so pg_locks shows it plainly. */
+const LOCK_SPACE = 0x5350;
+const LEADER_KEY = 1;
+
+/** Tries to take the leader lock on this session; true if it is now held by this session. */
+export async function tryLeaderLock(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_SPACE, LEADER_KEY]);
+  return rows[0]!.ok;
+}
+
+/** True while this session holds the leader lock: the check a leader makes on every tick. */
+export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                      AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted) AS held`,
+    [LOCK_SPACE, LEADER_KEY],
+  );
+  return rows[0]!.held;
+}
+
+/**
+ * Ends the session of a leader whose supervisor stopped heartbeating (paused, or its process wedged):
+ * its lock goes with the session, so another supervisor can lead. Returns the supervisor ids ended.
+ */
+export async function endStaleLeader(db: Queryable, deadAfterMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT substr(a.application_name, length('spindle:elector:') + 1) AS id, pg_terminate_backend(a.pid)
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted
+        AND a.application_name LIKE 'spindle:elector:%'
+        AND NOT EXISTS (
+          SELECT 1 FROM spindle.supervisors s
+           WHERE s.id = substr(a.application_name, length('spindle:elector:') + 1)
+             AND s.last_seen_at >= now() - $3 * interval '1 millisecond')`,
+    [LOCK_SPACE, LEADER_KEY, deadAfterMs],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Runs a notification channel subscription on a dedicated connection. */
+export async function listen(db: Queryable, channels: readonly string[]): Promise<void> {
+  for (const channel of channels) await db.query(`LISTEN ${channel}`);
+}
+
+// ---- progress ---------------------------------------------------------------------
+
+/** The latest progress of one running attempt. */
+export interface ProgressUpdate {
+  id: string;
+  attempt: number;
+  percent: number;
+  message: string | null;
+  data: unknown;
+  logs: string | null;
+}
+
+/**
+ * Writes the latest progress of many jobs in one statement, fenced on (id, attempt, worker, running),
+ * and tells watchers with one NOTIFY per 300 jobs. Returns how many rows were written.
+ */
+export async function writeProgress(db: Queryable, workerId: string, updates: ProgressUpdate[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `WITH written AS (
+       UPDATE spindle.jobs j
+          SET progress = u.percent, progress_message = u.message, progress_data = u.data,
+              logs = coalesce(u.logs, j.logs)
+         FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[], $6::jsonb[], $7::text[])
+           AS u(id, attempt, percent, message, data, logs)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1 AND j.state = 'running'
+        RETURNING j.id
+     ), told AS (
+       SELECT pg_notify('spindle_progress', string_agg(id::text, ','))
+         FROM (SELECT id, row_number() OVER () / 300 AS g FROM written) w
+        GROUP BY g
+     )
+     SELECT (SELECT count(*) FROM written)::int AS n, (SELECT count(*) FROM told) AS t`,
+    [
+      workerId,
+      updates.map((u) => u.id),
+      updates.map((u) => u.attempt),
+      updates.map((u) => u.percent),
+      updates.map((u) => u.message),
+      updates.map((u) => (u.data === undefined ? null : JSON.stringify(u.data))),
+      updates.map((u) => u.logs),
+    ],
+  );
+  return rows[0]!.n;
+}
+
+/** Records what a module's compensate() did after a cancel, fenced on the cancelled attempt. */
+export async function recordCompensation(
+  db: Queryable,
+  workerId: string,
+  c: { id: string; attempt: number; compensation: unknown },
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE spindle.jobs SET compensation = $4
+      WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'cancelled'`,
+    [c.id, c.attempt, workerId, JSON.stringify(c.compensation)],
+  );
+  return rowCount === 1;
+}

@@ -7,6 +7,12 @@ import type { MessagePort } from 'node:worker_threads';
 /** Why a running job is being stopped. */
 export type AbortReason = 'timeout' | 'cancel' | 'lost' | 'shutdown';
 
+/**
+ * The value the supervisor stores in `JobTask.abortFlag[0]` when it aborts a job:
+ * the index of the reason here, plus one (0 means "not aborted").
+ */
+export const ABORT_REASONS: readonly AbortReason[] = ['timeout', 'cancel', 'lost', 'shutdown'];
+
 /** What the supervisor sends to a thread with each job (the Piscina task). */
 export interface JobTask {
   mode: 'run' | 'compensate';
@@ -21,6 +27,13 @@ export interface JobTask {
   port: MessagePort;
   /** With mode 'compensate': the cancel reason. */
   cancelReason?: string;
+  /**
+   * One Int32 on a SharedArrayBuffer, set (see ABORT_REASONS) just after the abort
+   * message is posted. A handler stuck in a synchronous loop never sees port
+   * messages, but reading `ctx.signal.aborted` checks this flag, so a loop that
+   * polls the signal still stops.
+   */
+  abortFlag?: Int32Array;
 }
 
 /** Messages a thread posts on the job's port. */
@@ -30,20 +43,88 @@ export type ThreadMessage =
   | { type: 'log'; line: string };
 
 /** Messages the supervisor posts on the job's port. */
-export type SupervisorMessage = { type: 'abort'; reason: AbortReason; detail?: string };
+export type SupervisorMessage = {
+  type: 'abort';
+  reason: AbortReason;
+  detail?: string;
+  /** Readable text for `ctx.signal.reason.message` (see describeAbort). */
+  message: string;
+};
 
 /** An error as it crosses the thread boundary: always readable, whatever was thrown. */
 export interface SerializedError {
   name: string;
   message: string;
   stack?: string;
-  /** The handler threw a PermanentError: do not retry. */
+  /** The handler threw a PermanentError (or the module cannot load): do not retry. */
   permanent?: boolean;
-  /** Where it came from: the handler, loading the module, cloning the result. */
+  /** Where it came from: the handler, loading the module, cloning the result, the thread itself. */
   phase?: 'load' | 'handler' | 'clone' | 'thread';
 }
 
 /** What a thread resolves its Piscina task with. Handler errors are values, not rejections. */
 export type TaskResult =
-  | { ok: true; output: unknown; abortedBy?: AbortReason }
+  | {
+      ok: true;
+      output: unknown;
+      abortedBy?: AbortReason;
+      /** Mode 'compensate' on a module that exports no `compensate`: nothing ran. */
+      noCompensate?: true;
+    }
   | { ok: false; error: SerializedError; abortedBy?: AbortReason };
+
+/**
+ * Posted by a thread on its parentPort (Piscina re-emits it as the pool's
+ * 'message' event) when an error escapes that no running job owns: a timer or
+ * promise left behind by a finished job. The thread exits as soon as it has no
+ * job (see thread.ts); Piscina starts a replacement.
+ */
+export interface ThreadErrorReport {
+  type: 'spindle:thread:error';
+  kind: 'uncaughtException' | 'unhandledRejection';
+  threadId: number;
+  /** The job whose code scheduled the failing callback, when known. */
+  jobId?: string;
+  jobType?: string;
+  error: SerializedError;
+}
+
+/** The exit code of a thread that ends itself after a ThreadErrorReport. */
+export const THREAD_ERROR_EXIT_CODE = 70;
+
+/** What the registry's probe thread learns about one module, without running its handler. */
+export type ModuleReport =
+  | {
+      ok: true;
+      /** The module's `options` export, cloned (undefined when absent). */
+      options: unknown;
+      hasDefault: boolean;
+      hasCompensate: boolean;
+      /** The module's `schedule` export, if any, unvalidated. */
+      schedule?: unknown;
+    }
+  | { ok: false; error: string };
+
+/** The probe thread's workerData. */
+export interface ProbeRequest {
+  paths: string[];
+}
+
+/** Messages the probe thread posts on its parentPort, in order, per module. */
+export type ProbeMessage =
+  | { type: 'probing'; path: string }
+  | { type: 'probed'; path: string; report: ModuleReport };
+
+/** The readable text of an abort, the same on both sides: 'job timed out after 5000 ms'. */
+export function describeAbort(reason: AbortReason, detail?: string): string {
+  switch (reason) {
+    case 'timeout':
+      return detail === undefined ? 'job timed out' : `job timed out after ${detail}`;
+    case 'cancel':
+      return detail === undefined ? 'job cancelled' : `job cancelled: ${detail}`;
+    case 'lost':
+      return detail === undefined ? 'job lease lost' : `job lease lost: ${detail}`;
+    case 'shutdown':
+      return detail === undefined ? 'job interrupted by shutdown' : `job interrupted by shutdown: ${detail}`;
+  }
+}

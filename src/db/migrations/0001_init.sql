@@ -201,7 +201,7 @@ BEGIN
     IF job.cancel_requested_at IS NULL THEN
       UPDATE spindle.jobs SET cancel_reason = reason, cancel_requested_at = now() WHERE id = job_id;
     END IF;
-    PERFORM pg_notify('spindle_cancel', json_build_object('id', job.id::text, 'workerId', job.worker_id, 'attempt', job.attempt)::text);
+    PERFORM pg_notify('spindle_cancel', json_build_object('id', job.id::text, 'workerId', job.worker_id, 'attempt', job.attempt, 'reason', left(coalesce(job.cancel_reason, reason), 1000))::text);
     RETURN jsonb_build_object('found', true, 'state', 'running', 'changed', job.cancel_requested_at IS NULL);
   END IF;
   RETURN jsonb_build_object('found', true, 'state', job.state, 'changed', false);

@@ -1,0 +1,111 @@
+/**
+ * Writes finished attempts in batches: while one batch is being written, the next collects, so many
+ * jobs finish in one statement under load and a lone job is written at once.
+ */
+import { finishJobs, type Finish, type Queryable } from '../db/queries.ts';
+import { Actor, assertNever } from './kernel.ts';
+
+/** Most finishes written by one statement. */
+export const MAX_BATCH = 500;
+/** Wait before retrying a batch whose write failed (a dropped connection, a restarting server). */
+const RETRY_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+
+type CompleterMsg =
+  | { type: 'add'; finish: Finish }
+  | { type: 'flush' }
+  /** Resolves once everything added before it is written (or given up on). */
+  | { type: 'drain' };
+
+export interface CompleterState {
+  pending: number;
+  written: number;
+  /** Finishes whose fenced write matched nothing: the claim had been lost. */
+  notWritten: number;
+  batches: number;
+  failedWrites: number;
+}
+
+/** The outcome of one batch, for the supervisor's counters and events. */
+export interface CompletedBatch {
+  written: Finish[];
+  notWritten: Finish[];
+}
+
+export class Completer extends Actor<CompleterMsg, CompleterState> {
+  readonly #db: Queryable;
+  readonly #workerId: string;
+  readonly #onBatch: (batch: CompletedBatch) => void;
+  #pending: Finish[] = [];
+  #flushQueued = false;
+  #failures = 0;
+  #waiters: (() => void)[] = [];
+  #stats = { written: 0, notWritten: 0, batches: 0, failedWrites: 0 };
+
+  constructor(options: { db: Queryable; workerId: string; onBatch: (batch: CompletedBatch) => void }) {
+    super({ name: 'completer' });
+    this.#db = options.db;
+    this.#workerId = options.workerId;
+    this.#onBatch = options.onBatch;
+  }
+
+  /** Queues a finished attempt for the next batch. */
+  add(finish: Finish): void {
+    this.send({ type: 'add', finish });
+  }
+
+  /** Resolves when every finish added so far has been written. */
+  drain(timeoutMs: number): Promise<void> {
+    return this.ask({ type: 'drain' }, { timeoutMs });
+  }
+
+  protected async handle(msg: CompleterMsg): Promise<void> {
+    switch (msg.type) {
+      case 'add':
+        this.#pending.push(msg.finish);
+        this.#queueFlush();
+        return;
+      case 'flush':
+        this.#flushQueued = false;
+        await this.#flush();
+        return;
+      case 'drain':
+        while (this.#pending.length > 0 && !this.signal.aborted) await this.#flush();
+        return;
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  #queueFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    this.send({ type: 'flush' });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending.splice(0, MAX_BATCH);
+    try {
+      const ids = new Set(await finishJobs(this.#db, this.#workerId, batch));
+      this.#failures = 0;
+      const written = batch.filter((f) => ids.has(f.id));
+      const notWritten = batch.filter((f) => !ids.has(f.id));
+      this.#stats.batches++;
+      this.#stats.written += written.length;
+      this.#stats.notWritten += notWritten.length;
+      this.#onBatch({ written, notWritten });
+    } catch (err) {
+      // Fenced writes are safe to repeat: put the batch back and try again after a pause.
+      this.#stats.failedWrites++;
+      this.#pending.unshift(...batch);
+      const delay = RETRY_MS[Math.min(this.#failures++, RETRY_MS.length - 1)]!;
+      this.logger.warn({ err, jobs: batch.length, retryInMs: delay }, 'could not record finished jobs; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    if (this.#pending.length > 0) this.#queueFlush();
+  }
+
+  protected override inspect(): CompleterState {
+    return { pending: this.#pending.length, ...this.#stats };
+  }
+}

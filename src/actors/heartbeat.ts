@@ -1,0 +1,107 @@
+/**
+ * Extends the leases of every job this supervisor holds, in one statement per tick, and reports which
+ * it still holds: a job missing from the answer was taken away.
+ */
+import { heartbeat, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
+import { Actor, assertNever } from './kernel.ts';
+
+/** A job as the supervisor holds it: the fence the heartbeat checks. */
+export interface HeldClaim {
+  id: string;
+  attempt: number;
+}
+
+/** What one beat found. */
+export interface BeatResult {
+  /** The claims the beat asked about. */
+  asked: HeldClaim[];
+  /** Those still held, with any cancel request. */
+  held: HeldJob[];
+}
+
+type HeartbeatMsg = { type: 'beat' };
+
+export interface HeartbeatState {
+  intervalMs: number;
+  leaseMs: number;
+  beats: number;
+  failures: number;
+  lastBeatAt: string | null;
+  lastBeatMs: number | null;
+}
+
+export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
+  readonly #db: Queryable;
+  readonly #record: SupervisorRecord;
+  readonly #intervalMs: number;
+  readonly #leaseMs: number;
+  readonly #claims: () => HeldClaim[];
+  readonly #onBeat: (result: BeatResult) => void;
+  #beats = 0;
+  #failures = 0;
+  #lastBeatAt: number | null = null;
+  #lastBeatMs: number | null = null;
+
+  constructor(options: {
+    db: Queryable;
+    record: SupervisorRecord;
+    intervalMs: number;
+    leaseMs: number;
+    /** The claims held right now. */
+    claims: () => HeldClaim[];
+    onBeat: (result: BeatResult) => void;
+  }) {
+    super({ name: 'heartbeat' });
+    this.#db = options.db;
+    this.#record = options.record;
+    this.#intervalMs = options.intervalMs;
+    this.#leaseMs = options.leaseMs;
+    this.#claims = options.claims;
+    this.#onBeat = options.onBeat;
+  }
+
+  protected override onStart(): void {
+    this.every(this.#intervalMs, () => ({ type: 'beat' }));
+  }
+
+  protected async handle(msg: HeartbeatMsg): Promise<void> {
+    switch (msg.type) {
+      case 'beat':
+        return this.#beat();
+      default:
+        return assertNever(msg.type);
+    }
+  }
+
+  async #beat(): Promise<void> {
+    const asked = this.#claims();
+    const started = performance.now();
+    try {
+      const held = await heartbeat(this.#db, {
+        supervisor: this.#record,
+        leaseMs: this.#leaseMs,
+        ids: asked.map((c) => c.id),
+        attempts: asked.map((c) => c.attempt),
+      });
+      this.#beats++;
+      this.#lastBeatAt = Date.now();
+      this.#lastBeatMs = performance.now() - started;
+      this.#onBeat({ asked, held });
+    } catch (err) {
+      // A missed beat is not fatal: the lease outlasts several of them.
+      this.#failures++;
+      this.logger.warn({ err, failures: this.#failures }, 'heartbeat failed');
+    }
+  }
+
+  protected override inspect(): HeartbeatState {
+    return {
+      intervalMs: this.#intervalMs,
+      leaseMs: this.#leaseMs,
+      beats: this.#beats,
+      failures: this.#failures,
+      lastBeatAt: this.#lastBeatAt === null ? null : new Date(this.#lastBeatAt).toISOString(),
+      lastBeatMs: this.#lastBeatMs === null ? null : Math.round(this.#lastBeatMs * 10) / 10,
+    };
+  }
+}

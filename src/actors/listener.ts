@@ -1,0 +1,129 @@
+/**
+ * The LISTEN connection: wake-ups on enqueue, cancel requests, and finished-job notices. It reconnects
+ * with backoff when the connection drops, and says so, because notifications sent meanwhile are lost.
+ */
+import pg from 'pg';
+import { listen } from '../db/queries.ts';
+import { Actor, assertNever } from './kernel.ts';
+
+const RECONNECT_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+
+type ListenerMsg = { type: 'connect' } | { type: 'lost'; error: Error };
+
+export interface ListenerState {
+  connected: boolean;
+  channels: readonly string[];
+  notifications: number;
+  reconnects: number;
+}
+
+export class Listener extends Actor<ListenerMsg, ListenerState> {
+  readonly #connectionString: string;
+  readonly #channels: readonly string[];
+  readonly #applicationName: string;
+  readonly #onNotification: (channel: string, payload: string) => void;
+  readonly #onConnect: (reconnected: boolean) => void;
+  #client: pg.Client | null = null;
+  #attempts = 0;
+  #everConnected = false;
+  #notifications = 0;
+  #reconnects = 0;
+
+  constructor(options: {
+    connectionString: string;
+    channels: readonly string[];
+    applicationName: string;
+    onNotification: (channel: string, payload: string) => void;
+    /** Called on every (re)connect: anything notified while away must be looked for. */
+    onConnect: (reconnected: boolean) => void;
+  }) {
+    super({ name: 'listener' });
+    this.#connectionString = options.connectionString;
+    this.#channels = options.channels;
+    this.#applicationName = options.applicationName;
+    this.#onNotification = options.onNotification;
+    this.#onConnect = options.onConnect;
+  }
+
+  protected override async onStart(): Promise<void> {
+    this.send({ type: 'connect' });
+  }
+
+  protected override async onStop(): Promise<void> {
+    await this.#close();
+  }
+
+  protected async handle(msg: ListenerMsg): Promise<void> {
+    switch (msg.type) {
+      case 'connect':
+        return this.#connect();
+      case 'lost':
+        if (!this.#client) return;
+        this.logger.warn({ err: msg.error }, 'LISTEN connection lost; reconnecting');
+        await this.#close();
+        this.#retry();
+        return;
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#client) return;
+    const client = new pg.Client({
+      connectionString: this.#connectionString,
+      application_name: this.#applicationName,
+      keepAlive: true,
+    });
+    client.on('notification', (n) => {
+      this.#notifications++;
+      try {
+        this.#onNotification(n.channel, n.payload ?? '');
+      } catch (err) {
+        this.logger.error({ err, channel: n.channel }, 'notification handler threw');
+      }
+    });
+    client.on('error', (error) => this.send({ type: 'lost', error }));
+    client.on('end', () => this.send({ type: 'lost', error: new Error('connection ended') }));
+    try {
+      await client.connect();
+      await listen(client, this.#channels);
+    } catch (err) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+      this.logger.warn({ err }, 'cannot LISTEN; retrying');
+      this.#retry();
+      return;
+    }
+    this.#client = client;
+    this.#attempts = 0;
+    const reconnected = this.#everConnected;
+    if (reconnected) this.#reconnects++;
+    this.#everConnected = true;
+    this.#onConnect(reconnected);
+  }
+
+  #retry(): void {
+    const delay = RECONNECT_MS[Math.min(this.#attempts++, RECONNECT_MS.length - 1)]!;
+    this.after(delay, { type: 'connect' });
+  }
+
+  async #close(): Promise<void> {
+    const client = this.#client;
+    this.#client = null;
+    if (!client) return;
+    client.removeAllListeners('end');
+    client.removeAllListeners('notification');
+    client.on('error', () => {});
+    await client.end().catch(() => {});
+  }
+
+  protected override inspect(): ListenerState {
+    return {
+      connected: this.#client !== null,
+      channels: this.#channels,
+      notifications: this.#notifications,
+      reconnects: this.#reconnects,
+    };
+  }
+}

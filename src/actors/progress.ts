@@ -1,0 +1,89 @@
+/**
+ * Keeps the latest progress of each running job and writes all that changed in one statement every
+ * `flushMs`: however often handlers report, the database sees one UPDATE per interval.
+ */
+import { writeProgress, type ProgressUpdate, type Queryable } from '../db/queries.ts';
+import { Actor, assertNever } from './kernel.ts';
+
+type ProgressMsg = { type: 'report'; update: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };
+
+export interface ProgressState {
+  flushMs: number;
+  dirty: number;
+  reports: number;
+  statements: number;
+  rowsWritten: number;
+  failedWrites: number;
+}
+
+export class Progress extends Actor<ProgressMsg, ProgressState> {
+  readonly #db: Queryable;
+  readonly #workerId: string;
+  readonly #flushMs: number;
+  #dirty = new Map<string, ProgressUpdate>();
+  #stats = { reports: 0, statements: 0, rowsWritten: 0, failedWrites: 0 };
+
+  constructor(options: { db: Queryable; workerId: string; flushMs: number }) {
+    super({ name: 'progress' });
+    this.#db = options.db;
+    this.#workerId = options.workerId;
+    this.#flushMs = options.flushMs;
+  }
+
+  /** Records the latest progress of a job; written at the next flush. */
+  report(update: ProgressUpdate): void {
+    this.send({ type: 'report', update });
+  }
+
+  /** Drops what is pending for a job that finished: its final write carries the rest. */
+  forget(id: string): void {
+    this.send({ type: 'forget', id });
+  }
+
+  /** Writes what is pending now. */
+  flush(timeoutMs: number): Promise<void> {
+    return this.ask({ type: 'flush' }, { timeoutMs });
+  }
+
+  protected override onStart(): void {
+    this.every(this.#flushMs, () => ({ type: 'flush' }));
+  }
+
+  protected async handle(msg: ProgressMsg): Promise<void> {
+    switch (msg.type) {
+      case 'report': {
+        this.#stats.reports++;
+        const previous = this.#dirty.get(msg.update.id);
+        // A newer attempt replaces an older one; an older one never replaces a newer one.
+        if (!previous || previous.attempt <= msg.update.attempt) this.#dirty.set(msg.update.id, msg.update);
+        return;
+      }
+      case 'forget':
+        this.#dirty.delete(msg.id);
+        return;
+      case 'flush':
+        return this.#flush();
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#dirty.size === 0) return;
+    const updates = [...this.#dirty.values()];
+    this.#dirty = new Map();
+    try {
+      this.#stats.statements++;
+      this.#stats.rowsWritten += await writeProgress(this.#db, this.#workerId, updates);
+    } catch (err) {
+      // Progress is advisory: keep what is newest and try again at the next tick.
+      this.#stats.failedWrites++;
+      for (const u of updates) if (!this.#dirty.has(u.id)) this.#dirty.set(u.id, u);
+      this.logger.warn({ err, jobs: updates.length }, 'could not write progress; will retry');
+    }
+  }
+
+  protected override inspect(): ProgressState {
+    return { flushMs: this.#flushMs, dirty: this.#dirty.size, ...this.#stats };
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The leader's sweep: supervisors that stopped heartbeating are removed and their jobs taken back at
+ * once; jobs whose lease expired are taken back; jobs of types nobody serves fail; old finished jobs
+ * are deleted in small batches.
+ */
+import type { BackoffOptions } from '../backoff.ts';
+import {
+  deleteFinishedJobs,
+  failUnknownTypes,
+  reapLostJobs,
+  removeDeadSupervisors,
+  type Queryable,
+  type ReapedJob,
+} from '../db/queries.ts';
+import type { JobState } from '../job.ts';
+import { Actor, assertNever } from './kernel.ts';
+
+/** Rows per statement, so a sweep never holds many locks for long. */
+const BATCH = 500;
+/** Retention runs on every n-th sweep: it is not urgent. */
+const RETENTION_EVERY = 15;
+
+type ReaperMsg = { type: 'sweep' };
+
+export interface ReaperOptions {
+  db: Queryable;
+  intervalMs: number;
+  /** A supervisor not seen for this long is dead. */
+  deadAfterMs: number;
+  unknownTypeGraceMs: number;
+  backoff: BackoffOptions;
+  retentionMs: Partial<Record<JobState, number>>;
+  isLeader: () => boolean;
+  onReaped: (jobs: ReapedJob[]) => void;
+}
+
+export interface ReaperState {
+  sweeps: number;
+  reaped: number;
+  deadSupervisors: number;
+  unknownTypeFailures: number;
+  deleted: number;
+  lastSweepAt: string | null;
+}
+
+export class Reaper extends Actor<ReaperMsg, ReaperState> {
+  readonly #o: ReaperOptions;
+  #stats = { sweeps: 0, reaped: 0, deadSupervisors: 0, unknownTypeFailures: 0, deleted: 0 };
+  #lastSweepAt: number | null = null;
+
+  constructor(options: ReaperOptions) {
+    super({ name: 'reaper' });
+    this.#o = options;
+  }
+
+  /** Sweeps now (when leader) instead of at the next tick. */
+  sweepNow(): void {
+    this.send({ type: 'sweep' });
+  }
+
+  protected override onStart(): void {
+    this.every(this.#o.intervalMs, () => ({ type: 'sweep' }));
+  }
+
+  protected async handle(msg: ReaperMsg): Promise<void> {
+    switch (msg.type) {
+      case 'sweep':
+        if (!this.#o.isLeader()) return;
+        try {
+          await this.#sweep();
+        } catch (err) {
+          this.logger.warn({ err }, 'reaper sweep failed; trying again next tick');
+        }
+        return;
+      default:
+        return assertNever(msg.type);
+    }
+  }
+
+  async #sweep(): Promise<void> {
+    const { db } = this.#o;
+    this.#stats.sweeps++;
+    this.#lastSweepAt = Date.now();
+    const dead = await removeDeadSupervisors(db, this.#o.deadAfterMs);
+    if (dead.length) {
+      this.#stats.deadSupervisors += dead.length;
+      this.logger.warn({ supervisors: dead }, 'removed supervisors that stopped heartbeating');
+    }
+    for (;;) {
+      const reaped = await reapLostJobs(db, {
+        limit: BATCH,
+        backoffBaseMs: this.#o.backoff.baseMs,
+        backoffMaxMs: this.#o.backoff.maxMs,
+      });
+      if (reaped.length === 0) break;
+      this.#stats.reaped += reaped.length;
+      this.logger.warn({ jobs: reaped.map((j) => j.id), count: reaped.length }, 'took back jobs whose supervisor was lost');
+      this.#o.onReaped(reaped);
+      if (reaped.length < BATCH) break;
+    }
+    const unknown = await failUnknownTypes(db, this.#o.unknownTypeGraceMs, BATCH);
+    if (unknown.length) {
+      this.#stats.unknownTypeFailures += unknown.length;
+      this.logger.warn({ jobs: unknown }, 'failed jobs of a type no supervisor serves');
+    }
+    if (this.#stats.sweeps % RETENTION_EVERY === 1) await this.#retention();
+  }
+
+  async #retention(): Promise<void> {
+    for (const [state, ms] of Object.entries(this.#o.retentionMs) as [JobState, number][]) {
+      for (;;) {
+        const n = await deleteFinishedJobs(this.#o.db, state, ms, BATCH);
+        this.#stats.deleted += n;
+        if (n < BATCH || this.signal.aborted) break;
+      }
+    }
+  }
+
+  protected override inspect(): ReaperState {
+    return {
+      ...this.#stats,
+      lastSweepAt: this.#lastSweepAt === null ? null : new Date(this.#lastSweepAt).toISOString(),
+    };
+  }
+}

@@ -1,0 +1,626 @@
+/**
+ * The root actor: claims jobs, runs each on a worker thread, turns the end of each thread into an
+ * outcome, and supervises the actors that keep the claims honest (heartbeat, reaper, elector,
+ * listener) and the ones that write in batches (completer, progress).
+ */
+import { hostname } from 'node:os';
+import { EventEmitter } from 'eventemitter3';
+import type pg from 'pg';
+import type { SupervisorConfig } from '../config.ts';
+import {
+  cancelRequests,
+  claimJobs,
+  recordCompensation,
+  registerSupervisor,
+  removeSupervisor,
+  type ClaimType,
+  type HeldJob,
+  type ReapedJob,
+  type SupervisorRecord,
+} from '../db/queries.ts';
+import type { AttemptOutcome, JobRow, JobState } from '../job.ts';
+import { finishFor } from '../outcome.ts';
+import type { Outcome, RunningJob, WorkerPool } from '../pool/pool.ts';
+import type { AbortReason } from '../pool/protocol.ts';
+import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
+import { Completer, type CompletedBatch } from './completer.ts';
+import { Elector } from './elector.ts';
+import { Heartbeat, type BeatResult } from './heartbeat.ts';
+import { Actor, assertNever, type Logger } from './kernel.ts';
+import { Listener } from './listener.ts';
+import { Progress } from './progress.ts';
+import { Reaper } from './reaper.ts';
+
+/** A supervisor not seen for this many heartbeats is dead. */
+const DEAD_AFTER_HEARTBEATS = 3;
+/** Bound on the log lines kept per attempt (the oldest are dropped). */
+const MAX_LOG_BYTES = 64 * 1024;
+/** Time a compensate() hook gets when its module says nothing. */
+const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
+const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+
+/** What the runtime tells an inspector, beside the actors' own events. */
+export interface RuntimeEvents {
+  'job:claimed': [{ id: string; type: string; attempt: number }];
+  'job:started': [{ id: string; type: string; attempt: number; threadId: number }];
+  /** `state` is the job's state after this attempt ('queued' for a retry), null when the claim was lost. */
+  'job:finished': [{ id: string; type: string; attempt: number; outcome: AttemptOutcome; state: JobState | null; ms: number }];
+  'job:progress': [{ id: string; percent: number; message: string | null }];
+  'claim:lost': [{ id: string; attempt: number; reason: string }];
+  'job:reaped': [{ id: string; attempt: number; workerId: string | null; state: string }];
+  'leader:changed': [{ leader: boolean }];
+}
+
+/** A job this supervisor is running. */
+interface InFlight {
+  id: string;
+  type: string;
+  attempt: number;
+  maxAttempts: number;
+  input: unknown;
+  info: WorkerModuleInfo;
+  running: RunningJob;
+  claimedAt: number;
+  deadlineAt: number | null;
+  timeoutMs: number | null;
+  threadId: number | null;
+  startedAt: number | null;
+  percent: number | null;
+  message: string | null;
+  data: unknown;
+  logs: string;
+  /** Why we stopped it, if we did. */
+  abortedFor: AbortReason | null;
+  cancelReason: string | null;
+}
+
+/** An in-flight job as the debug socket's `jobs` op shows it. */
+export interface InFlightView {
+  id: string;
+  type: string;
+  attempt: number;
+  maxAttempts: number;
+  threadId: number | null;
+  claimedAt: string;
+  startedAt: string | null;
+  elapsedMs: number;
+  deadline: string | null;
+  progress: number | null;
+  message: string | null;
+  aborting: AbortReason | null;
+}
+
+type SupervisorMsg =
+  | { type: 'claim' }
+  | { type: 'finished'; id: string; outcome: Outcome }
+  | { type: 'beat'; result: BeatResult }
+  | { type: 'cancel'; id: string; attempt: number | null; reason: string | null }
+  | { type: 'sweepCancels' };
+
+export interface SupervisorState {
+  id: string;
+  draining: boolean;
+  leader: boolean;
+  concurrency: number;
+  inFlight: number;
+  types: string[];
+  queues: string[];
+  claims: number;
+  claimed: number;
+  finished: Record<string, number>;
+  lostClaims: number;
+  claimErrors: number;
+}
+
+export interface SupervisorDeps {
+  id: string;
+  config: SupervisorConfig;
+  databaseUrl: string;
+  db: pg.Pool;
+  registry: Registry;
+  pool: WorkerPool;
+  version: string;
+  logger?: Logger;
+}
+
+export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
+  /** Claims, outcomes, progress and lost claims, for inspectors. */
+  readonly events = new EventEmitter<RuntimeEvents>();
+  readonly id: string;
+  readonly #d: SupervisorDeps;
+  readonly #record: SupervisorRecord;
+  readonly #inFlight = new Map<string, InFlight>();
+  /** Compensations running after a cancel: they hold threads too. */
+  readonly #compensating = new Set<Promise<void>>();
+  #completer!: Completer;
+  #progress!: Progress;
+  #elector!: Elector;
+  #reaper!: Reaper;
+  #draining = false;
+  #claimQueued = false;
+  /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
+  #maybeMore = true;
+  #claimFailures = 0;
+  #idleWaiters: (() => void)[] = [];
+  #stats = { claims: 0, claimed: 0, lostClaims: 0, claimErrors: 0 };
+  #finishedBy: Record<string, number> = {};
+
+  constructor(deps: SupervisorDeps) {
+    super({ name: 'supervisor', logger: deps.logger });
+    this.#d = deps;
+    this.id = deps.id;
+    this.#record = {
+      id: deps.id,
+      host: hostname(),
+      pid: process.pid,
+      version: deps.version,
+      queues: deps.config.queues,
+      types: [...deps.registry.keys()],
+      concurrency: deps.config.concurrency,
+    };
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------
+
+  protected override async onStart(): Promise<void> {
+    const { config, db, databaseUrl } = this.#d;
+    await registerSupervisor(db, this.#record);
+    const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
+    this.#completer = this.spawn(
+      new Completer({ db, workerId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
+      { policy: 'restart' },
+    );
+    this.#progress = this.spawn(new Progress({ db, workerId: this.id, flushMs: config.progressFlushMs }), {
+      policy: 'restart',
+    });
+    this.spawn(
+      new Heartbeat({
+        db,
+        record: this.#record,
+        intervalMs: config.heartbeatMs,
+        leaseMs: config.leaseMs,
+        claims: () => [...this.#inFlight.values()].map((j) => ({ id: j.id, attempt: j.attempt })),
+        onBeat: (result) => this.send({ type: 'beat', result }),
+      }),
+      { policy: 'restart' },
+    );
+    this.spawn(
+      new Listener({
+        connectionString: databaseUrl,
+        channels: ['spindle_jobs', 'spindle_cancel'],
+        applicationName: `spindle:listener:${this.id}`,
+        onNotification: (channel, payload) => this.#onNotification(channel, payload),
+        onConnect: (reconnected) => {
+          // Whatever was notified while the connection was down is looked for now.
+          this.#wake();
+          if (reconnected) this.send({ type: 'sweepCancels' });
+        },
+      }),
+      { policy: 'restart' },
+    );
+    this.#elector = this.spawn(
+      new Elector({
+        connectionString: databaseUrl,
+        supervisorId: this.id,
+        intervalMs: Math.max(250, Math.min(config.heartbeatMs, 2_000)),
+        deadAfterMs,
+        onChange: (leader) => {
+          this.events.emit('leader:changed', { leader });
+          if (leader) this.#reaper?.sweepNow();
+        },
+      }),
+      { policy: 'restart' },
+    );
+    this.#reaper = this.spawn(
+      new Reaper({
+        db,
+        intervalMs: config.reaperIntervalMs,
+        deadAfterMs,
+        unknownTypeGraceMs: config.unknownTypeGraceMs,
+        backoff: config.backoff,
+        retentionMs: config.retentionMs,
+        isLeader: () => this.#elector.isLeader,
+        onReaped: (jobs) => this.#onReaped(jobs),
+      }),
+      { policy: 'restart' },
+    );
+    this.every(config.pollMs, () => {
+      this.#maybeMore = true;
+      return { type: 'claim' };
+    });
+    this.#wake();
+  }
+
+  /**
+   * Graceful shutdown: stop claiming, let running jobs finish for up to `shutdownTimeoutMs`, stop the
+   * rest and put them back in the queue (outcome `interrupted`), write everything, deregister.
+   */
+  async shutdown(): Promise<void> {
+    if (this.status !== 'running' && this.status !== 'restarting') {
+      await this.stop();
+      return;
+    }
+    const { config } = this.#d;
+    this.#draining = true;
+    this.logger.info({ running: this.#inFlight.size, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    if (!(await this.#whenIdle(config.shutdownTimeoutMs))) {
+      this.logger.warn({ running: this.#inFlight.size }, 'shutdown timeout: putting running jobs back in the queue');
+      for (const job of this.#inFlight.values()) this.#abort(job, 'shutdown');
+      await this.#whenIdle(config.abortGraceMs + 10_000);
+    }
+    await Promise.allSettled(this.#compensating);
+    await this.#completer.drain(30_000).catch((err) => this.logger.error({ err }, 'could not write every outcome'));
+    await this.#progress.flush(5_000).catch(() => {});
+    await this.stop();
+    await removeSupervisor(this.#d.db, this.id).catch((err) =>
+      this.logger.warn({ err }, 'could not deregister; the reaper will remove this supervisor'),
+    );
+  }
+
+  /** True once shutdown() has begun. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** True while this supervisor is the leader. */
+  get isLeader(): boolean {
+    return this.#elector?.isLeader ?? false;
+  }
+
+  #whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#inFlight.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  // ---- messages -------------------------------------------------------------------
+
+  protected async handle(msg: SupervisorMsg): Promise<void> {
+    switch (msg.type) {
+      case 'claim':
+        this.#claimQueued = false;
+        return this.#claim();
+      case 'finished':
+        return this.#finished(msg.id, msg.outcome);
+      case 'beat':
+        return this.#checkHeld(msg.result);
+      case 'cancel': {
+        const job = this.#inFlight.get(msg.id);
+        if (job && (msg.attempt === null || msg.attempt === job.attempt)) {
+          job.cancelReason = msg.reason;
+          this.#abort(job, 'cancel', msg.reason ?? undefined);
+        }
+        return;
+      }
+      case 'sweepCancels':
+        try {
+          for (const held of await cancelRequests(this.#d.db, this.id)) this.#cancelHeld(held);
+        } catch (err) {
+          this.logger.warn({ err }, 'could not look for cancel requests');
+        }
+        return;
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  #wake(): void {
+    this.#maybeMore = true;
+    if (this.#claimQueued || this.#draining) return;
+    this.#claimQueued = this.send({ type: 'claim' });
+  }
+
+  #onNotification(channel: string, payload: string): void {
+    if (channel === 'spindle_jobs') {
+      const queues = this.#d.config.queues;
+      if (queues.length === 0 || queues.includes(payload)) this.#wake();
+      return;
+    }
+    if (channel === 'spindle_cancel') {
+      try {
+        const note = JSON.parse(payload) as { id: string; workerId: string | null; attempt: number; reason: string | null };
+        if (note.workerId === this.id) {
+          this.send({ type: 'cancel', id: String(note.id), attempt: note.attempt, reason: note.reason ?? null });
+        }
+      } catch (err) {
+        this.logger.warn({ err, payload }, 'ignored a malformed cancel notification');
+      }
+    }
+  }
+
+  // ---- claiming -------------------------------------------------------------------
+
+  async #claim(): Promise<void> {
+    const { config, registry } = this.#d;
+    if (this.#draining || !this.#maybeMore) return;
+    let free = config.concurrency + config.prefetch - this.#inFlight.size;
+    if (free <= 0) return;
+
+    const running = new Map<string, number>();
+    for (const job of this.#inFlight.values()) running.set(job.type, (running.get(job.type) ?? 0) + 1);
+    const unlimited: ClaimType[] = [];
+    const limited: { type: ClaimType; free: number }[] = [];
+    for (const info of registry.values()) {
+      const claimType = { type: info.type, maxAttempts: info.options.maxAttempts ?? 3 };
+      const limit = info.options.concurrency;
+      if (limit === undefined) unlimited.push(claimType);
+      else if (limit - (running.get(info.type) ?? 0) > 0) limited.push({ type: claimType, free: limit - (running.get(info.type) ?? 0) });
+    }
+
+    let full = false;
+    const take = async (types: ClaimType[], limit: number) => {
+      const rows = await this.#claimBatch(types, limit);
+      free -= rows.length;
+      if (rows.length === limit) full = true;
+    };
+    try {
+      if (unlimited.length > 0) await take(unlimited, free);
+      for (const { type, free: typeFree } of limited) {
+        if (free > 0) await take([type], Math.min(free, typeFree));
+      }
+      this.#claimFailures = 0;
+    } catch (err) {
+      this.#stats.claimErrors++;
+      const delay = RETRY_CLAIM_MS[Math.min(this.#claimFailures++, RETRY_CLAIM_MS.length - 1)]!;
+      this.logger.warn({ err, retryInMs: delay }, 'claim failed; retrying');
+      this.after(delay, { type: 'claim' });
+      return;
+    }
+    // A batch that filled every free slot may have left more behind.
+    this.#maybeMore = full;
+  }
+
+  async #claimBatch(types: ClaimType[], limit: number): Promise<JobRow[]> {
+    const { config, db } = this.#d;
+    this.#stats.claims++;
+    const rows = await claimJobs(db, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
+    for (const row of rows) this.#run(row);
+    this.#stats.claimed += rows.length;
+    return rows;
+  }
+
+  #run(row: JobRow): void {
+    const { config, registry, pool } = this.#d;
+    const info = registry.get(row.type)!;
+    const timeoutMs = row.timeout_ms ?? info.options.timeoutMs ?? (config.defaultTimeoutMs || null);
+    const id = String(row.id);
+    const job: InFlight = {
+      id,
+      type: row.type,
+      attempt: row.attempt,
+      maxAttempts: row.max_attempts ?? 3,
+      input: row.input,
+      info,
+      running: undefined as unknown as RunningJob,
+      claimedAt: Date.now(),
+      deadlineAt: null,
+      timeoutMs,
+      threadId: null,
+      startedAt: null,
+      percent: null,
+      message: null,
+      data: null,
+      logs: '',
+      abortedFor: null,
+      cancelReason: null,
+    };
+    job.running = pool.run(
+      {
+        mode: 'run',
+        jobId: id,
+        type: row.type,
+        modulePath: info.path,
+        input: row.input,
+        attempt: row.attempt,
+        maxAttempts: job.maxAttempts,
+      },
+      {
+        timeoutMs: timeoutMs ?? undefined,
+        onStart: (threadId) => {
+          job.threadId = threadId;
+          job.startedAt = Date.now();
+          if (timeoutMs) job.deadlineAt = job.startedAt + timeoutMs;
+          this.events.emit('job:started', { id, type: row.type, attempt: row.attempt, threadId });
+        },
+        onProgress: (percent, message, data) => {
+          job.percent = percent;
+          job.message = message ?? null;
+          job.data = data ?? null;
+          this.#reportProgress(job);
+          this.events.emit('job:progress', { id, percent, message: job.message });
+        },
+        onLog: (line) => {
+          job.logs = boundLog(job.logs + line + '\n');
+          this.#reportProgress(job);
+        },
+      },
+    );
+    this.#inFlight.set(id, job);
+    this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt });
+    job.running.outcome.then(
+      (outcome) => this.send({ type: 'finished', id, outcome }),
+      (err: unknown) =>
+        this.send({
+          type: 'finished',
+          id,
+          outcome: { kind: 'crashed', error: { name: 'Error', message: `worker pool failed: ${String(err)}` } },
+        }),
+    );
+  }
+
+  #reportProgress(job: InFlight): void {
+    this.#progress.report({
+      id: job.id,
+      attempt: job.attempt,
+      percent: job.percent ?? 0,
+      message: job.message,
+      data: job.data,
+      logs: job.logs === '' ? null : job.logs,
+    });
+  }
+
+  // ---- outcomes -------------------------------------------------------------------
+
+  #finished(id: string, outcome: Outcome): void {
+    const job = this.#inFlight.get(id);
+    if (!job) return;
+    this.#inFlight.delete(id);
+    this.#progress.forget(id);
+    const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
+    const finish = finishFor(
+      { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs },
+      outcome,
+      job.info.options.backoff ?? this.#d.config.backoff,
+    );
+    if (finish) {
+      this.#completer.add(finish);
+    } else {
+      this.#lostClaim(job, 'lease lost');
+    }
+    const kind = outcome.kind as AttemptOutcome;
+    this.#finishedBy[kind] = (this.#finishedBy[kind] ?? 0) + 1;
+    this.events.emit('job:finished', {
+      id,
+      type: job.type,
+      attempt: job.attempt,
+      outcome: kind,
+      state: finish?.nextState ?? null,
+      ms: elapsed,
+    });
+    if (outcome.kind === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
+    if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    if (this.#maybeMore) this.#wake();
+  }
+
+  #onBatch(batch: CompletedBatch): void {
+    for (const finish of batch.notWritten) {
+      this.#stats.lostClaims++;
+      this.logger.warn({ job: finish.id, attempt: finish.attempt }, 'lost claim: the outcome was not recorded');
+      this.events.emit('claim:lost', { id: finish.id, attempt: finish.attempt, reason: 'fenced write matched nothing' });
+    }
+  }
+
+  /** Runs the module's compensate() on a fresh thread after a cancel, and records what it did. */
+  #compensate(job: InFlight): void {
+    const { pool, db } = this.#d;
+    const running = pool.run(
+      {
+        mode: 'compensate',
+        jobId: job.id,
+        type: job.type,
+        modulePath: job.info.path,
+        input: job.input,
+        attempt: job.attempt,
+        maxAttempts: job.maxAttempts,
+        cancelReason: job.cancelReason ?? undefined,
+      },
+      { timeoutMs: job.info.options.timeoutMs ?? DEFAULT_COMPENSATE_TIMEOUT_MS },
+    );
+    const done = running.outcome
+      .then(async (outcome) => {
+        const compensation =
+          outcome.kind === 'succeeded'
+            ? { state: 'succeeded', output: outcome.output ?? null }
+            : { state: outcome.kind, error: 'error' in outcome ? outcome.error : null };
+        // The cancelled outcome must be in the row before the compensation is added to it.
+        await this.#completer.drain(30_000);
+        await recordCompensation(db, this.id, { id: job.id, attempt: job.attempt, compensation });
+        if (compensation.state !== 'succeeded') {
+          this.logger.warn({ job: job.id, compensation }, 'compensate() did not succeed');
+        }
+      })
+      .catch((err) => this.logger.error({ err, job: job.id }, 'could not record the compensation'))
+      .finally(() => this.#compensating.delete(done));
+    this.#compensating.add(done);
+  }
+
+  // ---- leases ---------------------------------------------------------------------
+
+  #checkHeld({ asked, held }: BeatResult): void {
+    const still = new Map(held.map((h) => [h.id, h]));
+    for (const claim of asked) {
+      const job = this.#inFlight.get(claim.id);
+      if (!job || job.attempt !== claim.attempt) continue;
+      const h = still.get(claim.id);
+      if (!h) {
+        this.#abort(job, 'lost', 'the job was taken back by another supervisor');
+        continue;
+      }
+      if (h.cancel_requested) this.#cancelHeld(h);
+    }
+  }
+
+  #cancelHeld(held: HeldJob): void {
+    const job = this.#inFlight.get(held.id);
+    if (!job || job.attempt !== held.attempt || job.abortedFor) return;
+    job.cancelReason = held.cancel_reason;
+    this.#abort(job, 'cancel', held.cancel_reason ?? undefined);
+  }
+
+  #abort(job: InFlight, reason: AbortReason, detail?: string): void {
+    if (job.abortedFor) return;
+    job.abortedFor = reason;
+    job.running.abort(reason, detail);
+  }
+
+  #lostClaim(job: InFlight, reason: string): void {
+    this.#stats.lostClaims++;
+    this.logger.warn({ job: job.id, attempt: job.attempt, reason }, 'lost claim: result dropped');
+    this.events.emit('claim:lost', { id: job.id, attempt: job.attempt, reason });
+  }
+
+  #onReaped(jobs: ReapedJob[]): void {
+    for (const j of jobs) {
+      this.events.emit('job:reaped', { id: j.id, attempt: j.attempt, workerId: j.worker_id, state: j.state });
+    }
+    this.#wake();
+  }
+
+  // ---- inspection -----------------------------------------------------------------
+
+  /** The jobs running now, for `spindle inspect` and the debug socket. */
+  jobs(): InFlightView[] {
+    const now = Date.now();
+    return [...this.#inFlight.values()].map((j) => ({
+      id: j.id,
+      type: j.type,
+      attempt: j.attempt,
+      maxAttempts: j.maxAttempts,
+      threadId: j.threadId,
+      claimedAt: new Date(j.claimedAt).toISOString(),
+      startedAt: j.startedAt === null ? null : new Date(j.startedAt).toISOString(),
+      elapsedMs: now - (j.startedAt ?? j.claimedAt),
+      deadline: j.deadlineAt === null ? null : new Date(j.deadlineAt).toISOString(),
+      progress: j.percent,
+      message: j.message,
+      aborting: j.abortedFor,
+    }));
+  }
+
+  protected override inspect(): SupervisorState {
+    return {
+      id: this.id,
+      draining: this.#draining,
+      leader: this.isLeader,
+      concurrency: this.#d.config.concurrency,
+      inFlight: this.#inFlight.size,
+      types: this.#record.types,
+      queues: this.#d.config.queues,
+      ...this.#stats,
+      finished: { ...this.#finishedBy },
+    };
+  }
+}
+
+/** Keeps the last MAX_LOG_BYTES of a log, cut at a line start. */
+function boundLog(text: string): string {
+  if (text.length <= MAX_LOG_BYTES) return text;
+  const cut = text.slice(text.length - MAX_LOG_BYTES);
+  const newline = cut.indexOf('\n');
+  return `[earlier lines dropped]\n${newline >= 0 ? cut.slice(newline + 1) : cut}`;
+}

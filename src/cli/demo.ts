@@ -1,0 +1,133 @@
+/**
+ * `spindle demo`: a supervisor on the embedded database runs a batch of the example CPU-heavy jobs
+ * while the terminal shows each one moving through its states, then a summary.
+ */
+import { fileURLToPath } from 'node:url';
+import { createClient } from '../client.ts';
+import type { Job, JobState } from '../job.ts';
+import { startSupervisor } from '../start.ts';
+import { bar, duration, table } from './format.ts';
+import { intFlag, parse } from './main.ts';
+
+const WORKERS_DIR = fileURLToPath(new URL('../../workers/', import.meta.url));
+
+/** The batch: real work of a few hundred milliseconds each. */
+function demoJobs(count: number): { type: string; input: unknown }[] {
+  const kinds = [
+    (i: number) => ({ type: 'primes', input: { limit: 40_000_000 + i * 1_000_000 } }),
+    (i: number) => ({ type: 'hashchain', input: { seed: `spindle-${i}`, rounds: 150_000 } }),
+    (i: number) => ({ type: 'mandelbrot', input: { width: 640, height: 480, maxIter: 400, zoom: 1 + i } }),
+    (i: number) => ({ type: 'wordfreq', input: { words: 600_000, seed: i, top: 5 } }),
+  ];
+  return Array.from({ length: count }, (_, i) => kinds[i % kinds.length]!(i));
+}
+
+interface Row {
+  id: string;
+  type: string;
+  state: JobState | 'claimed';
+  attempt: number;
+  progress: number | null;
+  message: string | null;
+  threadId: number | null;
+  ms: number | null;
+}
+
+export async function demoCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    { jobs: { type: 'string' }, concurrency: { type: 'string' }, 'log-level': { type: 'string' } },
+    { min: 0, max: 0, names: '' },
+  );
+  const count = intFlag('jobs', values.jobs, 1) ?? 16;
+  const handle = await startSupervisor({
+    databaseUrl: values['database-url'],
+    stateDir: values['state-dir'],
+    workers: WORKERS_DIR,
+    concurrency: intFlag('concurrency', values.concurrency, 1),
+    logLevel: (values['log-level'] as never) ?? 'warn',
+  });
+  const client = createClient({ connectionString: handle.databaseUrl, maxConnections: 2 });
+  const tty = process.stdout.isTTY === true;
+  try {
+    const rows = new Map<string, Row>();
+    const threads = new Set<number>();
+    const events = handle.supervisor.events;
+    const started = performance.now();
+    let finished = 0;
+    let allDone: () => void = () => {};
+    const done = new Promise<void>((resolve) => (allDone = resolve));
+
+    events.on('job:started', (e) => {
+      const row = rows.get(e.id);
+      if (!row) return;
+      Object.assign(row, { state: 'running', attempt: e.attempt, threadId: e.threadId });
+      threads.add(e.threadId);
+      if (!tty) console.log(`job ${e.id} ${e.type} running on thread ${e.threadId}`);
+    });
+    events.on('job:progress', (e) => {
+      const row = rows.get(e.id);
+      if (row) Object.assign(row, { progress: e.percent, message: e.message });
+    });
+    events.on('job:finished', (e) => {
+      const row = rows.get(e.id);
+      if (!row) return;
+      const final = e.state !== null && e.state !== 'queued';
+      Object.assign(row, { state: e.state ?? 'queued', ms: e.ms });
+      if (e.outcome === 'succeeded') row.progress = 100;
+      if (!tty) console.log(`job ${e.id} ${e.type} ${e.outcome} in ${duration(e.ms)}`);
+      if (final && ++finished === rows.size) allDone();
+    });
+
+    const jobs = await client.enqueueMany(demoJobs(count));
+    for (const job of jobs) {
+      rows.set(job.id, { id: job.id, type: job.type, state: 'queued', attempt: 0, progress: null, message: null, threadId: null, ms: null });
+    }
+    console.log(`spindle demo: ${jobs.length} CPU-heavy jobs on ${handle.config.concurrency} worker threads (database: ${handle.config.databaseUrl ? 'DATABASE_URL' : 'embedded PostgreSQL in .spindle/pg'})`);
+
+    let drawn = 0;
+    const draw = () => {
+      const text = render([...rows.values()]);
+      if (drawn) process.stdout.write(`\x1b[${drawn}A\x1b[0J`);
+      process.stdout.write(`${text}\n`);
+      drawn = text.split('\n').length;
+    };
+    const timer = tty ? setInterval(draw, 100) : undefined;
+    await done;
+    if (timer) clearInterval(timer);
+    if (tty) draw();
+    const wallMs = performance.now() - started;
+
+    const final = (await Promise.all(jobs.map((j) => client.get(j.id)))).filter((j): j is Job => j !== null);
+    const states = new Map<string, number>();
+    for (const job of final) states.set(job.state, (states.get(job.state) ?? 0) + 1);
+    const pool = handle.snapshot().pool;
+    console.log('');
+    console.log(
+      table(
+        ['JOBS', 'STATES', 'WALL TIME', 'JOBS/S', 'THREADS USED', 'POOL UTILISATION'],
+        [[
+          final.length,
+          [...states].map(([s, n]) => `${s} ${n}`).join(', '),
+          duration(wallMs),
+          (final.length / (wallMs / 1_000)).toFixed(1),
+          `${threads.size} of ${handle.config.concurrency}`,
+          `${Math.round(pool.utilisation * 100)}%`,
+        ]],
+      ),
+    );
+    const ok = final.every((j) => j.state === 'succeeded');
+    if (!ok) console.log('some jobs did not succeed: see `spindle jobs --state failed`');
+    return ok ? 0 : 1;
+  } finally {
+    await client.close();
+    await handle.stop();
+  }
+}
+
+function render(rows: Row[]): string {
+  return table(
+    ['ID', 'TYPE', 'STATE', 'THREAD', 'PROGRESS', 'TIME', 'MESSAGE'],
+    rows.map((r) => [r.id, r.type, r.state, r.threadId ?? '-', bar(r.progress, 20), duration(r.ms), r.message ?? '']),
+  );
+}

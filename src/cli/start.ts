@@ -1,0 +1,46 @@
+/** `spindle start`: run a supervisor until SIGINT/SIGTERM, then shut down gracefully. */
+import { startSupervisor } from '../start.ts';
+import { intFlag, parse } from './main.ts';
+
+export async function startCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      workers: { type: 'string' },
+      concurrency: { type: 'string' },
+      queues: { type: 'string' },
+      'log-level': { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+      socket: { type: 'string' },
+      'no-socket': { type: 'boolean' },
+      id: { type: 'string' },
+    },
+    { min: 0, max: 0, names: '' },
+  );
+  const handle = await startSupervisor({
+    databaseUrl: values['database-url'],
+    stateDir: values['state-dir'],
+    workers: values.workers,
+    concurrency: intFlag('concurrency', values.concurrency, 1),
+    queues: values.queues?.split(',').map((q) => q.trim()).filter(Boolean),
+    logLevel: values['log-level'] as never,
+    shutdownTimeoutMs: intFlag('shutdown-timeout', values['shutdown-timeout']),
+    socket: values['no-socket'] ? false : values.socket,
+    id: values.id,
+  });
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        process.stderr.write(`spindle: second ${signal}, exiting now\n`);
+        process.exit(130);
+      }
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await handle.stop();
+  return 0;
+}

@@ -1,0 +1,182 @@
+/**
+ * Supervisor options: defaults < environment < explicit, validated once at start with messages
+ * that say what is wrong.
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
+import { ValidationError } from './errors.ts';
+import type { JobState } from './job.ts';
+import { checkInteger, checkName, describe } from './validate.ts';
+
+const SECOND = 1_000;
+const DAY = 24 * 3_600 * SECOND;
+
+/** Options of startSupervisor() and `spindle start`. */
+export interface SupervisorOptions {
+  /** PostgreSQL URL; DATABASE_URL, else an embedded server in `<stateDir>/pg`. */
+  databaseUrl?: string;
+  /** A directory of worker modules, or a `{ type: path }` map; default ./workers. */
+  workers?: string | Record<string, string>;
+  /** Worker threads; default the machine's available parallelism. */
+  concurrency?: number;
+  /** Queues to serve; default every queue. */
+  queues?: string[];
+  /** Where the embedded database, the debug socket and state files live; default ./.spindle. */
+  stateDir?: string;
+  /** Supervisor id in the database; default host-pid-random. */
+  id?: string;
+  /** Lease extension interval. */
+  heartbeatMs?: number;
+  /** How long a claim is valid without a heartbeat. */
+  leaseMs?: number;
+  /** How often the leader looks for lost jobs. */
+  reaperIntervalMs?: number;
+  /** How often to look for jobs when no NOTIFY came (a fallback). */
+  pollMs?: number;
+  /** Time a job gets when neither it nor its module says; 0 means none. */
+  defaultTimeoutMs?: number;
+  /** After a timeout or cancel, how long the handler has to return before its thread is terminated. */
+  abortGraceMs?: number;
+  /** On SIGINT/SIGTERM, how long running jobs may take to finish before they are put back. */
+  shutdownTimeoutMs?: number;
+  /** Retry delays; a worker module's `options.backoff` overrides them for its type. */
+  backoff?: BackoffOptions;
+  /** How often progress is written to the database. */
+  progressFlushMs?: number;
+  /** How long finished jobs are kept, per state. */
+  retentionMs?: Partial<Record<'succeeded' | 'failed' | 'timed_out' | 'cancelled', number>>;
+  /** Queued jobs of a type no supervisor serves fail once every supervisor is up this long. */
+  unknownTypeGraceMs?: number;
+  /** Debug socket path, or false for none; default `<stateDir>/run/supervisor.sock`. */
+  socket?: string | false;
+  /** Log level of the default pino logger. */
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Jobs claimed beyond the free threads, so threads never wait for a claim round trip. */
+  prefetch?: number;
+}
+
+/** Every option, filled in. */
+export interface SupervisorConfig {
+  databaseUrl: string | undefined;
+  workers: string | Record<string, string>;
+  concurrency: number;
+  queues: string[];
+  stateDir: string;
+  id: string | undefined;
+  heartbeatMs: number;
+  leaseMs: number;
+  reaperIntervalMs: number;
+  pollMs: number;
+  defaultTimeoutMs: number;
+  abortGraceMs: number;
+  shutdownTimeoutMs: number;
+  backoff: BackoffOptions;
+  progressFlushMs: number;
+  retentionMs: Record<'succeeded' | 'failed' | 'timed_out' | 'cancelled', number>;
+  unknownTypeGraceMs: number;
+  socket: string | false;
+  logLevel: NonNullable<SupervisorOptions['logLevel']>;
+  prefetch: number;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const MAX_MS = 2_147_483_647;
+
+/** The options read from the environment (SPINDLE_*, DATABASE_URL). */
+export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): SupervisorOptions {
+  const out: SupervisorOptions = {};
+  if (env.DATABASE_URL) out.databaseUrl = env.DATABASE_URL;
+  if (env.SPINDLE_WORKERS) out.workers = env.SPINDLE_WORKERS;
+  if (env.SPINDLE_CONCURRENCY) out.concurrency = envInteger('SPINDLE_CONCURRENCY', env.SPINDLE_CONCURRENCY);
+  if (env.SPINDLE_QUEUES) out.queues = env.SPINDLE_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
+  if (env.SPINDLE_STATE_DIR) out.stateDir = env.SPINDLE_STATE_DIR;
+  if (env.SPINDLE_LOG_LEVEL) out.logLevel = env.SPINDLE_LOG_LEVEL as SupervisorOptions['logLevel'];
+  return out;
+}
+
+function envInteger(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n)) throw new ValidationError(name, `must be an integer, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** Fills in and validates supervisor options: defaults < environment < explicit. */
+export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.ProcessEnv = process.env): SupervisorConfig {
+  if (typeof explicit !== 'object' || explicit === null) {
+    throw new ValidationError('options', `must be an object, got ${describe(explicit)}`);
+  }
+  const o: SupervisorOptions = { ...optionsFromEnv(env), ...stripUndefined(explicit) };
+  const ms = (field: keyof SupervisorOptions, fallback: number, min = 1) =>
+    checkInteger(`options.${field}`, o[field], min, MAX_MS) ?? fallback;
+
+  const stateDir = resolve(typeof o.stateDir === 'string' ? o.stateDir : '.spindle');
+  const heartbeatMs = ms('heartbeatMs', 5 * SECOND, 10);
+  const leaseMs = ms('leaseMs', 30 * SECOND, 10);
+  if (leaseMs <= heartbeatMs) {
+    throw new ValidationError('options.leaseMs', `must be longer than options.heartbeatMs (${heartbeatMs}), got ${leaseMs}`);
+  }
+  const concurrency = checkInteger('options.concurrency', o.concurrency, 1, 1024) ?? availableParallelism();
+
+  if (o.workers !== undefined && typeof o.workers !== 'string' && (typeof o.workers !== 'object' || o.workers === null)) {
+    throw new ValidationError('options.workers', `must be a directory or a { type: path } map, got ${describe(o.workers)}`);
+  }
+  if (o.queues !== undefined && !Array.isArray(o.queues)) {
+    throw new ValidationError('options.queues', `must be an array of queue names, got ${describe(o.queues)}`);
+  }
+  const queues = (o.queues ?? []).map((q, i) => checkName(`options.queues[${i}]`, q));
+  if (o.logLevel !== undefined && !LOG_LEVELS.includes(o.logLevel)) {
+    throw new ValidationError('options.logLevel', `must be one of ${LOG_LEVELS.join(', ')}, got ${describe(o.logLevel)}`);
+  }
+  if (o.socket !== undefined && o.socket !== false && typeof o.socket !== 'string') {
+    throw new ValidationError('options.socket', `must be a path or false, got ${describe(o.socket)}`);
+  }
+  if (o.databaseUrl !== undefined && (typeof o.databaseUrl !== 'string' || o.databaseUrl === '')) {
+    throw new ValidationError('options.databaseUrl', `must be a PostgreSQL URL, got ${describe(o.databaseUrl)}`);
+  }
+  if (o.id !== undefined && (typeof o.id !== 'string' || !/^[A-Za-z0-9_.:@-]{1,128}$/.test(o.id))) {
+    throw new ValidationError('options.id', `must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -, got ${describe(o.id)}`);
+  }
+  const backoff = o.backoff ?? DEFAULT_BACKOFF;
+  if (typeof backoff !== 'object' || backoff === null) {
+    throw new ValidationError('options.backoff', `must be { baseMs, maxMs }, got ${describe(backoff)}`);
+  }
+  const retention = o.retentionMs ?? {};
+  const keep = (state: JobState & keyof SupervisorConfig['retentionMs'], fallback: number) =>
+    checkInteger(`options.retentionMs.${state}`, retention[state], 0, Number.MAX_SAFE_INTEGER) ?? fallback;
+
+  return {
+    databaseUrl: o.databaseUrl,
+    workers: o.workers ?? resolve('workers'),
+    concurrency,
+    queues,
+    stateDir,
+    id: o.id,
+    heartbeatMs,
+    leaseMs,
+    reaperIntervalMs: ms('reaperIntervalMs', 2 * SECOND, 10),
+    pollMs: ms('pollMs', 2 * SECOND, 10),
+    defaultTimeoutMs: ms('defaultTimeoutMs', 0, 0),
+    abortGraceMs: ms('abortGraceMs', SECOND, 0),
+    shutdownTimeoutMs: ms('shutdownTimeoutMs', 10 * SECOND, 0),
+    backoff: {
+      baseMs: checkInteger('options.backoff.baseMs', backoff.baseMs, 0, MAX_MS) ?? DEFAULT_BACKOFF.baseMs,
+      maxMs: checkInteger('options.backoff.maxMs', backoff.maxMs, 0, MAX_MS) ?? DEFAULT_BACKOFF.maxMs,
+    },
+    progressFlushMs: ms('progressFlushMs', 200, 1),
+    retentionMs: {
+      succeeded: keep('succeeded', 7 * DAY),
+      failed: keep('failed', 30 * DAY),
+      timed_out: keep('timed_out', 30 * DAY),
+      cancelled: keep('cancelled', 30 * DAY),
+    },
+    unknownTypeGraceMs: ms('unknownTypeGraceMs', 60 * SECOND, 0),
+    socket: o.socket === false ? false : resolve(o.socket ?? `${stateDir}/run/supervisor.sock`),
+    logLevel: o.logLevel ?? 'info',
+    prefetch: checkInteger('options.prefetch', o.prefetch, 0, 100_000) ?? concurrency,
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,11 @@
+/** spindle's public API. */
+export { createClient, Client } from './client.ts';
+export type { ClientOptions, EnqueueCallOptions, JobSpec, ListFilter, CancelOutcome, JobUpdate } from './client.ts';
+export { startSupervisor, VERSION } from './start.ts';
+export type { StartOptions, SupervisorHandle, RuntimeSnapshot } from './start.ts';
+export type { SupervisorOptions } from './config.ts';
+export type { EnqueueOptions } from './validate.ts';
+export type { Job, JobState, Attempt, AttemptOutcome, JobError } from './job.ts';
+export type { JobContext } from './context.ts';
+export { migrate } from './db/migrate.ts';
+export { SpindleError, ValidationError, PermanentError, NotFoundError, TimeoutError, StateError } from './errors.ts';

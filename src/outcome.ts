@@ -1,0 +1,50 @@
+/** What a finished attempt does to its job: retry later, or end in a final state. */
+import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import type { Finish } from './db/queries.ts';
+import type { AttemptOutcome, JobError } from './job.ts';
+import type { Outcome } from './pool/pool.ts';
+
+/** The attempt being finished. */
+export interface FinishingAttempt {
+  id: string;
+  attempt: number;
+  maxAttempts: number;
+  logs: string | null;
+}
+
+/**
+ * Maps an attempt's outcome to the write that records it, or null when nothing may be written
+ * (the claim was lost: the job belongs to someone else now).
+ */
+export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: BackoffOptions): Finish | null {
+  const base = { id: job.id, attempt: job.attempt, logs: job.logs };
+  const attemptsLeft = job.attempt < job.maxAttempts;
+  const retryOr = (finalState: 'failed' | 'timed_out', kind: AttemptOutcome, error: JobError): Finish =>
+    attemptsLeft
+      ? { ...base, outcome: kind, nextState: 'queued', error, delayMs: backoffDelay(job.attempt, backoff) }
+      : { ...base, outcome: kind, nextState: finalState, error };
+
+  switch (outcome.kind) {
+    case 'succeeded':
+      return { ...base, outcome: 'succeeded', nextState: 'succeeded', output: outcome.output ?? null };
+    case 'failed': {
+      const error = jobError(outcome.error, 'failed');
+      return outcome.permanent ? { ...base, outcome: 'failed', nextState: 'failed', error } : retryOr('failed', 'failed', error);
+    }
+    case 'crashed':
+      return retryOr('failed', 'crashed', jobError(outcome.error, 'crashed'));
+    case 'timed_out':
+      return retryOr('timed_out', 'timed_out', jobError(outcome.error, 'timed_out'));
+    case 'cancelled':
+      return { ...base, outcome: 'cancelled', nextState: 'cancelled', error: jobError(outcome.error, 'cancelled') };
+    case 'interrupted':
+      // Shutdown: straight back to the queue, and the attempt is given back (see finishJobs).
+      return { ...base, outcome: 'interrupted', nextState: 'queued', error: jobError(outcome.error, 'interrupted'), delayMs: 0 };
+    case 'lost':
+      return null;
+  }
+}
+
+function jobError(error: { name?: string; message: string; stack?: string }, outcome: AttemptOutcome): JobError {
+  return { name: error.name ?? 'Error', message: error.message, ...(error.stack ? { stack: error.stack } : {}), outcome };
+}

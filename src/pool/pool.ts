@@ -1,0 +1,736 @@
+/**
+ * The supervisor's side of the worker threads: Piscina pools that run one job
+ * per thread and turn every way a job can end into an Outcome.
+ *
+ * - A job's timeout clock starts when a thread takes it (its 'started'
+ *   message), not when run() is called.
+ * - Stopping a job (timeout, cancel, lost lease, shutdown) first fires its
+ *   `ctx.signal`; a handler that has not returned `abortGraceMs` later has its
+ *   thread terminated, and Piscina starts a replacement.
+ * - `outcome` resolves once and never rejects; when a thread was terminated or
+ *   died, only after that thread has really exited.
+ * - Piscina's resource limits are per pool, so each distinct `maxMemoryMb` gets
+ *   a small pool of its own (no threads kept when idle); every other job type
+ *   shares the main pool, whose threads start at once.
+ * - Threads run with Piscina's `atomics: 'disabled'`: an idle thread then runs
+ *   its event loop, so a timer left behind by a finished job fires (and is
+ *   reported) between jobs instead of inside the next job's time. Measured cost
+ *   on round trips: within noise.
+ */
+import { EventEmitter } from 'eventemitter3';
+import { createHistogram, performance } from 'node:perf_hooks';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { ValidationError } from '../errors.ts';
+import {
+  ABORT_REASONS,
+  describeAbort,
+  type AbortReason,
+  type JobTask,
+  type SerializedError,
+  type SupervisorMessage,
+  type TaskResult,
+  type ThreadErrorReport,
+  type ThreadMessage,
+} from './protocol.ts';
+
+/** The file Piscina loads in each thread: plain JS that registers tsx, then runs thread.ts. */
+const THREAD_ENTRY = new URL('./thread-entry.mjs', import.meta.url).href;
+
+/** Default time a handler has to return after its signal fired, before its thread is terminated. */
+export const DEFAULT_ABORT_GRACE_MS = 1000;
+/** Default idle time after which a thread of a memory-limited pool is stopped. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** Default bound on waiting for a terminated thread to exit (a blocking native call delays it). */
+export const DEFAULT_EXIT_WAIT_MS = 10_000;
+/** The smallest heap limit a job type may ask for: tsx and thread.ts need room too. */
+export const MIN_MEMORY_MB = 16;
+/** How often a job whose thread died before starting it is dispatched again. */
+const MAX_REDISPATCHES = 3;
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** What run() takes: a JobTask without the parts the pool makes itself. */
+export type JobRequest = Omit<JobTask, 'port' | 'abortFlag'>;
+
+/** How a job ended. Every failure is an Outcome; `outcome` never rejects. */
+export type Outcome =
+  | {
+      kind: 'succeeded';
+      output: unknown;
+      /** Mode 'compensate' on a module without a `compensate` export: nothing ran. */
+      noCompensate?: true;
+    }
+  | { kind: 'failed'; error: SerializedError; permanent: boolean }
+  | AbortedOutcome<'timed_out'>
+  | AbortedOutcome<'cancelled'>
+  | AbortedOutcome<'lost'>
+  | AbortedOutcome<'interrupted'>
+  | { kind: 'crashed'; error: SerializedError };
+
+/** A job stopped by abort(): 'job timed out after N ms', 'job cancelled: ...'. */
+export interface AbortedOutcome<K extends string> {
+  kind: K;
+  error: SerializedError;
+  /** True when the handler did not return within the grace period and its thread was terminated. */
+  terminated: boolean;
+}
+
+/** Every kind of Outcome. */
+export type OutcomeKind = Outcome['kind'];
+
+const ABORT_OUTCOME = {
+  timeout: 'timed_out',
+  cancel: 'cancelled',
+  lost: 'lost',
+  shutdown: 'interrupted',
+} as const satisfies Record<AbortReason, OutcomeKind>;
+
+/** Per-run options. */
+export interface RunOptions {
+  /** Abort with reason 'timeout' this many ms after a thread took the job. */
+  timeoutMs?: number;
+  /** Heap limit (MB) of the job's thread; the job runs in a small pool kept for that limit. Default: options.memoryLimitsMb[type]. */
+  maxMemoryMb?: number;
+  /**
+   * The registry's load error for this job type: the job fails at once with it
+   * (permanent, phase 'load') and no thread is used.
+   */
+  loadError?: string;
+  /** Called when a thread takes the job. */
+  onStart?: (threadId: number) => void;
+  /**
+   * Called with each progress report as ctx.progress() made it, coalesced in the
+   * thread (at most one per ~50 ms per job; the last one always arrives, before `outcome` resolves).
+   */
+  onProgress?: (percent: number, message?: string, data?: unknown) => void;
+  /** Called with each `ctx.log()` line (bounded in the thread). */
+  onLog?: (line: string) => void;
+}
+
+/** A job handed to the pool. */
+export interface RunningJob {
+  readonly jobId: string;
+  /** The thread running it, once one has taken it. */
+  readonly threadId: number | undefined;
+  /** When a thread took it (epoch ms), or undefined while it waits for one. */
+  readonly startedAt: number | undefined;
+  /** Stops the job: fires its signal, terminates its thread after the grace period. First call wins. */
+  abort(reason: AbortReason, detail?: string): void;
+  /** How it ended; resolves once, never rejects. */
+  readonly outcome: Promise<Outcome>;
+}
+
+/** Options of a WorkerPool. */
+export interface WorkerPoolOptions {
+  /** Threads of the main pool, and the most threads of each memory-limited pool. */
+  maxThreads: number;
+  /** Threads the main pool keeps even when idle (default: maxThreads, started at once). */
+  minThreads?: number;
+  /** Idle time (ms) after which a thread above minThreads stops (default 30 s). */
+  idleTimeout?: number;
+  /** Time (ms) a handler has to return after its signal fired, before its thread is terminated (default 1000). */
+  abortGraceMs?: number;
+  /** Heap limit (MB, `maxOldGenerationSizeMb`) per job type; such types run in their own small pools. */
+  memoryLimitsMb?: Readonly<Record<string, number>>;
+  /** Bound (ms) on waiting for a terminated thread to exit before the outcome resolves anyway (default 10 s). */
+  exitWaitMs?: number;
+}
+
+/** An error from a thread that no running job owns, or from Piscina itself. */
+export interface ThreadError {
+  source: ThreadErrorReport['kind'] | 'pool';
+  threadId?: number;
+  /** The job whose code scheduled the failing callback, when known. */
+  jobId?: string;
+  jobType?: string;
+  error: SerializedError;
+}
+
+/** A thread of one of the pools. */
+export interface ThreadEvent {
+  /** Absent when the thread had already exited (Node then reports -1). */
+  threadId?: number;
+  /** The heap limit of its pool, if it has one. */
+  memoryLimitMb?: number;
+}
+
+/** Events of a WorkerPool. Without a 'thread:error' listener, those go to stderr. */
+export interface WorkerPoolEvents {
+  'thread:error': (error: ThreadError) => void;
+  /** A thread is ready (or, for the main pool's first threads, was started). */
+  'thread:create': (thread: ThreadEvent) => void;
+  /** A thread was removed: terminated, died, idle too long, or closed. It may still be exiting. */
+  'thread:destroy': (thread: ThreadEvent) => void;
+}
+
+/** A JSON-safe view of the pool, for the debug socket. */
+export interface PoolStats {
+  maxThreads: number;
+  /** Live threads over all pools. */
+  threads: number;
+  /** Jobs a thread has started and not finished. */
+  busy: number;
+  idle: number;
+  /** Jobs handed to the pool that no thread has started yet. */
+  queued: number;
+  /** Share of maxThreads' time spent running jobs since the pool started, 0 to 1. */
+  utilisation: number;
+  /** Jobs finished, by outcome. */
+  completed: number;
+  outcomes: Record<OutcomeKind, number>;
+  /** Run time (from 'started' to outcome) of finished jobs, in ms. */
+  runTimeMs: { count: number; mean: number; p50: number; p90: number; p99: number; max: number };
+  /** Results Piscina received for tasks already aborted (a race, harmless). */
+  lateResults: number;
+}
+
+interface Lane {
+  piscina: Piscina;
+  memoryLimitMb?: number;
+}
+
+/** What a JobRun needs of its pool. */
+interface RunHost {
+  readonly abortGraceMs: number;
+  readonly exitWaitMs: number;
+  readonly closing: boolean;
+  runStarted(run: JobRun): void;
+  runFinished(run: JobRun, outcome: Outcome, runTimeMs: number): void;
+  reportError(error: ThreadError): void;
+}
+
+/** Runs jobs on worker threads; see the file comment. */
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
+  readonly maxThreads: number;
+  readonly minThreads: number;
+  readonly idleTimeout: number;
+  readonly abortGraceMs: number;
+  readonly exitWaitMs: number;
+  private readonly memoryLimitsMb: ReadonlyMap<string, number>;
+  private readonly main: Lane;
+  private readonly limited = new Map<number, Lane>();
+  private readonly runs = new Set<JobRun>();
+  private readonly host: RunHost;
+  private closed: Promise<void> | undefined;
+  private busy = 0;
+  private completed = 0;
+  private lateResults = 0;
+  private finishedRunTimeMs = 0;
+  private readonly createdAt = performance.now();
+  private readonly outcomes: Record<OutcomeKind, number> = {
+    succeeded: 0,
+    failed: 0,
+    timed_out: 0,
+    cancelled: 0,
+    crashed: 0,
+    lost: 0,
+    interrupted: 0,
+  };
+  private readonly runTimes = createHistogram();
+
+  constructor(options: WorkerPoolOptions) {
+    super();
+    if (typeof options !== 'object' || options === null) {
+      throw new ValidationError('options', 'must be an object');
+    }
+    this.maxThreads = positiveInteger('options.maxThreads', options.maxThreads, 1024);
+    this.minThreads =
+      options.minThreads === undefined
+        ? this.maxThreads
+        : nonNegativeInteger('options.minThreads', options.minThreads, this.maxThreads);
+    this.idleTimeout =
+      options.idleTimeout === undefined
+        ? DEFAULT_IDLE_TIMEOUT_MS
+        : nonNegativeInteger('options.idleTimeout', options.idleTimeout, MAX_TIMER_MS);
+    this.abortGraceMs =
+      options.abortGraceMs === undefined
+        ? DEFAULT_ABORT_GRACE_MS
+        : nonNegativeInteger('options.abortGraceMs', options.abortGraceMs, MAX_TIMER_MS);
+    this.exitWaitMs =
+      options.exitWaitMs === undefined
+        ? DEFAULT_EXIT_WAIT_MS
+        : positiveInteger('options.exitWaitMs', options.exitWaitMs, MAX_TIMER_MS);
+    const limits = new Map<string, number>();
+    if (options.memoryLimitsMb !== undefined) {
+      if (typeof options.memoryLimitsMb !== 'object' || options.memoryLimitsMb === null) {
+        throw new ValidationError('options.memoryLimitsMb', 'must be an object of job type -> MB');
+      }
+      for (const [type, mb] of Object.entries(options.memoryLimitsMb)) {
+        limits.set(type, memoryLimit(`options.memoryLimitsMb["${type}"]`, mb));
+      }
+    }
+    this.memoryLimitsMb = limits;
+    const pool = this;
+    this.host = {
+      abortGraceMs: this.abortGraceMs,
+      exitWaitMs: this.exitWaitMs,
+      get closing(): boolean {
+        return pool.closed !== undefined;
+      },
+      runStarted: () => {
+        this.busy += 1;
+      },
+      runFinished: (run, outcome, runTimeMs) => this.onRunFinished(run, outcome, runTimeMs),
+      reportError: (error) => this.reportError(error),
+    };
+    this.main = this.createLane(undefined);
+  }
+
+  /** Hands a job to a thread. Never throws for what the job does; see RunningJob. */
+  run(task: JobRequest, options: RunOptions = {}): RunningJob {
+    if (options.timeoutMs !== undefined) positiveInteger('timeoutMs', options.timeoutMs, MAX_TIMER_MS);
+    const memoryLimitMb = options.maxMemoryMb ?? this.memoryLimitsMb.get(task.type);
+    if (memoryLimitMb !== undefined) memoryLimit('maxMemoryMb', memoryLimitMb);
+    if (this.closed !== undefined) return settledRun(task.jobId, closedOutcome());
+    if (options.loadError !== undefined) {
+      const error: SerializedError = { name: 'LoadError', message: options.loadError, phase: 'load', permanent: true };
+      const outcome: Outcome = { kind: 'failed', error, permanent: true };
+      this.completed += 1;
+      this.outcomes.failed += 1;
+      return settledRun(task.jobId, outcome);
+    }
+    const run = new JobRun(this.host, this.laneFor(memoryLimitMb), task, options);
+    this.runs.add(run);
+    run.dispatch();
+    return run;
+  }
+
+  /** Runs the module's `compensate(input, reason, ctx)` (after a cancel); without one: succeeded, noCompensate. */
+  runCompensate(task: Omit<JobRequest, 'mode'> & { cancelReason: string }, options: RunOptions = {}): RunningJob {
+    return this.run({ ...task, mode: 'compensate' }, options);
+  }
+
+  /** A snapshot of threads, jobs and run times. */
+  stats(): PoolStats {
+    let threads = 0;
+    let queued = 0;
+    for (const lane of this.lanes()) threads += lane.piscina.threads.length;
+    for (const run of this.runs) if (run.startedAt === undefined) queued += 1;
+    const now = performance.now();
+    let busyMs = this.finishedRunTimeMs;
+    for (const run of this.runs) busyMs += run.elapsedMs(now);
+    const uptimeMs = now - this.createdAt;
+    const h = this.runTimes;
+    const count = h.count;
+    const ms = (ns: number): number => (count === 0 ? 0 : Math.round(ns / 1000) / 1000);
+    return {
+      maxThreads: this.maxThreads,
+      threads,
+      busy: this.busy,
+      idle: Math.max(0, threads - this.busy),
+      queued,
+      utilisation: uptimeMs <= 0 ? 0 : Math.min(1, busyMs / (uptimeMs * this.maxThreads)),
+      completed: this.completed,
+      outcomes: { ...this.outcomes },
+      runTimeMs: {
+        count,
+        mean: ms(h.mean),
+        p50: ms(h.percentile(50)),
+        p90: ms(h.percentile(90)),
+        p99: ms(h.percentile(99)),
+        max: ms(h.max),
+      },
+      lateResults: this.lateResults,
+    };
+  }
+
+  /**
+   * Stops the pool. Without `force`, waits for every job handed to it; with
+   * `force`, aborts them (reason 'shutdown': outcome 'interrupted'). Then all
+   * threads exit. Later run() calls get an 'interrupted' outcome at once.
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    this.closed ??= this.shutdown(options.force === true);
+    return this.closed;
+  }
+
+  private async shutdown(force: boolean): Promise<void> {
+    if (force) for (const run of this.runs) run.abort('shutdown', 'the worker pool is closing');
+    await Promise.all([...this.runs].map((run) => run.outcome));
+    await Promise.all([...this.lanes()].map((lane) => lane.piscina.close()));
+  }
+
+  private *lanes(): Iterable<Lane> {
+    yield this.main;
+    yield* this.limited.values();
+  }
+
+  private laneFor(mb: number | undefined): Lane {
+    if (mb === undefined) return this.main;
+    let lane = this.limited.get(mb);
+    if (lane === undefined) {
+      lane = this.createLane(mb);
+      this.limited.set(mb, lane);
+    }
+    return lane;
+  }
+
+  private createLane(memoryLimitMb: number | undefined): Lane {
+    const piscina = new Piscina({
+      filename: THREAD_ENTRY,
+      minThreads: memoryLimitMb === undefined ? this.minThreads : 0,
+      maxThreads: this.maxThreads,
+      idleTimeout: this.idleTimeout,
+      atomics: 'disabled',
+      recordTiming: false,
+      ...(memoryLimitMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } }),
+    });
+    const thread = (threadId: number): ThreadEvent => {
+      const event: ThreadEvent = threadId === -1 ? {} : { threadId };
+      if (memoryLimitMb !== undefined) event.memoryLimitMb = memoryLimitMb;
+      return event;
+    };
+    // Without an 'error' listener, an error a thread raises after its task can crash this process.
+    piscina.on('error', (err: unknown) => this.onPiscinaError(err));
+    piscina.on('message', (message: unknown) => this.onPiscinaMessage(message));
+    piscina.on('workerCreate', (worker: { id: number }) => this.emit('thread:create', thread(worker.id)));
+    piscina.on('workerDestroy', (worker: { id: number }) => this.emit('thread:destroy', thread(worker.id)));
+    return memoryLimitMb === undefined ? { piscina } : { piscina, memoryLimitMb };
+  }
+
+  private onPiscinaError(err: unknown): void {
+    // A result that arrives for a task that was just aborted: the run already has its outcome.
+    if (err instanceof Error && err.message.startsWith('Unexpected message from Worker')) {
+      this.lateResults += 1;
+      return;
+    }
+    this.reportError({ source: 'pool', error: toSerializedError(err, 'thread') });
+  }
+
+  private onPiscinaMessage(message: unknown): void {
+    if (!isThreadErrorReport(message)) return;
+    const error: ThreadError = { source: message.kind, threadId: message.threadId, error: message.error };
+    if (message.jobId !== undefined) error.jobId = message.jobId;
+    if (message.jobType !== undefined) error.jobType = message.jobType;
+    this.reportError(error);
+  }
+
+  private reportError(error: ThreadError): void {
+    if (this.listenerCount('thread:error') > 0) {
+      this.emit('thread:error', error);
+      return;
+    }
+    const where = error.jobId === undefined ? '' : ` (from job ${error.jobId}, type ${error.jobType ?? '?'})`;
+    const thread = error.threadId === undefined ? '' : ` in thread ${error.threadId}`;
+    process.stderr.write(`spindle: ${error.source}${thread}${where}: ${error.error.message}\n`);
+  }
+
+  private onRunFinished(run: JobRun, outcome: Outcome, runTimeMs: number): void {
+    this.runs.delete(run);
+    if (run.startedAt !== undefined) {
+      this.busy -= 1;
+      this.finishedRunTimeMs += runTimeMs;
+      this.runTimes.record(Math.max(1, Math.round(runTimeMs * 1e6)));
+    }
+    this.completed += 1;
+    this.outcomes[outcome.kind] += 1;
+  }
+}
+
+/** One job's way through a pool: dispatch, messages, abort, outcome. */
+class JobRun implements RunningJob {
+  readonly jobId: string;
+  threadId: number | undefined;
+  startedAt: number | undefined;
+  readonly outcome: Promise<Outcome>;
+  private resolveOutcome!: (outcome: Outcome) => void;
+  /** The outcome is chosen (it may still wait for the thread to exit). */
+  private decided = false;
+  private started = false;
+  private startedPerf = 0;
+  private finishedPerf: number | undefined;
+  private abortReason: AbortReason | undefined;
+  private abortMessage = '';
+  /** Piscina was told to abort the task: the thread is being terminated. */
+  private terminating = false;
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  private flag: Int32Array | undefined;
+  private controller: AbortController | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private redispatches = 0;
+
+  constructor(
+    private readonly host: RunHost,
+    private readonly lane: Lane,
+    private readonly task: JobRequest,
+    private readonly options: RunOptions,
+  ) {
+    this.jobId = task.jobId;
+    this.outcome = new Promise((resolve) => {
+      this.resolveOutcome = resolve;
+    });
+  }
+
+  dispatch(): void {
+    const { port1, port2 } = new MessageChannel();
+    const flag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    const controller = new AbortController();
+    this.port = port1;
+    this.flag = flag;
+    this.controller = controller;
+    port1.on('message', (message: ThreadMessage) => this.onThreadMessage(message));
+    const task: JobTask = { ...this.task, port: port2, abortFlag: flag };
+    this.lane.piscina
+      .run(task, { transferList: [port2], signal: controller.signal })
+      .then(
+        (result: TaskResult) => this.onResult(result),
+        (err: unknown) => this.onRejected(err),
+      );
+  }
+
+  abort(reason: AbortReason, detail?: string): void {
+    if (this.decided || this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.abortMessage = describeAbort(reason, detail);
+    clearTimeout(this.timeoutTimer);
+    // A 'started' already posted means the handler is running: give it its grace.
+    this.drain();
+    if (!this.started) {
+      this.terminate();
+      return;
+    }
+    const message: SupervisorMessage = { type: 'abort', reason, message: this.abortMessage };
+    if (detail !== undefined) message.detail = detail;
+    this.port?.postMessage(message);
+    // After the post: a thread that sees the flag finds the message already on its port.
+    if (this.flag !== undefined) Atomics.store(this.flag, 0, ABORT_REASONS.indexOf(reason) + 1);
+    this.graceTimer = setTimeout(() => this.terminate(), this.host.abortGraceMs);
+  }
+
+  /** Time this job has run on a thread, up to `now` (or its end). */
+  elapsedMs(now: number): number {
+    if (!this.started) return 0;
+    return (this.finishedPerf ?? now) - this.startedPerf;
+  }
+
+  private terminate(): void {
+    if (this.decided || this.terminating || this.controller === undefined) return;
+    this.terminating = true;
+    const before = this.lane.piscina.threads;
+    // Piscina rejects the task at once and terminates the thread that holds it, if any.
+    this.controller.abort();
+    if (this.worker === undefined) {
+      const after = new Set(this.lane.piscina.threads);
+      this.worker = before.find((worker) => !after.has(worker));
+    }
+  }
+
+  private onThreadMessage(message: ThreadMessage): void {
+    if (this.decided) return;
+    switch (message.type) {
+      case 'started':
+        this.onStarted(message.threadId);
+        break;
+      case 'progress': {
+        const { onProgress } = this.options;
+        if (onProgress !== undefined) this.callback(() => onProgress(message.percent, message.message, message.data));
+        break;
+      }
+      case 'log': {
+        const { onLog } = this.options;
+        if (onLog !== undefined) this.callback(() => onLog(message.line));
+        break;
+      }
+    }
+  }
+
+  private onStarted(threadId: number): void {
+    if (this.started) return;
+    this.started = true;
+    this.threadId = threadId;
+    this.startedAt = Date.now();
+    this.startedPerf = performance.now();
+    this.worker = this.lane.piscina.threads.find((worker) => worker.threadId === threadId);
+    this.host.runStarted(this);
+    const { timeoutMs, onStart } = this.options;
+    if (timeoutMs !== undefined) {
+      this.timeoutTimer = setTimeout(() => this.abort('timeout', `${timeoutMs} ms`), timeoutMs);
+    }
+    if (onStart !== undefined) this.callback(() => onStart(threadId));
+  }
+
+  private callback(call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.host.reportError({ source: 'pool', jobId: this.jobId, jobType: this.task.type, error: toSerializedError(err, 'thread') });
+    }
+  }
+
+  /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
+  private drain(): void {
+    const port = this.port;
+    if (port === undefined) return;
+    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+      this.onThreadMessage(entry.message as ThreadMessage);
+    }
+  }
+
+  private onResult(result: TaskResult): void {
+    if (this.decided) return;
+    this.drain();
+    this.decided = true;
+    // An abort counts only if the handler saw it before it settled; otherwise it lost the race.
+    if (this.abortReason !== undefined && result.abortedBy !== undefined) {
+      this.finish(this.abortedOutcome(false));
+    } else if (result.ok) {
+      this.finish(
+        result.noCompensate === true
+          ? { kind: 'succeeded', output: result.output, noCompensate: true }
+          : { kind: 'succeeded', output: result.output },
+      );
+    } else {
+      this.finish({ kind: 'failed', error: result.error, permanent: result.error.permanent === true });
+    }
+  }
+
+  private onRejected(err: unknown): void {
+    if (this.decided) return;
+    this.drain();
+    if (this.terminating) {
+      this.decided = true;
+      const terminated = this.worker !== undefined || this.started;
+      void this.afterExit().then((late) => this.finish(this.abortedOutcome(terminated, late)));
+      return;
+    }
+    const crash = this.describeDeath(err);
+    if (crash === undefined) {
+      // Piscina refused the task (its input cannot be cloned) or thread.ts failed.
+      const error = toSerializedError(err, 'thread');
+      this.decided = true;
+      this.finish({ kind: 'failed', error, permanent: error.name === 'DataCloneError' });
+      return;
+    }
+    if (!this.started && this.abortReason === undefined && this.redispatches < MAX_REDISPATCHES && !this.host.closing) {
+      // The thread died before it began this job (a thread ends itself after an
+      // error no job owns, just as the job reached it): nothing ran, try again.
+      this.redispatches += 1;
+      this.port?.close();
+      this.dispatch();
+      return;
+    }
+    this.decided = true;
+    void this.afterExit().then((late) => {
+      this.finish(this.abortReason !== undefined ? this.abortedOutcome(true, late) : { kind: 'crashed', error: appendLate(crash, late) });
+    });
+  }
+
+  /** The crash error if `err` says the thread died, else undefined. */
+  private describeDeath(err: unknown): SerializedError | undefined {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      const limit = this.lane.memoryLimitMb;
+      const message =
+        limit === undefined ? 'worker thread ran out of memory' : `worker thread ran out of memory (limit ${limit} MB)`;
+      return { name: 'WorkerCrashError', message, phase: 'thread' };
+    }
+    const text = err instanceof Error ? err.message : String(err);
+    const exited = /^worker exited with code: (-?\d+)/.exec(text);
+    if (exited !== null) {
+      return { name: 'WorkerCrashError', message: `worker thread exited with code ${exited[1]}`, phase: 'thread' };
+    }
+    if (text === 'Terminating worker thread') {
+      return { name: 'WorkerCrashError', message: 'worker thread was terminated', phase: 'thread' };
+    }
+    // An uncaught error that killed the thread arrives as itself; the thread is gone from the pool.
+    const worker = this.worker;
+    if (worker !== undefined && !this.lane.piscina.threads.includes(worker)) {
+      const cause = toSerializedError(err, 'thread');
+      return { ...cause, message: `worker thread died: ${cause.message}`, phase: 'thread' };
+    }
+    return undefined;
+  }
+
+  /** Resolves when the job's thread has exited; true if that took longer than exitWaitMs (it may live on). */
+  private afterExit(): Promise<boolean> {
+    const worker = this.worker;
+    if (worker === undefined || worker.threadId === -1) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        worker.off('exit', onExit);
+        resolve(true);
+      }, this.host.exitWaitMs);
+      const onExit = (): void => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      worker.once('exit', onExit);
+    });
+  }
+
+  private abortedOutcome(terminated: boolean, late = false): Outcome {
+    const reason = this.abortReason ?? 'shutdown';
+    const error: SerializedError = appendLate(
+      { name: reason === 'timeout' ? 'TimeoutError' : 'AbortError', message: this.abortMessage },
+      late,
+    );
+    return { kind: ABORT_OUTCOME[reason], error, terminated };
+  }
+
+  private finish(outcome: Outcome): void {
+    clearTimeout(this.timeoutTimer);
+    clearTimeout(this.graceTimer);
+    this.port?.close();
+    this.finishedPerf = performance.now();
+    this.host.runFinished(this, outcome, this.elapsedMs(this.finishedPerf));
+    this.resolveOutcome(outcome);
+  }
+}
+
+function appendLate(error: SerializedError, late: boolean): SerializedError {
+  if (!late) return error;
+  return { ...error, message: `${error.message} (its thread had not exited after being terminated; a blocking native call?)` };
+}
+
+/** A RunningJob that never reached a thread. */
+function settledRun(jobId: string, outcome: Outcome): RunningJob {
+  return { jobId, threadId: undefined, startedAt: undefined, abort() {}, outcome: Promise.resolve(outcome) };
+}
+
+function closedOutcome(): Outcome {
+  return {
+    kind: 'interrupted',
+    error: { name: 'AbortError', message: describeAbort('shutdown', 'the worker pool is closed') },
+    terminated: false,
+  };
+}
+
+function isThreadErrorReport(message: unknown): message is ThreadErrorReport {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'spindle:thread:error'
+  );
+}
+
+function toSerializedError(err: unknown, phase: SerializedError['phase']): SerializedError {
+  if (err instanceof Error) {
+    const error: SerializedError = { name: err.name, message: err.message || err.name, phase };
+    if (err.stack !== undefined) error.stack = err.stack;
+    return error;
+  }
+  return { name: 'Error', message: String(err), phase };
+}
+
+function positiveInteger(field: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new ValidationError(field, `must be a positive integer (at most ${max}), got ${String(value)}`);
+  }
+  return value;
+}
+
+function memoryLimit(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_MEMORY_MB || value > 1_048_576) {
+    throw new ValidationError(field, `must be an integer of at least ${MIN_MEMORY_MB} (MB), got ${String(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(field: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new ValidationError(field, `must be a non-negative integer (at most ${max}), got ${String(value)}`);
+  }
+  return value;
+}

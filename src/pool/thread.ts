@@ -1,0 +1,490 @@
+/**
+ * The thread side of the pool. Piscina calls the default export once per job
+ * (abortable tasks never share a thread, so at most one job runs here at a
+ * time). It loads the job type's module, builds `ctx`, runs the handler and
+ * turns whatever happens into a TaskResult: this function does not reject.
+ *
+ * Errors that escape the handler (a timer that throws, a promise nobody
+ * awaits) are traced to the job whose code scheduled them, through
+ * AsyncLocalStorage. If that job is still running it fails with the error. If
+ * it has finished, the error is reported on the parentPort and this thread
+ * exits as soon as it has no job; Piscina starts a fresh one. A job handed to
+ * the thread at that moment has not started (the exit comes before its
+ * 'started' message) and the pool dispatches it again.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { format, inspect } from 'node:util';
+import { parentPort, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
+import {
+  ABORT_REASONS,
+  THREAD_ERROR_EXIT_CODE,
+  describeAbort,
+  type AbortReason,
+  type JobTask,
+  type SerializedError,
+  type SupervisorMessage,
+  type TaskResult,
+  type ThreadErrorReport,
+  type ThreadMessage,
+} from './protocol.ts';
+
+/** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
+export const PROGRESS_INTERVAL_MS = 50;
+/** Log lines kept per attempt; later ones are dropped, with one line saying so. */
+export const MAX_LOG_LINES = 1000;
+/** Characters kept per log line. */
+export const MAX_LOG_LINE_CHARS = 8192;
+/** Characters kept of a progress message. */
+const MAX_PROGRESS_MESSAGE_CHARS = 1024;
+/** Characters kept when describing a thrown non-Error value. */
+const MAX_VALUE_CHARS = 1024;
+
+/** What a handler receives as its second argument. */
+export interface ThreadJobContext {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly threadId: number;
+  readonly signal: AbortSignal;
+  progress(percent: number, message?: string, data?: unknown): void;
+  log(...args: unknown[]): void;
+}
+
+type Handler = (input: unknown, ctx: ThreadJobContext) => unknown;
+type Compensator = (input: unknown, reason: string, ctx: ThreadJobContext) => unknown;
+
+/** A worker module after loading: its handler and what else it exports. */
+export interface LoadedModule {
+  handler: Handler;
+  compensate?: Compensator;
+  options: unknown;
+  schedule?: unknown;
+}
+
+/** The result of loading a module: never a rejection. */
+export type LoadResult =
+  | { ok: true; module: LoadedModule }
+  | { ok: false; reason: string; stack?: string; hasDefault: boolean };
+
+const moduleCache = new Map<string, Promise<LoadResult>>();
+
+/** Imports a worker module once per thread (failures are cached too, as ESM caches them). */
+export function loadWorkerModule(modulePath: string): Promise<LoadResult> {
+  let loading = moduleCache.get(modulePath);
+  if (loading === undefined) {
+    loading = importWorkerModule(modulePath);
+    moduleCache.set(modulePath, loading);
+  }
+  return loading;
+}
+
+async function importWorkerModule(modulePath: string): Promise<LoadResult> {
+  const url = modulePath.startsWith('file:') ? modulePath : pathToFileURL(modulePath).href;
+  let namespace: Record<string, unknown>;
+  try {
+    namespace = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    const error = serializeThrown(err, 'load', 'the module threw a non-Error value');
+    return { ok: false, reason: `${error.name}: ${error.message}`, stack: error.stack, hasDefault: false };
+  }
+  // A TypeScript file outside a "type": "module" package is compiled to CommonJS
+  // by tsx; its ES exports then arrive as properties of `default`.
+  const inner = namespace.default;
+  if (typeof inner !== 'function' && typeof inner === 'object' && inner !== null && 'default' in inner) {
+    namespace = inner as Record<string, unknown>;
+  }
+  const handler = namespace.default;
+  if (typeof handler !== 'function') {
+    return {
+      ok: false,
+      reason: 'it has no default export function (export default async function (input, ctx) { ... })',
+      hasDefault: false,
+    };
+  }
+  const compensate = namespace.compensate;
+  if (compensate !== undefined && typeof compensate !== 'function') {
+    return { ok: false, reason: `its "compensate" export is a ${typeof compensate}, not a function`, hasDefault: true };
+  }
+  return {
+    ok: true,
+    module: {
+      handler: handler as Handler,
+      compensate: compensate as Compensator | undefined,
+      options: namespace.options,
+      schedule: namespace.schedule,
+    },
+  };
+}
+
+/** Turns anything thrown into a readable SerializedError. Never throws. */
+export function serializeThrown(
+  value: unknown,
+  phase: SerializedError['phase'],
+  nonErrorPrefix = 'handler threw a non-Error value',
+): SerializedError {
+  try {
+    if (isErrorLike(value)) {
+      const name = typeof value.name === 'string' && value.name !== '' ? value.name : 'Error';
+      const text = typeof value.message === 'string' ? value.message : String(value.message);
+      const error: SerializedError = {
+        name,
+        message: text !== '' ? text : `${name} (without a message)`,
+        phase,
+      };
+      if (typeof value.stack === 'string') error.stack = value.stack;
+      if (value.permanent === true || name === 'PermanentError') error.permanent = true;
+      return error;
+    }
+    const error: SerializedError = { name: 'Error', message: `${nonErrorPrefix}: ${describeValue(value)}`, phase };
+    if (typeof value === 'object' && value !== null && (value as { permanent?: unknown }).permanent === true) {
+      error.permanent = true;
+    }
+    return error;
+  } catch {
+    return { name: 'Error', message: `${nonErrorPrefix} that cannot be described`, phase };
+  }
+}
+
+interface ErrorLike {
+  name: unknown;
+  message: unknown;
+  stack?: unknown;
+  permanent?: unknown;
+}
+
+function isErrorLike(value: unknown): value is ErrorLike {
+  // The tag test also catches errors from another realm, where instanceof fails.
+  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
+}
+
+function describeValue(value: unknown): string {
+  let text: string | undefined;
+  // JSON for strings and plain data ("boom", {"code":1}); inspect for the rest (NaN, 10n, functions, cycles).
+  if (typeof value === 'string' || isPlainData(value)) {
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      text = undefined;
+    }
+  }
+  if (text === undefined) text = inspect(value, { depth: 2, breakLength: Infinity });
+  return truncate(text, MAX_VALUE_CHARS);
+}
+
+function isPlainData(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return Array.isArray(value) || proto === Object.prototype || proto === null;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+}
+
+/** One job on this thread: its ctx, its port, its abort state. */
+class JobScope {
+  readonly task: JobTask;
+  readonly ctx: ThreadJobContext;
+  /** Set once the handler has settled: later aborts and errors are not the handler's. */
+  settled = false;
+  abortedBy: AbortReason | undefined;
+  private readonly port: MessagePort;
+  private readonly controller = new AbortController();
+  /** Tracked here: `signal.aborted` is overridden below and polls. */
+  private signalFired = false;
+  private failWith: ((error: SerializedError) => void) | undefined;
+  /** Resolves when an error escapes the handler's own callbacks while it runs. */
+  readonly escaped: Promise<SerializedError>;
+  private logLines = 0;
+  private warnedBadPercent = false;
+  private warnedBadData = false;
+  private progressPending = false;
+  private progressPercent = 0;
+  private progressMessage: string | undefined;
+  private progressData: unknown;
+  private lastProgressAt = -Infinity;
+  private progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(task: JobTask) {
+    this.task = task;
+    this.port = task.port;
+    this.escaped = new Promise((resolve) => {
+      this.failWith = resolve;
+    });
+    this.port.on('message', (message: SupervisorMessage) => this.onSupervisorMessage(message));
+    const signal = this.pollingSignal();
+    const scope = this;
+    this.ctx = {
+      jobId: task.jobId,
+      attempt: task.attempt,
+      maxAttempts: task.maxAttempts,
+      threadId,
+      signal,
+      progress(percent: number, message?: string, data?: unknown): void {
+        scope.progress(percent, message, data);
+      },
+      log(...args: unknown[]): void {
+        scope.log(args);
+      },
+    };
+  }
+
+  post(message: ThreadMessage): void {
+    this.port.postMessage(message);
+  }
+
+  /** Fails the running job with an error that escaped its callbacks. */
+  fail(error: SerializedError): void {
+    this.failWith?.(error);
+    this.failWith = undefined;
+  }
+
+  /** Runs the handler (or compensate) and returns what the pool should see. */
+  async execute(): Promise<TaskResult> {
+    const { task } = this;
+    const loaded = await loadWorkerModule(task.modulePath);
+    if (!loaded.ok) {
+      const error: SerializedError = {
+        name: 'LoadError',
+        message: `cannot load worker module "${task.type}" (${task.modulePath}): ${loaded.reason}`,
+        phase: 'load',
+        // The module cache keeps the failure: another attempt on this thread cannot do better.
+        permanent: true,
+      };
+      if (loaded.stack !== undefined) error.stack = loaded.stack;
+      return this.finish({ ok: false, error });
+    }
+    const { module } = loaded;
+    let call: () => unknown;
+    if (task.mode === 'compensate') {
+      const compensate = module.compensate;
+      if (compensate === undefined) return this.finish({ ok: true, output: undefined, noCompensate: true });
+      call = () => compensate(task.input, task.cancelReason ?? '', this.ctx);
+    } else {
+      call = () => module.handler(task.input, this.ctx);
+    }
+    const handled = (async () => call())().then(
+      (output): TaskResult => ({ ok: true, output }),
+      (err: unknown): TaskResult => ({ ok: false, error: serializeThrown(err, 'handler') }),
+    );
+    const escaped = this.escaped.then((error): TaskResult => ({ ok: false, error }));
+    const result = await Promise.race([handled, escaped]);
+    if (result.ok) {
+      try {
+        // Checked here, where the reason can still be told: a failed postMessage
+        // inside Piscina would surface as a thread error without a job.
+        structuredClone(result.output);
+      } catch (err) {
+        const cause = serializeThrown(err, 'clone');
+        return this.finish({
+          ok: false,
+          error: {
+            name: 'DataCloneError',
+            message: `handler returned a value that cannot be cloned: ${cause.message}`,
+            phase: 'clone',
+            permanent: true,
+          },
+        });
+      }
+    }
+    return this.finish(result);
+  }
+
+  private finish(result: TaskResult): TaskResult {
+    this.pollAbort();
+    this.settled = true;
+    if (this.abortedBy !== undefined) result.abortedBy = this.abortedBy;
+    this.flushProgress();
+    return result;
+  }
+
+  close(): void {
+    if (this.progressTimer !== undefined) clearTimeout(this.progressTimer);
+    this.port.close();
+  }
+
+  private onSupervisorMessage(message: SupervisorMessage): void {
+    switch (message.type) {
+      case 'abort':
+        this.fireAbort(message.reason, message.message);
+        break;
+    }
+  }
+
+  private fireAbort(reason: AbortReason, message: string): void {
+    if (this.signalFired) return;
+    this.signalFired = true;
+    if (!this.settled) this.abortedBy = reason;
+    const error = new Error(message);
+    error.name = reason === 'timeout' ? 'TimeoutError' : 'AbortError';
+    this.controller.abort(error);
+  }
+
+  /** Fires the signal if the supervisor has set the abort flag, even if its message is still queued. */
+  pollAbort(): void {
+    const flag = this.task.abortFlag;
+    if (flag === undefined || this.signalFired) return;
+    const code = Atomics.load(flag, 0);
+    if (code === 0) return;
+    // The message is posted before the flag is set, so it is already on the port.
+    for (let entry = receiveMessageOnPort(this.port); entry !== undefined; entry = receiveMessageOnPort(this.port)) {
+      this.onSupervisorMessage(entry.message as SupervisorMessage);
+    }
+    const reason = ABORT_REASONS[code - 1] ?? 'cancel';
+    this.fireAbort(reason, describeAbort(reason));
+  }
+
+  /**
+   * The job's AbortSignal, with `aborted` and `throwIfAborted()` that also look
+   * at the shared abort flag: a handler in a synchronous loop never gets the
+   * abort message, but it does read its signal.
+   */
+  private pollingSignal(): AbortSignal {
+    const signal = this.controller.signal;
+    const abortedGetter = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get;
+    if (this.task.abortFlag === undefined || abortedGetter === undefined) return signal;
+    const poll = (): void => this.pollAbort();
+    Object.defineProperty(signal, 'aborted', {
+      configurable: true,
+      get(): boolean {
+        poll();
+        return abortedGetter.call(signal) as boolean;
+      },
+    });
+    const throwIfAborted = AbortSignal.prototype.throwIfAborted;
+    Object.defineProperty(signal, 'throwIfAborted', {
+      configurable: true,
+      value(): void {
+        poll();
+        throwIfAborted.call(signal);
+      },
+    });
+    return signal;
+  }
+
+  private progress(percent: number, message: string | undefined, data: unknown): void {
+    if (typeof percent !== 'number' || !Number.isFinite(percent)) {
+      if (!this.warnedBadPercent) {
+        this.warnedBadPercent = true;
+        this.log([`[spindle] ctx.progress() ignored a percent that is not a finite number: ${describeValue(percent)}`]);
+      }
+      return;
+    }
+    this.progressPercent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
+    this.progressMessage = message;
+    this.progressData = data;
+    this.progressPending = true;
+    // A time check on each call, not a timer: a handler in a synchronous loop runs no timers.
+    const now = performance.now();
+    if (now - this.lastProgressAt >= PROGRESS_INTERVAL_MS) {
+      this.flushProgress(now);
+      this.pollAbort();
+    } else if (this.progressTimer === undefined) {
+      const delay = Math.ceil(PROGRESS_INTERVAL_MS - (now - this.lastProgressAt));
+      this.progressTimer = setTimeout(() => {
+        this.progressTimer = undefined;
+        this.flushProgress();
+      }, delay);
+    }
+  }
+
+  private flushProgress(now = performance.now()): void {
+    if (!this.progressPending) return;
+    this.progressPending = false;
+    this.lastProgressAt = now;
+    const message: ThreadMessage = { type: 'progress', percent: this.progressPercent };
+    if (this.progressMessage !== undefined) {
+      message.message = truncate(String(this.progressMessage), MAX_PROGRESS_MESSAGE_CHARS);
+    }
+    if (this.progressData !== undefined) message.data = this.progressData;
+    try {
+      this.port.postMessage(message);
+    } catch (err) {
+      delete message.data;
+      this.port.postMessage(message);
+      if (!this.warnedBadData) {
+        this.warnedBadData = true;
+        this.log([`[spindle] ctx.progress() dropped data that cannot be cloned: ${serializeThrown(err, 'handler').message}`]);
+      }
+    }
+    this.progressData = undefined;
+  }
+
+  log(args: unknown[]): void {
+    if (this.logLines > MAX_LOG_LINES) return;
+    this.logLines += 1;
+    let line: string;
+    if (this.logLines > MAX_LOG_LINES) {
+      line = `[spindle] log limit of ${MAX_LOG_LINES} lines reached: later lines of this attempt are dropped`;
+    } else {
+      try {
+        line = truncate(format(...args), MAX_LOG_LINE_CHARS);
+      } catch (err) {
+        line = `[spindle] ctx.log() arguments could not be formatted: ${serializeThrown(err, 'handler').message}`;
+      }
+    }
+    this.post({ type: 'log', line });
+  }
+}
+
+const jobs = new AsyncLocalStorage<JobScope>();
+/** The job running on this thread, if any. */
+let current: JobScope | undefined;
+/** Set after an error no running job owns: the thread ends at its next idle moment. */
+let exitPending = false;
+let handlersInstalled = false;
+
+function installProcessHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('uncaughtException', (err) => onEscapedError('uncaughtException', err));
+  process.on('unhandledRejection', (reason) => onEscapedError('unhandledRejection', reason));
+}
+
+function onEscapedError(kind: ThreadErrorReport['kind'], value: unknown): void {
+  const owner = jobs.getStore();
+  const words = kind === 'uncaughtException' ? 'uncaught exception' : 'unhandled rejection';
+  const error = serializeThrown(value, 'handler', `${words} of a non-Error value`);
+  if (isErrorLike(value)) error.message = `${words}: ${error.message}`;
+  if (owner !== undefined && owner === current && !owner.settled) {
+    owner.log([`[spindle] ${error.message}`]);
+    owner.fail(error);
+    return;
+  }
+  const report: ThreadErrorReport = { type: 'spindle:thread:error', kind, threadId, error };
+  if (owner !== undefined) {
+    report.jobId = owner.task.jobId;
+    report.jobType = owner.task.type;
+  }
+  parentPort?.postMessage(report);
+  exitPending = true;
+  if (current === undefined) exitWhenIdle();
+}
+
+function exitWhenIdle(): void {
+  setImmediate(() => {
+    if (current === undefined) process.exit(THREAD_ERROR_EXIT_CODE);
+  });
+}
+
+/** Piscina's task function: one job, start to end. */
+export default async function runJob(task: JobTask): Promise<TaskResult> {
+  installProcessHandlers();
+  // Ends the thread before this job starts: the pool sees no 'started' and dispatches it again.
+  if (exitPending) process.exit(THREAD_ERROR_EXIT_CODE);
+  const scope = new JobScope(task);
+  current = scope;
+  try {
+    scope.post({ type: 'started', threadId });
+    return await jobs.run(scope, () => scope.execute());
+  } catch (err) {
+    // Only a fault in this file gets here; the pool still gets a value.
+    return { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
+  } finally {
+    scope.close();
+    current = undefined;
+    if (exitPending) exitWhenIdle();
+  }
+}

@@ -1,0 +1,123 @@
+/** startSupervisor(): everything `spindle start` does, as a function. */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { Supervisor } from './actors/supervisor.ts';
+import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
+import { migrate } from './db/migrate.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { WorkerPool } from './pool/pool.ts';
+import { loadRegistry } from './pool/registry.ts';
+
+/** Options of startSupervisor(): the supervisor's, plus a logger of your own. */
+export interface StartOptions extends SupervisorOptions {
+  /** A pino logger; default one at `logLevel` on stderr. */
+  logger?: Logger;
+}
+
+/** A running supervisor. */
+export interface SupervisorHandle {
+  /** Its id in spindle.supervisors. */
+  id: string;
+  /** The database it uses (the embedded one's URL when none was given). */
+  databaseUrl: string;
+  config: SupervisorConfig;
+  supervisor: Supervisor;
+  /** Every actor's state, the in-flight jobs and the pool. */
+  snapshot(): RuntimeSnapshot;
+  /** Graceful shutdown (see ARCHITECTURE.md): resolves when everything is written and closed. */
+  stop(): Promise<void>;
+}
+
+/** What snapshot() returns. */
+export interface RuntimeSnapshot {
+  supervisorId: string;
+  pid: number;
+  host: string;
+  uptimeMs: number;
+  versions: { spindle: string; node: string };
+  actors: ReturnType<Supervisor['snapshot']>;
+  jobs: ReturnType<Supervisor['jobs']>;
+  pool: ReturnType<WorkerPool['stats']>;
+}
+
+/** The package version, read once. */
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/**
+ * Starts a supervisor: the embedded database unless one is given, migrations, worker modules,
+ * the thread pool and the actors. Stop it with `stop()`.
+ */
+export async function startSupervisor(options: StartOptions = {}): Promise<SupervisorHandle> {
+  const config = resolveConfig(options);
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const started = Date.now();
+  const cleanup: (() => Promise<void>)[] = [];
+  const undo = async () => {
+    for (const step of cleanup.reverse()) await step().catch(() => {});
+  };
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      const { startEmbedded } = await import('./db/embedded.ts');
+      const server = await startEmbedded({ stateDir: config.stateDir, logger });
+      cleanup.push(() => server.stop());
+      databaseUrl = server.url;
+      logger.info({ dataDir: server.dataDir, port: server.port, reused: server.reused }, 'embedded PostgreSQL running');
+    }
+    const applied = await migrate(databaseUrl);
+    if (applied.length) logger.info({ applied }, 'migrated the database');
+
+    const registry = await loadRegistry(config.workers);
+    for (const info of registry.values()) {
+      if (info.loadError) logger.error({ type: info.type, error: info.loadError }, 'worker module cannot load; its jobs will fail');
+    }
+    if (registry.size === 0) logger.warn({ workers: config.workers }, 'no worker modules found: nothing to run');
+
+    const memoryLimitsMb = Object.fromEntries(
+      [...registry.values()].flatMap((m) => (m.options.maxMemoryMb ? [[m.type, m.options.maxMemoryMb]] : [])),
+    );
+    const pool = new WorkerPool({ maxThreads: config.concurrency, abortGraceMs: config.abortGraceMs, memoryLimitsMb });
+    pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
+    cleanup.push(() => pool.close({ force: true }));
+    const db = new pg.Pool({ connectionString: databaseUrl, max: 4, application_name: 'spindle:supervisor' });
+    // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
+    db.on('error', (err) => logger.warn({ err }, 'database connection lost'));
+    cleanup.push(() => db.end());
+
+    const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const supervisor = new Supervisor({ id, config, databaseUrl, db, registry, pool, version: VERSION, logger });
+    await supervisor.start();
+    cleanup.push(() => supervisor.shutdown());
+    logger.info(
+      { id, concurrency: config.concurrency, types: [...registry.keys()], queues: config.queues.length ? config.queues : 'all' },
+      'supervisor started',
+    );
+
+    let stopping: Promise<void> | undefined;
+    return {
+      id,
+      databaseUrl,
+      config,
+      supervisor,
+      snapshot: () => ({
+        supervisorId: id,
+        pid: process.pid,
+        host: hostname(),
+        uptimeMs: Date.now() - started,
+        versions: { spindle: VERSION, node: process.version },
+        actors: supervisor.snapshot(),
+        jobs: supervisor.jobs(),
+        pool: pool.stats(),
+      }),
+      stop: () => (stopping ??= undo().then(() => logger.info({ id }, 'supervisor stopped'))),
+    };
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}
