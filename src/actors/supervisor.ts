@@ -38,6 +38,9 @@ const MAX_LOG_BYTES = 64 * 1024;
 /** Time a compensate() hook gets when its module says nothing. */
 const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+/** Adaptive prefetch holds about this much work beyond the running jobs. */
+const PREFETCH_TARGET_MS = 50;
+const MAX_PREFETCH = 500;
 
 /** What the runtime tells an inspector, beside the actors' own events. */
 export interface RuntimeEvents {
@@ -141,6 +144,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
   #maybeMore = true;
   #claimFailures = 0;
+  /** Moving average of run time, for the adaptive prefetch; starts pessimistic (long jobs). */
+  #avgRunMs = 1_000;
   #idleWaiters: (() => void)[] = [];
   #stats = { claims: 0, claimed: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
@@ -338,7 +343,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   async #claim(): Promise<void> {
     const { config, registry } = this.#d;
     if (this.#draining || !this.#maybeMore) return;
-    let free = config.concurrency + config.prefetch - this.#inFlight.size;
+    let free = this.#slots() - this.#inFlight.size;
     if (free <= 0) return;
 
     const running = new Map<string, number>();
@@ -373,6 +378,20 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     }
     // A batch that filled every free slot may have left more behind.
     this.#maybeMore = full;
+  }
+
+  /** Jobs this supervisor holds at most: its threads plus a prefetch that keeps them fed. */
+  #slots(): number {
+    const { concurrency, prefetch } = this.#d.config;
+    if (prefetch !== undefined) return concurrency + prefetch;
+    const adaptive = Math.ceil((concurrency * PREFETCH_TARGET_MS) / Math.max(this.#avgRunMs, 0.01));
+    return concurrency + Math.min(MAX_PREFETCH, Math.max(concurrency, adaptive));
+  }
+
+  /** Claims again once half the slots are free, or at once when a thread has nothing to do. */
+  #wantsClaim(): boolean {
+    const held = this.#inFlight.size;
+    return held < this.#d.config.concurrency || this.#slots() - held >= Math.ceil(this.#slots() / 2);
   }
 
   async #claimBatch(types: ClaimType[], limit: number): Promise<JobRow[]> {
@@ -472,6 +491,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#inFlight.delete(id);
     this.#progress.forget(id);
     const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
+    if (job.startedAt !== null) this.#avgRunMs = this.#avgRunMs * 0.8 + elapsed * 0.2;
     const finish = finishFor(
       { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs },
       outcome,
@@ -494,7 +514,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     });
     if (outcome.kind === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-    if (this.#maybeMore) this.#wake();
+    if (this.#maybeMore && this.#wantsClaim()) this.#wake();
   }
 
   #onBatch(batch: CompletedBatch): void {

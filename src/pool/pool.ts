@@ -184,9 +184,50 @@ export interface PoolStats {
   lateResults: number;
 }
 
-interface Lane {
-  piscina: Piscina;
-  memoryLimitMb?: number;
+/**
+ * One Piscina pool and the jobs waiting for it. Jobs wait here, in FIFO order,
+ * rather than in Piscina's queue: Piscina does not keep abortable tasks in
+ * order (five queued on one thread ran a, c, e, d, b).
+ */
+class Lane {
+  /** Jobs handed to Piscina and not yet settled there. */
+  private active = 0;
+  private readonly waiting: JobRun[] = [];
+
+  constructor(
+    readonly piscina: Piscina,
+    private readonly capacity: number,
+    readonly memoryLimitMb: number | undefined,
+  ) {}
+
+  /** Dispatches the run now if a thread is free, else queues it. */
+  submit(run: JobRun): void {
+    if (this.active < this.capacity) {
+      this.active += 1;
+      run.dispatch();
+    } else {
+      this.waiting.push(run);
+    }
+  }
+
+  /** Takes a run that was never dispatched out of the queue; false if it was dispatched. */
+  withdraw(run: JobRun): boolean {
+    const index = this.waiting.indexOf(run);
+    if (index === -1) return false;
+    this.waiting.splice(index, 1);
+    return true;
+  }
+
+  /** A dispatched run's Piscina task settled: its thread is free (or being replaced). */
+  release(): void {
+    this.active -= 1;
+    while (this.active < this.capacity && this.waiting.length > 0) {
+      const next = this.waiting.shift();
+      if (next === undefined) break;
+      this.active += 1;
+      next.dispatch();
+    }
+  }
 }
 
 /** What a JobRun needs of its pool. */
@@ -289,9 +330,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       this.outcomes.failed += 1;
       return settledRun(task.jobId, outcome);
     }
-    const run = new JobRun(this.host, this.laneFor(memoryLimitMb), task, options);
+    const lane = this.laneFor(memoryLimitMb);
+    const run = new JobRun(this.host, lane, task, options);
     this.runs.add(run);
-    run.dispatch();
+    lane.submit(run);
     return run;
   }
 
@@ -385,7 +427,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     piscina.on('message', (message: unknown) => this.onPiscinaMessage(message));
     piscina.on('workerCreate', (worker: { id: number }) => this.emit('thread:create', thread(worker.id)));
     piscina.on('workerDestroy', (worker: { id: number }) => this.emit('thread:destroy', thread(worker.id)));
-    return memoryLimitMb === undefined ? { piscina } : { piscina, memoryLimitMb };
+    return new Lane(piscina, this.maxThreads, memoryLimitMb);
   }
 
   private onPiscinaError(err: unknown): void {
@@ -450,6 +492,8 @@ class JobRun implements RunningJob {
   private timeoutTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private redispatches = 0;
+  /** Handed to Piscina (it holds one of its lane's slots until its task settles there). */
+  private dispatched = false;
 
   constructor(
     private readonly host: RunHost,
@@ -464,6 +508,7 @@ class JobRun implements RunningJob {
   }
 
   dispatch(): void {
+    this.dispatched = true;
     const { port1, port2 } = new MessageChannel();
     const flag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
     const controller = new AbortController();
@@ -485,6 +530,11 @@ class JobRun implements RunningJob {
     this.abortReason = reason;
     this.abortMessage = describeAbort(reason, detail);
     clearTimeout(this.timeoutTimer);
+    if (!this.dispatched && this.lane.withdraw(this)) {
+      this.decided = true;
+      this.finish(this.abortedOutcome(false));
+      return;
+    }
     // A 'started' already posted means the handler is running: give it its grace.
     this.drain();
     if (!this.started) {
@@ -569,6 +619,7 @@ class JobRun implements RunningJob {
   }
 
   private onResult(result: TaskResult): void {
+    this.lane.release();
     if (this.decided) return;
     this.drain();
     this.decided = true;
@@ -587,9 +638,13 @@ class JobRun implements RunningJob {
   }
 
   private onRejected(err: unknown): void {
-    if (this.decided) return;
+    if (this.decided) {
+      this.lane.release();
+      return;
+    }
     this.drain();
     if (this.terminating) {
+      this.lane.release();
       this.decided = true;
       const terminated = this.worker !== undefined || this.started;
       void this.afterExit().then((late) => this.finish(this.abortedOutcome(terminated, late)));
@@ -597,6 +652,7 @@ class JobRun implements RunningJob {
     }
     const crash = this.describeDeath(err);
     if (crash === undefined) {
+      this.lane.release();
       // Piscina refused the task (its input cannot be cloned) or thread.ts failed.
       const error = toSerializedError(err, 'thread');
       this.decided = true;
@@ -606,11 +662,13 @@ class JobRun implements RunningJob {
     if (!this.started && this.abortReason === undefined && this.redispatches < MAX_REDISPATCHES && !this.host.closing) {
       // The thread died before it began this job (a thread ends itself after an
       // error no job owns, just as the job reached it): nothing ran, try again.
+      // It keeps its slot in the lane.
       this.redispatches += 1;
       this.port?.close();
       this.dispatch();
       return;
     }
+    this.lane.release();
     this.decided = true;
     void this.afterExit().then((late) => {
       this.finish(this.abortReason !== undefined ? this.abortedOutcome(true, late) : { kind: 'crashed', error: appendLate(crash, late) });

@@ -257,6 +257,11 @@ class JobScope {
       return this.finish({ ok: false, error });
     }
     const { module } = loaded;
+    // Stopped while the module loaded: do not start the handler at all.
+    this.pollAbort();
+    if (this.signalFired) {
+      return this.finish({ ok: false, error: serializeThrown(this.controller.signal.reason, 'handler') });
+    }
     let call: () => unknown;
     if (task.mode === 'compensate') {
       const compensate = module.compensate;
