@@ -50,6 +50,8 @@ export interface SupervisorOptions {
   unknownTypeGraceMs?: number;
   /** Debug socket path, or false for none; default `<stateDir>/run/supervisor.sock`. */
   socket?: string | false;
+  /** A TCP port on 127.0.0.1 for the debug protocol (0: any free port); each request must carry the token in `<stateDir>/run/debug.token`. Default none. */
+  debugPort?: number;
   /** Log level of the default pino logger. */
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   /**
@@ -79,6 +81,7 @@ export interface SupervisorConfig {
   retentionMs: Record<'succeeded' | 'failed' | 'timed_out' | 'cancelled', number>;
   unknownTypeGraceMs: number;
   socket: string | false;
+  debugPort: number | undefined;
   logLevel: NonNullable<SupervisorOptions['logLevel']>;
   /** Undefined: adaptive. */
   prefetch: number | undefined;
@@ -176,6 +179,7 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
     },
     unknownTypeGraceMs: ms('unknownTypeGraceMs', 60 * SECOND, 0),
     socket: o.socket === false ? false : resolve(o.socket ?? `${stateDir}/run/supervisor.sock`),
+    debugPort: checkInteger('options.debugPort', o.debugPort, 0, 65_535),
     logLevel: o.logLevel ?? 'info',
     prefetch: checkInteger('options.prefetch', o.prefetch, 0, 100_000),
   };

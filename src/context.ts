@@ -1,7 +1,8 @@
 /**
  * What a handler receives as its second argument. The thread builds it for each
- * attempt; a handler that runs a long synchronous loop must yield to the event
- * loop now and then, or `signal` can never fire (the abort arrives as a message).
+ * attempt. A handler in a long synchronous loop still sees an abort when it reads
+ * `signal.aborted` (a shared flag backs it); listeners on `signal` fire only when
+ * the loop yields to the event loop.
  */
 export interface JobContext {
   /** The job's id (a bigint, as a decimal string). */

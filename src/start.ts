@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import pg from 'pg';
+import { ensureSocketFree, type DebugLimits } from './actors/debug-server.ts';
 import { Supervisor } from './actors/supervisor.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
@@ -14,6 +15,8 @@ import { loadRegistry } from './pool/registry.ts';
 export interface StartOptions extends SupervisorOptions {
   /** A pino logger; default one at `logLevel` on stderr. */
   logger?: Logger;
+  /** Limits of the debug socket (clients, idle time, buffers); the defaults suit production. */
+  debugLimits?: Partial<DebugLimits>;
 }
 
 /** A running supervisor. */
@@ -61,6 +64,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
   };
 
   try {
+    // Refuse at once, before anything starts, when another supervisor serves this debug socket.
+    if (config.socket !== false) await ensureSocketFree(config.socket);
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const { startEmbedded } = await import('./db/embedded.ts');
@@ -78,19 +83,48 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     }
     if (registry.size === 0) logger.warn({ workers: config.workers }, 'no worker modules found: nothing to run');
 
-    const memoryLimitsMb = Object.fromEntries(
-      [...registry.values()].flatMap((m) => (m.options.maxMemoryMb ? [[m.type, m.options.maxMemoryMb]] : [])),
-    );
-    const pool = new WorkerPool({ maxThreads: config.concurrency, abortGraceMs: config.abortGraceMs, memoryLimitsMb });
+    const pool = new WorkerPool({
+      maxThreads: config.concurrency,
+      abortGraceMs: config.abortGraceMs,
+      memoryLimitsMb: registry.memoryLimitsMb(),
+    });
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
-    const db = new pg.Pool({ connectionString: databaseUrl, max: 4, application_name: 'spindle:supervisor' });
+    const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
+    const db = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 4,
+      application_name: `spindle:supervisor:${id}`.slice(0, 63),
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+    });
     // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
     db.on('error', (err) => logger.warn({ err }, 'database connection lost'));
     cleanup.push(() => db.end());
 
-    const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    const supervisor = new Supervisor({ id, config, databaseUrl, db, registry, pool, version: VERSION, logger });
+    const snapshot = (): RuntimeSnapshot => ({
+      supervisorId: id,
+      pid: process.pid,
+      host: hostname(),
+      uptimeMs: Date.now() - started,
+      versions: { spindle: VERSION, node: process.version },
+      actors: supervisor.snapshot(),
+      jobs: supervisor.jobs(),
+      pool: pool.stats(),
+    });
+    const supervisor = new Supervisor({
+      id,
+      config,
+      databaseUrl,
+      db,
+      registry,
+      pool,
+      version: VERSION,
+      logger,
+      debugSnapshot: snapshot,
+      debugLimits: options.debugLimits,
+    });
     await supervisor.start();
     cleanup.push(() => supervisor.shutdown());
     logger.info(
@@ -104,16 +138,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       databaseUrl,
       config,
       supervisor,
-      snapshot: () => ({
-        supervisorId: id,
-        pid: process.pid,
-        host: hostname(),
-        uptimeMs: Date.now() - started,
-        versions: { spindle: VERSION, node: process.version },
-        actors: supervisor.snapshot(),
-        jobs: supervisor.jobs(),
-        pool: pool.stats(),
-      }),
+      snapshot,
       stop: () => (stopping ??= undo().then(() => logger.info({ id }, 'supervisor stopped'))),
     };
   } catch (error) {

@@ -2,7 +2,6 @@
  * The worker pool through its public API: every way a job can end, with the
  * message a user would read, and the pool's health after threads die.
  */
-import { once } from 'node:events';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,11 +28,13 @@ function run(pool: WorkerPool, file: string, input: unknown = {}, options: RunOp
   return start(pool, file, input, options).outcome;
 }
 
-/** Resolves once a thread is running a job of `running`. */
-function startedOn(options: RunOptions = {}): { options: RunOptions; started: Promise<number> } {
-  let resolve!: (threadId: number) => void;
-  const started = new Promise<number>((r) => (resolve = r));
-  return { options: { ...options, onStart: resolve }, started };
+/** `started` resolves when a thread takes the job; `logged` with its first log line (the handler is running). */
+function startedOn(options: RunOptions = {}): { options: RunOptions; started: Promise<number>; logged: Promise<string> } {
+  let onStart!: (threadId: number) => void;
+  let onLog!: (line: string) => void;
+  const started = new Promise<number>((resolve) => (onStart = resolve));
+  const logged = new Promise<string>((resolve) => (onLog = resolve));
+  return { options: { ...options, onStart, onLog }, started, logged };
 }
 
 let pool: WorkerPool;
@@ -194,7 +195,7 @@ describe('timeouts and aborts', () => {
       terminated: true,
     });
     expect(elapsed).toBeGreaterThanOrEqual(200 + GRACE_MS - 5);
-    expect(elapsed).toBeLessThan(200 + GRACE_MS + 150);
+    expect(elapsed).toBeLessThan(200 + GRACE_MS + 100);
     expect(pool.stats().threads).toBe(2);
     const next = await Promise.all([run(pool, 'echo.ts'), run(pool, 'echo.ts')]);
     expect(next.map((o) => o.kind)).toEqual(['succeeded', 'succeeded']);
@@ -242,7 +243,7 @@ describe('timeouts and aborts', () => {
     const lostJob = start(pool, 'endless.ts', {}, lost.options);
     const shutdown = startedOn();
     const shutdownJob = start(pool, 'endless.ts', {}, shutdown.options);
-    await Promise.all([lost.started, shutdown.started]);
+    await Promise.all([lost.logged, shutdown.logged]);
     lostJob.abort('lost');
     shutdownJob.abort('shutdown');
     lostJob.abort('cancel'); // the first reason wins
@@ -279,14 +280,23 @@ describe('timeouts and aborts', () => {
   });
 
   it('keeps the main event loop responsive while threads are terminated', async () => {
+    // Drift of a 5 ms interval. Other processes on a small machine cause a rare
+    // late tick of their own; blocking in termination would delay one tick per thread.
+    const late: number[] = [];
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      if (now - last - 5 > 50) late.push(now - last - 5);
+      last = now;
+    }, 5);
     const lag = monitorEventLoopDelay({ resolution: 5 });
     lag.enable();
-    const outcomes = await Promise.all(
-      Array.from({ length: 6 }, () => run(pool, 'endless.ts', {}, { timeoutMs: 50 })),
-    );
+    const outcomes = await Promise.all(Array.from({ length: 4 }, () => run(pool, 'endless.ts', {}, { timeoutMs: 50 })));
     lag.disable();
+    clearInterval(ticker);
     expect(outcomes.every((o) => o.kind === 'timed_out' && o.terminated)).toBe(true);
-    expect(lag.max / 1e6).toBeLessThan(50);
+    expect(late.length, `ticks over 50 ms late: ${late.map((ms) => ms.toFixed(0)).join(', ')}`).toBeLessThanOrEqual(1);
+    expect(lag.percentile(99) / 1e6).toBeLessThan(50);
     expect(pool.stats().threads).toBe(2);
   });
 });
@@ -295,13 +305,13 @@ describe('errors no job owns', () => {
   it('reports an error from a finished job, ends that thread between jobs, and re-dispatches a job it was given', async () => {
     const single = new WorkerPool({ maxThreads: 1 });
     try {
-      const reported = once(single, 'thread:error') as Promise<[ThreadError]>;
+      const reported = new Promise<ThreadError>((resolve) => single.once('thread:error', resolve));
       const leftover = start(single, 'escaping-errors.ts', { mode: 'leftover' });
       // Runs while the leftover timer fires: the error is not this job's.
       const bystander = start(single, 'cooperative.ts', { ms: 200 });
       const queued = start(single, 'echo.ts');
       expect(await leftover.outcome).toEqual({ kind: 'succeeded', output: 'finished early' });
-      const [error] = await reported;
+      const error = await reported;
       expect(error).toMatchObject({
         source: 'uncaughtException',
         jobId: leftover.jobId,
@@ -374,9 +384,9 @@ describe('the pool itself', () => {
 
   it('closes by force: running jobs are interrupted, later ones too', async () => {
     const closing = new WorkerPool({ maxThreads: 1, abortGraceMs: 100 });
-    const { options, started } = startedOn();
+    const { options, logged } = startedOn();
     const job = start(closing, 'endless.ts', {}, options);
-    await started;
+    await logged;
     await closing.close({ force: true });
     expect(await job.outcome).toMatchObject({ kind: 'interrupted', terminated: true });
     expect(closing.stats().threads).toBe(0);

@@ -2,7 +2,7 @@
  * Writes finished attempts in batches: while one batch is being written, the next collects, so many
  * jobs finish in one statement under load and a lone job is written at once.
  */
-import { finishJobs, type Finish, type Queryable } from '../db/queries.ts';
+import { finishJobs, recordedAttempts, type Finish, type Queryable } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** Most finishes written by one statement. */
@@ -38,7 +38,8 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   #pending: Finish[] = [];
   #flushQueued = false;
   #failures = 0;
-  #waiters: (() => void)[] = [];
+  /** Finishes whose write failed without a reply: the statement may have been applied all the same. */
+  readonly #uncertain = new WeakSet<Finish>();
   #stats = { written: 0, notWritten: 0, batches: 0, failedWrites: 0 };
 
   constructor(options: { db: Queryable; workerId: string; onBatch: (batch: CompletedBatch) => void }) {
@@ -88,6 +89,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     try {
       const ids = new Set(await finishJobs(this.#db, this.#workerId, batch));
       this.#failures = 0;
+      await this.#settleUncertain(batch, ids);
       const written = batch.filter((f) => ids.has(f.id));
       const notWritten = batch.filter((f) => !ids.has(f.id));
       this.#stats.batches++;
@@ -95,14 +97,30 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
       this.#stats.notWritten += notWritten.length;
       this.#onBatch({ written, notWritten });
     } catch (err) {
-      // Fenced writes are safe to repeat: put the batch back and try again after a pause.
+      // Fenced writes are safe to repeat: one that was applied matches nothing the second time.
+      // Put the batch back and try again after a pause.
       this.#stats.failedWrites++;
+      for (const f of batch) this.#uncertain.add(f);
       this.#pending.unshift(...batch);
       const delay = RETRY_MS[Math.min(this.#failures++, RETRY_MS.length - 1)]!;
       this.logger.warn({ err, jobs: batch.length, retryInMs: delay }, 'could not record finished jobs; retrying');
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
     if (this.#pending.length > 0) this.#queueFlush();
+  }
+
+  /**
+   * A retried finish that matched nothing was either applied by the try whose reply was lost, or its
+   * claim was lost meanwhile: the attempts table tells which, so the first is not counted as a lost claim.
+   */
+  async #settleUncertain(batch: Finish[], ids: Set<string>): Promise<void> {
+    const unsure = batch.filter((f) => !ids.has(f.id) && this.#uncertain.has(f));
+    if (unsure.length === 0) return;
+    try {
+      for (const id of await recordedAttempts(this.#db, this.#workerId, unsure)) ids.add(id);
+    } catch (err) {
+      this.logger.warn({ err, jobs: unsure.length }, 'could not check retried outcomes; counting them as lost claims');
+    }
   }
 
   protected override inspect(): CompleterState {

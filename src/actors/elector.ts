@@ -4,8 +4,11 @@
  * heartbeating (paused, wedged) has its session ended by the next candidate.
  */
 import pg from 'pg';
-import { endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/queries.ts';
+import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
+
+/** How long connecting may take before the tick gives up and tries again on the next one. */
+const CONNECT_TIMEOUT_MS = 5_000;
 
 type ElectorMsg = { type: 'tick' };
 
@@ -14,39 +17,46 @@ export interface ElectorState {
   elections: number;
   lastChangeAt: string | null;
   staleLeadersEnded: number;
+  connectionFailures: number;
 }
 
 export class Elector extends Actor<ElectorMsg, ElectorState> {
   readonly #connectionString: string;
-  readonly #supervisorId: string;
+  readonly #applicationName: string;
   readonly #intervalMs: number;
   readonly #deadAfterMs: number;
   readonly #onChange: (leader: boolean) => void;
   #client: pg.Client | null = null;
   #leader = false;
+  /** performance.now() when the database last confirmed this session holds the lock. */
+  #confirmedAt = -Infinity;
   #elections = 0;
   #lastChangeAt: number | null = null;
   #staleEnded = 0;
+  #connectionFailures = 0;
 
   constructor(options: {
     connectionString: string;
     supervisorId: string;
     intervalMs: number;
-    /** A leader not seen for this long is ended. */
+    /** A leader not seen for this long is ended; a leadership not confirmed for this long is not acted on. */
     deadAfterMs: number;
     onChange: (leader: boolean) => void;
   }) {
     super({ name: 'elector' });
     this.#connectionString = options.connectionString;
-    this.#supervisorId = options.supervisorId;
+    this.#applicationName = electorApplicationName(options.supervisorId);
     this.#intervalMs = options.intervalMs;
     this.#deadAfterMs = options.deadAfterMs;
     this.#onChange = options.onChange;
   }
 
-  /** True while this supervisor leads. */
+  /**
+   * True while this supervisor leads. A leadership the database has not confirmed lately (this
+   * process was paused, or its connection hangs) does not count: another supervisor may lead by now.
+   */
   get isLeader(): boolean {
-    return this.#leader;
+    return this.#leader && performance.now() - this.#confirmedAt < Math.max(this.#deadAfterMs, 2 * this.#intervalMs);
   }
 
   protected override onStart(): void {
@@ -72,7 +82,8 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     try {
       const client = await this.#connection();
       if (this.#leader) {
-        if (!(await holdsLeaderLock(client))) await this.#lose();
+        if (await holdsLeaderLock(client)) this.#confirmedAt = performance.now();
+        else this.#lose();
         return;
       }
       if (await tryLeaderLock(client)) {
@@ -86,7 +97,8 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
         if (await tryLeaderLock(client)) this.#win();
       }
     } catch (err) {
-      this.logger.warn({ err }, 'leader election connection failed');
+      this.#connectionFailures++;
+      this.logger.warn({ err }, 'leader election connection failed; trying again next tick');
       await this.#disconnect();
     }
   }
@@ -95,27 +107,34 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     if (this.#client) return this.#client;
     const client = new pg.Client({
       connectionString: this.#connectionString,
-      application_name: `spindle:elector:${this.#supervisorId}`,
+      application_name: this.#applicationName,
       keepAlive: true,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     });
     client.on('error', (err) => {
+      // A client already replaced (or never installed) may still report its end: only the current one matters.
+      if (client !== this.#client) return;
       this.logger.warn({ err }, 'leader election connection lost');
       void this.#disconnect();
     });
-    await client.connect();
+    await client.connect().catch(async (err: unknown) => {
+      await client.end().catch(() => {});
+      throw err;
+    });
     this.#client = client;
     return client;
   }
 
   #win(): void {
     this.#leader = true;
+    this.#confirmedAt = performance.now();
     this.#elections++;
     this.#lastChangeAt = Date.now();
     this.logger.info({}, 'this supervisor is now the leader');
     this.#onChange(true);
   }
 
-  async #lose(): Promise<void> {
+  #lose(): void {
     if (!this.#leader) return;
     this.#leader = false;
     this.#lastChangeAt = Date.now();
@@ -126,16 +145,17 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
   async #disconnect(): Promise<void> {
     const client = this.#client;
     this.#client = null;
-    await this.#lose();
+    this.#lose();
     if (client) await client.end().catch(() => {});
   }
 
   protected override inspect(): ElectorState {
     return {
-      leader: this.#leader,
+      leader: this.isLeader,
       elections: this.#elections,
       lastChangeAt: this.#lastChangeAt === null ? null : new Date(this.#lastChangeAt).toISOString(),
       staleLeadersEnded: this.#staleEnded,
+      connectionFailures: this.#connectionFailures,
     };
   }
 }

@@ -41,6 +41,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   #failures = 0;
   #lastBeatAt: number | null = null;
   #lastBeatMs: number | null = null;
+  /** performance.now() of the last beat that reached the database (or of the registration before the first). */
+  #lastOkAt = performance.now();
+  #failingSince: number | null = null;
 
   constructor(options: {
     db: Queryable;
@@ -58,6 +61,15 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     this.#leaseMs = options.leaseMs;
     this.#claims = options.claims;
     this.#onBeat = options.onBeat;
+  }
+
+  /**
+   * True when a beat reached the database within `withinMs`. A supervisor that has not beaten for
+   * longer may have been declared dead (a pause, a lost connection): it should claim nothing until a
+   * beat has registered it again, or what it claims would be taken back at once.
+   */
+  isFresh(withinMs: number): boolean {
+    return performance.now() - this.#lastOkAt < withinMs;
   }
 
   protected override onStart(): void {
@@ -85,11 +97,17 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       });
       this.#beats++;
       this.#lastBeatAt = Date.now();
-      this.#lastBeatMs = performance.now() - started;
+      this.#lastOkAt = performance.now();
+      this.#lastBeatMs = this.#lastOkAt - started;
+      if (this.#failingSince !== null) {
+        this.logger.info({ downMs: Math.round(this.#lastOkAt - this.#failingSince) }, 'heartbeat reaches the database again');
+        this.#failingSince = null;
+      }
       this.#onBeat({ asked, held });
     } catch (err) {
-      // A missed beat is not fatal: the lease outlasts several of them.
+      // A missed beat is not fatal: the lease outlasts several of them, and the next tick tries again.
       this.#failures++;
+      this.#failingSince ??= started;
       this.logger.warn({ err, failures: this.#failures }, 'heartbeat failed');
     }
   }

@@ -7,8 +7,11 @@ import { listen } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 const RECONNECT_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+/** How long connecting may take before it counts as a failed attempt. */
+const CONNECT_TIMEOUT_MS = 5_000;
 
-type ListenerMsg = { type: 'connect' } | { type: 'lost'; error: Error };
+/** `lost` names the client it is about: a closed client may still report its end after a new one is up. */
+type ListenerMsg = { type: 'connect' } | { type: 'lost'; client: pg.Client; error: Error };
 
 export interface ListenerState {
   connected: boolean;
@@ -58,7 +61,7 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
       case 'connect':
         return this.#connect();
       case 'lost':
-        if (!this.#client) return;
+        if (msg.client !== this.#client) return;
         this.logger.warn({ err: msg.error }, 'LISTEN connection lost; reconnecting');
         await this.#close();
         this.#retry();
@@ -74,6 +77,7 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
       connectionString: this.#connectionString,
       application_name: this.#applicationName,
       keepAlive: true,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     });
     client.on('notification', (n) => {
       this.#notifications++;
@@ -83,8 +87,8 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
         this.logger.error({ err, channel: n.channel }, 'notification handler threw');
       }
     });
-    client.on('error', (error) => this.send({ type: 'lost', error }));
-    client.on('end', () => this.send({ type: 'lost', error: new Error('connection ended') }));
+    client.on('error', (error) => this.send({ type: 'lost', client, error }));
+    client.on('end', () => this.send({ type: 'lost', client, error: new Error('connection ended') }));
     try {
       await client.connect();
       await listen(client, this.#channels);

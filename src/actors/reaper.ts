@@ -1,7 +1,7 @@
 /**
  * The leader's sweep: supervisors that stopped heartbeating are removed and their jobs taken back at
  * once; jobs whose lease expired are taken back; jobs of types nobody serves fail; old finished jobs
- * are deleted in small batches.
+ * are deleted in small batches. Every time it compares is the database's (`now()`).
  */
 import type { BackoffOptions } from '../backoff.ts';
 import {
@@ -16,7 +16,9 @@ import type { JobState } from '../job.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** Rows per statement, so a sweep never holds many locks for long. */
-const BATCH = 500;
+export const REAP_BATCH = 500;
+/** Rows deleted per retention statement: small, so a big backlog never holds a long transaction. */
+export const RETENTION_BATCH = 200;
 /** Retention runs on every n-th sweep: it is not urgent. */
 const RETENTION_EVERY = 15;
 
@@ -24,6 +26,8 @@ type ReaperMsg = { type: 'sweep' };
 
 export interface ReaperOptions {
   db: Queryable;
+  /** The supervisor this reaper runs in: never declared dead by its own sweep. */
+  selfId: string;
   intervalMs: number;
   /** A supervisor not seen for this long is dead. */
   deadAfterMs: number;
@@ -40,12 +44,13 @@ export interface ReaperState {
   deadSupervisors: number;
   unknownTypeFailures: number;
   deleted: number;
+  failedSweeps: number;
   lastSweepAt: string | null;
 }
 
 export class Reaper extends Actor<ReaperMsg, ReaperState> {
   readonly #o: ReaperOptions;
-  #stats = { sweeps: 0, reaped: 0, deadSupervisors: 0, unknownTypeFailures: 0, deleted: 0 };
+  #stats = { sweeps: 0, reaped: 0, deadSupervisors: 0, unknownTypeFailures: 0, deleted: 0, failedSweeps: 0 };
   #lastSweepAt: number | null = null;
 
   constructor(options: ReaperOptions) {
@@ -69,6 +74,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
         try {
           await this.#sweep();
         } catch (err) {
+          this.#stats.failedSweeps++;
           this.logger.warn({ err }, 'reaper sweep failed; trying again next tick');
         }
         return;
@@ -78,27 +84,32 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
   }
 
   async #sweep(): Promise<void> {
-    const { db } = this.#o;
+    const { db, deadAfterMs } = this.#o;
     this.#stats.sweeps++;
     this.#lastSweepAt = Date.now();
-    const dead = await removeDeadSupervisors(db, this.#o.deadAfterMs);
+    const dead = await removeDeadSupervisors(db, { deadAfterMs, selfId: this.#o.selfId });
     if (dead.length) {
       this.#stats.deadSupervisors += dead.length;
       this.logger.warn({ supervisors: dead }, 'removed supervisors that stopped heartbeating');
     }
     for (;;) {
       const reaped = await reapLostJobs(db, {
-        limit: BATCH,
+        limit: REAP_BATCH,
+        deadAfterMs,
         backoffBaseMs: this.#o.backoff.baseMs,
         backoffMaxMs: this.#o.backoff.maxMs,
       });
       if (reaped.length === 0) break;
       this.#stats.reaped += reaped.length;
-      this.logger.warn({ jobs: reaped.map((j) => j.id), count: reaped.length }, 'took back jobs whose supervisor was lost');
+      const orphaned = reaped.filter((j) => j.orphaned).length;
+      this.logger.warn(
+        { jobs: reaped.map((j) => j.id), count: reaped.length, orphaned, leaseExpired: reaped.length - orphaned },
+        'took back jobs whose supervisor was lost',
+      );
       this.#o.onReaped(reaped);
-      if (reaped.length < BATCH) break;
+      if (reaped.length < REAP_BATCH || this.signal.aborted) break;
     }
-    const unknown = await failUnknownTypes(db, this.#o.unknownTypeGraceMs, BATCH);
+    const unknown = await failUnknownTypes(db, this.#o.unknownTypeGraceMs, REAP_BATCH);
     if (unknown.length) {
       this.#stats.unknownTypeFailures += unknown.length;
       this.logger.warn({ jobs: unknown }, 'failed jobs of a type no supervisor serves');
@@ -108,11 +119,14 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
 
   async #retention(): Promise<void> {
     for (const [state, ms] of Object.entries(this.#o.retentionMs) as [JobState, number][]) {
+      let deleted = 0;
       for (;;) {
-        const n = await deleteFinishedJobs(this.#o.db, state, ms, BATCH);
+        const n = await deleteFinishedJobs(this.#o.db, state, ms, RETENTION_BATCH);
+        deleted += n;
         this.#stats.deleted += n;
-        if (n < BATCH || this.signal.aborted) break;
+        if (n < RETENTION_BATCH || this.signal.aborted || !this.#o.isLeader()) break;
       }
+      if (deleted > 0) this.logger.info({ state, deleted, olderThanMs: ms }, 'deleted finished jobs past their retention');
     }
   }
 

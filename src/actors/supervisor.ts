@@ -24,6 +24,7 @@ import type { Outcome, RunningJob, WorkerPool } from '../pool/pool.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
+import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
 import { Elector } from './elector.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
 import { Actor, assertNever, type Logger } from './kernel.ts';
@@ -124,6 +125,10 @@ export interface SupervisorDeps {
   pool: WorkerPool;
   version: string;
   logger?: Logger;
+  /** What the debug socket's `snapshot` op returns; without it no debug server runs. */
+  debugSnapshot?: () => unknown;
+  /** Limits of the debug server (clients, idle time, buffers); the defaults suit production. */
+  debugLimits?: Partial<DebugLimits>;
 }
 
 export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
@@ -139,6 +144,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #progress!: Progress;
   #elector!: Elector;
   #reaper!: Reaper;
+  #heartbeat!: Heartbeat;
+  /** A claim was skipped because no heartbeat reached the database lately: the next beat wakes it. */
+  #claimWaitsForBeat = false;
   #draining = false;
   #claimQueued = false;
   /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
@@ -178,7 +186,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#progress = this.spawn(new Progress({ db, workerId: this.id, flushMs: config.progressFlushMs }), {
       policy: 'restart',
     });
-    this.spawn(
+    this.#heartbeat = this.spawn(
       new Heartbeat({
         db,
         record: this.#record,
@@ -219,6 +227,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#reaper = this.spawn(
       new Reaper({
         db,
+        selfId: this.id,
         intervalMs: config.reaperIntervalMs,
         deadAfterMs,
         unknownTypeGraceMs: config.unknownTypeGraceMs,
@@ -229,6 +238,27 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }),
       { policy: 'restart' },
     );
+    const { debugSnapshot } = this.#d;
+    if (debugSnapshot && (config.socket !== false || config.debugPort !== undefined)) {
+      const source = createDebugSource({
+        id: this.id,
+        snapshot: debugSnapshot,
+        jobs: () => this.jobs(),
+        pool: () => this.#d.pool.stats(),
+        root: this,
+        events: this.events,
+      });
+      this.spawn(
+        new DebugServer({
+          source,
+          socketPath: config.socket === false ? null : config.socket,
+          tcpPort: config.debugPort ?? null,
+          stateDir: config.stateDir,
+          limits: this.#d.debugLimits,
+        }),
+        { policy: 'restart' },
+      );
+    }
     this.every(config.pollMs, () => {
       this.#maybeMore = true;
       return { type: 'claim' };
@@ -293,7 +323,12 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       case 'finished':
         return this.#finished(msg.id, msg.outcome);
       case 'beat':
-        return this.#checkHeld(msg.result);
+        this.#checkHeld(msg.result);
+        if (this.#claimWaitsForBeat) {
+          this.#claimWaitsForBeat = false;
+          this.#wake();
+        }
+        return;
       case 'cancel': {
         const job = this.#inFlight.get(msg.id);
         if (job && (msg.attempt === null || msg.attempt === job.attempt)) {
@@ -343,6 +378,12 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   async #claim(): Promise<void> {
     const { config, registry } = this.#d;
     if (this.#draining || !this.#maybeMore) return;
+    // Unseen for 3 heartbeats (paused, cut off), we may have been declared dead: a claim now would be
+    // taken back at once, using up an attempt. Wait for a beat to register us again.
+    if (!this.#heartbeat.isFresh(DEAD_AFTER_HEARTBEATS * config.heartbeatMs)) {
+      this.#claimWaitsForBeat = true;
+      return;
+    }
     let free = this.#slots() - this.#inFlight.size;
     if (free <= 0) return;
 

@@ -13,6 +13,7 @@ const USAGE = `spindle: a durable job runtime for Node.js on PostgreSQL
 Usage:
   spindle start      [--workers DIR] [--database-url URL] [--concurrency N] [--queues a,b]
                      [--log-level L] [--shutdown-timeout MS] [--socket PATH | --no-socket]
+                     [--debug-port N]
   spindle enqueue    TYPE [JSON] [--wait] [--queue Q] [--priority N] [--run-at ISO] [--delay MS]
                      [--timeout MS] [--max-attempts N] [--key K]
   spindle jobs       [--state S] [--type T] [--queue Q] [--limit N]
@@ -21,7 +22,7 @@ Usage:
   spindle cancel     ID [--reason R]
   spindle retry      ID
   spindle supervisors
-  spindle inspect    [--json] [--watch] [--socket PATH]
+  spindle inspect    [--json] [--watch] [--socket PATH | --port N]
   spindle migrate
   spindle demo       [--jobs N] [--concurrency N]
 

@@ -13,6 +13,7 @@ export async function startCommand(args: string[]): Promise<number> {
       'shutdown-timeout': { type: 'string' },
       socket: { type: 'string' },
       'no-socket': { type: 'boolean' },
+      'debug-port': { type: 'string' },
       id: { type: 'string' },
     },
     { min: 0, max: 0, names: '' },
@@ -26,6 +27,7 @@ export async function startCommand(args: string[]): Promise<number> {
     logLevel: values['log-level'] as never,
     shutdownTimeoutMs: intFlag('shutdown-timeout', values['shutdown-timeout']),
     socket: values['no-socket'] ? false : values.socket,
+    debugPort: intFlag('debug-port', values['debug-port']),
     id: values.id,
   });
   await new Promise<void>((resolve) => {

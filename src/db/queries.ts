@@ -1,6 +1,7 @@
 /**
  * Every SQL statement of the runtime, one named function each. Nothing outside src/db/ writes SQL.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { AttemptRow, JobRow, JobState } from '../job.ts';
 
@@ -144,18 +145,26 @@ export interface SupervisorRecord {
   concurrency: number;
 }
 
-/** Registers a supervisor, or refreshes it if a reaper removed it while it was away. */
+/**
+ * Registers a supervisor at start. A row with the same id is an earlier run of this supervisor (a
+ * fixed `id`, restarted): it is replaced, and the jobs that run still holds get an expired lease, so
+ * the reaper hands them back at its next sweep instead of after the lease.
+ */
 export async function registerSupervisor(db: Queryable, s: SupervisorRecord): Promise<void> {
   await db.query(
-    `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
-     ON CONFLICT (id) DO UPDATE
-       SET queues = EXCLUDED.queues, types = EXCLUDED.types, concurrency = EXCLUDED.concurrency,
-           last_seen_at = now()`,
+    `WITH registered AS (
+       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (id) DO UPDATE
+         SET host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version, queues = EXCLUDED.queues,
+             types = EXCLUDED.types, concurrency = EXCLUDED.concurrency, started_at = now(), last_seen_at = now()
+     )
+     UPDATE spindle.jobs SET lease_expires_at = now() WHERE worker_id = $1 AND state = 'running'`,
     [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency],
   );
 }
 
+/** Deregisters a supervisor on a clean stop. */
 export async function removeSupervisor(db: Queryable, id: string): Promise<void> {
   await db.query('DELETE FROM spindle.supervisors WHERE id = $1', [id]);
 }
@@ -171,12 +180,19 @@ export interface SupervisorRow {
   concurrency: number;
   started_at: Date;
   last_seen_at: Date;
+  /** Jobs it holds now. */
   running: number;
+  /** Milliseconds since it started, and since it was last seen, by the database's clock. */
+  up_ms: number;
+  last_seen_ms: number;
 }
 
+/** Every registered supervisor, oldest first, with the jobs it holds. */
 export async function listSupervisors(db: Queryable): Promise<SupervisorRow[]> {
   const { rows } = await db.query<SupervisorRow>(
-    `SELECT s.*, (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running
+    `SELECT s.*, (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running,
+            (extract(epoch FROM now() - s.started_at) * 1000)::float8 AS up_ms,
+            (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS last_seen_ms
        FROM spindle.supervisors s ORDER BY s.started_at`,
   );
   return rows;
@@ -296,6 +312,27 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
   return rows.map((r) => r.id);
 }
 
+/**
+ * Of the given finishes, the ids of those recorded as this worker wrote them: after a write whose
+ * reply was lost (the connection dropped), this tells whether it was applied before a retry matched
+ * nothing. (A reaped attempt is recorded too, but as `lost`: that one was not ours.)
+ */
+export async function recordedAttempts(
+  db: Queryable,
+  workerId: string,
+  finishes: Pick<Finish, 'id' | 'attempt' | 'outcome'>[],
+): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT a.job_id::text AS id
+       FROM spindle.attempts a
+       JOIN unnest($2::bigint[], $3::int[], $4::text[]) AS f(id, attempt, outcome)
+         ON a.job_id = f.id AND a.attempt = f.attempt AND a.outcome = f.outcome
+      WHERE a.worker_id = $1`,
+    [workerId, finishes.map((f) => f.id), finishes.map((f) => f.attempt), finishes.map((f) => f.outcome)],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** A job this supervisor still holds, as the heartbeat returns it. */
 export interface HeldJob {
   id: string;
@@ -340,12 +377,26 @@ export async function cancelRequests(db: Queryable, workerId: string): Promise<H
 }
 
 // ---- the reaper (leader only) ------------------------------------------------
+//
+// After a restart of the server nobody could heartbeat while it was down, so every supervisor looks
+// dead and every lease may have expired. Until `deadAfterMs` after the server started, the reaper
+// therefore takes nothing back: the live supervisors get three heartbeats to come back first.
 
-/** Removes supervisors not seen for `deadAfterMs`; returns their ids. */
-export async function removeDeadSupervisors(db: Queryable, deadAfterMs: number): Promise<string[]> {
+/**
+ * Removes supervisors not seen for `deadAfterMs` (never `selfId`: the leader that sweeps is alive,
+ * however late its own heartbeat). Returns their ids.
+ */
+export async function removeDeadSupervisors(
+  db: Queryable,
+  sweep: { deadAfterMs: number; selfId: string },
+): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `DELETE FROM spindle.supervisors WHERE last_seen_at < now() - $1 * interval '1 millisecond' RETURNING id`,
-    [deadAfterMs],
+    `DELETE FROM spindle.supervisors
+      WHERE last_seen_at < now() - $1 * interval '1 millisecond'
+        AND id <> $2
+        AND pg_postmaster_start_time() < now() - $1 * interval '1 millisecond'
+      RETURNING id`,
+    [sweep.deadAfterMs, sweep.selfId],
   );
   return rows.map((r) => r.id);
 }
@@ -356,61 +407,77 @@ export interface ReapedJob {
   attempt: number;
   type: string;
   worker_id: string | null;
+  /** The job's state now: 'queued' (a retry), 'failed' (no attempts left) or 'cancelled'. */
   state: JobState;
+  /** True when its supervisor was gone; false when only the lease had expired. */
+  orphaned: boolean;
 }
 
 /**
- * Takes back running jobs whose lease expired or whose supervisor is gone: the attempt is recorded
- * `lost`, and the job goes back to the queue after a backoff, or fails when no attempts are left.
+ * Takes back running jobs whose supervisor is gone (at once) or whose lease expired: the attempt is
+ * recorded `lost`, and the job goes back to the queue after a backoff, or fails when no attempts are
+ * left (or ends `cancelled` when a cancel was requested).
  */
 export async function reapLostJobs(
   db: Queryable,
-  reap: { limit: number; backoffBaseMs: number; backoffMaxMs: number },
+  reap: { limit: number; deadAfterMs: number; backoffBaseMs: number; backoffMaxMs: number },
 ): Promise<ReapedJob[]> {
   const { rows } = await db.query<ReapedJob>(
     `WITH lost AS (
-       SELECT id FROM spindle.jobs j
-        WHERE state = 'running'
-          AND (lease_expires_at < now()
+       SELECT j.id, NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = j.worker_id) AS orphaned
+         FROM spindle.jobs j
+        WHERE j.state = 'running'
+          AND (j.lease_expires_at < now()
                OR NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = j.worker_id))
-        ORDER BY lease_expires_at
+          AND pg_postmaster_start_time() < now() - $4 * interval '1 millisecond'
+        ORDER BY j.lease_expires_at
         LIMIT $1
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF j SKIP LOCKED
      ), reaped AS (
        UPDATE spindle.jobs j
           SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
                            WHEN j.attempt >= j.max_attempts THEN 'failed'
                            ELSE 'queued' END,
-              error = jsonb_build_object('name', 'LostError', 'outcome', 'lost',
-                'message', format('supervisor %s stopped heartbeating while running attempt %s', j.worker_id, j.attempt)),
+              error = jsonb_build_object('name', 'LostError', 'outcome', 'lost', 'message',
+                CASE WHEN lost.orphaned
+                     THEN format('supervisor %s stopped heartbeating while running attempt %s', j.worker_id, j.attempt)
+                     ELSE format('the lease of attempt %s (supervisor %s) expired', j.attempt, j.worker_id) END),
               run_at = now() + least($3::float8, $2::float8 * 2 ^ (j.attempt - 1)) * (0.75 + random() / 2) * interval '1 millisecond',
               finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts THEN now() END,
               lease_expires_at = NULL
          FROM lost
-        WHERE j.id = lost.id
-        RETURNING j.id::text, j.attempt, j.type, j.worker_id, j.state, j.started_at, j.error, j.queue
+        WHERE j.id = lost.id AND j.state = 'running'
+        RETURNING j.id, j.attempt, j.type, j.worker_id, j.state, j.started_at, j.error, j.queue, lost.orphaned
      ), recorded AS (
        INSERT INTO spindle.attempts (job_id, attempt, worker_id, outcome, error, started_at)
-       SELECT id::bigint, attempt, worker_id, 'lost', error, started_at FROM reaped
+       SELECT id, attempt, worker_id, 'lost', error, started_at FROM reaped
        ON CONFLICT DO NOTHING
      ), woken AS (
        SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM reaped WHERE state = 'queued') q
+     ), told AS (
+       SELECT pg_notify('spindle_finished', string_agg(id::text, ','))
+         FROM (SELECT id, row_number() OVER () / 300 AS g FROM reaped WHERE state <> 'queued') f
+        GROUP BY g
      )
-     SELECT id, attempt, type, worker_id, state FROM reaped, (SELECT count(*) FROM woken) w`,
-    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs],
+     SELECT id::text, attempt, type, worker_id, state, orphaned
+       FROM reaped, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
+    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs, reap.deadAfterMs],
   );
   return rows;
 }
 
 /**
- * Fails queued jobs of types no live supervisor serves, once every live supervisor has been up for
- * `graceMs` (so a rolling deploy fails nothing). Returns the ids failed.
+ * Fails queued jobs of types no live supervisor serves, with the error `unknown job type "X"`, once
+ * the job has waited `graceMs` and every live supervisor has been up for `graceMs`: a rolling deploy
+ * (new code enqueues a new type while the supervisors that serve it are starting) fails nothing.
+ * Returns the ids failed.
  */
 export async function failUnknownTypes(db: Queryable, graceMs: number, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `WITH unknown AS (
        SELECT id FROM spindle.jobs j
-        WHERE state = 'queued' AND run_at <= now()
+        WHERE state = 'queued'
+          AND greatest(j.run_at, j.created_at) < now() - $1 * interval '1 millisecond'
           AND NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE j.type = ANY(s.types))
           AND EXISTS (SELECT 1 FROM spindle.supervisors)
           AND NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.started_at > now() - $1 * interval '1 millisecond')
@@ -420,7 +487,7 @@ export async function failUnknownTypes(db: Queryable, graceMs: number, limit: nu
        UPDATE spindle.jobs j
           SET state = 'failed', finished_at = now(),
               error = jsonb_build_object('name', 'UnknownJobTypeError', 'message', format('unknown job type "%s"', j.type))
-         FROM unknown WHERE j.id = unknown.id
+         FROM unknown WHERE j.id = unknown.id AND j.state = 'queued'
         RETURNING j.id
      )
      SELECT id::text, pg_notify('spindle_finished', id::text) FROM failed`,
@@ -429,18 +496,23 @@ export async function failUnknownTypes(db: Queryable, graceMs: number, limit: nu
   return rows.map((r) => r.id);
 }
 
-/** Deletes up to `limit` jobs in `state` that finished more than `olderThanMs` ago. */
+/** Deletes up to `limit` jobs in `state` that finished more than `olderThanMs` ago, oldest first. */
 export async function deleteFinishedJobs(
   db: Queryable,
   state: JobState,
   olderThanMs: number,
   limit: number,
 ): Promise<number> {
+  // The outer conditions are checked again on the row deleted: a job retried meanwhile is kept.
   const { rowCount } = await db.query(
-    `DELETE FROM spindle.jobs WHERE id IN (
-       SELECT id FROM spindle.jobs
-        WHERE state = $1 AND finished_at < now() - $2 * interval '1 millisecond'
-        LIMIT $3)`,
+    `DELETE FROM spindle.jobs
+      WHERE id IN (
+              SELECT id FROM spindle.jobs
+               WHERE state = $1 AND finished_at < now() - $2 * interval '1 millisecond'
+               ORDER BY finished_at
+               LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+        AND state = $1 AND finished_at < now() - $2 * interval '1 millisecond'`,
     [state, olderThanMs, limit],
   );
   return rowCount ?? 0;
@@ -451,6 +523,24 @@ export async function deleteFinishedJobs(
 /** The leader lock: advisory lock (SPINDLE_LOCK_SPACE, 1), two-key form so pg_locks shows it plainly. */
 const LOCK_SPACE = 0x5350;
 const LEADER_KEY = 1;
+const ELECTOR_PREFIX = 'spindle:elector:';
+/** PostgreSQL keeps this many bytes of an application_name. */
+const MAX_APPLICATION_NAME_BYTES = 63;
+
+/**
+ * The application_name of a supervisor's elector connection: how a candidate finds which supervisor
+ * holds the leader lock. An id too long to fit is replaced by a digest that endStaleLeader() computes too.
+ */
+export function electorApplicationName(supervisorId: string): string {
+  const name = ELECTOR_PREFIX + supervisorId;
+  if (Buffer.byteLength(name) <= MAX_APPLICATION_NAME_BYTES) return name;
+  return `${ELECTOR_PREFIX}#${createHash('sha256').update(supervisorId, 'utf8').digest('hex').slice(0, 16)}`;
+}
+
+/** electorApplicationName() in SQL, of `s.id`. */
+const ELECTOR_NAME_SQL = `CASE WHEN octet_length('${ELECTOR_PREFIX}' || s.id) <= ${MAX_APPLICATION_NAME_BYTES}
+  THEN '${ELECTOR_PREFIX}' || s.id
+  ELSE '${ELECTOR_PREFIX}#' || left(encode(sha256(convert_to(s.id, 'UTF8')), 'hex'), 16) END`;
 
 /** Tries to take the leader lock on this session; true if it is now held by this session. */
 export async function tryLeaderLock(db: Queryable): Promise<boolean> {
@@ -470,17 +560,20 @@ export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
 
 /**
  * Ends the session of a leader whose supervisor stopped heartbeating (paused, or its process wedged):
- * its lock goes with the session, so another supervisor can lead. Returns the supervisor ids ended.
+ * its lock goes with the session, so another supervisor can lead. Only this database's lock counts
+ * (advisory locks are per database). Returns the application names' suffixes (supervisor ids) ended.
  */
 export async function endStaleLeader(db: Queryable, deadAfterMs: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT substr(a.application_name, length('spindle:elector:') + 1) AS id, pg_terminate_backend(a.pid)
+    `SELECT substr(a.application_name, ${ELECTOR_PREFIX.length + 1}) AS id, pg_terminate_backend(a.pid) AS ended
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted
-        AND a.application_name LIKE 'spindle:elector:%'
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND a.pid <> pg_backend_pid()
+        AND a.application_name LIKE '${ELECTOR_PREFIX}%'
         AND NOT EXISTS (
           SELECT 1 FROM spindle.supervisors s
-           WHERE s.id = substr(a.application_name, length('spindle:elector:') + 1)
+           WHERE a.application_name = ${ELECTOR_NAME_SQL}
              AND s.last_seen_at >= now() - $3 * interval '1 millisecond')`,
     [LOCK_SPACE, LEADER_KEY, deadAfterMs],
   );

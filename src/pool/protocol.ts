@@ -36,7 +36,11 @@ export interface JobTask {
   abortFlag?: Int32Array;
 }
 
-/** Messages a thread posts on the job's port. */
+/**
+ * Messages a thread posts on the job's port. 'started' comes first, as soon as
+ * the thread takes the job and before it loads the module (so a hanging import
+ * is covered by the job's timeout).
+ */
 export type ThreadMessage =
   | { type: 'started'; threadId: number }
   | { type: 'progress'; percent: number; message?: string; data?: unknown }

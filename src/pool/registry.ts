@@ -222,14 +222,15 @@ function probeOnce(paths: string[], timeoutMs: number, reports: Map<string, Modu
       if (paths.every((path) => reports.has(path))) finish();
     });
     worker.on('error', (err: Error) => finish(`it crashed the probe thread: ${err.name}: ${err.message}`));
-    worker.on('exit', (code) =>
-      finish(
-        code === 0
-          ? 'the probe thread ended while importing it (a top-level await that never settles?)'
-          : `it ended the probe thread with exit code ${code}`,
-      ),
-    );
+    worker.on('exit', (code) => finish(describeExit(code)));
   });
+}
+
+function describeExit(code: number): string {
+  // 13 is Node's exit code for a top-level await that can never settle.
+  if (code === 13) return 'a top-level await in it never settles (the probe thread ended with exit code 13)';
+  if (code === 0) return 'the probe thread ended while importing it';
+  return `it ended the probe thread with exit code ${code}`;
 }
 
 function describeModule(type: string, path: string, report: ModuleReport, warnings: string[]): WorkerModuleInfo {
