@@ -138,7 +138,9 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     if (!this.#leader) return;
     this.#leader = false;
     this.#lastChangeAt = Date.now();
-    this.logger.warn({}, 'this supervisor is no longer the leader');
+    // On a clean stop, giving up the lead is expected; any other time it is news.
+    if (this.signal.aborted) this.logger.info({}, 'this supervisor gave up the lead');
+    else this.logger.warn({}, 'this supervisor is no longer the leader');
     this.#onChange(false);
   }
 
