@@ -101,8 +101,6 @@ export interface DebugServerOptions {
   stateDir: string;
   /** Defaults: 64 KiB lines, 256 clients, 30 s idle, 1 MiB buffered. */
   limits?: Partial<DebugLimits>;
-  /** The actor's name; default 'debug-server'. */
-  name?: string;
 }
 
 /** The debug server's part of a snapshot. */
@@ -165,7 +163,7 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
   #stats = { requests: 0, errors: 0, rejected: 0, droppedEvents: 0, maxBufferedBytes: 0 };
 
   constructor(options: DebugServerOptions) {
-    super({ name: options.name ?? 'debug-server' });
+    super({ name: 'debug-server' });
     if (typeof options.source?.subscribe !== 'function') {
       throw new ValidationError('options.source', 'must be a DebugSource (see createDebugSource)');
     }

@@ -21,6 +21,7 @@ const HINT = "start one with 'spindle start', or point at it with --socket PATH 
 /** Where the debug protocol is served. */
 type Target = { kind: 'unix'; path: string } | { kind: 'tcp'; port: number; tokenFile: string };
 
+/** `spindle inspect [--json] [--watch] [--socket PATH | --port N]`; exit 1 when no supervisor answers. */
 export async function inspectCommand(args: string[]): Promise<number> {
   const { values } = parse(
     args,
