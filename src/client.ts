@@ -241,6 +241,14 @@ export class Client {
       }
     };
     connection.on('notification', onNotification);
+    // A checked-out client has no pool 'error' listener: without this one, a connection that drops
+    // while we wait (a restarted server) would crash the process. The next query fails instead.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+      wake();
+    };
+    connection.on('error', onError);
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     let last = '';
     try {
@@ -271,7 +279,8 @@ export class Client {
     } finally {
       connection.off('notification', onNotification);
       await connection.query('UNLISTEN *').catch(() => {});
-      connection.release();
+      connection.release(lost);
+      connection.off('error', onError);
     }
   }
 

@@ -34,15 +34,21 @@ export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: Back
     case 'crashed':
       return retryOr('failed', 'crashed', jobError(outcome.error, 'crashed'));
     case 'timed_out':
-      return retryOr('timed_out', 'timed_out', jobError(outcome.error, 'timed_out'));
+      return retryOr('timed_out', 'timed_out', jobError(abortError(outcome), 'timed_out'));
     case 'cancelled':
-      return { ...base, outcome: 'cancelled', nextState: 'cancelled', error: jobError(outcome.error, 'cancelled') };
+      return { ...base, outcome: 'cancelled', nextState: 'cancelled', error: jobError(abortError(outcome), 'cancelled') };
     case 'interrupted':
       // Shutdown: straight back to the queue, and the attempt is given back (see finishJobs).
-      return { ...base, outcome: 'interrupted', nextState: 'queued', error: jobError(outcome.error, 'interrupted'), delayMs: 0 };
+      return { ...base, outcome: 'interrupted', nextState: 'queued', error: jobError(abortError(outcome), 'interrupted'), delayMs: 0 };
     case 'lost':
       return null;
   }
+}
+
+/** The error of a stopped attempt; it says so when the handler ignored its signal and its thread was terminated. */
+function abortError(outcome: Extract<Outcome, { terminated: boolean }>): { name?: string; message: string; stack?: string } {
+  if (!outcome.terminated) return outcome.error;
+  return { ...outcome.error, message: `${outcome.error.message} (the handler did not stop at its signal: its thread was terminated)` };
 }
 
 function jobError(error: { name?: string; message: string; stack?: string }, outcome: AttemptOutcome): JobError {

@@ -36,6 +36,8 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   readonly #workerId: string;
   readonly #onBatch: (batch: CompletedBatch) => void;
   #pending: Finish[] = [];
+  /** The batch being written now. */
+  #writing: Finish[] = [];
   #flushQueued = false;
   #failures = 0;
   /** Finishes whose write failed without a reply: the statement may have been applied all the same. */
@@ -52,6 +54,14 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   /** Queues a finished attempt for the next batch. */
   add(finish: Finish): void {
     this.send({ type: 'add', finish });
+  }
+
+  /**
+   * The attempts whose outcome is not written yet. The supervisor still holds them: the heartbeat
+   * keeps extending their leases, so a write delayed by a database fault is not overtaken by the reaper.
+   */
+  held(): { id: string; attempt: number }[] {
+    return [...this.#writing, ...this.#pending].map((f) => ({ id: f.id, attempt: f.attempt }));
   }
 
   /** Resolves when every finish added so far has been written. */
@@ -86,6 +96,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   async #flush(): Promise<void> {
     if (this.#pending.length === 0) return;
     const batch = this.#pending.splice(0, MAX_BATCH);
+    this.#writing = batch;
     try {
       const ids = new Set(await finishJobs(this.#db, this.#workerId, batch));
       this.#failures = 0;
@@ -101,10 +112,13 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
       // Put the batch back and try again after a pause.
       this.#stats.failedWrites++;
       for (const f of batch) this.#uncertain.add(f);
+      this.#writing = [];
       this.#pending.unshift(...batch);
       const delay = RETRY_MS[Math.min(this.#failures++, RETRY_MS.length - 1)]!;
       this.logger.warn({ err, jobs: batch.length, retryInMs: delay }, 'could not record finished jobs; retrying');
       await new Promise((resolve) => setTimeout(resolve, delay));
+    } finally {
+      this.#writing = [];
     }
     if (this.#pending.length > 0) this.#queueFlush();
   }

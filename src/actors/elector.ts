@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/queries.ts';
+import { DEAD_AFTER_HEARTBEATS } from './heartbeat.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** How long connecting may take before the tick gives up and tries again on the next one. */
@@ -39,7 +40,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     connectionString: string;
     supervisorId: string;
     intervalMs: number;
-    /** A leader not seen for this long is ended; a leadership not confirmed for this long is not acted on. */
+    /** A leadership the database has not confirmed for this long is not acted on (see isLeader). */
     deadAfterMs: number;
     onChange: (leader: boolean) => void;
   }) {
@@ -90,7 +91,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
         this.#win();
         return;
       }
-      const ended = await endStaleLeader(client, this.#deadAfterMs);
+      const ended = await endStaleLeader(client, DEAD_AFTER_HEARTBEATS);
       if (ended.length > 0) {
         this.#staleEnded += ended.length;
         this.logger.warn({ supervisors: ended }, 'ended the session of a leader that stopped heartbeating');

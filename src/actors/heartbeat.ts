@@ -5,6 +5,9 @@
 import { heartbeat, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
+/** A supervisor unseen for this many of its heartbeat intervals is dead: its jobs are taken back. */
+export const DEAD_AFTER_HEARTBEATS = 3;
+
 /** A job as the supervisor holds it: the fence the heartbeat checks. */
 export interface HeldClaim {
   id: string;

@@ -13,6 +13,7 @@ import {
   type ReapedJob,
 } from '../db/queries.ts';
 import type { JobState } from '../job.ts';
+import { DEAD_AFTER_HEARTBEATS } from './heartbeat.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** Rows per statement, so a sweep never holds many locks for long. */
@@ -29,8 +30,6 @@ export interface ReaperOptions {
   /** The supervisor this reaper runs in: never declared dead by its own sweep. */
   selfId: string;
   intervalMs: number;
-  /** A supervisor not seen for this long is dead. */
-  deadAfterMs: number;
   unknownTypeGraceMs: number;
   backoff: BackoffOptions;
   retentionMs: Partial<Record<JobState, number>>;
@@ -84,10 +83,10 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
   }
 
   async #sweep(): Promise<void> {
-    const { db, deadAfterMs } = this.#o;
+    const { db } = this.#o;
     this.#stats.sweeps++;
     this.#lastSweepAt = Date.now();
-    const dead = await removeDeadSupervisors(db, { deadAfterMs, selfId: this.#o.selfId });
+    const dead = await removeDeadSupervisors(db, { deadAfterBeats: DEAD_AFTER_HEARTBEATS, selfId: this.#o.selfId });
     if (dead.length) {
       this.#stats.deadSupervisors += dead.length;
       this.logger.warn({ supervisors: dead }, 'removed supervisors that stopped heartbeating');
@@ -95,7 +94,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
     for (;;) {
       const reaped = await reapLostJobs(db, {
         limit: REAP_BATCH,
-        deadAfterMs,
+        deadAfterBeats: DEAD_AFTER_HEARTBEATS,
         backoffBaseMs: this.#o.backoff.baseMs,
         backoffMaxMs: this.#o.backoff.maxMs,
       });

@@ -26,14 +26,12 @@ import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
 import { Elector } from './elector.ts';
-import { Heartbeat, type BeatResult } from './heartbeat.ts';
+import { DEAD_AFTER_HEARTBEATS, Heartbeat, type BeatResult } from './heartbeat.ts';
 import { Actor, assertNever, type Logger } from './kernel.ts';
 import { Listener } from './listener.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
 
-/** A supervisor not seen for this many heartbeats is dead. */
-const DEAD_AFTER_HEARTBEATS = 3;
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;
 /** Time a compensate() hook gets when its module says nothing. */
@@ -76,6 +74,8 @@ interface InFlight {
   /** Why we stopped it, if we did. */
   abortedFor: AbortReason | null;
   cancelReason: string | null;
+  /** A cancel was requested for this attempt, perhaps after it had begun to stop for another reason. */
+  cancelRequested: boolean;
 }
 
 /** An in-flight job as the debug socket's `jobs` op shows it. */
@@ -170,6 +170,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       queues: deps.config.queues,
       types: [...deps.registry.keys()],
       concurrency: deps.config.concurrency,
+      heartbeatMs: deps.config.heartbeatMs,
     };
   }
 
@@ -192,7 +193,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         record: this.#record,
         intervalMs: config.heartbeatMs,
         leaseMs: config.leaseMs,
-        claims: () => [...this.#inFlight.values()].map((j) => ({ id: j.id, attempt: j.attempt })),
+        // Finished attempts whose outcome is not written yet are still ours: their leases are kept too.
+        claims: () => [
+          ...[...this.#inFlight.values()].map((j) => ({ id: j.id, attempt: j.attempt })),
+          ...this.#completer.held(),
+        ],
         onBeat: (result) => this.send({ type: 'beat', result }),
       }),
       { policy: 'restart' },
@@ -229,7 +234,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         db,
         selfId: this.id,
         intervalMs: config.reaperIntervalMs,
-        deadAfterMs,
         unknownTypeGraceMs: config.unknownTypeGraceMs,
         backoff: config.backoff,
         retentionMs: config.retentionMs,
@@ -333,6 +337,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         const job = this.#inFlight.get(msg.id);
         if (job && (msg.attempt === null || msg.attempt === job.attempt)) {
           job.cancelReason = msg.reason;
+          job.cancelRequested = true;
           this.#abort(job, 'cancel', msg.reason ?? undefined);
         }
         return;
@@ -352,7 +357,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #wake(): void {
     this.#maybeMore = true;
     if (this.#claimQueued || this.#draining) return;
-    this.#claimQueued = this.send({ type: 'claim' });
+    // Set before sending: an idle mailbox handles the claim (and clears the flag) inside send().
+    this.#claimQueued = true;
+    if (!this.send({ type: 'claim' })) this.#claimQueued = false;
   }
 
   #onNotification(channel: string, payload: string): void {
@@ -468,6 +475,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       logs: '',
       abortedFor: null,
       cancelReason: null,
+      cancelRequested: false,
     };
     job.running = pool.run(
       {
@@ -538,6 +546,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       outcome,
       job.info.options.backoff ?? this.#d.config.backoff,
     );
+    // A cancel that came while the attempt was already stopping (a timeout) ends the job instead of a retry.
+    if (finish && job.cancelRequested && finish.nextState === 'queued') finish.nextState = 'cancelled';
     if (finish) {
       this.#completer.add(finish);
     } else {
@@ -553,7 +563,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       state: finish?.nextState ?? null,
       ms: elapsed,
     });
-    if (outcome.kind === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
+    if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     if (this.#maybeMore && this.#wantsClaim()) this.#wake();
   }
@@ -620,6 +630,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const job = this.#inFlight.get(held.id);
     if (!job || job.attempt !== held.attempt || job.abortedFor) return;
     job.cancelReason = held.cancel_reason;
+    job.cancelRequested = true;
     this.#abort(job, 'cancel', held.cancel_reason ?? undefined);
   }
 
@@ -659,7 +670,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       deadline: j.deadlineAt === null ? null : new Date(j.deadlineAt).toISOString(),
       progress: j.percent,
       message: j.message,
-      aborting: j.abortedFor,
+      aborting: j.abortedFor ?? (j.deadlineAt !== null && now >= j.deadlineAt ? 'timeout' : null),
     }));
   }
 

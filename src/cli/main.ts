@@ -306,8 +306,9 @@ async function supervisorsCommand(args: string[]): Promise<number> {
               s.running,
               s.concurrency,
               s.queues.length ? s.queues.join(',') : '*',
-              duration(Date.now() - s.started_at.getTime()),
-              `${duration(Date.now() - s.last_seen_at.getTime())} ago`,
+              // By the database's clock, like the reaper: this machine's clock may be off.
+              duration(s.up_ms),
+              `${duration(s.last_seen_ms)} ago`,
             ]),
           )
         : 'no supervisors running',

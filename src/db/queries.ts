@@ -143,6 +143,8 @@ export interface SupervisorRecord {
   queues: string[];
   types: string[];
   concurrency: number;
+  /** Its heartbeat interval: it is dead when unseen for a few of these. */
+  heartbeatMs: number;
 }
 
 /**
@@ -153,14 +155,15 @@ export interface SupervisorRecord {
 export async function registerSupervisor(db: Queryable, s: SupervisorRecord): Promise<void> {
   await db.query(
     `WITH registered AS (
-       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (id) DO UPDATE
          SET host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version, queues = EXCLUDED.queues,
-             types = EXCLUDED.types, concurrency = EXCLUDED.concurrency, started_at = now(), last_seen_at = now()
+             types = EXCLUDED.types, concurrency = EXCLUDED.concurrency, heartbeat_ms = EXCLUDED.heartbeat_ms,
+             started_at = now(), last_seen_at = now()
      )
      UPDATE spindle.jobs SET lease_expires_at = now() WHERE worker_id = $1 AND state = 'running'`,
-    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency],
+    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs],
   );
 }
 
@@ -178,6 +181,7 @@ export interface SupervisorRow {
   queues: string[];
   types: string[];
   concurrency: number;
+  heartbeat_ms: number;
   started_at: Date;
   last_seen_at: Date;
   /** Jobs it holds now. */
@@ -270,29 +274,30 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
          AS d(id, attempt, outcome, next_state, output, error, delay_ms, logs, compensation)
      ), done AS (
        UPDATE spindle.jobs j
-          SET state = d.next_state,
+          -- A retry of a job whose cancel was requested (it came too late to stop this attempt) ends it cancelled.
+          SET state = CASE WHEN d.next_state = 'queued' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE d.next_state END,
               output = d.output,
               error = d.error,
               compensation = coalesce(d.compensation, j.compensation),
               lease_expires_at = NULL,
               run_at = CASE WHEN d.next_state = 'queued' THEN now() + d.delay_ms * interval '1 millisecond' ELSE j.run_at END,
-              finished_at = CASE WHEN d.next_state = 'queued' THEN NULL ELSE now() END,
+              finished_at = CASE WHEN d.next_state = 'queued' AND j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
               progress = CASE WHEN d.next_state = 'succeeded' THEN 100 ELSE j.progress END,
               -- A shutdown does not use up an attempt.
               max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
               logs = d.logs
          FROM d
         WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
-        RETURNING j.id, j.attempt, j.started_at, j.queue, d.outcome, d.error, d.logs, d.next_state, d.delay_ms
+        RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms
      ), recorded AS (
        INSERT INTO spindle.attempts (job_id, attempt, worker_id, outcome, error, logs, started_at)
        SELECT id, attempt, $1, outcome, error, logs, started_at FROM done
      ), woken AS (
-       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM done WHERE next_state = 'queued' AND delay_ms = 0) q
+       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM done WHERE state = 'queued' AND delay_ms = 0) q
      ), told AS (
        -- A NOTIFY payload holds under 8000 bytes: ids go in groups of 300.
        SELECT pg_notify('spindle_finished', string_agg(id::text, ','))
-         FROM (SELECT id, row_number() OVER () / 300 AS g FROM done WHERE next_state <> 'queued') f
+         FROM (SELECT id, row_number() OVER () / 300 AS g FROM done WHERE state <> 'queued') f
         GROUP BY g
      )
      SELECT id::text FROM done, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
@@ -352,8 +357,8 @@ export async function heartbeat(
   const s = beat.supervisor;
   const { rows } = await db.query<HeldJob>(
     `WITH seen AS (
-       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
        ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
      )
      UPDATE spindle.jobs j
@@ -361,7 +366,7 @@ export async function heartbeat(
        FROM unnest($9::bigint[], $10::int[]) AS h(id, attempt)
       WHERE j.id = h.id AND j.attempt = h.attempt AND j.worker_id = $1 AND j.state = 'running'
       RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
-    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts],
+    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts, s.heartbeatMs],
   );
   return rows;
 }
@@ -378,25 +383,26 @@ export async function cancelRequests(db: Queryable, workerId: string): Promise<H
 
 // ---- the reaper (leader only) ------------------------------------------------
 //
-// After a restart of the server nobody could heartbeat while it was down, so every supervisor looks
-// dead and every lease may have expired. Until `deadAfterMs` after the server started, the reaper
-// therefore takes nothing back: the live supervisors get three heartbeats to come back first.
+// A supervisor is dead when unseen for `deadAfterBeats` of its own heartbeat intervals. After a
+// restart of the server nobody could heartbeat while it was down, so every supervisor looks dead and
+// every lease may have expired: for as long again after the server started, nothing is taken back,
+// so the live supervisors come back first.
 
 /**
- * Removes supervisors not seen for `deadAfterMs` (never `selfId`: the leader that sweeps is alive,
- * however late its own heartbeat). Returns their ids.
+ * Removes supervisors unseen for `deadAfterBeats` of their heartbeats (never `selfId`: the leader
+ * that sweeps is alive, however late its own heartbeat). Returns their ids.
  */
 export async function removeDeadSupervisors(
   db: Queryable,
-  sweep: { deadAfterMs: number; selfId: string },
+  sweep: { deadAfterBeats: number; selfId: string },
 ): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `DELETE FROM spindle.supervisors
-      WHERE last_seen_at < now() - $1 * interval '1 millisecond'
+      WHERE last_seen_at < now() - $1 * heartbeat_ms * interval '1 millisecond'
         AND id <> $2
-        AND pg_postmaster_start_time() < now() - $1 * interval '1 millisecond'
+        AND pg_postmaster_start_time() < now() - $1 * heartbeat_ms * interval '1 millisecond'
       RETURNING id`,
-    [sweep.deadAfterMs, sweep.selfId],
+    [sweep.deadAfterBeats, sweep.selfId],
   );
   return rows.map((r) => r.id);
 }
@@ -416,20 +422,21 @@ export interface ReapedJob {
 /**
  * Takes back running jobs whose supervisor is gone (at once) or whose lease expired: the attempt is
  * recorded `lost`, and the job goes back to the queue after a backoff, or fails when no attempts are
- * left (or ends `cancelled` when a cancel was requested).
+ * left (or ends `cancelled` when a cancel was requested). An expired lease counts only once the
+ * server has been up for `deadAfterBeats` of its holder's heartbeats.
  */
 export async function reapLostJobs(
   db: Queryable,
-  reap: { limit: number; deadAfterMs: number; backoffBaseMs: number; backoffMaxMs: number },
+  reap: { limit: number; deadAfterBeats: number; backoffBaseMs: number; backoffMaxMs: number },
 ): Promise<ReapedJob[]> {
   const { rows } = await db.query<ReapedJob>(
     `WITH lost AS (
-       SELECT j.id, NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = j.worker_id) AS orphaned
-         FROM spindle.jobs j
+       SELECT j.id, s.id IS NULL AS orphaned
+         FROM spindle.jobs j LEFT JOIN spindle.supervisors s ON s.id = j.worker_id
         WHERE j.state = 'running'
-          AND (j.lease_expires_at < now()
-               OR NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = j.worker_id))
-          AND pg_postmaster_start_time() < now() - $4 * interval '1 millisecond'
+          AND (s.id IS NULL
+               OR (j.lease_expires_at < now()
+                   AND pg_postmaster_start_time() < now() - $4 * s.heartbeat_ms * interval '1 millisecond'))
         ORDER BY j.lease_expires_at
         LIMIT $1
         FOR UPDATE OF j SKIP LOCKED
@@ -461,7 +468,7 @@ export async function reapLostJobs(
      )
      SELECT id::text, attempt, type, worker_id, state, orphaned
        FROM reaped, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
-    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs, reap.deadAfterMs],
+    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs, reap.deadAfterBeats],
   );
   return rows;
 }
@@ -559,11 +566,12 @@ export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
 }
 
 /**
- * Ends the session of a leader whose supervisor stopped heartbeating (paused, or its process wedged):
- * its lock goes with the session, so another supervisor can lead. Only this database's lock counts
- * (advisory locks are per database). Returns the application names' suffixes (supervisor ids) ended.
+ * Ends the session of a leader whose supervisor is unseen for `deadAfterBeats` of its heartbeats
+ * (paused, or its process wedged): its lock goes with the session, so another supervisor can lead.
+ * Only this database's lock counts (advisory locks are per database). Returns the application
+ * names' suffixes (supervisor ids) ended.
  */
-export async function endStaleLeader(db: Queryable, deadAfterMs: number): Promise<string[]> {
+export async function endStaleLeader(db: Queryable, deadAfterBeats: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT substr(a.application_name, ${ELECTOR_PREFIX.length + 1}) AS id, pg_terminate_backend(a.pid) AS ended
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -574,8 +582,8 @@ export async function endStaleLeader(db: Queryable, deadAfterMs: number): Promis
         AND NOT EXISTS (
           SELECT 1 FROM spindle.supervisors s
            WHERE a.application_name = ${ELECTOR_NAME_SQL}
-             AND s.last_seen_at >= now() - $3 * interval '1 millisecond')`,
-    [LOCK_SPACE, LEADER_KEY, deadAfterMs],
+             AND s.last_seen_at >= now() - $3 * s.heartbeat_ms * interval '1 millisecond')`,
+    [LOCK_SPACE, LEADER_KEY, deadAfterBeats],
   );
   return rows.map((r) => r.id);
 }
