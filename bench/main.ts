@@ -1,0 +1,260 @@
+/**
+ * `npm run bench`: every selected scenario against every selected system on
+ * one PostgreSQL, runs in turns, medians, spindle's ratios; writes
+ * bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { RunSpec } from './child.ts';
+import { openDatabase, type BenchDatabase } from './database.ts';
+import { runIsolated } from './isolate.ts';
+import { machineInfo } from './machine.ts';
+import { chartSvg } from './report/chart.ts';
+import { consoleSummary } from './report/console.ts';
+import { formatNumber } from './report/grid.ts';
+import { benchmarksMarkdown } from './report/markdown.ts';
+import {
+  medianMetrics,
+  type Results,
+  type ScenarioResult,
+  type SystemEntry,
+  type SystemRun,
+  type SystemScenarioResult,
+} from './report/results.ts';
+import { SCENARIOS } from './scenarios/index.ts';
+import type { Metrics, Scenario, StandaloneScenario, SystemScenario } from './scenarios/types.ts';
+import { SYSTEMS } from './systems/index.ts';
+import type { SystemAdapter } from './systems/types.ts';
+import { wallClockMs } from './work.ts';
+
+/** Runs per system and scenario: medians need at least three. */
+const MIN_RUNS = 3;
+/** Threads for every system that runs handlers on threads (issue 8: the same count for all). */
+const THREADS = 2;
+
+const RESULTS_DIR = new URL('./results/', import.meta.url);
+const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --quick              smaller sizes (whole run under 10 minutes on 2 cores)
+  --only=a,b           scenarios: ${SCENARIOS.filter((s) => s.kind !== 'pending')
+    .map((s) => s.id)
+    .join(', ')}
+  --systems=a,b        systems: ${SYSTEMS.map((s) => s.info.name).join(', ')}
+  --runs=N             runs per system and scenario (default and minimum ${MIN_RUNS})
+  --report-only        rewrite BENCHMARKS.md and the chart from bench/results/latest.json
+  --help
+
+Peers (graphile-worker, pg-boss, BullMQ) are installed apart: npm run bench:install.
+
+Database: BENCH_DATABASE_URL as given; else DATABASE_URL's server with a database of its
+own ("spindle_bench"); else spindle's embedded PostgreSQL in a temp dir.`;
+
+interface Options {
+  reportOnly: boolean;
+  quick: boolean;
+  scenarios: Scenario[];
+  systems: SystemAdapter[];
+  runs: number;
+}
+
+function pick<T>(list: readonly T[], names: string | undefined, nameOf: (item: T) => string, what: string): T[] {
+  if (names === undefined) return [...list];
+  const wanted = names.split(',').map((n) => n.trim()).filter(Boolean);
+  for (const name of wanted) {
+    if (!list.some((item) => nameOf(item) === name)) {
+      throw new Error(`unknown ${what} ${JSON.stringify(name)}; known: ${list.map(nameOf).join(', ')}`);
+    }
+  }
+  return list.filter((item) => wanted.includes(nameOf(item)));
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      systems: { type: 'string' },
+      runs: { type: 'string' },
+      'report-only': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) return undefined;
+  const runs = values.runs === undefined ? MIN_RUNS : Number(values.runs);
+  if (!Number.isInteger(runs) || runs < MIN_RUNS) throw new Error(`--runs must be an integer of at least ${MIN_RUNS}`);
+  const chosen = pick(SCENARIOS, values.only, (s) => s.id, 'scenario');
+  return {
+    reportOnly: values['report-only'] ?? false,
+    quick: values.quick ?? false,
+    // Pending scenarios always come along: the output lists what is still to be written.
+    scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s)),
+    systems: pick(SYSTEMS, values.systems, (s) => s.info.name, 'system'),
+    runs,
+  };
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function describeRun(scenario: SystemScenario, metrics: Metrics): string {
+  return scenario.metrics.map((m) => `${formatNumber(metrics[m.key]!, m.digits)} ${m.label}`).join(', ');
+}
+
+async function runSystemScenario(
+  scenario: SystemScenario,
+  systems: SystemAdapter[],
+  options: Options,
+  db: BenchDatabase,
+): Promise<SystemScenarioResult> {
+  log(`\n# ${scenario.issueNumber}. ${scenario.title}: ${scenario.size(options.quick)}`);
+  const runs = new Map<string, SystemRun[]>(systems.map((s) => [s.info.name, []]));
+  for (let run = 1; run <= options.runs; run++) {
+    for (const system of systems) {
+      const spec: RunSpec = {
+        system: system.info.name,
+        scenario: scenario.id,
+        run,
+        quick: options.quick,
+        threads: THREADS,
+        databaseUrl: db.url,
+      };
+      const outcome = await runIsolated(spec, scenario.timeoutMs(options.quick));
+      const label = `  run ${run}/${options.runs}  ${system.info.title.padEnd(22)}`;
+      let entry: SystemRun;
+      if (!outcome.ok) entry = { run, ok: false, error: outcome.error.slice(0, 2_000) };
+      else if (outcome.unfinished > 0) {
+        entry = { run, ok: false, metrics: outcome.metrics, unfinished: outcome.unfinished, error: `${outcome.unfinished} jobs unfinished after stop()` };
+      } else entry = { run, ok: true, metrics: outcome.metrics, unfinished: 0 };
+      runs.get(system.info.name)!.push(entry);
+      log(entry.ok ? `${label} ${describeRun(scenario, entry.metrics!)}` : `${label} FAILED: ${entry.error!.split('\n')[0]}`);
+    }
+  }
+  return {
+    kind: 'system',
+    id: scenario.id,
+    issueNumber: scenario.issueNumber,
+    title: scenario.title,
+    short: scenario.short,
+    size: scenario.size(options.quick),
+    metrics: scenario.metrics,
+    systems: Object.fromEntries([...runs].map(([name, list]) => [name, { runs: list, median: medianMetrics(list) }])),
+  };
+}
+
+async function runStandalone(scenario: StandaloneScenario, options: Options, db: BenchDatabase): Promise<ScenarioResult> {
+  const base = {
+    kind: 'standalone' as const,
+    id: scenario.id,
+    issueNumber: scenario.issueNumber,
+    title: scenario.title,
+    size: scenario.size(options.quick),
+    system: scenario.system,
+    metrics: scenario.metrics,
+  };
+  log(`\n# ${scenario.issueNumber}. ${scenario.title} (${scenario.system}): ${base.size}`);
+  if (!options.systems.some((s) => s.info.name === scenario.system)) {
+    log(`  skipped: ${scenario.system} is not among --systems`);
+    return { ...base, skipped: `${scenario.system} not selected` };
+  }
+  const why = await scenario.unavailable();
+  if (why) {
+    log(`  skipped: ${why}`);
+    return { ...base, skipped: why };
+  }
+  try {
+    const result = await scenario.run({ databaseUrl: db.url, quick: options.quick, log: (line) => log(`  ${line}`) });
+    return { ...base, result };
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    log(`  FAILED: ${message.split('\n')[0]}`);
+    return { ...base, error: message.slice(0, 2_000) };
+  }
+}
+
+/** Runs the benchmark with command-line arguments `argv`; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let options: Options | undefined;
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (!options) {
+    log(USAGE);
+    return 0;
+  }
+  if (options.reportOnly) {
+    const results = JSON.parse(await readFile(new URL('latest.json', RESULTS_DIR), 'utf8')) as Results;
+    log(consoleSummary(results));
+    await writeReports(results, false);
+    return 0;
+  }
+  const started = wallClockMs();
+  const machine = machineInfo();
+
+  const entries: SystemEntry[] = [];
+  const runnable: SystemAdapter[] = [];
+  for (const system of options.systems) {
+    const skipped = await system.unavailable();
+    entries.push(skipped ? { ...system.info, skipped } : { ...system.info });
+    if (skipped) log(`skipping ${system.info.name}: ${skipped}`);
+    else runnable.push(system);
+  }
+
+  const db = await openDatabase();
+  const stop = () => {
+    db.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  log(`database: PostgreSQL ${db.server.version}, ${db.source}`);
+  log(`machine: ${machine.cores} cores, ${machine.cpuModel}, load average ${machine.loadAtStart} at start`);
+  log(`systems: ${runnable.map((s) => s.info.name).join(', ') || '(none)'}; ${options.runs} runs each, in turns${options.quick ? '; --quick sizes' : ''}`);
+
+  const scenarios: ScenarioResult[] = [];
+  try {
+    for (const scenario of options.scenarios) {
+      if (scenario.kind === 'system') {
+        if (runnable.length > 0) scenarios.push(await runSystemScenario(scenario, runnable, options, db));
+      } else if (scenario.kind === 'standalone') {
+        scenarios.push(await runStandalone(scenario, options, db));
+      } else {
+        scenarios.push({ kind: 'pending', id: scenario.id, issueNumber: scenario.issueNumber, title: scenario.title, waitingFor: scenario.waitingFor });
+      }
+    }
+  } finally {
+    await db.close();
+  }
+
+  const results: Results = {
+    generatedAt: new Date().toISOString(),
+    command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
+    quick: options.quick,
+    runs: options.runs,
+    threads: THREADS,
+    durationSeconds: (wallClockMs() - started) / 1000,
+    machine,
+    database: { source: db.source, ...db.server },
+    systems: entries,
+    scenarios,
+  };
+  log(consoleSummary(results));
+
+  await writeReports(results, true);
+  return 0;
+}
+
+/** Writes the chart and BENCHMARKS.md, and latest.json when `withJson`. */
+async function writeReports(results: Results, withJson: boolean): Promise<void> {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  if (withJson) await writeFile(new URL('latest.json', RESULTS_DIR), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(new URL('chart.svg', RESULTS_DIR), chartSvg(results));
+  await writeFile(BENCHMARKS_MD, benchmarksMarkdown(results));
+  log(`wrote ${withJson ? 'bench/results/latest.json, ' : ''}bench/results/chart.svg, BENCHMARKS.md`);
+}

@@ -1,0 +1,188 @@
+/**
+ * The results of a benchmark run, as written to bench/results/latest.json, and
+ * the figures derived from them (medians, spindle's ratios, the goals of issue 8)
+ * that the console table, BENCHMARKS.md and the chart all show.
+ */
+import type { ServerInfo } from '../database.ts';
+import type { MachineInfo } from '../machine.ts';
+import type { Metric, Metrics } from '../scenarios/types.ts';
+import { median } from '../stats.ts';
+import type { SystemInfo } from '../systems/types.ts';
+
+/** The system every ratio is about. */
+export const SUBJECT = 'spindle';
+/** The system CPU throughput is compared with. */
+export const LIMIT_SYSTEM = 'piscina';
+
+/** One run of one system in one scenario. */
+export interface SystemRun {
+  run: number;
+  ok: boolean;
+  metrics?: Metrics;
+  /** Jobs the system's store still held as not done after stop(). */
+  unfinished?: number;
+  error?: string;
+}
+
+/** A system's runs in a scenario and their medians. */
+export interface SystemOutcome {
+  runs: SystemRun[];
+  /** Median of each metric over the successful runs. */
+  median: Metrics;
+}
+
+/** A system scenario: every system's runs. */
+export interface SystemScenarioResult {
+  kind: 'system';
+  id: string;
+  issueNumber: string;
+  title: string;
+  short: string;
+  size: string;
+  metrics: Metric[];
+  systems: Record<string, SystemOutcome>;
+}
+
+/** A standalone scenario: one result, or why there is none. */
+export interface StandaloneScenarioResult {
+  kind: 'standalone';
+  id: string;
+  issueNumber: string;
+  title: string;
+  size: string;
+  system: string;
+  metrics: Metric[];
+  result?: Metrics;
+  error?: string;
+  skipped?: string;
+}
+
+/** A scenario not written yet. */
+export interface PendingScenarioResult {
+  kind: 'pending';
+  id: string;
+  issueNumber: string;
+  title: string;
+  waitingFor: string;
+}
+
+/** One scenario's part of the results. */
+export type ScenarioResult = SystemScenarioResult | StandaloneScenarioResult | PendingScenarioResult;
+
+/** A system as the results describe it; `skipped` says why it did not run. */
+export interface SystemEntry extends SystemInfo {
+  skipped?: string;
+}
+
+/** Everything latest.json holds. */
+export interface Results {
+  generatedAt: string;
+  command: string;
+  quick: boolean;
+  runs: number;
+  threads: number;
+  durationSeconds: number;
+  machine: MachineInfo;
+  database: { source: string } & ServerInfo;
+  systems: SystemEntry[];
+  scenarios: ScenarioResult[];
+}
+
+/** The median of each metric that every successful run reported. */
+export function medianMetrics(runs: readonly SystemRun[]): Metrics {
+  const ok = runs.filter((r) => r.ok && r.metrics).map((r) => r.metrics!);
+  if (ok.length === 0) return {};
+  const keys = Object.keys(ok[0]!).filter((k) => ok.every((m) => typeof m[k] === 'number'));
+  return Object.fromEntries(keys.map((k) => [k, median(ok.map((m) => m[k]!))]));
+}
+
+/** The systems that ran (not skipped), in order. */
+export function ranSystems(results: Results): SystemEntry[] {
+  return results.systems.filter((s) => !s.skipped);
+}
+
+/** A system scenario's median for one system and metric, if measured. */
+export function medianOf(scenario: SystemScenarioResult, system: string, key: string): number | undefined {
+  const value = scenario.systems[system]?.median[key];
+  return value === undefined || !Number.isFinite(value) ? undefined : value;
+}
+
+/** How many times better `subject` is than `peer` on a metric (> 1: subject better). */
+export function advantage(subject: number, peer: number, metric: Metric): number {
+  return metric.better === 'higher' ? subject / peer : peer / subject;
+}
+
+/** The system scenarios of the results, by id. */
+export function systemScenarioById(results: Results, id: string): SystemScenarioResult | undefined {
+  const s = results.scenarios.find((x) => x.id === id);
+  return s?.kind === 'system' ? s : undefined;
+}
+
+/** One goal of issue 8 with what was measured. */
+export interface Goal {
+  goal: string;
+  /** What was measured, for people. */
+  measured: string;
+  /** undefined: not measured in this run. */
+  met: boolean | undefined;
+}
+
+function fixed(value: number, digits: number): string {
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** The goals of issue 8, each with the figure measured beside it. */
+export function goals(results: Results): Goal[] {
+  const list: Goal[] = [];
+  const notMeasured = (goal: string, why: string): Goal => ({ goal, measured: `not measured (${why})`, met: undefined });
+
+  const noop = systemScenarioById(results, 'noop');
+  {
+    const goal = 'No-op throughput at least 1.5x graphile-worker tuned';
+    const s = noop && medianOf(noop, SUBJECT, 'jobsPerSecond');
+    const p = noop && medianOf(noop, 'graphile-worker-tuned', 'jobsPerSecond');
+    list.push(
+      s !== undefined && p !== undefined
+        ? { goal, measured: `${fixed(s, 0)} vs ${fixed(p, 0)} jobs/s = ${fixed(s / p, 2)}x`, met: s / p >= 1.5 }
+        : notMeasured(goal, s === undefined ? 'spindle did not run' : 'graphile-worker tuned did not run'),
+    );
+  }
+
+  const cpu = systemScenarioById(results, 'cpu');
+  {
+    const goal = `CPU throughput at least 0.95x bare Piscina (${results.threads} threads)`;
+    const s = cpu && medianOf(cpu, SUBJECT, 'jobsPerSecond');
+    const p = cpu && medianOf(cpu, LIMIT_SYSTEM, 'jobsPerSecond');
+    list.push(
+      s !== undefined && p !== undefined
+        ? { goal, measured: `${fixed(s, 1)} vs ${fixed(p, 1)} jobs/s = ${fixed(s / p, 2)}x`, met: s / p >= 0.95 }
+        : notMeasured(goal, s === undefined ? 'spindle did not run' : 'bare Piscina did not run'),
+    );
+  }
+
+  const latency = systemScenarioById(results, 'latency');
+  for (const [key, label, limit] of [
+    ['p50Ms', 'p50', 2],
+    ['p99Ms', 'p99', 10],
+  ] as const) {
+    const goal = `Enqueue-to-start latency ${label} under ${limit} ms`;
+    const s = latency && medianOf(latency, SUBJECT, key);
+    list.push(s !== undefined ? { goal, measured: `${fixed(s, 2)} ms`, met: s < limit } : notMeasured(goal, 'spindle did not run'));
+  }
+
+  const claim = results.scenarios.find((x) => x.id === 'claim');
+  {
+    const goal = 'Claim time flat from 10k to 1M queued rows (read here as 1M/10k at most 1.5)';
+    const r = claim?.kind === 'standalone' ? claim.result : undefined;
+    list.push(
+      r && r.claim10kMs !== undefined && r.claim1MMs !== undefined && r.ratio !== undefined
+        ? {
+            goal,
+            measured: `${fixed(r.claim10kMs, 2)} ms -> ${fixed(r.claim1MMs, 2)} ms = ${fixed(r.ratio, 2)}x`,
+            met: r.ratio <= 1.5,
+          }
+        : notMeasured(goal, claim?.kind === 'standalone' ? (claim.skipped ?? claim.error ?? 'not run') : 'not selected'),
+    );
+  }
+  return list;
+}

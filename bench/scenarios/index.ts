@@ -1,0 +1,30 @@
+/** The scenario registry, in the order of issue 8. */
+import { claimTime } from './claim-time.ts';
+import { cpuThroughput } from './cpu-throughput.ts';
+import { latency } from './latency.ts';
+import { noopThroughput } from './noop-throughput.ts';
+import { cancelTimeoutLatency, progressCost, scaleOut } from './pending.ts';
+import type { Scenario, SystemScenario } from './types.ts';
+
+/** Every scenario, run (or listed, when pending) in this order. */
+export const SCENARIOS: readonly Scenario[] = [
+  noopThroughput,
+  cpuThroughput,
+  latency,
+  progressCost,
+  cancelTimeoutLatency,
+  claimTime,
+  scaleOut,
+];
+
+/** The scenario called `id`, or undefined. */
+export function findScenario(id: string): Scenario | undefined {
+  return SCENARIOS.find((s) => s.id === id);
+}
+
+/** The system scenario called `id`; throws when there is none (the child process asks by id). */
+export function systemScenario(id: string): SystemScenario {
+  const scenario = findScenario(id);
+  if (scenario?.kind !== 'system') throw new Error(`no system scenario called ${JSON.stringify(id)}`);
+  return scenario;
+}

@@ -1,0 +1,61 @@
+/**
+ * Scenario 3: enqueue-to-start latency on an idle worker. Single enqueues, one
+ * at a time, 10 to 30 ms apart (a seeded schedule, the same for every system
+ * in a run): far below any system's capacity, so each job finds its worker
+ * idle. Enqueue time is taken just before the enqueue call; start time in the
+ * handler, on whatever thread runs it.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { distribution, seededRandom } from '../stats.ts';
+import { wallClockMs } from '../work.ts';
+import type { SystemScenario } from './types.ts';
+
+const SAMPLES = { full: 500, quick: 200 };
+const WARMUP = 10;
+const GAP_MIN_MS = 10;
+const GAP_MAX_MS = 30;
+
+/** Scenario 3 of issue 8. */
+export const latency: SystemScenario = {
+  kind: 'system',
+  id: 'latency',
+  issueNumber: '3',
+  title: 'Enqueue-to-start latency',
+  short: 'latency',
+  work: 'stamp',
+  metrics: [
+    { key: 'p50Ms', label: 'p50 ms', better: 'lower', digits: 2 },
+    { key: 'p99Ms', label: 'p99 ms', better: 'lower', digits: 2 },
+  ],
+  size: (quick) =>
+    `${quick ? SAMPLES.quick : SAMPLES.full} single enqueues, ${GAP_MIN_MS}-${GAP_MAX_MS} ms apart (after ${WARMUP} warm-up jobs)`,
+  timeoutMs: (quick) => (quick ? 120_000 : 240_000),
+  async measure(system, { quick, run }) {
+    const samples = quick ? SAMPLES.quick : SAMPLES.full;
+    for (let i = 0; i < WARMUP; i++) {
+      await system.enqueueOne({ seq: -1 - i });
+      await system.waitForFinished(i + 1, 30_000);
+    }
+    const random = seededRandom(8_000 + run);
+    const enqueuedAt = new Map<number, number>();
+    let next = wallClockMs();
+    for (let seq = 0; seq < samples; seq++) {
+      next += GAP_MIN_MS + random() * (GAP_MAX_MS - GAP_MIN_MS);
+      const wait = next - wallClockMs();
+      if (wait > 0.5) await sleep(wait);
+      const at = wallClockMs();
+      await system.enqueueOne({ seq });
+      enqueuedAt.set(seq, at);
+    }
+    await system.waitForFinished(WARMUP + samples, 60_000);
+    const startedAt = await system.startTimes();
+    const latencies: number[] = [];
+    for (const [seq, at] of enqueuedAt) {
+      const started = startedAt.get(seq);
+      if (started !== undefined) latencies.push(started - at);
+    }
+    if (latencies.length < samples) throw new Error(`only ${latencies.length} of ${samples} jobs reported a start time`);
+    const d = distribution(latencies);
+    return { p50Ms: d.p50, p99Ms: d.p99, meanMs: d.mean, maxMs: d.max, samples: d.samples };
+  },
+};

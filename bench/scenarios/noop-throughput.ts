@@ -1,0 +1,21 @@
+/** Scenario 1: no-op throughput. What is left of a job's cost is the runtime's own. */
+import { measureThroughput } from './throughput.ts';
+import type { SystemScenario } from './types.ts';
+
+const JOBS = { full: 20_000, quick: 5_000 };
+const WARMUP = 500;
+
+/** Scenario 1 of issue 8. */
+export const noopThroughput: SystemScenario = {
+  kind: 'system',
+  id: 'noop',
+  issueNumber: '1',
+  title: 'No-op throughput',
+  short: 'no-op',
+  work: 'noop',
+  metrics: [{ key: 'jobsPerSecond', label: 'jobs/s', better: 'higher', digits: 0 }],
+  size: (quick) => `${(quick ? JOBS.quick : JOBS.full).toLocaleString('en-US')} queued no-op jobs drained (after ${WARMUP} warm-up jobs)`,
+  timeoutMs: (quick) => (quick ? 180_000 : 400_000),
+  measure: (system, { quick }) =>
+    measureThroughput(system, { warmup: WARMUP, jobs: quick ? JOBS.quick : JOBS.full, timeoutMs: quick ? 150_000 : 360_000 }),
+};

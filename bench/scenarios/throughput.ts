@@ -1,0 +1,44 @@
+/** Throughput, shared by the no-op and CPU scenarios: drain a batch of queued jobs, jobs per second. */
+import type { RunningSystem } from '../systems/types.ts';
+import { wallClockMs, type BenchJob } from '../work.ts';
+import type { Metrics } from './types.ts';
+
+/** One throughput measurement. */
+export interface ThroughputPlan {
+  /** Jobs run (and waited for) first, so threads, connections and JIT are warm. */
+  warmup: number;
+  /** Jobs in the measured batch. */
+  jobs: number;
+  /** For CPU jobs: milliseconds of loop per job. */
+  ms?: number;
+  /** How long the drain may take. */
+  timeoutMs: number;
+}
+
+function makeJobs(from: number, count: number, ms: number | undefined): BenchJob[] {
+  return Array.from({ length: count }, (_, i) => (ms === undefined ? { seq: from + i } : { seq: from + i, ms }));
+}
+
+/**
+ * Warms the system up, enqueues the batch in one atomic call, and times from the
+ * moment the batch is visible to the moment the last of it finished. The enqueue
+ * time is reported apart (`enqueueMs`); for a system whose jobs may start during
+ * the enqueue call (bare Piscina) the clock starts before the call instead.
+ */
+export async function measureThroughput(system: RunningSystem, plan: ThroughputPlan): Promise<Metrics> {
+  await system.enqueueBatch(makeJobs(0, plan.warmup, plan.ms));
+  await system.waitForFinished(plan.warmup, plan.timeoutMs);
+
+  const batch = makeJobs(plan.warmup, plan.jobs, plan.ms);
+  const before = wallClockMs();
+  await system.enqueueBatch(batch);
+  const visible = wallClockMs();
+  const finishedAt = await system.waitForFinished(plan.warmup + plan.jobs, plan.timeoutMs);
+  const drainMs = finishedAt - (system.enqueueIsAtomic ? visible : before);
+  return {
+    jobsPerSecond: plan.jobs / (drainMs / 1000),
+    drainMs,
+    enqueueMs: visible - before,
+    jobs: plan.jobs,
+  };
+}
