@@ -154,6 +154,17 @@ describe('cancel and retry', () => {
     expect(read?.finishedAt).toBeInstanceOf(Date);
   });
 
+  it('wakes a waiter at once when a queued job is cancelled', async () => {
+    const job = await client.enqueue('slow');
+    const waiting = client.waitFor(job.id, { timeoutMs: 3_000 });
+    // Let the waiter subscribe first: a waiter reads the row after it LISTENs.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    await client.cancel(job.id);
+    expect((await waiting).state).toBe('cancelled');
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
   it('says so when the job already finished', async () => {
     const job = await client.enqueue('slow');
     await client.cancel(job.id);
