@@ -121,6 +121,8 @@ export interface SupervisorDeps {
   config: SupervisorConfig;
   databaseUrl: string;
   db: pg.Pool;
+  /** Connections with asynchronous commit, for claims, lease extensions and progress (see start.ts). */
+  fastDb: pg.Pool;
   registry: Registry;
   pool: WorkerPool;
   version: string;
@@ -177,19 +179,19 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   // ---- lifecycle ----------------------------------------------------------------
 
   protected override async onStart(): Promise<void> {
-    const { config, db, databaseUrl } = this.#d;
+    const { config, db, fastDb, databaseUrl } = this.#d;
     await registerSupervisor(db, this.#record);
     const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
     this.#completer = this.spawn(
       new Completer({ db, workerId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
       { policy: 'restart' },
     );
-    this.#progress = this.spawn(new Progress({ db, workerId: this.id, flushMs: config.progressFlushMs }), {
+    this.#progress = this.spawn(new Progress({ db: fastDb, workerId: this.id, flushMs: config.progressFlushMs }), {
       policy: 'restart',
     });
     this.#heartbeat = this.spawn(
       new Heartbeat({
-        db,
+        db: fastDb,
         record: this.#record,
         intervalMs: config.heartbeatMs,
         leaseMs: config.leaseMs,
@@ -443,9 +445,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   }
 
   async #claimBatch(types: ClaimType[], limit: number): Promise<JobRow[]> {
-    const { config, db } = this.#d;
+    const { config, fastDb } = this.#d;
     this.#stats.claims++;
-    const rows = await claimJobs(db, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
+    const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
     for (const row of rows) this.#run(row);
     this.#stats.claimed += rows.length;
     return rows;
