@@ -14,6 +14,7 @@ import {
   serializeInput,
   type EnqueueOptions,
 } from './validate.ts';
+import * as wf from './workflows/client.ts';
 
 /** Options of createClient(). */
 export interface ClientOptions {
@@ -282,6 +283,38 @@ export class Client {
       connection.release(lost);
       connection.off('error', onError);
     }
+  }
+
+  // ---- workflows ----------------------------------------------------------------------
+
+  /** Starts a workflow run; `options.id` is an idempotency key (the same id returns the first run, `created` false). */
+  startWorkflow<I = unknown>(name: string, input?: I, options: wf.StartWorkflowOptions = {}): Promise<{ run: wf.WorkflowRun<I>; created: boolean }> {
+    return wf.startWorkflow(this.#pool, name, input as I, options, this.#maxInputBytes);
+  }
+
+  /** A workflow run with its recorded steps, or null. */
+  getWorkflow(id: string): Promise<(wf.WorkflowRun & { steps: wf.WorkflowStep[] }) | null> {
+    return wf.getWorkflow(this.#pool, id);
+  }
+
+  /** Workflow runs, newest first. */
+  listWorkflows(filter: wf.WorkflowListFilter = {}): Promise<wf.WorkflowRun[]> {
+    return wf.listWorkflows(this.#pool, filter);
+  }
+
+  /** Sends an event to a run's inbox (kept until a wait takes it); NotFoundError / StateError for an unknown / finished run. */
+  sendEvent(runId: string, name: string, payload?: unknown): Promise<void> {
+    return wf.sendEvent(this.#pool, runId, name, payload ?? null, this.#maxInputBytes);
+  }
+
+  /** Cancels a run at its next step (at once when suspended); its completed steps are compensated newest first. */
+  cancelWorkflow(runId: string, reason?: string): Promise<wf.WorkflowCancelOutcome> {
+    return wf.cancelWorkflow(this.#pool, runId, reason);
+  }
+
+  /** Resolves with the run once it has ended (succeeded, failed, cancelled, compensation_failed). */
+  waitForWorkflow(id: string, options: { timeoutMs?: number } = {}): Promise<wf.WorkflowRun> {
+    return wf.waitForWorkflow(this.#pool, id, checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647));
   }
 
   /** The pool the Client uses, for callers that want to share it. */

@@ -8,6 +8,7 @@ import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import { ValidationError } from './errors.ts';
 import type { JobState } from './job.ts';
 import { checkInteger, checkName, describe } from './validate.ts';
+import { DEFAULT_WORKFLOW_LIMITS, type WorkflowLimits } from './workflows/engine.ts';
 
 const SECOND = 1_000;
 const DAY = 24 * 3_600 * SECOND;
@@ -18,6 +19,10 @@ export interface SupervisorOptions {
   databaseUrl?: string;
   /** A directory of worker modules, or a `{ type: path }` map; default ./workers. */
   workers?: string | Record<string, string>;
+  /** A directory of workflow modules (absent: none), or a `{ name: path }` map; default ./workflows. */
+  workflows?: string | Record<string, string>;
+  /** Bounds on each workflow run (steps, result sizes, compensation attempts). */
+  workflowLimits?: Partial<WorkflowLimits>;
   /** Worker threads; default the machine's available parallelism. */
   concurrency?: number;
   /** Queues to serve; default every queue. */
@@ -52,6 +57,16 @@ export interface SupervisorOptions {
   socket?: string | false;
   /** A TCP port on 127.0.0.1 for the debug protocol (0: any free port); each request must carry the token in `<stateDir>/run/debug.token`. Default none. */
   debugPort?: number;
+  /** A TCP port for Prometheus metrics at `/metrics` (0: any free port). Default none. */
+  metricsPort?: number;
+  /** The address the metrics port binds; default 127.0.0.1. */
+  metricsHost?: string;
+  /** How often queue depth (jobs by queue and state) is counted for the metrics, in one query. */
+  metricsSampleMs?: number;
+  /** A TCP port for the HTTP API and the dashboard (0: any free port); the API needs the token in `<stateDir>/run/http.token`. Default none. */
+  httpPort?: number;
+  /** The address the HTTP port binds; default 127.0.0.1. */
+  httpHost?: string;
   /** Log level of the default pino logger. */
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   /**
@@ -65,6 +80,8 @@ export interface SupervisorOptions {
 export interface SupervisorConfig {
   databaseUrl: string | undefined;
   workers: string | Record<string, string>;
+  workflows: string | Record<string, string>;
+  workflowLimits: WorkflowLimits;
   concurrency: number;
   queues: string[];
   stateDir: string;
@@ -82,6 +99,11 @@ export interface SupervisorConfig {
   unknownTypeGraceMs: number;
   socket: string | false;
   debugPort: number | undefined;
+  metricsPort: number | undefined;
+  metricsHost: string;
+  metricsSampleMs: number;
+  httpPort: number | undefined;
+  httpHost: string;
   logLevel: NonNullable<SupervisorOptions['logLevel']>;
   /** Undefined: adaptive. */
   prefetch: number | undefined;
@@ -155,6 +177,8 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
   return {
     databaseUrl: o.databaseUrl,
     workers: o.workers ?? resolve('workers'),
+    workflows: checkWorkflows(o.workflows) ?? resolve('workflows'),
+    workflowLimits: checkWorkflowLimits(o.workflowLimits),
     concurrency,
     queues,
     stateDir,
@@ -180,8 +204,45 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
     unknownTypeGraceMs: ms('unknownTypeGraceMs', 60 * SECOND, 0),
     socket: o.socket === false ? false : resolve(o.socket ?? `${stateDir}/run/supervisor.sock`),
     debugPort: checkInteger('options.debugPort', o.debugPort, 0, 65_535),
+    metricsPort: checkInteger('options.metricsPort', o.metricsPort, 0, 65_535),
+    metricsHost: checkHost('options.metricsHost', o.metricsHost),
+    metricsSampleMs: ms('metricsSampleMs', 10 * SECOND, 100),
+    httpPort: checkInteger('options.httpPort', o.httpPort, 0, 65_535),
+    httpHost: checkHost('options.httpHost', o.httpHost),
     logLevel: o.logLevel ?? 'info',
     prefetch: checkInteger('options.prefetch', o.prefetch, 0, 100_000),
+  };
+}
+
+/** A host name or IP address to bind; default 127.0.0.1 (only this machine). */
+function checkHost(field: string, value: unknown): string {
+  if (value === undefined) return '127.0.0.1';
+  if (typeof value !== 'string' || !/^[A-Za-z0-9.:_-]{1,253}$/.test(value)) {
+    throw new ValidationError(field, `must be a host name or IP address, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkWorkflows(value: unknown): string | Record<string, string> | undefined {
+  if (value === undefined || typeof value === 'string') return value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError('options.workflows', `must be a directory or a { name: path } map, got ${describe(value)}`);
+  }
+  return value as Record<string, string>;
+}
+
+function checkWorkflowLimits(value: Partial<WorkflowLimits> | undefined): WorkflowLimits {
+  if (value === undefined) return DEFAULT_WORKFLOW_LIMITS;
+  if (typeof value !== 'object' || value === null) {
+    throw new ValidationError('options.workflowLimits', `must be an object, got ${describe(value)}`);
+  }
+  const limit = (key: keyof WorkflowLimits, max: number) =>
+    checkInteger(`options.workflowLimits.${key}`, value[key], 1, max) ?? DEFAULT_WORKFLOW_LIMITS[key];
+  return {
+    maxSteps: limit('maxSteps', 1_000_000),
+    maxStepResultBytes: limit('maxStepResultBytes', 256 * 1024 * 1024),
+    maxStateBytes: limit('maxStateBytes', 1024 * 1024 * 1024),
+    compensationAttempts: limit('compensationAttempts', 1_000),
   };
 }
 

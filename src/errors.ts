@@ -46,3 +46,51 @@ export class ActorCrashError extends SpindleError {
     super(`actor "${actor}" crashed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
+
+/**
+ * A workflow's replay reached a different call than the one recorded at this sequence number (the
+ * code changed under a running run). The run fails with it; it is never retried.
+ */
+export class NonDeterminismError extends SpindleError {
+  override name = 'NonDeterminismError';
+  constructor(
+    readonly runId: string,
+    readonly seq: number,
+    readonly recorded: string,
+    readonly reached: string,
+  ) {
+    super(
+      `workflow run ${runId} is not deterministic: step #${seq} was recorded as ${recorded} but the code now reaches ${reached}`,
+    );
+  }
+}
+
+/** A workflow run went past a bound (steps, step result size, total state); the run fails with it. */
+export class WorkflowBoundsError extends SpindleError {
+  override name = 'WorkflowBoundsError';
+}
+
+/** What `wf.run()` throws when its job did not succeed; `jobId`, `state` and the job's `error` say why. */
+export class WorkflowJobError extends SpindleError {
+  override name = 'WorkflowJobError';
+  constructor(
+    readonly jobId: string,
+    readonly state: string,
+    readonly jobError: unknown,
+  ) {
+    const detail = (jobError as { message?: unknown } | null)?.message;
+    super(`job ${jobId} ${state.replace('_', ' ')}${typeof detail === 'string' ? `: ${detail}` : ''}`);
+  }
+}
+
+/** What `wf.step()` throws on replay when the step's function had thrown; the message is the original one. */
+export class WorkflowStepError extends SpindleError {
+  override name = 'WorkflowStepError';
+  constructor(
+    readonly step: string,
+    message: string,
+    readonly originalName: string,
+  ) {
+    super(message);
+  }
+}

@@ -9,3 +9,8 @@ export type { Job, JobState, Attempt, AttemptOutcome, JobError } from './job.ts'
 export type { JobContext } from './context.ts';
 export { migrate } from './db/migrate.ts';
 export { SpindleError, ValidationError, PermanentError, NotFoundError, TimeoutError, StateError } from './errors.ts';
+export type { WorkflowContext, StepOptions, WorkflowJobOptions, EventResult, WaitOptions } from './workflows/types.ts';
+export type { WorkflowRun, WorkflowStep, WorkflowState, StartWorkflowOptions, WorkflowListFilter, WorkflowCancelOutcome } from './workflows/client.ts';
+export type { WorkflowLimits } from './workflows/engine.ts';
+export { parseCron, nextTick } from './workflows/cron.ts';
+export { NonDeterminismError, WorkflowBoundsError, WorkflowJobError, WorkflowStepError } from './errors.ts';

@@ -10,6 +10,8 @@ import { migrate } from './db/migrate.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { loadRegistry } from './pool/registry.ts';
+import { loadWorkflows } from './workflows/registry.ts';
+import { collectSchedules } from './workflows/schedules.ts';
 
 /** Options of startSupervisor(): the supervisor's, plus a logger of your own. */
 export interface StartOptions extends SupervisorOptions {
@@ -82,6 +84,9 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       if (info.loadError) logger.error({ type: info.type, error: info.loadError }, 'worker module cannot load; its jobs will fail');
     }
     if (registry.size === 0) logger.warn({ workers: config.workers }, 'no worker modules found: nothing to run');
+    // Workflow bodies run on this thread: their modules are imported here, not probed.
+    const workflows = await loadWorkflows(config.workflows);
+    const schedules = collectSchedules(registry, workflows, (message) => logger.error({}, message));
 
     const pool = new WorkerPool({
       maxThreads: config.concurrency,
@@ -137,6 +142,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       logger,
       debugSnapshot: snapshot,
       debugLimits: options.debugLimits,
+      workflows,
+      schedules,
     });
     await supervisor.start();
     cleanup.push(() => supervisor.shutdown());

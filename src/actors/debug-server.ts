@@ -685,7 +685,7 @@ async function prepareSocketDir(socketPath: string, stateDir: string): Promise<v
 }
 
 /** mkdir -p: every directory created gets `mode` whatever the umask; `chmodExisting` also sets it on `dir` if it existed. */
-async function mkdirp(dir: string, mode: number, options: { chmodExisting?: boolean } = {}): Promise<void> {
+export async function mkdirp(dir: string, mode: number, options: { chmodExisting?: boolean } = {}): Promise<void> {
   const first = await mkdir(dir, { recursive: true, mode });
   if (first === undefined) {
     if (options.chmodExisting) await chmod(dir, mode);
@@ -698,7 +698,7 @@ async function mkdirp(dir: string, mode: number, options: { chmodExisting?: bool
 }
 
 /** Writes a file readable by its owner only, replacing it atomically. */
-async function writeSecret(path: string, text: string): Promise<void> {
+export async function writeSecret(path: string, text: string): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
   await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
   await chmod(tmp, 0o600);

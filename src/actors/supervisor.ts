@@ -28,9 +28,13 @@ import { createDebugSource, DebugServer, type DebugLimits } from './debug-server
 import { Elector } from './elector.ts';
 import { DEAD_AFTER_HEARTBEATS, Heartbeat, type BeatResult } from './heartbeat.ts';
 import { Actor, assertNever, type Logger } from './kernel.ts';
+import { HttpServer } from './http-server.ts';
 import { Listener } from './listener.ts';
+import { Metrics } from './metrics.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
+import { Scheduler, type ScheduleEntry } from './scheduler.ts';
+import type { WorkflowRegistry } from '../workflows/registry.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;
@@ -43,7 +47,8 @@ const MAX_PREFETCH = 500;
 
 /** What the runtime tells an inspector, beside the actors' own events. */
 export interface RuntimeEvents {
-  'job:claimed': [{ id: string; type: string; attempt: number }];
+  /** `waitMs`: from the job's run_at to its claim, both by the database's clock (the queue wait). */
+  'job:claimed': [{ id: string; type: string; attempt: number; waitMs: number }];
   'job:started': [{ id: string; type: string; attempt: number; threadId: number }];
   /** `state` is the job's state after this attempt ('queued' for a retry), null when the claim was lost. */
   'job:finished': [{ id: string; type: string; attempt: number; outcome: AttemptOutcome; state: JobState | null; ms: number }];
@@ -131,6 +136,10 @@ export interface SupervisorDeps {
   debugSnapshot?: () => unknown;
   /** Limits of the debug server (clients, idle time, buffers); the defaults suit production. */
   debugLimits?: Partial<DebugLimits>;
+  /** The workflow modules this supervisor can resume (when it leads). */
+  workflows?: WorkflowRegistry;
+  /** The cron schedules of its worker and workflow modules (fired when it leads). */
+  schedules?: ScheduleEntry[];
 }
 
 export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
@@ -146,6 +155,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #progress!: Progress;
   #elector!: Elector;
   #reaper!: Reaper;
+  #scheduler: Scheduler | undefined;
   #heartbeat!: Heartbeat;
   /** A claim was skipped because no heartbeat reached the database lately: the next beat wakes it. */
   #claimWaitsForBeat = false;
@@ -207,12 +217,13 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.spawn(
       new Listener({
         connectionString: databaseUrl,
-        channels: ['spindle_jobs', 'spindle_cancel'],
+        channels: ['spindle_jobs', 'spindle_cancel', 'spindle_workflows'],
         applicationName: `spindle:listener:${this.id}`,
         onNotification: (channel, payload) => this.#onNotification(channel, payload),
         onConnect: (reconnected) => {
           // Whatever was notified while the connection was down is looked for now.
           this.#wake();
+          this.#scheduler?.wake();
           if (reconnected) this.send({ type: 'sweepCancels' });
         },
       }),
@@ -227,6 +238,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         onChange: (leader) => {
           this.events.emit('leader:changed', { leader });
           if (leader) this.#reaper?.sweepNow();
+          if (leader) this.#scheduler?.wake();
         },
       }),
       { policy: 'restart' },
@@ -241,6 +253,19 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         retentionMs: config.retentionMs,
         isLeader: () => this.#elector.isLeader,
         onReaped: (jobs) => this.#onReaped(jobs),
+      }),
+      { policy: 'restart' },
+    );
+    this.#scheduler = this.spawn(
+      new Scheduler({
+        db,
+        selfId: this.id,
+        workflows: this.#d.workflows ?? new Map(),
+        schedules: this.#d.schedules ?? [],
+        limits: config.workflowLimits,
+        leaseMs: config.leaseMs,
+        pollMs: config.pollMs,
+        isLeader: () => this.#elector.isLeader,
       }),
       { policy: 'restart' },
     );
@@ -265,11 +290,63 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         { policy: 'restart' },
       );
     }
+    this.#spawnOperations();
     this.every(config.pollMs, () => {
       this.#maybeMore = true;
       return { type: 'claim' };
     });
     this.#wake();
+  }
+
+  /** The HTTP API and dashboard, and the metrics, when their ports are set. */
+  #spawnOperations(): void {
+    const { config, db, fastDb, databaseUrl, debugSnapshot } = this.#d;
+    let http: HttpServer | null = null;
+    if (config.httpPort !== undefined) {
+      const source = createDebugSource({
+        id: this.id,
+        snapshot: debugSnapshot ?? (() => this.snapshot()),
+        jobs: () => this.jobs(),
+        pool: () => this.#d.pool.stats(),
+        root: this,
+        events: this.events,
+      });
+      http = this.spawn(
+        new HttpServer({
+          databaseUrl,
+          stateDir: config.stateDir,
+          port: config.httpPort,
+          host: config.httpHost,
+          snapshot: debugSnapshot ?? (() => this.snapshot()),
+          source,
+        }),
+        { policy: 'restart' },
+      );
+    }
+    if (config.metricsPort !== undefined) {
+      this.spawn(
+        new Metrics({
+          supervisorId: this.id,
+          version: this.#d.version,
+          events: this.events,
+          root: this,
+          pool: () => this.#d.pool.stats(),
+          dbPools: () => {
+            const pools = [
+              { name: 'main', pool: db },
+              { name: 'fast', pool: fastDb },
+            ];
+            const api = http?.dbPool;
+            return api ? [...pools, { name: 'api', pool: api }] : pools;
+          },
+          db,
+          sampleMs: config.metricsSampleMs,
+          port: config.metricsPort,
+          host: config.metricsHost,
+        }),
+        { policy: 'restart' },
+      );
+    }
   }
 
   /**
@@ -368,6 +445,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (channel === 'spindle_jobs') {
       const queues = this.#d.config.queues;
       if (queues.length === 0 || queues.includes(payload)) this.#wake();
+      return;
+    }
+    if (channel === 'spindle_workflows') {
+      this.#scheduler?.wake();
       return;
     }
     if (channel === 'spindle_cancel') {
@@ -511,7 +592,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       },
     );
     this.#inFlight.set(id, job);
-    this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt });
+    const waitMs = row.started_at ? Math.max(0, row.started_at.getTime() - row.run_at.getTime()) : 0;
+    this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt, waitMs });
     job.running.outcome.then(
       (outcome) => this.send({ type: 'finished', id, outcome }),
       (err: unknown) =>

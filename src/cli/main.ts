@@ -13,7 +13,8 @@ const USAGE = `spindle: a durable job runtime for Node.js on PostgreSQL
 Usage:
   spindle start      [--workers DIR] [--database-url URL] [--concurrency N] [--queues a,b]
                      [--log-level L] [--shutdown-timeout MS] [--socket PATH | --no-socket]
-                     [--debug-port N]
+                     [--debug-port N] [--metrics-port N [--metrics-host H]]
+                     [--http-port N [--http-host H]]
   spindle enqueue    TYPE [JSON] [--wait] [--queue Q] [--priority N] [--run-at ISO] [--delay MS]
                      [--timeout MS] [--max-attempts N] [--key K]
   spindle jobs       [--state S] [--type T] [--queue Q] [--limit N]
@@ -22,6 +23,10 @@ Usage:
   spindle cancel     ID [--reason R]
   spindle retry      ID
   spindle supervisors
+  spindle workflows  [--state S] [--name N] [--limit N]
+  spindle workflow   ID
+  spindle signal     RUN EVENT [JSON]
+  spindle cancel-workflow RUN [--reason R]
   spindle inspect    [--json] [--watch] [--socket PATH | --port N]
   spindle migrate
   spindle demo       [--jobs N] [--concurrency N]
@@ -37,7 +42,7 @@ const COMMON = {
 } as const satisfies ParseArgsConfig['options'];
 
 /** A usage mistake: printed with a hint, exit code 2. */
-class UsageError extends SpindleError {
+export class UsageError extends SpindleError {
   override name = 'UsageError';
 }
 
@@ -90,6 +95,14 @@ async function run(argv: string[]): Promise<number> {
       return retryCommand(rest);
     case 'supervisors':
       return supervisorsCommand(rest);
+    case 'workflows':
+      return (await import('./workflows.ts')).workflowsCommand(rest);
+    case 'workflow':
+      return (await import('./workflows.ts')).workflowCommand(rest);
+    case 'signal':
+      return (await import('./workflows.ts')).signalCommand(rest);
+    case 'cancel-workflow':
+      return (await import('./workflows.ts')).cancelWorkflowCommand(rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -128,7 +141,8 @@ export function intFlag(name: string, value: string | undefined, min = 0): numbe
   return n;
 }
 
-async function withClient<T>(
+/** Runs `use` with a Client on the command's database, and closes both. */
+export async function withClient<T>(
   values: { 'database-url'?: string; 'state-dir'?: string },
   use: (client: Client, db: Database) => Promise<T>,
 ): Promise<T> {
@@ -142,7 +156,8 @@ async function withClient<T>(
   }
 }
 
-function print(json: boolean | undefined, value: unknown, text: () => string): void {
+/** Prints `value` as JSON with --json, else `text()`. */
+export function print(json: boolean | undefined, value: unknown, text: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(value, null, 2) : text()}\n`);
 }
 

@@ -4,6 +4,7 @@
  * once per task. Plain JavaScript, so plain Node can load it before tsx is
  * registered in the thread.
  */
+import './lower-priority.mjs';
 import './register-tsx.mjs';
 
 const { default: runJob } = await import('./thread.ts');

@@ -1,0 +1,221 @@
+/**
+ * The leader's workflow scheduler: claims runs that can go on (wake time passed, their job ended,
+ * their event came, their claimer is gone) with FOR UPDATE SKIP LOCKED and a lease, resumes each
+ * (src/workflows/engine.ts), keeps the leases of the resumes in progress, lets blocked runs go again
+ * when this supervisor has a module that serves them, and fires cron ticks. Woken by NOTIFY
+ * (spindle_workflows: a run started, an event came, a job of a run ended) and by a timer, since a
+ * notification can be missed.
+ */
+import type pg from 'pg';
+import {
+  claimWorkflowRuns,
+  extendWorkflowLeases,
+  fireCronJob,
+  fireCronWorkflow,
+  lastCronTicks,
+  unblockWorkflowRuns,
+} from '../db/queries.ts';
+import { ticksBetween } from '../workflows/cron.ts';
+import { resumeRun, type ResumeOutcome, type WorkflowLimits } from '../workflows/engine.ts';
+import type { ModuleSchedule, WorkflowRegistry } from '../workflows/registry.ts';
+import { Actor, assertNever, type Clock } from './kernel.ts';
+
+/** Resumes in progress at once, per supervisor. */
+export const DEFAULT_MAX_RESUMES = 32;
+/** How often cron schedules are checked. */
+export const CRON_CHECK_MS = 250;
+/** How far back a schedule looks for missed ticks (bounds the work after a long outage). */
+const CRON_LOOKBACK_MS = { seconds: 3_600_000, minutes: 7 * 86_400_000 };
+/** How long the last resumes may take to finish on stop. */
+const STOP_GRACE_MS = 10_000;
+
+/** A schedule the leader fires: jobs of a worker module or runs of a workflow. */
+export interface ScheduleEntry {
+  /** Unique: `job:<type>` or `workflow:<name>`. */
+  key: string;
+  target: { kind: 'job'; type: string } | { kind: 'workflow'; name: string };
+  schedule: ModuleSchedule;
+}
+
+type SchedulerMsg = { type: 'claim' } | { type: 'tick' } | { type: 'cron' } | { type: 'done'; runId: string; outcome: ResumeOutcome };
+
+export interface SchedulerOptions {
+  db: pg.Pool;
+  selfId: string;
+  workflows: WorkflowRegistry;
+  schedules: ScheduleEntry[];
+  limits: WorkflowLimits;
+  leaseMs: number;
+  pollMs: number;
+  isLeader: () => boolean;
+  maxResumes?: number;
+  /** The time cron ticks are computed from; default the parent's clock. */
+  clock?: Clock;
+  /** Called after each resume (tests and the debug socket watch it). */
+  onResume?: (runId: string, outcome: ResumeOutcome) => void;
+}
+
+export interface SchedulerState {
+  leader: boolean;
+  resuming: string[];
+  resumes: Record<string, number>;
+  claims: number;
+  cronFired: number;
+  cronSkipped: number;
+  cronChecks: number;
+  errors: number;
+}
+
+export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
+  readonly #o: SchedulerOptions;
+  /** Resumes in progress: run id -> claim sequence. */
+  readonly #resuming = new Map<string, { claimSeq: number; done: Promise<void> }>();
+  /** Per schedule, the time up to which this leader has fired (or skipped) every tick. */
+  readonly #cronCheckedUpTo = new Map<string, number>();
+  #stats = { claims: 0, cronFired: 0, cronSkipped: 0, cronChecks: 0, errors: 0 };
+  #outcomes: Record<string, number> = {};
+  #wasLeader = false;
+
+  constructor(options: SchedulerOptions) {
+    super({ name: 'scheduler', clock: options.clock });
+    this.#o = options;
+  }
+
+  /** Looks for runs to resume now (a notification came). */
+  wake(): void {
+    this.send({ type: 'claim' });
+  }
+
+  protected override onStart(): void {
+    this.every(this.#o.pollMs, () => ({ type: 'tick' }));
+    if (this.#o.schedules.length > 0) this.every(CRON_CHECK_MS, () => ({ type: 'cron' }));
+    this.send({ type: 'tick' });
+  }
+
+  protected override async onStop(): Promise<void> {
+    const running = [...this.#resuming.values()].map((r) => r.done);
+    if (running.length === 0) return;
+    await Promise.race([Promise.allSettled(running), new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref())]);
+  }
+
+  protected async handle(msg: SchedulerMsg): Promise<void> {
+    switch (msg.type) {
+      case 'claim':
+        return this.#guarded(() => this.#claim());
+      case 'tick':
+        return this.#guarded(() => this.#tick());
+      case 'cron':
+        return this.#guarded(() => this.#cron());
+      case 'done':
+        this.#resuming.delete(msg.runId);
+        this.#outcomes[msg.outcome] = (this.#outcomes[msg.outcome] ?? 0) + 1;
+        // A run that suspended may be runnable at once (its event was already there).
+        return this.#guarded(() => this.#claim());
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  async #guarded(run: () => Promise<void>): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      this.#stats.errors++;
+      this.logger.warn({ err }, 'workflow scheduler step failed; trying again next tick');
+    }
+  }
+
+  async #tick(): Promise<void> {
+    const leader = this.#o.isLeader();
+    const became = leader && !this.#wasLeader;
+    this.#wasLeader = leader;
+    if (!leader) return;
+    const { db, selfId, leaseMs, workflows } = this.#o;
+    if (this.#resuming.size > 0) {
+      const claims = [...this.#resuming].map(([runId, r]) => ({ runId, claimSeq: r.claimSeq }));
+      await extendWorkflowLeases(db, selfId, claims, leaseMs);
+    }
+    const servable = [...workflows.values()].flatMap((m) => [m.version, ...m.supports].map((version) => ({ name: m.name, version })));
+    if (servable.length > 0) {
+      const unblocked = await unblockWorkflowRuns(db, servable);
+      if (unblocked.length > 0) this.logger.info({ runs: unblocked }, 'blocked workflow runs can go on: a module serves them');
+    }
+    if (became) this.logger.info({}, 'leading: resuming workflow runs');
+    await this.#claim();
+  }
+
+  async #claim(): Promise<void> {
+    if (!this.#o.isLeader()) return;
+    const { db, selfId, leaseMs } = this.#o;
+    for (;;) {
+      const free = (this.#o.maxResumes ?? DEFAULT_MAX_RESUMES) - this.#resuming.size;
+      if (free <= 0 || this.signal.aborted) return;
+      this.#stats.claims++;
+      const rows = await claimWorkflowRuns(db, { workerId: selfId, limit: free, leaseMs, exclude: [...this.#resuming.keys()] });
+      for (const row of rows) {
+        const done = resumeRun({ db, workerId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name)).then(
+          (outcome) => {
+            this.#o.onResume?.(row.id, outcome);
+            this.send({ type: 'done', runId: row.id, outcome });
+          },
+          (err: unknown) => {
+            this.logger.error({ err, run: row.id }, 'workflow resume threw');
+            this.send({ type: 'done', runId: row.id, outcome: 'retry' });
+          },
+        );
+        this.#resuming.set(row.id, { claimSeq: row.claim_seq, done });
+      }
+      if (rows.length < free) return;
+    }
+  }
+
+  /** Fires the due ticks of every schedule, at most `catchUp` per schedule after a gap. */
+  async #cron(): Promise<void> {
+    if (!this.#o.isLeader()) return;
+    const { db, schedules } = this.#o;
+    const now = this.clock.now();
+    const last = await lastCronTicks(db, schedules.map((s) => s.key));
+    for (const entry of schedules) {
+      const { cron, catchUp, input } = entry.schedule;
+      const lookback = now - (cron.seconds ? CRON_LOOKBACK_MS.seconds : CRON_LOOKBACK_MS.minutes);
+      const checked = this.#cronCheckedUpTo.get(entry.key);
+      const lastFired = last.get(entry.key)?.getTime();
+      // A schedule never fired starts now: its first tick is the next one.
+      const from = Math.max(lastFired ?? checked ?? now, checked ?? -Infinity, lookback);
+      const { ticks, skipped } = ticksBetween(cron, from, now, Math.max(catchUp, 1));
+      // catchUp 0: only a tick that is due now (within a check interval or two) fires.
+      const due = catchUp === 0 ? ticks.filter((t) => now - t < 4 * CRON_CHECK_MS) : ticks;
+      const missed = skipped + ticks.length - due.length;
+      if (missed > 0) {
+        this.#stats.cronSkipped += missed;
+        this.logger.warn({ schedule: entry.key, skipped: missed }, 'skipped missed cron ticks');
+      }
+      const inputJson = JSON.stringify(input ?? null);
+      for (const tick of due) {
+        const tickAt = new Date(tick);
+        const fired =
+          entry.target.kind === 'job'
+            ? await fireCronJob(db, { schedule: entry.key, tickAt, type: entry.target.type, inputJson })
+            : await fireCronWorkflow(db, {
+                schedule: entry.key,
+                tickAt,
+                name: entry.target.name,
+                runId: `cron:${entry.target.name}:${tickAt.toISOString()}`,
+                inputJson,
+              });
+        if (fired !== undefined) this.#stats.cronFired++;
+      }
+      this.#cronCheckedUpTo.set(entry.key, now);
+    }
+    this.#stats.cronChecks++;
+  }
+
+  protected override inspect(): SchedulerState {
+    return {
+      leader: this.#o.isLeader(),
+      resuming: [...this.#resuming.keys()],
+      resumes: { ...this.#outcomes },
+      ...this.#stats,
+    };
+  }
+}

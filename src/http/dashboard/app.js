@@ -1,0 +1,447 @@
+// The spindle dashboard: plain JavaScript, no build step. Every /api call carries the token as a
+// bearer header; the token lives in this tab's sessionStorage (or arrives once as #token=...).
+// Everything from the server is written with textContent, never parsed as HTML.
+'use strict';
+
+const TOKEN_KEY = 'spindle.token';
+const FINAL = ['succeeded', 'failed', 'timed_out', 'cancelled'];
+const STATES = ['queued', 'running', ...FINAL];
+const JOB_POLL_MS = 500;
+const OVERVIEW_POLL_MS = 2000;
+
+const $ = (id) => document.getElementById(id);
+let token = sessionStorage.getItem(TOKEN_KEY);
+let timer = null;
+let stream = null;
+/** The job page's id, for live progress from the event stream. */
+let currentJob = null;
+
+// ---- small helpers --------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
+  return el;
+}
+
+function fill(tbody, rows) {
+  tbody.replaceChildren(...rows);
+}
+
+function time(iso) {
+  return iso ? new Date(iso).toLocaleString() : '-';
+}
+
+function pct(p) {
+  return p == null ? '-' : `${Math.round(p * 10) / 10}%`;
+}
+
+function duration(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+function stateBadge(state) {
+  return h('span', { class: `state ${state}`, dataset: { state } }, state.replace('_', ' '));
+}
+
+function miniBar(p) {
+  const bar = h('span', { class: 'mini' }, h('span'));
+  bar.firstChild.style.width = `${Math.max(0, Math.min(100, p ?? 0))}%`;
+  return h('span', {}, bar, pct(p));
+}
+
+/** Inline style attributes are refused by the page's CSP; the CSSOM is not. */
+function indent(el, depth) {
+  el.style.paddingLeft = `${0.6 + depth * 1.2}rem`;
+  return el;
+}
+
+function showError(message) {
+  const el = $('error');
+  el.textContent = message || '';
+  el.hidden = !message;
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(path, {
+    method: options.method ?? 'GET',
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    cache: 'no-store',
+  });
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) throw new Unauthorized(body.error ?? 'unauthorized');
+  if (!res.ok) throw new Error(body.error ?? `${res.status} ${res.statusText}`);
+  return body;
+}
+
+// ---- routing --------------------------------------------------------------------
+
+function route() {
+  clearTimeout(timer);
+  currentJob = null;
+  showError('');
+  for (const id of ['login', 'overview', 'jobs', 'job']) $(id).hidden = true;
+  if (!token) return showLogin();
+  $('logout').hidden = false;
+  connectEvents();
+  const hash = location.hash.replace(/^#/, '') || '/';
+  const [path, query = ''] = hash.split('?');
+  const parts = path.split('/').filter(Boolean);
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    a.classList.toggle('active', a.dataset.nav === (parts[0] === 'jobs' ? 'jobs' : 'overview'));
+  }
+  if (parts[0] === 'jobs' && parts[1]) return showJob(parts[1]);
+  if (parts[0] === 'jobs') return showJobs(new URLSearchParams(query));
+  return showOverview();
+}
+
+/** Runs `load` now and again every `ms` while the page stays the same; a 401 sends to the login. */
+function every(ms, load) {
+  const here = location.hash;
+  const tick = async () => {
+    try {
+      const again = await load();
+      showError('');
+      if (again === false) return;
+    } catch (error) {
+      if (error instanceof Unauthorized) return forget(error.message);
+      showError(String(error.message ?? error));
+    }
+    if (location.hash === here) timer = setTimeout(tick, ms);
+  };
+  tick();
+}
+
+function showLogin(message) {
+  $('login').hidden = false;
+  $('logout').hidden = true;
+  $('login-error').textContent = message ?? '';
+  $('token').focus();
+}
+
+function forget(message) {
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  stream?.abort();
+  stream = null;
+  clearTimeout(timer);
+  for (const id of ['overview', 'jobs', 'job']) $(id).hidden = true;
+  showLogin(message);
+}
+
+// ---- overview -------------------------------------------------------------------
+
+function showOverview() {
+  $('overview').hidden = false;
+  every(OVERVIEW_POLL_MS, async () => {
+    const [{ queues }, snapshot] = await Promise.all([api('/api/queues'), api('/api/snapshot')]);
+    renderQueues(queues);
+    renderSnapshot(snapshot);
+  });
+}
+
+function renderQueues(counts) {
+  const byQueue = new Map();
+  for (const c of counts) {
+    if (!byQueue.has(c.queue)) byQueue.set(c.queue, {});
+    byQueue.get(c.queue)[c.state] = c.count;
+  }
+  const table = $('queues');
+  table.tHead.replaceChildren(h('tr', {}, h('th', {}, 'Queue'), ...STATES.map((s) => h('th', { class: 'num' }, s.replace('_', ' ')))));
+  const rows = [...byQueue].map(([queue, by]) =>
+    h(
+      'tr',
+      { dataset: { queue } },
+      h('td', {}, queue),
+      ...STATES.map((s) => {
+        const link = h('a', { href: `#/jobs?queue=${encodeURIComponent(queue)}&state=${s}` }, String(by[s] ?? 0));
+        return h('td', { class: 'num', dataset: { state: s } }, by[s] ? link : '0');
+      }),
+    ),
+  );
+  fill(table.tBodies[0], rows.length ? rows : [h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No jobs yet.'))]);
+}
+
+function renderSnapshot(s) {
+  $('who').textContent = `${s.supervisorId} · pid ${s.pid} · spindle ${s.versions.spindle} · up ${duration(s.uptimeMs)}`;
+  const p = s.pool;
+  const kv = [
+    ['Threads', `${p.threads} of ${p.maxThreads}`],
+    ['Busy / idle', `${p.busy} / ${p.idle}`],
+    ['Waiting for a thread', p.queued],
+    ['Utilisation (since start)', `${Math.round(p.utilisation * 1000) / 10}%`],
+    ['Completed', p.completed],
+    ['Run time p50 / p99', `${p.runTimeMs.p50} / ${p.runTimeMs.p99} ms`],
+  ];
+  $('pool').replaceChildren(...kv.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  fill(
+    $('inflight').tBodies[0],
+    s.jobs.length
+      ? s.jobs.map((j) =>
+          h(
+            'tr',
+            {},
+            h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)),
+            h('td', {}, j.type),
+            h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts}`),
+            h('td', { class: 'num' }, j.threadId ?? '-'),
+            h('td', { class: 'num' }, duration(j.elapsedMs)),
+            h('td', {}, miniBar(j.progress), j.message ? ` ${j.message}` : ''),
+          ),
+        )
+      : [h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing running on this supervisor.'))],
+  );
+  const rows = [];
+  const walk = (a, depth) => {
+    rows.push(
+      h(
+        'tr',
+        { dataset: { actor: a.path } },
+        indent(h('td', {}, a.name), depth),
+        h('td', {}, h('span', { class: `state ${a.status === 'running' ? 'succeeded' : a.status === 'failed' ? 'failed' : ''}` }, a.status)),
+        h('td', { class: 'num' }, a.mailbox),
+        h('td', { class: 'num' }, a.processed),
+        h('td', { class: 'num' }, a.restarts),
+        h('td', { class: 'error' }, a.lastError ? `${a.lastError.message} (${time(a.lastError.at)})` : ''),
+      ),
+    );
+    for (const c of a.children) walk(c, depth + 1);
+  };
+  walk(s.actors, 0);
+  fill($('actors').tBodies[0], rows);
+}
+
+// ---- jobs -----------------------------------------------------------------------
+
+function showJobs(query) {
+  $('jobs').hidden = false;
+  const form = $('filters');
+  for (const name of ['state', 'type', 'queue', 'limit']) {
+    if (query.has(name)) form.elements[name].value = query.get(name);
+    else if (name !== 'limit') form.elements[name].value = '';
+  }
+  const params = new URLSearchParams();
+  for (const name of ['state', 'type', 'queue', 'limit']) {
+    const v = form.elements[name].value.trim();
+    if (v) params.set(name, v);
+  }
+  every(OVERVIEW_POLL_MS, async () => {
+    const { jobs } = await api(`/api/jobs?${params}`);
+    $('jobs-empty').hidden = jobs.length > 0;
+    fill(
+      $('job-list').tBodies[0],
+      jobs.map((j) =>
+        h(
+          'tr',
+          { dataset: { job: j.id } },
+          h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)),
+          h('td', {}, j.type),
+          h('td', {}, j.queue),
+          h('td', {}, stateBadge(j.state)),
+          h('td', {}, j.progress == null ? '' : miniBar(j.progress)),
+          h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts ?? '-'}`),
+          h('td', {}, time(j.createdAt)),
+        ),
+      ),
+    );
+  });
+}
+
+// ---- one job --------------------------------------------------------------------
+
+function showJob(id) {
+  $('job').hidden = false;
+  $('job-id').textContent = id;
+  $('action-result').textContent = '';
+  currentJob = id;
+  every(JOB_POLL_MS, async () => {
+    const { job, attempts } = await api(`/api/jobs/${encodeURIComponent(id)}`);
+    renderJob(job, attempts);
+    return true;
+  });
+}
+
+function setProgress(percent, message) {
+  const p = percent == null ? 0 : Math.max(0, Math.min(100, percent));
+  $('job-bar').style.width = `${p}%`;
+  $('job-progress').textContent = pct(percent);
+  $('job-progress').dataset.value = percent == null ? '' : String(percent);
+  $('job-message').textContent = message ?? '';
+}
+
+function renderJob(job, attempts) {
+  const state = $('job-state');
+  state.replaceWith(Object.assign(stateBadge(job.state), { id: 'job-state' }));
+  setProgress(job.progress, job.progressMessage);
+  $('cancel').disabled = FINAL.includes(job.state);
+  $('retry').disabled = !['failed', 'timed_out', 'cancelled'].includes(job.state);
+  const fields = [
+    ['Type', job.type],
+    ['Queue', job.queue],
+    ['Priority', job.priority],
+    ['Attempt', `${job.attempt} of ${job.maxAttempts ?? '-'}`],
+    ['Supervisor', job.workerId ?? '-'],
+    ['Created', time(job.createdAt)],
+    ['Run at', time(job.runAt)],
+    ['Started', time(job.startedAt)],
+    ['Finished', time(job.finishedAt)],
+    ['Timeout', job.timeoutMs == null ? '-' : duration(job.timeoutMs)],
+    ['Key', job.key ?? '-'],
+  ];
+  if (job.cancelReason) fields.push(['Cancel reason', job.cancelReason]);
+  if (job.compensation) fields.push(['Compensation', JSON.stringify(job.compensation)]);
+  $('job-fields').replaceChildren(...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  $('job-input').textContent = JSON.stringify(job.input, null, 2);
+  $('job-output').textContent = job.error
+    ? `${job.error.name}: ${job.error.message}${job.error.stack ? `\n\n${job.error.stack}` : ''}`
+    : job.output === null
+      ? '-'
+      : JSON.stringify(job.output, null, 2);
+  fill(
+    $('attempts').tBodies[0],
+    attempts.length
+      ? attempts.map((a) =>
+          h(
+            'tr',
+            {},
+            h('td', { class: 'num' }, a.attempt),
+            h('td', {}, stateBadge(a.outcome)),
+            h('td', {}, a.workerId ?? '-'),
+            h('td', {}, time(a.startedAt)),
+            h('td', {}, time(a.finishedAt)),
+            h('td', { class: 'error' }, a.error ? `${a.error.name}: ${a.error.message}` : ''),
+          ),
+        )
+      : [h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No attempt has ended yet.'))],
+  );
+  // Keep open <details> open across refreshes.
+  const open = new Set([...$('attempt-logs').querySelectorAll('details[open]')].map((d) => d.dataset.attempt));
+  $('attempt-logs').replaceChildren(
+    ...attempts
+      .filter((a) => a.logs)
+      .map((a) => {
+        const d = h('details', { dataset: { attempt: String(a.attempt) } }, h('summary', {}, `Logs of attempt ${a.attempt}`), h('pre', {}, a.logs));
+        d.open = open.has(String(a.attempt));
+        return d;
+      }),
+  );
+}
+
+async function act(kind) {
+  const id = currentJob;
+  if (!id) return;
+  const out = $('action-result');
+  try {
+    const body = await api(`/api/jobs/${encodeURIComponent(id)}/${kind}`, { method: 'POST', body: {} });
+    out.textContent = kind === 'cancel' ? body.message : `job ${id} queued again`;
+  } catch (error) {
+    if (error instanceof Unauthorized) return forget(error.message);
+    out.textContent = String(error.message ?? error);
+  }
+}
+
+// ---- live events (Server-Sent Events read with fetch, so the token goes in a header) -----
+
+function connectEvents() {
+  if (stream) return;
+  const controller = new AbortController();
+  stream = controller;
+  const live = $('live');
+  (async () => {
+    for (let delay = 500; !controller.signal.aborted; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        const res = await fetch('/api/events', { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+        if (res.status === 401) return forget('the token was refused');
+        if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);
+        live.textContent = 'live';
+        live.classList.add('on');
+        delay = 500;
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            onEvent(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+        }
+      } catch {
+        if (controller.signal.aborted) return;
+      }
+      live.textContent = 'offline';
+      live.classList.remove('on');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  })();
+}
+
+function onEvent(block) {
+  let event = 'message';
+  let data = '';
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event: ')) event = line.slice(7);
+    else if (line.startsWith('data: ')) data += line.slice(6);
+  }
+  if (!data) return;
+  let payload;
+  try {
+    payload = JSON.parse(data);
+  } catch {
+    return;
+  }
+  // Progress of a job running on this supervisor shows at once; the 500 ms poll covers the rest.
+  if (event === 'job:progress' && payload.id === currentJob) setProgress(payload.percent, payload.message);
+}
+
+// ---- start ----------------------------------------------------------------------
+
+function init() {
+  const fromUrl = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fromUrl) {
+    token = decodeURIComponent(fromUrl[1]);
+    sessionStorage.setItem(TOKEN_KEY, token);
+    history.replaceState(null, '', location.pathname + '#/');
+  }
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    token = $('token').value.trim();
+    try {
+      await api('/api/snapshot');
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $('token').value = '';
+      route();
+    } catch (error) {
+      token = null;
+      showLogin(error instanceof Unauthorized ? 'That token was refused.' : String(error.message ?? error));
+    }
+  });
+  $('logout').addEventListener('click', () => forget());
+  $('filters').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(e.target)) if (String(v).trim()) params.set(k, String(v).trim());
+    location.hash = `#/jobs?${params}`;
+  });
+  $('cancel').addEventListener('click', () => act('cancel'));
+  $('retry').addEventListener('click', () => act('retry'));
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+init();

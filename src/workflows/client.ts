@@ -1,0 +1,241 @@
+/** The Client's workflow calls: start, read, list, send events, cancel, wait. */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import * as q from '../db/queries.ts';
+import { NotFoundError, StateError, TimeoutError, ValidationError } from '../errors.ts';
+import { checkInteger, checkName, describe, serializeInput } from '../validate.ts';
+
+/** The states of a workflow run. */
+export type WorkflowState =
+  | 'running'
+  | 'sleeping'
+  | 'waiting'
+  | 'blocked'
+  | 'succeeded'
+  | 'failed'
+  | 'compensating'
+  | 'cancelled'
+  | 'compensation_failed';
+
+/** The states a run ends in. */
+export const FINAL_WORKFLOW_STATES: readonly WorkflowState[] = ['succeeded', 'failed', 'cancelled', 'compensation_failed'];
+
+/** A workflow run. */
+export interface WorkflowRun<I = unknown, O = unknown> {
+  id: string;
+  name: string;
+  /** The module version that first ran it (null until then). */
+  version: string | null;
+  state: WorkflowState;
+  input: I;
+  output: O | null;
+  error: { name?: string; message?: string; [key: string]: unknown } | null;
+  /** Why a blocked run is blocked. */
+  blockedReason: string | null;
+  wakeAt: Date | null;
+  /** What a waiting run waits for. */
+  waitingFor: { job: string } | { event: string } | null;
+  resumes: number;
+  stepCount: number;
+  cancelRequestedAt: Date | null;
+  cancelReason: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+}
+
+/** A recorded step of a run. */
+export interface WorkflowStep {
+  seq: number;
+  name: string;
+  kind: string;
+  state: 'waiting' | 'succeeded' | 'failed';
+  result: unknown;
+  error: unknown;
+  jobId: string | null;
+  until: Date | null;
+  compensation: { state: 'succeeded' | 'failed' | null; attempts: number; error: unknown } | null;
+  startedAt: Date;
+  finishedAt: Date | null;
+}
+
+/** Options of startWorkflow(). */
+export interface StartWorkflowOptions {
+  /** The run's id, an idempotency key: starting the same id again returns the first run. Default: a UUID. */
+  id?: string;
+}
+
+/** A filter for listWorkflows(). */
+export interface WorkflowListFilter {
+  state?: WorkflowState;
+  name?: string;
+  /** At most this many (default 50, at most 1000). */
+  limit?: number;
+}
+
+/** What cancelWorkflow() did. */
+export interface WorkflowCancelOutcome {
+  id: string;
+  state: WorkflowState;
+  changed: boolean;
+  message: string;
+}
+
+const RUN_ID = /^[A-Za-z0-9_.:@\/+=-]{1,200}$/;
+const WAIT_RECHECK_MS = 5_000;
+const STATES: readonly WorkflowState[] = [
+  'running', 'sleeping', 'waiting', 'blocked', 'succeeded', 'failed', 'compensating', 'cancelled', 'compensation_failed',
+];
+
+function checkRunId(field: string, id: unknown): string {
+  if (typeof id !== 'string' || !RUN_ID.test(id)) {
+    throw new ValidationError(field, `must be 1 to 200 characters of A-Z a-z 0-9 _ . : @ / + = -, got ${describe(id)}`);
+  }
+  return id;
+}
+
+export function runFromRow<I, O>(row: q.WorkflowRunRow): WorkflowRun<I, O> {
+  return {
+    id: row.id,
+    name: row.name,
+    version: row.version,
+    state: row.state as WorkflowState,
+    input: row.input as I,
+    output: (row.output ?? null) as O | null,
+    error: (row.error ?? null) as WorkflowRun['error'],
+    blockedReason: row.blocked_reason,
+    wakeAt: row.wake_at,
+    waitingFor: row.waiting_job ? { job: String(row.waiting_job) } : row.waiting_event ? { event: row.waiting_event } : null,
+    resumes: row.resumes,
+    stepCount: row.step_count,
+    cancelRequestedAt: row.cancel_requested_at,
+    cancelReason: row.cancel_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+function stepFromRow(row: q.WorkflowStepRow): WorkflowStep {
+  return {
+    seq: row.seq,
+    name: row.name,
+    kind: row.kind,
+    state: row.state,
+    result: row.result ?? null,
+    error: row.error ?? null,
+    jobId: row.job_id === null ? null : String(row.job_id),
+    until: row.until,
+    compensation: row.has_compensation
+      ? { state: row.compensation_state, attempts: row.compensation_attempts, error: row.compensation_error ?? null }
+      : null,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+/** Starts a run (or returns the run with this id); `created` says which. */
+export async function startWorkflow<I>(
+  pool: pg.Pool,
+  name: string,
+  input: I,
+  options: StartWorkflowOptions,
+  maxInputBytes: number,
+): Promise<{ run: WorkflowRun<I>; created: boolean }> {
+  checkName('name', name);
+  const id = options.id === undefined ? randomUUID() : checkRunId('options.id', options.id);
+  const inputJson = serializeInput(input, maxInputBytes);
+  const { row, created } = await q.insertWorkflowRun(pool, { id, name, inputJson });
+  if (row.name !== name) throw new StateError(`run ${id} exists already, as a run of workflow "${row.name}"`);
+  return { run: runFromRow<I, unknown>(row), created };
+}
+
+/** The run with its steps, or null. */
+export async function getWorkflow(pool: pg.Pool, id: string): Promise<(WorkflowRun & { steps: WorkflowStep[] }) | null> {
+  const row = await q.getWorkflowRun(pool, checkRunId('id', id));
+  if (!row) return null;
+  const steps = await q.listWorkflowSteps(pool, id);
+  return { ...runFromRow(row), steps: steps.map(stepFromRow) };
+}
+
+/** Runs, newest first. */
+export async function listWorkflows(pool: pg.Pool, filter: WorkflowListFilter): Promise<WorkflowRun[]> {
+  if (filter.state !== undefined && !STATES.includes(filter.state)) {
+    throw new ValidationError('filter.state', `must be one of ${STATES.join(', ')}, got ${describe(filter.state)}`);
+  }
+  const rows = await q.listWorkflowRuns(pool, {
+    state: filter.state,
+    name: filter.name === undefined ? undefined : checkName('filter.name', filter.name),
+    limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
+  });
+  return rows.map((r) => runFromRow(r));
+}
+
+/** Puts an event in the run's inbox; throws NotFoundError (no run) or StateError (run finished). */
+export async function sendEvent(pool: pg.Pool, runId: string, name: string, payload: unknown, maxInputBytes: number): Promise<void> {
+  checkRunId('runId', runId);
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+    throw new ValidationError('name', `must be a string of 1 to 200 characters, got ${describe(name)}`);
+  }
+  const payloadJson = serializeInput(payload, maxInputBytes);
+  const result = await q.insertWorkflowEvent(pool, { runId, name, payloadJson });
+  if (!result) throw new NotFoundError(`no workflow run ${runId}`);
+  if (result.eventId === null) throw new StateError(`workflow run ${runId} already ${result.state.replace('_', ' ')}; event "${name}" not delivered`);
+}
+
+/** Asks a run to cancel (compensations run newest first). */
+export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: string | undefined): Promise<WorkflowCancelOutcome> {
+  checkRunId('runId', runId);
+  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', `must be a string, got ${describe(reason)}`);
+  const result = await q.requestWorkflowCancel(pool, runId, reason ?? null);
+  if (!result) throw new NotFoundError(`no workflow run ${runId}`);
+  const state = result.state as WorkflowState;
+  const message = result.changed
+    ? state === 'blocked'
+      ? `workflow run ${runId} is blocked; it will compensate once a module of its version resumes it`
+      : `workflow run ${runId} will stop at its next step and compensate`
+    : FINAL_WORKFLOW_STATES.includes(state)
+      ? `workflow run ${runId} already ${state.replace('_', ' ')}; nothing to cancel`
+      : `workflow run ${runId} is ${state}; a cancel was already requested`;
+  return { id: runId, state, changed: result.changed, message };
+}
+
+/** Resolves with the run once it has ended; rejects with TimeoutError after `timeoutMs`. */
+export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: number | undefined): Promise<WorkflowRun> {
+  checkRunId('id', id);
+  const connection = await pool.connect();
+  let wake: () => void = () => {};
+  const onNotification = (n: pg.Notification) => {
+    if (n.payload === id) wake();
+  };
+  connection.on('notification', onNotification);
+  let lost: Error | undefined;
+  const onError = (error: Error) => {
+    lost = error;
+    wake();
+  };
+  connection.on('error', onError);
+  const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+  try {
+    await q.listen(connection, ['spindle_workflow_finished']);
+    for (;;) {
+      const row = await q.getWorkflowRun(connection, id);
+      if (!row) throw new NotFoundError(`no workflow run ${id}`);
+      if (FINAL_WORKFLOW_STATES.includes(row.state as WorkflowState)) return runFromRow(row);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new TimeoutError(`workflow run ${id} did not end within ${timeoutMs} ms (it is ${row.state})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(WAIT_RECHECK_MS, left));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    connection.off('notification', onNotification);
+    await q.unlistenAll(connection).catch(() => {});
+    connection.release(lost);
+    connection.off('error', onError);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The dashboard in a real headless Chromium (Debian's, driven by playwright-core): log in with the
+ * token, watch a running job's progress move, cancel it and see it cancelled. Skipped, with a
+ * message, where no Chromium is installed (set CHROMIUM_PATH, or install Debian's `chromium`).
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HttpServerState } from '../src/actors/http-server.ts';
+import { createClient, type Client } from '../src/client.ts';
+import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { actorState, nextEvent } from './helpers/ops.ts';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/ops-workers/', import.meta.url));
+/** CHROMIUM_PATH if set (and only it), else Debian's. */
+const CHROMIUM = (process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) =>
+  existsSync(p),
+);
+/** Where the screenshots go, to look at. */
+const SHOTS = process.env.SPINDLE_SCREENSHOTS ?? tmpdir();
+
+if (!CHROMIUM) {
+  console.warn(
+    `dashboard.test.ts: SKIPPED, no Chromium at ${process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'}: install Debian's "chromium" or set CHROMIUM_PATH`,
+  );
+}
+
+describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
+  let db: TestDatabase;
+  let client: Client;
+  let tmp: string;
+  let handle: SupervisorHandle;
+  let browser: Browser;
+  let page: Page;
+  let base: string;
+  let token: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    client = createClient({ connectionString: db.url, maxConnections: 4 });
+    tmp = await mkdtemp(join(tmpdir(), 'spindle-dashboard-'));
+    handle = await startSupervisor({
+      databaseUrl: db.url,
+      workers: FIXTURES,
+      concurrency: 2,
+      logLevel: 'silent',
+      socket: false,
+      stateDir: join(tmp, 'state'),
+      httpPort: 0,
+      pollMs: 200,
+      progressFlushMs: 50,
+    });
+    const state = actorState<HttpServerState>(handle, 'http');
+    base = state.url!;
+    token = (await readFile(state.tokenFile, 'utf8')).trim();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('pageerror', (error) => console.error('page error:', error));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await handle?.stop();
+    await client?.close();
+    await db?.drop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('asks for the token, refuses a wrong one, and shows the overview with the right one', async () => {
+    await client.enqueue('quick', { hello: 'world' });
+    await page.goto(base);
+    await page.locator('#login').waitFor({ state: 'visible' });
+    await page.fill('#token', 'not-the-token-not-the-token-not-the-token');
+    await page.click('#login-form button');
+    await expect.poll(() => page.textContent('#login-error')).toMatch(/refused/);
+    await page.fill('#token', token);
+    await page.click('#login-form button');
+    await page.locator('#overview').waitFor({ state: 'visible' });
+    await page.locator('#queues tr[data-queue="default"]').waitFor();
+    await page.locator('#actors tr[data-actor="supervisor/http"]').waitFor();
+    expect(await page.textContent('#who')).toContain(handle.id);
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('spindle.token')")).toBe(token);
+    await page.locator('#live.on').waitFor();
+    await page.screenshot({ path: join(SHOTS, 'spindle-dashboard-overview.png'), fullPage: true });
+  });
+
+  it("shows a running job's progress moving, cancels it, and shows it cancelled", async () => {
+    const job = await client.enqueue('stepper', { steps: 400, stepMs: 50 });
+    await nextEvent(handle, 'job:progress', (e) => e.id === job.id);
+    // A fresh tab with the token in the fragment, as a link from `spindle start` would give it.
+    const tab = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await tab.goto(`${base}#token=${encodeURIComponent(token)}`);
+    await tab.locator('#overview').waitFor({ state: 'visible' });
+    expect(tab.url()).not.toContain(token);
+    await tab.goto(`${base}#/jobs/${job.id}`);
+    await tab.locator('#job-state[data-state="running"]').waitFor();
+    const progress = () => tab.locator('#job-progress').getAttribute('data-value').then(Number);
+    await expect.poll(progress).toBeGreaterThan(0);
+    const first = await progress();
+    await expect.poll(progress, { timeout: 10_000 }).toBeGreaterThan(first + 2);
+    expect(await tab.textContent('#job-message')).toMatch(/^step \d+ of 400$/);
+    await tab.screenshot({ path: join(SHOTS, 'spindle-dashboard-job.png'), fullPage: true });
+
+    await tab.click('#cancel');
+    await tab.locator('#job-state[data-state="cancelled"]').waitFor({ timeout: 15_000 });
+    expect(await tab.textContent('#action-result')).toMatch(/asked to stop it|cancelled/);
+    await tab.locator('#attempts [data-state="cancelled"]').waitFor();
+    expect(await tab.isDisabled('#cancel')).toBe(true);
+    expect(await tab.isEnabled('#retry')).toBe(true);
+    expect((await client.get(job.id))!.state).toBe('cancelled');
+    await tab.screenshot({ path: join(SHOTS, 'spindle-dashboard-cancelled.png'), fullPage: true });
+
+    await tab.click('#retry');
+    await tab.locator('#job-state[data-state="running"], #job-state[data-state="queued"]').waitFor();
+    await client.cancel(job.id);
+    await tab.close();
+  });
+
+  it('filters the jobs table', async () => {
+    await page.goto(`${base}#/jobs?state=succeeded&type=quick`);
+    await page.locator('#job-list tbody tr').first().waitFor();
+    const states = await Promise.all((await page.locator('#job-list tbody [data-state]').all()).map((el) => el.getAttribute('data-state')));
+    expect(states.length).toBeGreaterThan(0);
+    expect(new Set(states)).toEqual(new Set(['succeeded']));
+    await page.selectOption('#filters select[name="state"]', 'cancelled');
+    await page.fill('#filters input[name="type"]', 'stepper');
+    await page.click('#filters button');
+    await page.locator('#job-list tbody tr [data-state="cancelled"]').first().waitFor();
+    expect(page.url()).toContain('state=cancelled');
+  });
+});

@@ -1,0 +1,355 @@
+/**
+ * The HTTP API against a real supervisor: every route, the token and its file, and each kind of bad
+ * request with its status code.
+ */
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readOrCreateToken, type HttpServerState } from '../src/actors/http-server.ts';
+import { createClient, type Client } from '../src/client.ts';
+import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { actorState, nextEvent } from './helpers/ops.ts';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/ops-workers/', import.meta.url));
+
+let db: TestDatabase;
+let client: Client;
+let tmp: string;
+let stateDir: string;
+let handle: SupervisorHandle;
+let base: string;
+let token: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  client = createClient({ connectionString: db.url, maxConnections: 4 });
+  tmp = await mkdtemp(join(tmpdir(), 'spindle-http-'));
+  stateDir = join(tmp, 'state');
+  handle = await startSupervisor({
+    databaseUrl: db.url,
+    workers: FIXTURES,
+    concurrency: 2,
+    logLevel: 'silent',
+    socket: false,
+    stateDir,
+    httpPort: 0,
+    pollMs: 200,
+  });
+  const state = actorState<HttpServerState>(handle, 'http');
+  base = state.url!.replace(/\/$/, '');
+  token = (await readFile(state.tokenFile, 'utf8')).trim();
+});
+
+afterAll(async () => {
+  await handle?.stop();
+  await client?.close();
+  await db?.drop();
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+async function call(method: string, path: string, options: { body?: unknown; raw?: string; type?: string; auth?: string | null } = {}): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  const auth = options.auth === undefined ? `Bearer ${token}` : options.auth;
+  if (auth !== null) headers.authorization = auth;
+  let body: string | undefined;
+  if (options.raw !== undefined) body = options.raw;
+  else if (options.body !== undefined) body = JSON.stringify(options.body);
+  if (body !== undefined) headers['content-type'] = options.type ?? 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+describe('the token', () => {
+  it('is in <stateDir>/run/http.token, 0600, in a 0700 directory under a 0755 state dir', async () => {
+    const state = actorState<HttpServerState>(handle, 'http');
+    expect(state.tokenFile).toBe(join(stateDir, 'run', 'http.token'));
+    expect((await stat(state.tokenFile)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(stateDir, 'run'))).mode & 0o777).toBe(0o700);
+    expect((await stat(stateDir)).mode & 0o777).toBe(0o755);
+    expect(token).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+  });
+
+  it('is kept across starts, and replaced when others could read it', async () => {
+    const dir = join(tmp, 'tokens');
+    const file = join(dir, 'run', 'http.token');
+    const first = await readOrCreateToken(dir, file);
+    expect(await readOrCreateToken(dir, file)).toBe(first);
+    await chmod(file, 0o644);
+    const second = await readOrCreateToken(dir, file);
+    expect(second).not.toBe(first);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    await writeFile(file, 'short\n', { mode: 0o600 });
+    expect(await readOrCreateToken(dir, file)).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+  });
+
+  it('is required on every /api route: none or a wrong one is 401', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/snapshot'],
+      ['GET', '/api/jobs'],
+      ['POST', '/api/jobs'],
+      ['GET', '/api/jobs/1'],
+      ['POST', '/api/jobs/1/cancel'],
+      ['POST', '/api/jobs/1/retry'],
+      ['GET', '/api/queues'],
+      ['GET', '/api/events'],
+      ['GET', '/api/nothing-here'],
+    ] as const) {
+      const none = await call(method, path, { auth: null });
+      expect(none.status, `${method} ${path}`).toBe(401);
+      expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(none.body.error).toMatch(/missing token/);
+      const wrong = await call(method, path, { auth: `Bearer ${'x'.repeat(43)}` });
+      expect(wrong.status, `${method} ${path}`).toBe(401);
+      expect(wrong.body.error).toMatch(/wrong token/);
+    }
+    expect((await call('GET', '/api/snapshot', { auth: `Basic ${token}` })).status).toBe(401);
+  });
+
+  it('is not needed for the dashboard files', async () => {
+    for (const path of ['/', '/app.js', '/style.css']) {
+      const res = await fetch(`${base}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-security-policy')).toContain("default-src 'self'");
+      await res.arrayBuffer();
+    }
+    expect((await call('GET', '/secret.txt', { auth: null })).status).toBe(404);
+    expect((await call('POST', '/', { auth: null, body: {} })).status).toBe(405);
+  });
+});
+
+describe('jobs', () => {
+  it('POST /api/jobs enqueues (201) and GET /api/jobs/:id shows the job with its attempts', async () => {
+    const created = await call('POST', '/api/jobs', { body: { type: 'quick', input: { n: 1 }, options: { priority: 3 } } });
+    expect(created.status).toBe(201);
+    expect(created.body.job).toMatchObject({ type: 'quick', queue: 'default', priority: 3, input: { n: 1 } });
+    const id = created.body.job.id as string;
+    await client.waitFor(id, { timeoutMs: 15_000 });
+    const got = await call('GET', `/api/jobs/${id}`);
+    expect(got.status).toBe(200);
+    expect(got.body.job).toMatchObject({ id, state: 'succeeded', output: { echo: { n: 1 } } });
+    expect(got.body.attempts).toHaveLength(1);
+    expect(got.body.attempts[0]).toMatchObject({ jobId: id, attempt: 1, outcome: 'succeeded' });
+  });
+
+  it('POST /api/jobs with an array enqueues them all', async () => {
+    const created = await call('POST', '/api/jobs', {
+      body: [
+        { type: 'quick', input: 1, options: { queue: 'batch' } },
+        { type: 'quick', input: 2, options: { queue: 'batch' } },
+      ],
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.jobs.map((j: { input: number }) => j.input)).toEqual([1, 2]);
+    await Promise.all(created.body.jobs.map((j: { id: string }) => client.waitFor(j.id, { timeoutMs: 15_000 })));
+  });
+
+  it('GET /api/jobs filters by state, type, queue, limit and after', async () => {
+    const all = await call('GET', '/api/jobs?queue=batch');
+    expect(all.status).toBe(200);
+    expect(all.body.jobs).toHaveLength(2);
+    const one = await call('GET', '/api/jobs?queue=batch&state=succeeded&type=quick&limit=1');
+    expect(one.body.jobs).toHaveLength(1);
+    const next = await call('GET', `/api/jobs?queue=batch&limit=1&after=${one.body.jobs[0].id}`);
+    expect(next.body.jobs).toHaveLength(1);
+    expect(next.body.jobs[0].id).not.toBe(one.body.jobs[0].id);
+    expect((await call('GET', '/api/jobs?state=running&queue=batch')).body.jobs).toEqual([]);
+  });
+
+  it('GET /api/queues counts jobs by queue and state', async () => {
+    const res = await call('GET', '/api/queues');
+    expect(res.status).toBe(200);
+    expect(res.body.queues).toContainEqual({ queue: 'batch', state: 'succeeded', count: 2 });
+  });
+
+  it('POST /api/jobs/:id/cancel stops a running job; again it changes nothing', async () => {
+    const created = await call('POST', '/api/jobs', { body: { type: 'stepper', input: { steps: 1000, stepMs: 50 } } });
+    const id = created.body.job.id as string;
+    await nextEvent(handle, 'job:progress', (e) => e.id === id);
+    const cancel = await call('POST', `/api/jobs/${id}/cancel`, { body: { reason: 'from the test' } });
+    expect(cancel.status).toBe(200);
+    expect(cancel.body).toMatchObject({ id, state: 'running', changed: true });
+    const done = await client.waitFor(id, { timeoutMs: 15_000 });
+    expect(done).toMatchObject({ state: 'cancelled', cancelReason: 'from the test' });
+    const again = await call('POST', `/api/jobs/${id}/cancel`);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ state: 'cancelled', changed: false });
+  });
+
+  it('POST /api/jobs/:id/retry puts a failed job back; a queued or running one is 409', async () => {
+    const created = await call('POST', '/api/jobs', { body: { type: 'failing' } });
+    const id = created.body.job.id as string;
+    expect((await client.waitFor(id, { timeoutMs: 15_000 })).state).toBe('failed');
+    const retried = await call('POST', `/api/jobs/${id}/retry`);
+    expect(retried.status).toBe(200);
+    expect(retried.body.job).toMatchObject({ id, state: 'queued' });
+    await client.waitFor(id, { timeoutMs: 15_000 });
+    const queued = await call('POST', '/api/jobs', { body: { type: 'quick', options: { delayMs: 3_600_000 } } });
+    const conflict = await call('POST', `/api/jobs/${queued.body.job.id}/retry`);
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.error).toMatch(/is queued/);
+    await client.cancel(queued.body.job.id);
+  });
+
+  it('GET /api/snapshot shows the actors, the pool and the jobs in flight', async () => {
+    const res = await call('GET', '/api/snapshot');
+    expect(res.status).toBe(200);
+    expect(res.body.supervisorId).toBe(handle.id);
+    expect(res.body.pool.maxThreads).toBe(2);
+    expect(res.body.actors.children.map((c: { name: string }) => c.name)).toContain('http');
+  });
+});
+
+describe('bad requests', () => {
+  it('unknown ids and routes are 404, bad ids 400, wrong methods 405 with Allow', async () => {
+    const missing = await call('GET', '/api/jobs/999999999');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toMatch(/no job 999999999/);
+    expect((await call('POST', '/api/jobs/999999999/cancel')).status).toBe(404);
+    expect((await call('POST', '/api/jobs/999999999/retry')).status).toBe(404);
+    expect((await call('GET', '/api/jobs/abc')).status).toBe(400);
+    expect((await call('GET', '/api/jobs/1/nothing')).status).toBe(404);
+    const wrong = await call('DELETE', '/api/jobs');
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('POST, GET');
+    expect((await call('GET', '/api/jobs/1/cancel')).status).toBe(405);
+  });
+
+  it('bad input is 400 with a message that says what is wrong', async () => {
+    const cases: [string, string, Parameters<typeof call>[2], RegExp][] = [
+      ['POST', '/api/jobs', { raw: '{"type": ' }, /not valid JSON/],
+      ['POST', '/api/jobs', { raw: '' }, /body is empty/],
+      ['POST', '/api/jobs', { body: 'quick' }, /must be an object/],
+      ['POST', '/api/jobs', { body: { input: 1 } }, /body.type must be a job type/],
+      ['POST', '/api/jobs', { body: { type: 'no spaces allowed' } }, /type must be 1 to 128/],
+      ['POST', '/api/jobs', { body: { type: 'quick', extra: 1 } }, /body.extra is not known/],
+      ['POST', '/api/jobs', { body: { type: 'quick', options: { priority: 'high' } } }, /options.priority must be an integer/],
+      ['POST', '/api/jobs', { body: { type: 'quick', options: { client: {} } } }, /not accepted over HTTP/],
+      ['POST', '/api/jobs', { body: [{ type: 'quick' }, { type: 'quick', options: { nope: 1 } }] }, /specs\[1\].options.nope/],
+      ['GET', '/api/jobs?state=sleeping', {}, /state must be one of/],
+      ['GET', '/api/jobs?limit=lots', {}, /limit must be an integer/],
+      ['GET', '/api/jobs?limit=0', {}, /limit must be an integer/],
+      ['GET', '/api/jobs?colour=red', {}, /colour is not a filter/],
+      ['POST', '/api/jobs/1/cancel', { body: { reason: 7 } }, /reason must be a string/],
+      ['POST', '/api/jobs/1/cancel', { body: [1] }, /must be an object/],
+    ];
+    for (const [method, path, options, message] of cases) {
+      const res = await call(method, path, options);
+      expect(res.status, `${method} ${path} ${JSON.stringify(options)}`).toBe(400);
+      expect(res.body.error).toMatch(message);
+    }
+  });
+
+  it('a body that is not JSON is 415', async () => {
+    const res = await call('POST', '/api/jobs', { raw: 'type=quick', type: 'application/x-www-form-urlencoded' });
+    expect(res.status).toBe(415);
+  });
+
+  it('a body over 1 MiB is 413, declared or streamed, and the server carries on', async () => {
+    const big = JSON.stringify({ type: 'quick', input: 'x'.repeat(1024 * 1024) });
+    const declared = await call('POST', '/api/jobs', { raw: big });
+    expect(declared.status).toBe(413);
+    expect(declared.body.error).toMatch(/over 1048576 bytes/);
+    // Without a length up front: chunked, cut off while it streams.
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 20; i++) controller.enqueue(new TextEncoder().encode('x'.repeat(128 * 1024)));
+        controller.close();
+      },
+    });
+    const res = await fetch(`${base}/api/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: chunks,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    await res.arrayBuffer();
+    expect((await call('GET', '/api/snapshot')).status).toBe(200);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM spindle.jobs WHERE length(input::text) > 1000000`);
+    expect(rows[0].n).toBe(0);
+  });
+});
+
+describe('workflows', () => {
+  it('POST /api/workflows starts a run (201, then 200 for the same id); GET lists and shows it', async () => {
+    const id = `http/test-${Date.now()}`;
+    const started = await call('POST', '/api/workflows', { body: { name: 'not-served', input: { a: 1 }, options: { id } } });
+    expect(started.status).toBe(201);
+    expect(started.body).toMatchObject({ created: true, run: { id, name: 'not-served', input: { a: 1 } } });
+    const again = await call('POST', '/api/workflows', { body: { name: 'not-served', options: { id } } });
+    expect(again.status).toBe(200);
+    expect(again.body.created).toBe(false);
+    const got = await call('GET', `/api/workflows/${encodeURIComponent(id)}`);
+    expect(got.status).toBe(200);
+    expect(got.body.run).toMatchObject({ id, name: 'not-served' });
+    expect(Array.isArray(got.body.run.steps)).toBe(true);
+    const list = await call('GET', '/api/workflows?name=not-served&limit=10');
+    expect(list.status).toBe(200);
+    expect(list.body.workflows.map((r: { id: string }) => r.id)).toContain(id);
+    const event = await call('POST', `/api/workflows/${encodeURIComponent(id)}/events`, { body: { name: 'poke', payload: 1 } });
+    expect([202, 409]).toContain(event.status);
+    const cancel = await call('POST', `/api/workflows/${encodeURIComponent(id)}/cancel`, { body: { reason: 'test' } });
+    expect(cancel.status).toBe(200);
+    expect(cancel.body.id).toBe(id);
+  });
+
+  it('bad workflow requests are 400 and unknown runs 404', async () => {
+    expect((await call('GET', '/api/workflows/no-such-run')).status).toBe(404);
+    expect((await call('POST', '/api/workflows/no-such-run/cancel')).status).toBe(404);
+    expect((await call('POST', '/api/workflows', { body: { name: 'bad name' } })).status).toBe(400);
+    expect((await call('POST', '/api/workflows', { body: { name: 'x', options: { when: 1 } } })).body.error).toMatch(/options.when is not known/);
+    expect((await call('POST', '/api/workflows', { body: { workflow: 'x' } })).body.error).toMatch(/body.workflow is not known/);
+    expect((await call('GET', '/api/workflows?state=dreaming')).status).toBe(400);
+    expect((await call('DELETE', '/api/workflows')).status).toBe(405);
+  });
+});
+
+describe('GET /api/events', () => {
+  it('streams the runtime events as Server-Sent Events, filtered by job', async () => {
+    // Runnable in 500 ms: time to open the stream before it is claimed.
+    const created = await call('POST', '/api/jobs', { body: { type: 'stepper', input: { steps: 3, stepMs: 20 }, options: { delayMs: 500 } } });
+    const id = created.body.job.id as string;
+    const other = await call('POST', '/api/jobs', { body: { type: 'quick', options: { delayMs: 500 } } });
+    const controller = new AbortController();
+    const res = await fetch(`${base}/api/events?job=${id}`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const seen: string[] = [];
+    let buffer = '';
+    while (!seen.includes('job:finished')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the stream ended');
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (!event?.startsWith('job:') || !data) continue;
+        expect(JSON.parse(data).id).toBe(id);
+        seen.push(event);
+      }
+    }
+    controller.abort();
+    await client.waitFor(other.body.job.id, { timeoutMs: 15_000 });
+    expect(seen).toEqual(expect.arrayContaining(['job:claimed', 'job:started', 'job:progress', 'job:finished']));
+    expect(seen.indexOf('job:claimed')).toBeLessThan(seen.indexOf('job:finished'));
+    await expect.poll(() => actorState<HttpServerState>(handle, 'http').eventClients).toBe(0);
+  });
+});

@@ -1,0 +1,318 @@
+/**
+ * Durable workflows against a real PostgreSQL: replay, jobs, sleeps, events, versions, determinism,
+ * bounds, cancel with compensation; and crash safety with supervisors in child processes
+ * (test/fixtures/run-supervisor.ts) that are SIGKILLed in each phase of a run.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, type Client } from '../src/client.ts';
+import { NotFoundError, StateError } from '../src/errors.ts';
+import { startSupervisor, type StartOptions, type SupervisorHandle } from '../src/start.ts';
+import type { WorkflowRun } from '../src/workflows/client.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('./fixtures/run-supervisor.ts', import.meta.url));
+const WORKERS = fileURLToPath(new URL('./fixtures/workflow-workers', import.meta.url));
+const flow = (file: string) => fileURLToPath(new URL(`./fixtures/workflows/${file}.ts`, import.meta.url));
+
+/** Fast timings: a dead supervisor is noticed within a second. */
+const FAST = {
+  heartbeatMs: 250,
+  leaseMs: 2_500,
+  reaperIntervalMs: 200,
+  pollMs: 100,
+  concurrency: 2,
+  socket: false as const,
+  logLevel: 'silent' as const,
+  shutdownTimeoutMs: 1_000,
+};
+
+let db: TestDatabase;
+let client: Client;
+let dir: string;
+const handles: SupervisorHandle[] = [];
+const children = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  client = createClient({ connectionString: db.url });
+  dir = await mkdtemp(join(tmpdir(), 'spindle-wf-'));
+});
+
+afterEach(async () => {
+  for (const h of handles.splice(0)) await h.stop();
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+});
+
+afterAll(async () => {
+  await client.close();
+  await db.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function start(workflows: Record<string, string>, options: Partial<StartOptions> = {}): Promise<SupervisorHandle> {
+  const handle = await startSupervisor({ ...FAST, databaseUrl: db.url, workers: WORKERS, workflows, ...options });
+  handles.push(handle);
+  return handle;
+}
+
+async function stop(handle: SupervisorHandle): Promise<void> {
+  handles.splice(handles.indexOf(handle), 1);
+  await handle.stop();
+}
+
+/** Resolves once `check` returns a value (re-checked as the database changes); rejects after `timeoutMs`. */
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const runIn = (id: string, ...states: string[]) =>
+  until(`run ${id} in ${states.join('|')}`, async () => {
+    const run = await client.getWorkflow(id);
+    return run && states.includes(run.state) ? run : undefined;
+  });
+
+const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []);
+const count = (all: string[], line: string) => all.filter((l) => l === line).length;
+
+describe('workflows in one supervisor', () => {
+  it('runs steps, a job, a sleep and an event to the end, each once', async () => {
+    await start({ order: flow('order') });
+    const log = join(dir, 'order.log');
+    const { run, created } = await client.startWorkflow('order', { log, jobMs: 50, sleepMs: 300 }, { id: 'order-1' });
+    expect(created).toBe(true);
+    expect((await client.startWorkflow('order', {}, { id: 'order-1' })).created).toBe(false);
+    await until('the wait for the event', async () => {
+      const current = await client.getWorkflow(run.id);
+      return current?.state === 'waiting' && 'event' in (current.waitingFor ?? {}) ? current : undefined;
+    }).then((r) => expect(r.waitingFor).toEqual({ event: 'approved' }));
+    await client.sendEvent(run.id, 'approved', { by: 'ann' });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('succeeded');
+    expect(done.output).toMatchObject({ reserved: { reserved: true }, charged: 'job:charge', approval: { timedOut: false, payload: { by: 'ann' } }, shipped: 'shipped' });
+    expect(lines(log)).toEqual(['step:reserve', 'job:charge', 'step:ship']);
+    const detail = (await client.getWorkflow(run.id))!;
+    expect(detail.steps.map((s) => `${s.kind}:${s.name}:${s.state}`)).toEqual([
+      'step:reserve:succeeded',
+      'job:wf-append:succeeded',
+      'sleep:cool-off:succeeded',
+      'event:approved:succeeded',
+      'now:now:succeeded',
+      'random:random:succeeded',
+      'step:ship:succeeded',
+    ]);
+    const slept = detail.steps[2]!;
+    expect(slept.finishedAt!.getTime() - slept.startedAt.getTime()).toBeGreaterThanOrEqual(250);
+    const { rows } = await db.pool.query(`SELECT key FROM spindle.jobs WHERE type = 'wf-append'`);
+    expect(rows).toEqual([{ key: `wf:${run.id}:2` }]);
+    const shown = execFileSync(process.execPath, ['bin/spindle.mjs', 'workflow', run.id, '--database-url', db.url], { cwd: ROOT, encoding: 'utf8' });
+    expect(shown).toMatch(/workflow run order-1\s+order v1\s+\[succeeded\]/);
+    expect(shown).toMatch(/2\s+job\s+wf-append\s+succeeded/);
+    await expect(client.sendEvent(run.id, 'approved', {})).rejects.toThrow(StateError);
+    await expect(client.sendEvent('nobody', 'approved', {})).rejects.toThrow(NotFoundError);
+  });
+
+  it('keeps events sent before the wait, oldest first, and times a wait out', async () => {
+    await start({ inbox: flow('inbox') });
+    const { run } = await client.startWorkflow('inbox', { timeoutMs: 300 }, { id: 'inbox-1' });
+    // The run has not been resumed yet: both events wait in its inbox.
+    await client.sendEvent(run.id, 'ping', 1);
+    await client.sendEvent(run.id, 'ping', 2);
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('succeeded');
+    expect(done.output).toEqual({
+      first: { timedOut: false, payload: 1 },
+      second: { timedOut: false, payload: 2 },
+      late: { timedOut: true, payload: null },
+    });
+  });
+
+  it('blocks runs of another version visibly, and wf.patched serves old and new runs', async () => {
+    const v1 = await start({ greet: flow('greet-v1') });
+    const { run: old } = await client.startWorkflow('greet', null, { id: 'greet-old' });
+    await runIn(old.id, 'waiting');
+    await stop(v1);
+
+    const v2 = await start({ greet: flow('greet-v2') });
+    await client.sendEvent(old.id, 'go');
+    const blocked = await runIn(old.id, 'blocked');
+    expect(blocked.version).toBe('1');
+    expect(blocked.blockedReason).toMatch(/version "1".*version "2".*supports/);
+    await stop(v2);
+
+    await start({ greet: flow('greet-v2-patched') });
+    const oldDone = await client.waitForWorkflow(old.id, { timeoutMs: 15_000 });
+    expect(oldDone.state).toBe('succeeded');
+    expect(oldDone.output).toEqual({ bye: 'bye', patched: false });
+    const { run: fresh } = await client.startWorkflow('greet', null, { id: 'greet-new' });
+    await runIn(fresh.id, 'waiting');
+    await client.sendEvent(fresh.id, 'go');
+    const freshDone = await client.waitForWorkflow(fresh.id, { timeoutMs: 15_000 });
+    expect(freshDone.output).toEqual({ bye: 'bye', patched: true });
+    expect(freshDone.version).toBe('2');
+    const steps = (await client.getWorkflow(fresh.id))!.steps.map((s) => s.name);
+    expect(steps).toEqual(['hello', 'extra-step', 'extra', 'go', 'bye']);
+  });
+
+  it('fails a run whose steps changed order with a typed error, once', async () => {
+    const a = await start({ swap: flow('swap-a') });
+    const { run } = await client.startWorkflow('swap', null, { id: 'swap-1' });
+    await runIn(run.id, 'waiting');
+    await stop(a);
+    await start({ swap: flow('swap-b') });
+    await client.sendEvent(run.id, 'go');
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({ name: 'NonDeterminismError', seq: 1 });
+    expect(done.error!.message).toMatch(/recorded as step "charge" but the code now reaches step "ship"/);
+    const resumes = done.resumes;
+    // Failed for good: not picked up again.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await client.getWorkflow(run.id))!.resumes).toBe(resumes);
+  });
+
+  it('fails a run whose step result is over the bound, with a clear error', async () => {
+    await start({ big: flow('big') }, { workflowLimits: { maxStepResultBytes: 1_000 } });
+    const { run } = await client.startWorkflow('big', null);
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({ name: 'WorkflowBoundsError' });
+    expect(done.error!.message).toMatch(/step "huge" is 5002 bytes, over maxStepResultBytes \(1000\)/);
+  });
+
+  it('cancels a run: completed steps are compensated newest first', async () => {
+    await start({ trip: flow('trip') });
+    const log = join(dir, 'trip.log');
+    const { run } = await client.startWorkflow('trip', { log }, { id: 'trip-1' });
+    await runIn(run.id, 'waiting');
+    const outcome = await client.cancelWorkflow(run.id, 'changed my mind');
+    expect(outcome.changed).toBe(true);
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('cancelled');
+    expect(done.error).toMatchObject({ message: 'changed my mind', compensated: 3 });
+    expect(lines(log)).toEqual([
+      'do:flight', 'do:hotel', 'do:car',
+      'undo:car:begin', 'undo:car-booking',
+      'undo:hotel:begin', 'undo:hotel-booking',
+      'undo:flight:begin', 'undo:flight-booking',
+    ]);
+    expect((await client.cancelWorkflow(run.id)).changed).toBe(false);
+  });
+});
+
+// ---- crashes: supervisors in child processes ------------------------------------------------
+
+interface Child {
+  process: ChildProcess;
+  lines: string[];
+  exited: Promise<void>;
+}
+
+async function spawnSupervisor(workflows: Record<string, string>): Promise<Child> {
+  const options = { ...FAST, logLevel: 'warn', databaseUrl: db.url, workers: WORKERS, workflows };
+  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(options)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  const out: string[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      out.push(line);
+      if (line.includes('"event":"ready"')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`supervisor exited (${code}) before ready\n${stderr}\n${out.join('\n')}`)));
+  });
+  return { process: child, lines: out, exited };
+}
+
+async function kill(child: Child): Promise<void> {
+  child.process.kill('SIGKILL');
+  await child.exited;
+  children.delete(child.process);
+}
+
+describe('workflows across SIGKILL', () => {
+  it('a run killed in each phase (job, sleep, event wait) ends with every step and job run once', async () => {
+    const workflows = { order: flow('order') };
+    const log = join(dir, 'crash.log');
+    let sup = await spawnSupervisor(workflows);
+    const { run } = await client.startWorkflow('order', { log, jobMs: 1_500, sleepMs: 1_500 }, { id: 'crash-1' });
+
+    // Phase 1: the job is running on the supervisor that is killed.
+    await until('the job to run', async () => {
+      const { rows } = await db.pool.query(`SELECT 1 FROM spindle.jobs WHERE key = $1 AND state = 'running'`, [`wf:${run.id}:2`]);
+      return rows.length === 1;
+    });
+    await kill(sup);
+    sup = await spawnSupervisor(workflows);
+
+    // Phase 2: sleeping.
+    await runIn(run.id, 'sleeping');
+    await kill(sup);
+    sup = await spawnSupervisor(workflows);
+
+    // Phase 3: waiting for the event, which is sent while no supervisor runs.
+    await runIn(run.id, 'waiting');
+    await kill(sup);
+    await client.sendEvent(run.id, 'approved', { by: 'bob' });
+    sup = await spawnSupervisor(workflows);
+
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 20_000 });
+    expect(done.state).toBe('succeeded');
+    const all = lines(log);
+    expect(count(all, 'step:reserve')).toBe(1);
+    expect(count(all, 'job:charge')).toBe(1);
+    expect(count(all, 'step:ship')).toBe(1);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM spindle.jobs WHERE key = $1`, [`wf:${run.id}:2`]);
+    expect(rows[0].n).toBe(1);
+    await kill(sup);
+  }, 60_000);
+
+  it('a supervisor killed during compensation: a new one resumes it where it stopped', async () => {
+    const workflows = { trip: flow('trip') };
+    const log = join(dir, 'trip-crash.log');
+    const gate = join(dir, 'trip-gate');
+    let sup = await spawnSupervisor(workflows);
+    const { run } = await client.startWorkflow('trip', { log, gate }, { id: 'trip-crash' });
+    await runIn(run.id, 'waiting');
+    await client.cancelWorkflow(run.id, 'stop');
+    await until('the hotel compensation to begin', async () => lines(log).includes('undo:hotel:begin'));
+    expect((await client.getWorkflow(run.id))!.state).toBe('compensating');
+    await kill(sup);
+    writeFileSync(gate, '');
+    sup = await spawnSupervisor(workflows);
+    const done: WorkflowRun = await client.waitForWorkflow(run.id, { timeoutMs: 20_000 });
+    expect(done.state).toBe('cancelled');
+    const all = lines(log);
+    // The car's compensation had finished before the kill: it is not run again.
+    expect(count(all, 'undo:car-booking')).toBe(1);
+    expect(count(all, 'undo:car:begin')).toBe(1);
+    expect(count(all, 'undo:hotel:begin')).toBe(2);
+    expect(count(all, 'undo:hotel-booking')).toBe(1);
+    expect(count(all, 'undo:flight-booking')).toBe(1);
+    expect(all.indexOf('undo:car-booking')).toBeLessThan(all.indexOf('undo:hotel-booking'));
+    expect(all.indexOf('undo:hotel-booking')).toBeLessThan(all.indexOf('undo:flight-booking'));
+    const steps = (await client.getWorkflow(run.id))!.steps.filter((s) => s.compensation);
+    expect(steps.map((s) => [s.name, s.compensation!.state, s.compensation!.attempts])).toEqual([
+      ['flight', 'succeeded', 1],
+      ['hotel', 'succeeded', 2],
+      ['car', 'succeeded', 1],
+    ]);
+    await kill(sup);
+  }, 60_000);
+});
