@@ -2,6 +2,7 @@
 import pg from 'pg';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import * as q from './db/queries.ts';
+import { Subscription } from './subscription.ts';
 import { attemptFromRow, FINAL_STATES, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
 import {
   checkEnqueueOptions,
@@ -231,32 +232,17 @@ export class Client {
   }
 
   async *#follow(jobId: string, channels: string[], timeoutMs: number | undefined): AsyncGenerator<JobUpdate> {
-    const connection = await this.#pool.connect();
-    let wake: () => void = () => {};
-    let woken = false;
-    const onNotification = (n: pg.Notification) => {
-      // Payloads are comma-separated ids (or a queue name, which may concern our job: re-read it).
-      if (n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId)) {
-        woken = true;
-        wake();
-      }
-    };
-    connection.on('notification', onNotification);
-    // A checked-out client has no pool 'error' listener: without this one, a connection that drops
-    // while we wait (a restarted server) would crash the process. The next query fails instead.
-    let lost: Error | undefined;
-    const onError = (error: Error) => {
-      lost = error;
-      wake();
-    };
-    connection.on('error', onError);
+    // Payloads are comma-separated ids, or a queue name (which may concern our job: read it again).
+    const subscription = await Subscription.open(
+      this.#pool,
+      channels,
+      (n) => n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId),
+    );
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     let last = '';
     try {
-      for (const channel of channels) await connection.query(`LISTEN ${channel}`);
       for (;;) {
-        woken = false;
-        const row = await q.getJob(connection, jobId);
+        const row = await q.getJob(subscription.connection, jobId);
         if (!row) return;
         const job = jobFromRow(row);
         const seen = JSON.stringify([job.state, job.progress, job.progressMessage, job.progressData, job.attempt]);
@@ -267,21 +253,10 @@ export class Client {
         if (FINAL_STATES.includes(job.state)) return;
         const left = deadline - Date.now();
         if (left <= 0) throw new TimeoutError(`job ${jobId} did not finish within ${timeoutMs} ms`);
-        if (!woken) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, Math.min(WAIT_RECHECK_MS, left));
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-        }
+        await subscription.wait(Math.min(WAIT_RECHECK_MS, left));
       }
     } finally {
-      connection.off('notification', onNotification);
-      await connection.query('UNLISTEN *').catch(() => {});
-      connection.release(lost);
-      connection.off('error', onError);
+      await subscription.close();
     }
   }
 

@@ -5,7 +5,7 @@
 import { writeProgress, type ProgressUpdate, type Queryable } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
-type ProgressMsg = { type: 'report'; update: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };
+type ProgressMsg = { type: 'report'; report: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };
 
 export interface ProgressState {
   flushMs: number;
@@ -32,7 +32,7 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
 
   /** Records the latest progress of a job; written at the next flush. */
   report(update: ProgressUpdate): void {
-    this.send({ type: 'report', update });
+    this.send({ type: 'report', report: update });
   }
 
   /** Drops what is pending for a job that finished: its final write carries the rest. */
@@ -53,9 +53,10 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
     switch (msg.type) {
       case 'report': {
         this.#stats.reports++;
-        const previous = this.#dirty.get(msg.update.id);
+        const { report } = msg;
+        const previous = this.#dirty.get(report.id);
         // A newer attempt replaces an older one; an older one never replaces a newer one.
-        if (!previous || previous.attempt <= msg.update.attempt) this.#dirty.set(msg.update.id, msg.update);
+        if (!previous || previous.attempt <= report.attempt) this.#dirty.set(report.id, report);
         return;
       }
       case 'forget':

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import * as q from '../db/queries.ts';
+import { Subscription } from '../subscription.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from '../errors.ts';
 import { checkInteger, checkName, describe, serializeInput } from '../validate.ts';
 
@@ -203,39 +204,18 @@ export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: strin
 /** Resolves with the run once it has ended; rejects with TimeoutError after `timeoutMs`. */
 export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: number | undefined): Promise<WorkflowRun> {
   checkRunId('id', id);
-  const connection = await pool.connect();
-  let wake: () => void = () => {};
-  const onNotification = (n: pg.Notification) => {
-    if (n.payload === id) wake();
-  };
-  connection.on('notification', onNotification);
-  let lost: Error | undefined;
-  const onError = (error: Error) => {
-    lost = error;
-    wake();
-  };
-  connection.on('error', onError);
+  const subscription = await Subscription.open(pool, ['spindle_workflow_finished'], (n) => n.payload === id);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   try {
-    await q.listen(connection, ['spindle_workflow_finished']);
     for (;;) {
-      const row = await q.getWorkflowRun(connection, id);
+      const row = await q.getWorkflowRun(subscription.connection, id);
       if (!row) throw new NotFoundError(`no workflow run ${id}`);
       if (FINAL_WORKFLOW_STATES.includes(row.state as WorkflowState)) return runFromRow(row);
       const left = deadline - Date.now();
       if (left <= 0) throw new TimeoutError(`workflow run ${id} did not end within ${timeoutMs} ms (it is ${row.state})`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(WAIT_RECHECK_MS, left));
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await subscription.wait(Math.min(WAIT_RECHECK_MS, left));
     }
   } finally {
-    connection.off('notification', onNotification);
-    await q.unlistenAll(connection).catch(() => {});
-    connection.release(lost);
-    connection.off('error', onError);
+    await subscription.close();
   }
 }
