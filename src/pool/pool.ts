@@ -12,6 +12,17 @@
  * - Piscina's resource limits are per pool, so each distinct `maxMemoryMb` gets
  *   a small pool of its own (no threads kept when idle); every other job type
  *   shares the main pool, whose threads start at once.
+ * - Short jobs share thread hops: when a lane has queued jobs of types whose
+ *   recent run time on a thread averages under `batchBelowMs`, up to
+ *   `maxBatchJobs` of them go to one thread in one Piscina task (a batch) and
+ *   run there one after another. Each still has its own 'started' (its timeout
+ *   clock), progress, logs, abort and outcome, streamed as it ends. Stopping the
+ *   running job of a batch may terminate the thread: the jobs of the batch that
+ *   had not started are then 'interrupted' (back in the queue, no attempt used).
+ *   A batch still running after BATCH_STALL_MS (a job far longer than its
+ *   type's average) gives the jobs it has not started back to the lane's queue,
+ *   for any free thread. A type not measured yet, or measured long, runs one
+ *   job per task, exactly as before batching.
  * - Threads run with Piscina's `atomics: 'disabled'`: an idle thread then runs
  *   its event loop, so a timer left behind by a finished job fires (and is
  *   reported) between jobs instead of inside the next job's time. Measured cost
@@ -24,8 +35,12 @@ import { Piscina } from 'piscina';
 import { ValidationError } from '../errors.ts';
 import {
   ABORT_REASONS,
+  SLOT_WITHDRAWN,
   describeAbort,
   type AbortReason,
+  type BatchDoneMessage,
+  type BatchResult,
+  type BatchTask,
   type JobTask,
   type SerializedError,
   type SupervisorMessage,
@@ -47,6 +62,21 @@ export const DEFAULT_EXIT_WAIT_MS = 10_000;
 export const MIN_MEMORY_MB = 16;
 /** How often a job whose thread died before starting it is dispatched again. */
 const MAX_REDISPATCHES = 3;
+/** Default most jobs in one batch. */
+export const DEFAULT_MAX_BATCH_JOBS = 64;
+/** Default run time (ms, average on the thread) under which a job type is batched. */
+export const DEFAULT_BATCH_BELOW_MS = 1;
+/** Runs of a type measured before its average counts: an unknown type is never batched. */
+const BATCH_MIN_SAMPLES = 3;
+/** A batch holds about this much expected work (ms), so a queue of 1 ms jobs is not one 64 ms task. */
+const BATCH_BUDGET_MS = 8;
+/**
+ * A batch still running after this long has met a job longer than its type's
+ * average: the jobs it has not started go back to the queue, for any free thread.
+ */
+const BATCH_STALL_MS = 50;
+/** Weight of the newest run in a type's moving average. */
+const RUN_TIME_WEIGHT = 0.2;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /** What run() takes: a JobTask without the parts the pool makes itself. */
@@ -134,6 +164,10 @@ export interface WorkerPoolOptions {
   memoryLimitsMb?: Readonly<Record<string, number>>;
   /** Bound (ms) on waiting for a terminated thread to exit before the outcome resolves anyway (default 10 s). */
   exitWaitMs?: number;
+  /** Most short jobs sent to a thread in one task (default 64); 1 sends every job on its own. */
+  maxBatchJobs?: number;
+  /** Jobs of a type whose run time on a thread averages under this many ms (default 1) are batched when queued. */
+  batchBelowMs?: number;
 }
 
 /** An error from a thread that no running job owns, or from Piscina itself. */
@@ -182,32 +216,54 @@ export interface PoolStats {
   runTimeMs: { count: number; mean: number; p50: number; p90: number; p99: number; max: number };
   /** Results Piscina received for tasks already aborted (a race, harmless). */
   lateResults: number;
+  /** Tasks that carried several jobs, and the jobs they carried. */
+  batches: { tasks: number; jobs: number };
 }
 
 /**
  * One Piscina pool and the jobs waiting for it. Jobs wait here, in FIFO order,
  * rather than in Piscina's queue: Piscina does not keep abortable tasks in
- * order (five queued on one thread ran a, c, e, d, b).
+ * order (five queued on one thread ran a, c, e, d, b). Dispatch waits for the
+ * end of the current tick, so the jobs a claim hands over together can be
+ * batched together.
  */
 class Lane {
-  /** Jobs handed to Piscina and not yet settled there. */
+  /** Tasks (single jobs or batches) handed to Piscina and not yet settled there. */
   private active = 0;
   private readonly waiting: JobRun[] = [];
+  private pumpQueued = false;
 
   constructor(
     readonly piscina: Piscina,
     private readonly capacity: number,
     readonly memoryLimitMb: number | undefined,
+    private readonly host: RunHost,
   ) {}
 
-  /** Dispatches the run now if a thread is free, else queues it. */
+  /** The most tasks (threads) it runs at once. */
+  get threadsMax(): number {
+    return this.capacity;
+  }
+
+  /** Queues the run; it is dispatched at the end of this tick if a thread is free. */
   submit(run: JobRun): void {
-    if (this.active < this.capacity) {
-      this.active += 1;
-      run.dispatch();
-    } else {
-      this.waiting.push(run);
-    }
+    this.waiting.push(run);
+    if (this.pumpQueued || this.active >= this.capacity) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
+  /** Puts runs that never started back at the head of the queue (their batch did not run them). */
+  requeue(runs: readonly JobRun[]): void {
+    this.waiting.unshift(...runs);
+  }
+
+  /** Dispatches what it can now (after a requeue while no slot was released). */
+  pumpNow(): void {
+    this.pump();
   }
 
   /** Takes a run that was never dispatched out of the queue; false if it was dispatched. */
@@ -218,26 +274,63 @@ class Lane {
     return true;
   }
 
-  /** A dispatched run's Piscina task settled: its thread is free (or being replaced). */
+  /** A dispatched task settled in Piscina: its thread is free (or being replaced). */
   release(): void {
     this.active -= 1;
+    this.pump();
+  }
+
+  private pump(): void {
     while (this.active < this.capacity && this.waiting.length > 0) {
-      const next = this.waiting.shift();
-      if (next === undefined) break;
+      const group = this.takeGroup();
       this.active += 1;
-      next.dispatch();
+      if (group.length === 1) group[0]!.dispatch();
+      else new Batch(this, this.host, group).dispatch();
     }
+  }
+
+  /**
+   * The next task's jobs: the head of the queue alone, or, if it is short, the
+   * short jobs queued right behind it, up to maxBatchJobs, about BATCH_BUDGET_MS
+   * of expected work, and a fair share of the queue for each free thread.
+   */
+  private takeGroup(): JobRun[] {
+    const waiting = this.waiting;
+    const { maxBatchJobs } = this.host;
+    let count = 1;
+    let cost = this.host.batchCost(waiting[0]!);
+    if (cost !== undefined && maxBatchJobs > 1) {
+      const share = Math.ceil(waiting.length / (this.capacity - this.active));
+      const limit = Math.min(maxBatchJobs, share, waiting.length);
+      while (count < limit && cost < BATCH_BUDGET_MS) {
+        const next = this.host.batchCost(waiting[count]!);
+        if (next === undefined) break;
+        cost += next;
+        count += 1;
+      }
+    }
+    return waiting.splice(0, count);
   }
 }
 
-/** What a JobRun needs of its pool. */
+/** What a JobRun, a Batch and a Lane need of their pool. */
 interface RunHost {
   readonly abortGraceMs: number;
   readonly exitWaitMs: number;
   readonly closing: boolean;
+  readonly maxBatchJobs: number;
   runStarted(run: JobRun): void;
   runFinished(run: JobRun, outcome: Outcome, runTimeMs: number): void;
   reportError(error: ThreadError): void;
+  /** The run's expected time (ms) if it may share a batch, else undefined. */
+  batchCost(run: JobRun): number | undefined;
+  batchDispatched(jobs: number): void;
+}
+
+/** A job type's recent run time on a thread. */
+interface TypeRunTime {
+  averageMs: number;
+  samples: number;
 }
 
 /** Runs jobs on worker threads; see the file comment. */
@@ -247,7 +340,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   readonly idleTimeout: number;
   readonly abortGraceMs: number;
   readonly exitWaitMs: number;
+  readonly maxBatchJobs: number;
+  readonly batchBelowMs: number;
   private readonly memoryLimitsMb: ReadonlyMap<string, number>;
+  private readonly runTimeByType = new Map<string, TypeRunTime>();
+  private batchTasks = 0;
+  private batchedJobs = 0;
   private readonly main: Lane;
   private readonly limited = new Map<number, Lane>();
   private readonly runs = new Set<JobRun>();
@@ -291,6 +389,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       options.exitWaitMs === undefined
         ? DEFAULT_EXIT_WAIT_MS
         : positiveInteger('options.exitWaitMs', options.exitWaitMs, MAX_TIMER_MS);
+    this.maxBatchJobs =
+      options.maxBatchJobs === undefined
+        ? DEFAULT_MAX_BATCH_JOBS
+        : positiveInteger('options.maxBatchJobs', options.maxBatchJobs, 4096);
+    this.batchBelowMs =
+      options.batchBelowMs === undefined ? DEFAULT_BATCH_BELOW_MS : nonNegativeNumber('options.batchBelowMs', options.batchBelowMs);
     const limits = new Map<string, number>();
     if (options.memoryLimitsMb !== undefined) {
       if (typeof options.memoryLimitsMb !== 'object' || options.memoryLimitsMb === null) {
@@ -305,6 +409,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     this.host = {
       abortGraceMs: this.abortGraceMs,
       exitWaitMs: this.exitWaitMs,
+      maxBatchJobs: this.maxBatchJobs,
       get closing(): boolean {
         return pool.closed !== undefined;
       },
@@ -313,6 +418,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       },
       runFinished: (run, outcome, runTimeMs) => this.onRunFinished(run, outcome, runTimeMs),
       reportError: (error) => this.reportError(error),
+      batchCost: (run) => this.batchCost(run),
+      batchDispatched: (jobs) => {
+        this.batchTasks += 1;
+        this.batchedJobs += jobs;
+      },
     };
     this.main = this.createLane(undefined);
   }
@@ -373,6 +483,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         max: ms(h.max),
       },
       lateResults: this.lateResults,
+      batches: { tasks: this.batchTasks, jobs: this.batchedJobs },
     };
   }
 
@@ -427,7 +538,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     piscina.on('message', (message: unknown) => this.onPiscinaMessage(message));
     piscina.on('workerCreate', (worker: { id: number }) => this.emit('thread:create', thread(worker.id)));
     piscina.on('workerDestroy', (worker: { id: number }) => this.emit('thread:destroy', thread(worker.id)));
-    return new Lane(piscina, this.maxThreads, memoryLimitMb);
+    return new Lane(piscina, this.maxThreads, memoryLimitMb, this.host);
   }
 
   private onPiscinaError(err: unknown): void {
@@ -463,9 +574,28 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       this.busy -= 1;
       this.finishedRunTimeMs += runTimeMs;
       this.runTimes.record(Math.max(1, Math.round(runTimeMs * 1e6)));
+      // The thread's own measure when it sent one: the main thread's adds hop latency, large under load.
+      if (run.mode === 'run') this.recordRunTime(run.type, run.threadRunMs ?? runTimeMs);
     }
     this.completed += 1;
     this.outcomes[outcome.kind] += 1;
+  }
+
+  private recordRunTime(type: string, ms: number): void {
+    const known = this.runTimeByType.get(type);
+    if (known === undefined) {
+      this.runTimeByType.set(type, { averageMs: ms, samples: 1 });
+    } else {
+      known.averageMs += (ms - known.averageMs) * RUN_TIME_WEIGHT;
+      known.samples += 1;
+    }
+  }
+
+  private batchCost(run: JobRun): number | undefined {
+    if (run.mode !== 'run' || !run.batchable) return undefined;
+    const known = this.runTimeByType.get(run.type);
+    if (known === undefined || known.samples < BATCH_MIN_SAMPLES || known.averageMs >= this.batchBelowMs) return undefined;
+    return known.averageMs;
   }
 }
 
@@ -475,6 +605,10 @@ class JobRun implements RunningJob {
   threadId: number | undefined;
   startedAt: number | undefined;
   readonly outcome: Promise<Outcome>;
+  /** The job's run time as its thread measured it, once it has a result. */
+  threadRunMs: number | undefined;
+  /** False once a batch could not carry it (Piscina refused the batch): it then runs alone. */
+  batchable = true;
   private resolveOutcome!: (outcome: Outcome) => void;
   /** The outcome is chosen (it may still wait for the thread to exit). */
   private decided = false;
@@ -494,17 +628,40 @@ class JobRun implements RunningJob {
   private redispatches = 0;
   /** Handed to Piscina (it holds one of its lane's slots until its task settles there). */
   private dispatched = false;
+  /** The batch carrying it, and its slot there; undefined when it runs alone. */
+  private batch: Batch | undefined;
+  private slot = 0;
 
   constructor(
     private readonly host: RunHost,
     private readonly lane: Lane,
-    private readonly task: JobRequest,
+    readonly task: JobRequest,
     private readonly options: RunOptions,
   ) {
     this.jobId = task.jobId;
     this.outcome = new Promise((resolve) => {
       this.resolveOutcome = resolve;
     });
+  }
+
+  get type(): string {
+    return this.task.type;
+  }
+
+  get mode(): JobRequest['mode'] {
+    return this.task.mode;
+  }
+
+  get isDecided(): boolean {
+    return this.decided;
+  }
+
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  get hasAbort(): boolean {
+    return this.abortReason !== undefined;
   }
 
   dispatch(): void {
@@ -525,6 +682,30 @@ class JobRun implements RunningJob {
       );
   }
 
+  /** True while `batch` carries it (it may have been taken back to the queue). */
+  inBatch(batch: Batch): boolean {
+    return this.batch === batch;
+  }
+
+  /** It rides in `batch`, at `slot`. */
+  joinBatch(batch: Batch, slot: number): void {
+    this.dispatched = true;
+    this.batch = batch;
+    this.slot = slot;
+  }
+
+  /**
+   * Its batch never started it and gives it back to the lane's queue. `failed`:
+   * the batch's thread died or refused it, which counts towards MAX_REDISPATCHES;
+   * false when it has been re-sent too often.
+   */
+  leaveBatch(failed: boolean): boolean {
+    this.batch = undefined;
+    this.dispatched = false;
+    if (failed) this.redispatches += 1;
+    return this.redispatches <= MAX_REDISPATCHES;
+  }
+
   abort(reason: AbortReason, detail?: string): void {
     if (this.decided || this.abortReason !== undefined) return;
     this.abortReason = reason;
@@ -535,18 +716,27 @@ class JobRun implements RunningJob {
       this.finish(this.abortedOutcome(false));
       return;
     }
+    const message: SupervisorMessage = { type: 'abort', reason, message: this.abortMessage };
+    if (detail !== undefined) message.detail = detail;
+    if (this.batch !== undefined) {
+      this.batch.abortJob(this, this.slot, message);
+      return;
+    }
     // A 'started' already posted means the handler is running: give it its grace.
     this.drain();
     if (!this.started) {
       this.terminate();
       return;
     }
-    const message: SupervisorMessage = { type: 'abort', reason, message: this.abortMessage };
-    if (detail !== undefined) message.detail = detail;
     this.port?.postMessage(message);
     // After the post: a thread that sees the flag finds the message already on its port.
     if (this.flag !== undefined) Atomics.store(this.flag, 0, ABORT_REASONS.indexOf(reason) + 1);
-    this.graceTimer = setTimeout(() => this.terminate(), this.host.abortGraceMs);
+    this.armGrace(() => this.terminate());
+  }
+
+  /** Terminates the thread if the handler has not returned `abortGraceMs` after its signal fired. */
+  armGrace(terminate: () => void): void {
+    this.graceTimer = setTimeout(terminate, this.host.abortGraceMs);
   }
 
   /** Time this job has run on a thread, up to `now` (or its end). */
@@ -567,7 +757,8 @@ class JobRun implements RunningJob {
     }
   }
 
-  private onThreadMessage(message: ThreadMessage): void {
+  /** A message about this job from its thread (on its own port, or its batch's). */
+  onThreadMessage(message: ThreadMessage): void {
     if (this.decided) return;
     switch (message.type) {
       case 'started':
@@ -583,19 +774,23 @@ class JobRun implements RunningJob {
         if (onLog !== undefined) this.callback(() => onLog(message.line));
         break;
       }
+      case 'done':
+        // Batches route their 'done' messages themselves (Batch.onMessage).
+        break;
     }
   }
 
-  private onStarted(threadId: number): void {
+  /** A thread took the job: its clock starts. `worker`, when the caller knows it already. */
+  onStarted(threadId: number, worker?: Worker): void {
     if (this.started) return;
     this.started = true;
     this.threadId = threadId;
     this.startedAt = Date.now();
     this.startedPerf = performance.now();
-    this.worker = this.lane.piscina.threads.find((worker) => worker.threadId === threadId);
+    this.worker = worker ?? this.lane.piscina.threads.find((w) => w.threadId === threadId);
     this.host.runStarted(this);
     const { timeoutMs, onStart } = this.options;
-    if (timeoutMs !== undefined) {
+    if (timeoutMs !== undefined && this.abortReason === undefined) {
       this.timeoutTimer = setTimeout(() => this.abort('timeout', `${timeoutMs} ms`), timeoutMs);
     }
     if (onStart !== undefined) this.callback(() => onStart(threadId));
@@ -622,7 +817,14 @@ class JobRun implements RunningJob {
     this.lane.release();
     if (this.decided) return;
     this.drain();
+    this.settle(result);
+  }
+
+  /** The thread's result for this job. */
+  settle(result: TaskResult): void {
+    if (this.decided) return;
     this.decided = true;
+    this.threadRunMs = result.runMs;
     // An abort counts only if the handler saw it before it settled; otherwise it lost the race.
     if (this.abortReason !== undefined && result.abortedBy !== undefined) {
       this.finish(this.abortedOutcome(false));
@@ -637,6 +839,35 @@ class JobRun implements RunningJob {
     }
   }
 
+  /** Stopped before its thread started it (and it never will): its abort outcome, now. */
+  settleAborted(): void {
+    if (this.decided) return;
+    this.decided = true;
+    this.finish(this.abortedOutcome(false));
+  }
+
+  /** It had not started when its batch's thread was terminated or died: back to the queue, no attempt used. */
+  settleInterrupted(message: string): void {
+    if (this.decided) return;
+    this.decided = true;
+    this.finish({ kind: 'interrupted', error: { name: 'AbortError', message }, terminated: false });
+  }
+
+  /**
+   * Its batch's thread was terminated or died while this job ran. `crash` is
+   * undefined when it was terminated: to stop this job (its abort outcome) or
+   * another job of the batch ('interrupted'). Resolves once `exited` does.
+   */
+  settleDeath(crash: SerializedError | undefined, exited: Promise<boolean>, cause: string): void {
+    if (this.decided) return;
+    this.decided = true;
+    void exited.then((late) => {
+      if (this.abortReason !== undefined) this.finish(this.abortedOutcome(true, late));
+      else if (crash !== undefined) this.finish({ kind: 'crashed', error: appendLate(crash, late) });
+      else this.finish({ kind: 'interrupted', error: appendLate({ name: 'AbortError', message: cause }, late), terminated: true });
+    });
+  }
+
   private onRejected(err: unknown): void {
     if (this.decided) {
       this.lane.release();
@@ -647,10 +878,10 @@ class JobRun implements RunningJob {
       this.lane.release();
       this.decided = true;
       const terminated = this.worker !== undefined || this.started;
-      void this.afterExit().then((late) => this.finish(this.abortedOutcome(terminated, late)));
+      void afterExit(this.worker, this.host.exitWaitMs).then((late) => this.finish(this.abortedOutcome(terminated, late)));
       return;
     }
-    const crash = this.describeDeath(err);
+    const crash = describeDeath(err, this.lane, this.worker);
     if (crash === undefined) {
       this.lane.release();
       // Piscina refused the task (its input cannot be cloned) or thread.ts failed.
@@ -670,51 +901,8 @@ class JobRun implements RunningJob {
     }
     this.lane.release();
     this.decided = true;
-    void this.afterExit().then((late) => {
+    void afterExit(this.worker, this.host.exitWaitMs).then((late) => {
       this.finish(this.abortReason !== undefined ? this.abortedOutcome(true, late) : { kind: 'crashed', error: appendLate(crash, late) });
-    });
-  }
-
-  /** The crash error if `err` says the thread died, else undefined. */
-  private describeDeath(err: unknown): SerializedError | undefined {
-    const code = (err as { code?: unknown } | null)?.code;
-    if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      const limit = this.lane.memoryLimitMb;
-      const message =
-        limit === undefined ? 'worker thread ran out of memory' : `worker thread ran out of memory (limit ${limit} MB)`;
-      return { name: 'WorkerCrashError', message, phase: 'thread' };
-    }
-    const text = err instanceof Error ? err.message : String(err);
-    const exited = /^worker exited with code: (-?\d+)/.exec(text);
-    if (exited !== null) {
-      return { name: 'WorkerCrashError', message: `worker thread exited with code ${exited[1]}`, phase: 'thread' };
-    }
-    if (text === 'Terminating worker thread') {
-      return { name: 'WorkerCrashError', message: 'worker thread was terminated', phase: 'thread' };
-    }
-    // An uncaught error that killed the thread arrives as itself; the thread is gone from the pool.
-    const worker = this.worker;
-    if (worker !== undefined && !this.lane.piscina.threads.includes(worker)) {
-      const cause = toSerializedError(err, 'thread');
-      return { ...cause, message: `worker thread died: ${cause.message}`, phase: 'thread' };
-    }
-    return undefined;
-  }
-
-  /** Resolves when the job's thread has exited; true if that took longer than exitWaitMs (it may live on). */
-  private afterExit(): Promise<boolean> {
-    const worker = this.worker;
-    if (worker === undefined || worker.threadId === -1) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        worker.off('exit', onExit);
-        resolve(true);
-      }, this.host.exitWaitMs);
-      const onExit = (): void => {
-        clearTimeout(timer);
-        resolve(false);
-      };
-      worker.once('exit', onExit);
     });
   }
 
@@ -735,6 +923,255 @@ class JobRun implements RunningJob {
     this.host.runFinished(this, outcome, this.elapsedMs(this.finishedPerf));
     this.resolveOutcome(outcome);
   }
+}
+
+/**
+ * Several short jobs of one lane in one Piscina task, over one channel, with
+ * one Int32 abort cell per job (see BatchTask). It holds one of its lane's
+ * slots until its task settles there. The jobs run one after another; the
+ * thread reports each as it starts and ends, and this routes the reports to
+ * the jobs' JobRuns.
+ */
+class Batch {
+  private readonly port: MessagePort;
+  private readonly remote: MessagePort;
+  private readonly flags: Int32Array;
+  private readonly controller = new AbortController();
+  private worker: Worker | undefined;
+  /** Piscina was told to abort the task: the thread is being terminated. */
+  private terminating = false;
+  /** The job whose abort made us terminate the thread. */
+  private stopping: JobRun | undefined;
+  /** The task settled in Piscina. */
+  private settled = false;
+  private stallTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly lane: Lane,
+    private readonly host: RunHost,
+    private readonly runs: readonly JobRun[],
+  ) {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.remote = port2;
+    this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * runs.length));
+  }
+
+  dispatch(): void {
+    const { runs } = this;
+    for (let slot = 0; slot < runs.length; slot++) runs[slot]!.joinBatch(this, slot);
+    this.port.on('message', (message: ThreadMessage) => this.onMessage(message));
+    const task: BatchTask = { mode: 'batch', jobs: runs.map((run) => run.task), port: this.remote, flags: this.flags };
+    this.host.batchDispatched(runs.length);
+    // With one thread there is nowhere else to run them.
+    if (this.lane.threadsMax > 1) this.stallTimer = setTimeout(() => this.withdrawWaiting(), BATCH_STALL_MS);
+    this.lane.piscina
+      .run(task, { transferList: [this.remote], signal: this.controller.signal })
+      .then(
+        (result: BatchResult) => this.onResult(result),
+        (err: unknown) => this.onRejected(err),
+      );
+  }
+
+  /** Stops the job in `slot`: at once if its thread has not started it, else by its signal, then the grace. */
+  abortJob(run: JobRun, slot: number, message: SupervisorMessage): void {
+    this.drain();
+    if (run.isDecided) return;
+    const code = ABORT_REASONS.indexOf(message.reason) + 1;
+    // Whoever swaps the cell first wins: the thread (it starts the job) or we (it never will).
+    if (Atomics.compareExchange(this.flags, slot, 0, code) === 0) {
+      run.settleAborted();
+      return;
+    }
+    message.slot = slot;
+    this.port.postMessage(message);
+    // After the post: a thread that sees the flag finds the message already on its port.
+    Atomics.store(this.flags, slot, code);
+    run.armGrace(() => this.terminate(run));
+  }
+
+  /** `run`'s grace is over: terminate the thread, unless it has returned meanwhile. */
+  private terminate(run: JobRun): void {
+    if (this.settled || this.terminating) return;
+    this.drain();
+    if (run.isDecided) return;
+    this.terminating = true;
+    this.stopping = run;
+    const before = this.lane.piscina.threads;
+    // Piscina rejects the task at once and terminates the thread that holds it.
+    this.controller.abort();
+    if (this.worker === undefined) {
+      const after = new Set(this.lane.piscina.threads);
+      this.worker = before.find((worker) => !after.has(worker));
+    }
+  }
+
+  /** The batch is taking long: the jobs its thread has not started go back to the lane's queue. */
+  private withdrawWaiting(): void {
+    if (this.settled || this.terminating) return;
+    this.drain();
+    const back: JobRun[] = [];
+    for (let slot = 0; slot < this.runs.length; slot++) {
+      const run = this.runs[slot]!;
+      if (run.isDecided || run.isStarted) continue;
+      if (Atomics.compareExchange(this.flags, slot, 0, SLOT_WITHDRAWN) !== 0) continue;
+      run.leaveBatch(false);
+      back.push(run);
+    }
+    if (back.length === 0) return;
+    this.lane.requeue(back);
+    this.lane.pumpNow();
+  }
+
+  private onMessage(message: ThreadMessage): void {
+    if (message.type === 'done') {
+      this.onDone(message);
+      return;
+    }
+    const run = this.runs[message.slot ?? -1];
+    if (run === undefined) return;
+    if (message.type === 'started') {
+      this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === message.threadId);
+      run.onStarted(message.threadId, this.worker);
+    } else {
+      run.onThreadMessage(message);
+    }
+  }
+
+  private onDone(message: BatchDoneMessage): void {
+    this.runs[message.slot]?.settle(message.result);
+    if (message.next === undefined) return;
+    this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === message.threadId);
+    this.runs[message.next]?.onStarted(message.threadId, this.worker);
+  }
+
+  /** Delivers what the thread has posted so far. */
+  private drain(): void {
+    const port = this.port;
+    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+      this.onMessage(entry.message as ThreadMessage);
+    }
+  }
+
+  private onResult(result: BatchResult): void {
+    this.settled = true;
+    clearTimeout(this.stallTimer);
+    this.drain();
+    this.port.close();
+    // The thread left the rest (it must exit: an error no job owns); they never started.
+    const left = this.runs.filter((run) => !run.isDecided && run.inBatch(this));
+    if (left.length > 0 && result.skipped > 0) this.giveBack(left, 'its thread had to exit');
+    else this.failRest(left, { name: 'WorkerCrashError', message: 'the thread ended a batch without this job', phase: 'thread' });
+    this.lane.release();
+  }
+
+  private onRejected(err: unknown): void {
+    this.settled = true;
+    clearTimeout(this.stallTimer);
+    this.drain();
+    this.port.close();
+    const left = this.runs.filter((run) => !run.isDecided && run.inBatch(this));
+    if (this.terminating) {
+      const cause = this.stopping === undefined ? 'another job' : `job ${this.stopping.jobId}`;
+      this.endAfterDeath(left, undefined, `its thread was terminated to stop ${cause} of the same batch`);
+      this.lane.release();
+      return;
+    }
+    const crash = describeDeath(err, this.lane, this.worker);
+    if (crash === undefined) {
+      // Piscina refused the task (an input that cannot be cloned) or thread.ts failed: each job alone.
+      for (const run of left) run.batchable = false;
+      this.giveBack(left, 'its batch could not be sent');
+      this.lane.release();
+      return;
+    }
+    if (left.every((run) => !run.isStarted) && !this.host.closing) {
+      // The thread died before it began any of them (see JobRun.onRejected): nothing ran, try again.
+      this.giveBack(left, crash.message);
+    } else {
+      const running = left.find((run) => run.isStarted);
+      const cause = running === undefined ? 'a job' : `job ${running.jobId}`;
+      this.endAfterDeath(left, crash, `its thread died (${crash.message}) running ${cause} of the same batch`);
+    }
+    this.lane.release();
+  }
+
+  /**
+   * The thread was terminated or died. The job it was running ends when the
+   * thread has exited; the ones it had not started are interrupted at once (the
+   * swap of their cells makes sure a dying thread cannot start them now).
+   */
+  private endAfterDeath(left: readonly JobRun[], crash: SerializedError | undefined, cause: string): void {
+    let exited: Promise<boolean> | undefined;
+    for (let slot = 0; slot < this.runs.length; slot++) {
+      const run = this.runs[slot]!;
+      if (run.isDecided || !left.includes(run)) continue;
+      const neverStarted = Atomics.compareExchange(this.flags, slot, 0, ABORT_REASONS.indexOf('shutdown') + 1) === 0;
+      if (neverStarted && !run.isStarted) {
+        if (run.hasAbort) run.settleAborted();
+        else run.settleInterrupted(`job interrupted before it started: ${cause}`);
+      } else {
+        exited ??= afterExit(this.worker, this.host.exitWaitMs);
+        run.settleDeath(crash, exited, `job interrupted: ${cause}`);
+      }
+    }
+  }
+
+  /** Puts jobs that never started back at the head of the lane's queue (interrupted after MAX_REDISPATCHES). */
+  private giveBack(left: readonly JobRun[], why: string): void {
+    const again: JobRun[] = [];
+    for (const run of left) {
+      if (run.hasAbort) run.settleAborted();
+      else if (this.host.closing || !run.leaveBatch(true)) run.settleInterrupted(`job interrupted before it started: ${why}`);
+      else again.push(run);
+    }
+    this.lane.requeue(again);
+  }
+
+  private failRest(left: readonly JobRun[], error: SerializedError): void {
+    for (const run of left) run.settle({ ok: false, error });
+  }
+}
+
+/** Resolves when `worker` has exited; true if that took longer than exitWaitMs (it may live on). */
+function afterExit(worker: Worker | undefined, exitWaitMs: number): Promise<boolean> {
+  if (worker === undefined || worker.threadId === -1) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      worker.off('exit', onExit);
+      resolve(true);
+    }, exitWaitMs);
+    const onExit = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    worker.once('exit', onExit);
+  });
+}
+
+/** The crash error if `err` says the thread died, else undefined. */
+function describeDeath(err: unknown, lane: Lane, worker: Worker | undefined): SerializedError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    const limit = lane.memoryLimitMb;
+    const message =
+      limit === undefined ? 'worker thread ran out of memory' : `worker thread ran out of memory (limit ${limit} MB)`;
+    return { name: 'WorkerCrashError', message, phase: 'thread' };
+  }
+  const text = err instanceof Error ? err.message : String(err);
+  const exited = /^worker exited with code: (-?\d+)/.exec(text);
+  if (exited !== null) {
+    return { name: 'WorkerCrashError', message: `worker thread exited with code ${exited[1]}`, phase: 'thread' };
+  }
+  if (text === 'Terminating worker thread') {
+    return { name: 'WorkerCrashError', message: 'worker thread was terminated', phase: 'thread' };
+  }
+  // An uncaught error that killed the thread arrives as itself; the thread is gone from the pool.
+  if (worker !== undefined && !lane.piscina.threads.includes(worker)) {
+    const cause = toSerializedError(err, 'thread');
+    return { ...cause, message: `worker thread died: ${cause.message}`, phase: 'thread' };
+  }
+  return undefined;
 }
 
 function appendLate(error: SerializedError, late: boolean): SerializedError {
@@ -782,6 +1219,13 @@ function positiveInteger(field: string, value: unknown, max: number): number {
 function memoryLimit(field: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_MEMORY_MB || value > 1_048_576) {
     throw new ValidationError(field, `must be an integer of at least ${MIN_MEMORY_MB} (MB), got ${String(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeNumber(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new ValidationError(field, `must be a non-negative number, got ${String(value)}`);
   }
   return value;
 }

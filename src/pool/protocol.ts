@@ -39,21 +39,80 @@ export interface JobTask {
 /**
  * Messages a thread posts on the job's port. 'started' comes first, as soon as
  * the thread takes the job and before it loads the module (so a hanging import
- * is covered by the job's timeout).
+ * is covered by the job's timeout). On a batch's port every message names its
+ * job by `slot` (its index in BatchTask.jobs).
  */
 export type ThreadMessage =
-  | { type: 'started'; threadId: number }
-  | { type: 'progress'; percent: number; message?: string; data?: unknown }
-  | { type: 'log'; line: string };
+  | { type: 'started'; threadId: number; slot?: number }
+  | { type: 'progress'; percent: number; message?: string; data?: unknown; slot?: number }
+  | { type: 'log'; line: string; slot?: number }
+  | BatchDoneMessage;
 
-/** Messages the supervisor posts on the job's port. */
+/**
+ * Batches only: the job in `slot` has ended with `result`. `next` is the slot
+ * the thread started right after it (its 'started', folded into this message
+ * to save a post): that job's clock starts now.
+ */
+export interface BatchDoneMessage {
+  type: 'done';
+  slot: number;
+  result: TaskResult;
+  threadId: number;
+  next?: number;
+}
+
+/** Messages the supervisor posts on the job's port (on a batch's port, `slot` names the job). */
 export type SupervisorMessage = {
   type: 'abort';
   reason: AbortReason;
   detail?: string;
   /** Readable text for `ctx.signal.reason.message` (see describeAbort). */
   message: string;
+  slot?: number;
 };
+
+/**
+ * Several short jobs in one Piscina task, run one after another on one thread
+ * over one channel: one thread hop for all of them instead of one each. Each
+ * job still reports on its own ('started', progress, logs, 'done'), can be
+ * aborted on its own, and has its own cell in `flags`.
+ */
+export interface BatchTask {
+  mode: 'batch';
+  jobs: BatchJob[];
+  /** Carries ThreadMessage (with `slot`) one way and SupervisorMessage (with `slot`) the other. */
+  port: MessagePort;
+  /**
+   * One Int32 per job on a SharedArrayBuffer. 0: not started. The thread swaps
+   * in SLOT_STARTED before it starts the job; the supervisor swaps in an abort
+   * code (see ABORT_REASONS) to stop it, or SLOT_WITHDRAWN to run it elsewhere.
+   * Both sides use compareExchange from 0, so a job taken back before it
+   * started is never started here, and the supervisor knows which came first.
+   * The thread skips a job whose cell it finds set. After SLOT_STARTED the
+   * supervisor stores its abort code as a single-job abortFlag would be.
+   */
+  flags: Int32Array;
+}
+
+/** One job of a BatchTask: a JobTask without a channel of its own. */
+export type BatchJob = Omit<JobTask, 'port' | 'abortFlag'>;
+
+/** The value a thread stores in BatchTask.flags[slot] when it starts that job. */
+export const SLOT_STARTED = -1;
+/** The value the supervisor stores in BatchTask.flags[slot] to take back a job the thread has not started. */
+export const SLOT_WITHDRAWN = -2;
+
+/** What a thread resolves a BatchTask with; the jobs' results went over the port. */
+export interface BatchResult {
+  /**
+   * Jobs the thread left alone at the end of the batch because it must exit
+   * (an error no job owns; see thread.ts): they never started.
+   */
+  skipped: number;
+}
+
+/** Either kind of Piscina task. */
+export type ThreadTask = JobTask | BatchTask;
 
 /** An error as it crosses the thread boundary: always readable, whatever was thrown. */
 export interface SerializedError {
@@ -74,8 +133,10 @@ export type TaskResult =
       abortedBy?: AbortReason;
       /** Mode 'compensate' on a module that exports no `compensate`: nothing ran. */
       noCompensate?: true;
+      /** The job's time on the thread, from start to result, in ms (the pool's guide to batching). */
+      runMs?: number;
     }
-  | { ok: false; error: SerializedError; abortedBy?: AbortReason };
+  | { ok: false; error: SerializedError; abortedBy?: AbortReason; runMs?: number };
 
 /**
  * Posted by a thread on its parentPort (Piscina re-emits it as the pool's

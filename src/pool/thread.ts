@@ -1,8 +1,10 @@
 /**
- * The thread side of the pool. Piscina calls the default export once per job
- * (abortable tasks never share a thread, so at most one job runs here at a
- * time). It loads the job type's module, builds `ctx`, runs the handler and
- * turns whatever happens into a TaskResult: this function does not reject.
+ * The thread side of the pool. Piscina calls the default export once per task
+ * (abortable tasks never share a thread, so at most one task runs here at a
+ * time): a single job, or a batch of short jobs run one after another (see
+ * BatchTask). For each job it loads the job type's module, builds `ctx`, runs
+ * the handler and turns whatever happens into a TaskResult: this function does
+ * not reject.
  *
  * Errors that escape the handler (a timer that throws, a promise nobody
  * awaits) are traced to the job whose code scheduled them, through
@@ -19,15 +21,21 @@ import { format, inspect } from 'node:util';
 import { parentPort, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
 import {
   ABORT_REASONS,
+  SLOT_STARTED,
   THREAD_ERROR_EXIT_CODE,
   describeAbort,
   type AbortReason,
+  type BatchDoneMessage,
+  type BatchJob,
+  type BatchResult,
+  type BatchTask,
   type JobTask,
   type SerializedError,
   type SupervisorMessage,
   type TaskResult,
   type ThreadErrorReport,
   type ThreadMessage,
+  type ThreadTask,
 } from './protocol.ts';
 
 /** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
@@ -69,6 +77,8 @@ export type LoadResult =
   | { ok: false; reason: string; stack?: string; hasDefault: boolean };
 
 const moduleCache = new Map<string, Promise<LoadResult>>();
+/** The settled entries of moduleCache: a job of a module loaded already need not wait a tick for it. */
+const loadedModules = new Map<string, LoadResult>();
 
 /** Imports a worker module once per thread (failures are cached too, as ESM caches them). */
 export function loadWorkerModule(modulePath: string): Promise<LoadResult> {
@@ -76,6 +86,7 @@ export function loadWorkerModule(modulePath: string): Promise<LoadResult> {
   if (loading === undefined) {
     loading = importWorkerModule(modulePath);
     moduleCache.set(modulePath, loading);
+    void loading.then((result) => loadedModules.set(modulePath, result));
   }
   return loading;
 }
@@ -173,6 +184,10 @@ function describeValue(value: unknown): string {
   return truncate(text, MAX_VALUE_CHARS);
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
 function isPlainData(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   const proto = Object.getPrototypeOf(value) as unknown;
@@ -183,20 +198,40 @@ function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
 
+/** Where a job's messages go, and where its abort comes from. */
+interface JobLink {
+  /** The job's port (a batch's port is shared by its jobs). */
+  port: MessagePort;
+  /** The job's abort cell: `flags[slot]` (a single job's abortFlag, slot 0). */
+  flags: Int32Array | undefined;
+  /** The job's slot in its batch; undefined for a single job. */
+  slot: number | undefined;
+  /** Delivers the supervisor messages already queued on the port (the abort message comes before its flag). */
+  drain(): void;
+}
+
 /** One job on this thread: its ctx, its port, its abort state. */
 class JobScope {
-  readonly task: JobTask;
+  readonly task: BatchJob;
   readonly ctx: ThreadJobContext;
+  readonly slot: number | undefined;
   /** Set once the handler has settled: later aborts and errors are not the handler's. */
   settled = false;
   abortedBy: AbortReason | undefined;
   private readonly port: MessagePort;
-  private readonly controller = new AbortController();
+  private readonly flags: Int32Array | undefined;
+  private readonly index: number;
+  private readonly drainSupervisor: () => void;
+  /** Made on first use of ctx.signal: most short handlers never look at it. */
+  private controller: AbortController | undefined;
+  private signal: AbortSignal | undefined;
   /** Tracked here: `signal.aborted` is overridden below and polls. */
   private signalFired = false;
+  private abortError: Error | undefined;
+  /** Ends the running handler's race with an error that escaped its callbacks. */
   private failWith: ((error: SerializedError) => void) | undefined;
-  /** Resolves when an error escapes the handler's own callbacks while it runs. */
-  readonly escaped: Promise<SerializedError>;
+  /** An error that escaped before the handler started (while its module loaded). */
+  private escapedEarly: SerializedError | undefined;
   private logLines = 0;
   private warnedBadPercent = false;
   private warnedBadData = false;
@@ -207,21 +242,22 @@ class JobScope {
   private lastProgressAt = -Infinity;
   private progressTimer: NodeJS.Timeout | undefined;
 
-  constructor(task: JobTask) {
+  constructor(task: BatchJob, link: JobLink) {
     this.task = task;
-    this.port = task.port;
-    this.escaped = new Promise((resolve) => {
-      this.failWith = resolve;
-    });
-    this.port.on('message', (message: SupervisorMessage) => this.onSupervisorMessage(message));
-    const signal = this.pollingSignal();
+    this.port = link.port;
+    this.flags = link.flags;
+    this.slot = link.slot;
+    this.index = link.slot ?? 0;
+    this.drainSupervisor = link.drain;
     const scope = this;
     this.ctx = {
       jobId: task.jobId,
       attempt: task.attempt,
       maxAttempts: task.maxAttempts,
       threadId,
-      signal,
+      get signal(): AbortSignal {
+        return scope.getSignal();
+      },
       progress(percent: number, message?: string, data?: unknown): void {
         scope.progress(percent, message, data);
       },
@@ -232,19 +268,24 @@ class JobScope {
   }
 
   post(message: ThreadMessage): void {
+    if (this.slot !== undefined) message.slot = this.slot;
     this.port.postMessage(message);
   }
 
   /** Fails the running job with an error that escaped its callbacks. */
   fail(error: SerializedError): void {
-    this.failWith?.(error);
+    if (this.failWith === undefined) {
+      this.escapedEarly ??= error;
+      return;
+    }
+    this.failWith(error);
     this.failWith = undefined;
   }
 
-  /** Runs the handler (or compensate) and returns what the pool should see. */
-  async execute(): Promise<TaskResult> {
+  /** Runs the handler (or compensate) and returns what the pool should see; `checkClone`: see below. */
+  async execute(checkClone: boolean): Promise<TaskResult> {
     const { task } = this;
-    const loaded = await loadWorkerModule(task.modulePath);
+    const loaded = loadedModules.get(task.modulePath) ?? (await loadWorkerModule(task.modulePath));
     if (!loaded.ok) {
       const error: SerializedError = {
         name: 'LoadError',
@@ -260,38 +301,45 @@ class JobScope {
     // Stopped while the module loaded: do not start the handler at all.
     this.pollAbort();
     if (this.signalFired) {
-      return this.finish({ ok: false, error: serializeThrown(this.controller.signal.reason, 'handler') });
+      return this.finish({ ok: false, error: serializeThrown(this.abortError, 'handler') });
     }
-    let call: () => unknown;
-    if (task.mode === 'compensate') {
-      const compensate = module.compensate;
-      if (compensate === undefined) return this.finish({ ok: true, output: undefined, noCompensate: true });
-      call = () => compensate(task.input, task.cancelReason ?? '', this.ctx);
-    } else {
-      call = () => module.handler(task.input, this.ctx);
+    const { compensate } = module;
+    if (task.mode === 'compensate' && compensate === undefined) {
+      return this.finish({ ok: true, output: undefined, noCompensate: true });
     }
-    const handled = (async () => call())().then(
-      (output): TaskResult => ({ ok: true, output }),
-      (err: unknown): TaskResult => ({ ok: false, error: serializeThrown(err, 'handler') }),
-    );
-    const escaped = this.escaped.then((error): TaskResult => ({ ok: false, error }));
-    const result = await Promise.race([handled, escaped]);
-    if (result.ok) {
+    const startedAt = performance.now();
+    // Whichever comes first: the handler settles, or an error escapes its callbacks (fail()).
+    const result = await new Promise<TaskResult>((resolve) => {
+      if (this.escapedEarly !== undefined) return resolve({ ok: false, error: this.escapedEarly });
+      this.failWith = (error) => resolve({ ok: false, error });
+      try {
+        const value =
+          task.mode === 'compensate'
+            ? compensate!(task.input, task.cancelReason ?? '', this.ctx)
+            : module.handler(task.input, this.ctx);
+        // Promise.resolve: the same promise for a native one; a foreign thenable is flattened as `await` would.
+        if (isThenable(value)) {
+          Promise.resolve(value).then(
+            (output) => resolve({ ok: true, output }),
+            (err: unknown) => resolve({ ok: false, error: serializeThrown(err, 'handler') }),
+          );
+        } else {
+          resolve({ ok: true, output: value });
+        }
+      } catch (err) {
+        resolve({ ok: false, error: serializeThrown(err, 'handler') });
+      }
+    });
+    this.failWith = undefined;
+    result.runMs = performance.now() - startedAt;
+    if (result.ok && checkClone) {
       try {
         // Checked here, where the reason can still be told: a failed postMessage
-        // inside Piscina would surface as a thread error without a job.
+        // inside Piscina would surface as a thread error without a job. (A batch
+        // posts results itself and sees the failure there: no copy made twice.)
         structuredClone(result.output);
       } catch (err) {
-        const cause = serializeThrown(err, 'clone');
-        return this.finish({
-          ok: false,
-          error: {
-            name: 'DataCloneError',
-            message: `handler returned a value that cannot be cloned: ${cause.message}`,
-            phase: 'clone',
-            permanent: true,
-          },
-        });
+        return this.finish(cloneFailure(err, result.runMs));
       }
     }
     return this.finish(result);
@@ -305,12 +353,13 @@ class JobScope {
     return result;
   }
 
+  /** Stops the job's own timer; the port belongs to whoever opened it. */
   close(): void {
     if (this.progressTimer !== undefined) clearTimeout(this.progressTimer);
-    this.port.close();
   }
 
-  private onSupervisorMessage(message: SupervisorMessage): void {
+  /** A message the supervisor posted about this job. */
+  receive(message: SupervisorMessage): void {
     switch (message.type) {
       case 'abort':
         this.fireAbort(message.reason, message.message);
@@ -324,19 +373,19 @@ class JobScope {
     if (!this.settled) this.abortedBy = reason;
     const error = new Error(message);
     error.name = reason === 'timeout' ? 'TimeoutError' : 'AbortError';
-    this.controller.abort(error);
+    this.abortError = error;
+    this.controller?.abort(error);
   }
 
   /** Fires the signal if the supervisor has set the abort flag, even if its message is still queued. */
   pollAbort(): void {
-    const flag = this.task.abortFlag;
-    if (flag === undefined || this.signalFired) return;
-    const code = Atomics.load(flag, 0);
-    if (code === 0) return;
+    const flags = this.flags;
+    if (flags === undefined || this.signalFired) return;
+    const code = Atomics.load(flags, this.index);
+    // 0: not aborted; SLOT_STARTED (negative): this thread's own mark in a batch.
+    if (code <= 0) return;
     // The message is posted before the flag is set, so it is already on the port.
-    for (let entry = receiveMessageOnPort(this.port); entry !== undefined; entry = receiveMessageOnPort(this.port)) {
-      this.onSupervisorMessage(entry.message as SupervisorMessage);
-    }
+    this.drainSupervisor();
     const reason = ABORT_REASONS[code - 1] ?? 'cancel';
     this.fireAbort(reason, describeAbort(reason));
   }
@@ -346,10 +395,15 @@ class JobScope {
    * at the shared abort flag: a handler in a synchronous loop never gets the
    * abort message, but it does read its signal.
    */
-  private pollingSignal(): AbortSignal {
-    const signal = this.controller.signal;
+  private getSignal(): AbortSignal {
+    if (this.signal !== undefined) return this.signal;
+    const controller = new AbortController();
+    this.controller = controller;
+    if (this.abortError !== undefined) controller.abort(this.abortError);
+    const signal = controller.signal;
+    this.signal = signal;
     const abortedGetter = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get;
-    if (this.task.abortFlag === undefined || abortedGetter === undefined) return signal;
+    if (this.flags === undefined || abortedGetter === undefined) return signal;
     const poll = (): void => this.pollAbort();
     Object.defineProperty(signal, 'aborted', {
       configurable: true,
@@ -400,6 +454,7 @@ class JobScope {
     this.progressPending = false;
     this.lastProgressAt = now;
     const message: ThreadMessage = { type: 'progress', percent: this.progressPercent };
+    if (this.slot !== undefined) message.slot = this.slot;
     if (this.progressMessage !== undefined) {
       message.message = truncate(String(this.progressMessage), MAX_PROGRESS_MESSAGE_CHARS);
     }
@@ -474,22 +529,121 @@ function exitWhenIdle(): void {
   });
 }
 
-/** Piscina's task function: one job, start to end. */
-export default async function runJob(task: JobTask): Promise<TaskResult> {
+/** Piscina's task function: one job, or a batch of them, start to end. */
+export default function runTask(task: ThreadTask): Promise<TaskResult | BatchResult> {
+  return task.mode === 'batch' ? runBatch(task) : runJob(task);
+}
+
+/** One job with a channel of its own. */
+async function runJob(task: JobTask): Promise<TaskResult> {
   installProcessHandlers();
   // Ends the thread before this job starts: the pool sees no 'started' and dispatches it again.
   if (exitPending) process.exit(THREAD_ERROR_EXIT_CODE);
-  const scope = new JobScope(task);
-  current = scope;
+  const { port } = task;
+  let scope: JobScope | undefined;
+  const drain = (): void => {
+    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+      scope?.receive(entry.message as SupervisorMessage);
+    }
+  };
+  const job = new JobScope(task, { port, flags: task.abortFlag, slot: undefined, drain });
+  scope = job;
+  port.on('message', (message: SupervisorMessage) => job.receive(message));
+  current = job;
   try {
-    scope.post({ type: 'started', threadId });
-    return await jobs.run(scope, () => scope.execute());
+    job.post({ type: 'started', threadId });
+    return await jobs.run(job, () => job.execute(true));
   } catch (err) {
     // Only a fault in this file gets here; the pool still gets a value.
     return { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
   } finally {
-    scope.close();
+    job.close();
+    port.close();
     current = undefined;
     if (exitPending) exitWhenIdle();
   }
+}
+
+/**
+ * Several short jobs, one after another, each reported on the shared port as
+ * it ends. A job whose flag the supervisor set before this thread reached it
+ * is skipped: the supervisor has already given it its outcome.
+ */
+async function runBatch(task: BatchTask): Promise<BatchResult> {
+  installProcessHandlers();
+  if (exitPending) process.exit(THREAD_ERROR_EXIT_CODE);
+  const { jobs: batch, port, flags } = task;
+  const route = (message: SupervisorMessage): void => {
+    // An abort for a job that has not started is in its flag too; one for a finished job is moot.
+    if (current !== undefined && current.slot === message.slot) current.receive(message);
+  };
+  const drain = (): void => {
+    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+      route(entry.message as SupervisorMessage);
+    }
+  };
+  port.on('message', route);
+  // A job's 'done' waits until the thread knows what comes next, to carry the next job's 'started'.
+  let done: BatchDoneMessage | undefined;
+  let slot = 0;
+  try {
+    for (; slot < batch.length; slot++) {
+      // An error no job owns: leave the rest for another thread (they have not started).
+      if (exitPending) break;
+      if (Atomics.compareExchange(flags, slot, 0, SLOT_STARTED) !== 0) continue;
+      if (done === undefined) {
+        port.postMessage({ type: 'started', threadId, slot } satisfies ThreadMessage);
+      } else {
+        done.next = slot;
+        postDone(port, done);
+        done = undefined;
+      }
+      const job = new JobScope(batch[slot]!, { port, flags, slot, drain });
+      current = job;
+      let result: TaskResult;
+      try {
+        result = await jobs.run(job, () => job.execute(false));
+      } catch (err) {
+        result = { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
+      } finally {
+        job.close();
+        current = undefined;
+      }
+      done = { type: 'done', slot, result, threadId };
+    }
+  } finally {
+    if (done !== undefined) postDone(port, done);
+    port.close();
+    if (exitPending) exitWhenIdle();
+  }
+  return { skipped: batch.length - slot };
+}
+
+/** Posts a job's end; an output that cannot be cloned fails the job instead, as structuredClone would have. */
+function postDone(port: MessagePort, done: BatchDoneMessage): void {
+  try {
+    port.postMessage(done);
+  } catch (err) {
+    const { abortedBy } = done.result;
+    done.result = done.result.ok
+      ? cloneFailure(err, done.result.runMs)
+      : { ok: false, error: { name: 'DataCloneError', message: 'the job error cannot be cloned', phase: 'clone' } };
+    if (abortedBy !== undefined) done.result.abortedBy = abortedBy;
+    port.postMessage(done);
+  }
+}
+
+function cloneFailure(err: unknown, runMs: number | undefined): TaskResult {
+  const cause = serializeThrown(err, 'clone');
+  const result: TaskResult = {
+    ok: false,
+    error: {
+      name: 'DataCloneError',
+      message: `handler returned a value that cannot be cloned: ${cause.message}`,
+      phase: 'clone',
+      permanent: true,
+    },
+  };
+  if (runMs !== undefined) result.runMs = runMs;
+  return result;
 }
