@@ -13,12 +13,13 @@ import {
   recordCompensation,
   registerSupervisor,
   removeSupervisor,
+  type ClaimedJob,
   type ClaimType,
   type HeldJob,
   type ReapedJob,
   type SupervisorRecord,
 } from '../db/queries.ts';
-import type { AttemptOutcome, JobRow, JobState } from '../job.ts';
+import type { AttemptOutcome, JobState } from '../job.ts';
 import { finishFor } from '../outcome.ts';
 import type { Outcome, RunningJob, WorkerPool } from '../pool/pool.ts';
 import type { AbortReason } from '../pool/protocol.ts';
@@ -43,7 +44,7 @@ const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 /** Adaptive prefetch holds about this much work beyond the running jobs. */
 const PREFETCH_TARGET_MS = 50;
-const MAX_PREFETCH = 500;
+const MAX_PREFETCH = 2_000;
 
 /** What the runtime tells an inspector, beside the actors' own events. */
 export interface RuntimeEvents {
@@ -525,7 +526,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return held < this.#d.config.concurrency || this.#slots() - held >= Math.ceil(this.#slots() / 2);
   }
 
-  async #claimBatch(types: ClaimType[], limit: number): Promise<JobRow[]> {
+  async #claimBatch(types: ClaimType[], limit: number): Promise<ClaimedJob[]> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
@@ -534,7 +535,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return rows;
   }
 
-  #run(row: JobRow): void {
+  #run(row: ClaimedJob): void {
     const { config, registry, pool } = this.#d;
     const info = registry.get(row.type)!;
     const timeoutMs = row.timeout_ms ?? info.options.timeoutMs ?? (config.defaultTimeoutMs || null);
@@ -543,7 +544,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       id,
       type: row.type,
       attempt: row.attempt,
-      maxAttempts: row.max_attempts ?? 3,
+      maxAttempts: row.max_attempts,
       input: row.input,
       info,
       running: undefined as unknown as RunningJob,
@@ -592,8 +593,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       },
     );
     this.#inFlight.set(id, job);
-    const waitMs = row.started_at ? Math.max(0, row.started_at.getTime() - row.run_at.getTime()) : 0;
-    this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt, waitMs });
+    this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt, waitMs: row.wait_ms });
     job.running.outcome.then(
       (outcome) => this.send({ type: 'finished', id, outcome }),
       (err: unknown) =>

@@ -209,6 +209,18 @@ export interface ClaimType {
   maxAttempts: number;
 }
 
+/** What a claim returns of each job: only what running it needs (parsing every column costs). */
+export interface ClaimedJob {
+  id: string;
+  type: string;
+  input: unknown;
+  attempt: number;
+  max_attempts: number;
+  timeout_ms: number | null;
+  /** From run_at to the claim, by the database's clock. */
+  wait_ms: number;
+}
+
 /**
  * Claims up to `limit` runnable jobs of the given types, highest priority first, and leases them.
  * SKIP LOCKED lets many supervisors claim at once without waiting on each other.
@@ -216,8 +228,8 @@ export interface ClaimType {
 export async function claimJobs(
   db: Queryable,
   claim: { workerId: string; queues: string[]; types: ClaimType[]; limit: number; leaseMs: number },
-): Promise<JobRow[]> {
-  const { rows } = await db.query<JobRow>(
+): Promise<ClaimedJob[]> {
+  const { rows } = await db.query<ClaimedJob>(
     `WITH picked AS (
        SELECT id FROM spindle.jobs
         WHERE state = 'queued' AND run_at <= now()
@@ -235,7 +247,8 @@ export async function claimJobs(
             progress = NULL, progress_message = NULL, progress_data = NULL
        FROM picked
       WHERE j.id = picked.id
-      RETURNING j.*`,
+      RETURNING j.id::text, j.type, j.input, j.attempt, j.max_attempts, j.timeout_ms,
+                greatest(0, extract(epoch FROM now() - j.run_at) * 1000)::float8 AS wait_ms`,
     [
       claim.types.map((t) => t.type),
       claim.queues,
