@@ -4,6 +4,7 @@
  * bench/results/latest.json, bench/results/chart.svg and BENCHMARKS.md.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { RunSpec } from './child.ts';
 import { openDatabase, type BenchDatabase } from './database.ts';
@@ -167,7 +168,9 @@ async function runStandalone(scenario: StandaloneScenario, options: Options, db:
     return { ...base, skipped: why };
   }
   try {
+    const started = wallClockMs();
     const result = await scenario.run({ databaseUrl: db.url, quick: options.quick, log: (line) => log(`  ${line}`) });
+    log(`  took ${Math.round((wallClockMs() - started) / 1000)} s`);
     return { ...base, result };
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -240,6 +243,7 @@ export async function main(argv: string[]): Promise<number> {
     threads: THREADS,
     durationSeconds: (wallClockMs() - started) / 1000,
     machine,
+    loadAtEnd: Math.round(loadavg()[0]! * 100) / 100,
     database: { source: db.source, ...db.server },
     systems: entries,
     scenarios,

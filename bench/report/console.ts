@@ -1,6 +1,7 @@
 /** The summary printed at the end of a run. */
 import { formatNumber, gridToText, mediansGrid, ratiosGrid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { shortfalls, spindleOnlyText } from './spindle-only.ts';
 
 /** A goal's mark: met, not met, or not measured. */
 export function goalMark(met: boolean | undefined): string {
@@ -54,8 +55,13 @@ export function consoleSummary(results: Results): string {
     } else out.push(claim.skipped ? `skipped: ${claim.skipped}` : `failed: ${firstLine(claim.error ?? '')}`);
   }
 
-  out.push('', '== Goals of issue 8 ==');
+  out.push(...spindleOnlyText(results));
+
+  out.push('', '== Goals (issue 8; 6 and 5 for progress, cancel and timeout) ==');
   for (const g of goals(results)) out.push(`${goalMark(g.met).padEnd(11)} ${g.goal}: ${g.measured}`);
+
+  const short = shortfalls(results);
+  if (short.length > 0) out.push('', '== Where spindle falls short ==', ...short.map((line) => `- ${line.replaceAll('**', '')}`));
 
   const pending = results.scenarios.filter((s) => s.kind === 'pending');
   if (pending.length > 0) {

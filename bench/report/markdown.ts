@@ -2,6 +2,7 @@
 import { goalMark, noRatiosReason, runProblems } from './console.ts';
 import { formatNumber, gridToMarkdown, mediansGrid, ratiosGrid, type Grid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { shortfalls, spindleOnlyMarkdown } from './spindle-only.ts';
 
 function systemsGrid(results: Results): Grid {
   return {
@@ -26,6 +27,12 @@ function goalsGrid(results: Results): Grid {
   };
 }
 
+function shortfallLines(results: Results): string[] {
+  const list = shortfalls(results);
+  if (list.length === 0) return ['Nowhere in this run: every goal measured was met.', ''];
+  return [...list.map((line) => `- ${line}`), ''];
+}
+
 /** The whole of BENCHMARKS.md. */
 export function benchmarksMarkdown(results: Results): string {
   const m = results.machine;
@@ -44,17 +51,25 @@ export function benchmarksMarkdown(results: Results): string {
     '',
     `- CPU: ${m.cpuModel}, ${m.cores} cores; memory ${m.memoryGiB} GiB; ${m.os}`,
     `- Node ${m.node}`,
-    `- Load average when the run started: ${m.loadAtStart}${m.loadAtStart > m.cores / 4 ? ' (other work was running: expect noise)' : ''}`,
+    `- Load average (1 min) when the run started: ${m.loadAtStart}` +
+      `${results.loadAtEnd === undefined ? '' : `; when it ended: ${results.loadAtEnd}`}` +
+      `${Math.max(m.loadAtStart, results.loadAtEnd ?? 0) > m.cores / 4 ? ' (other work was running on the machine: expect noise)' : ''}`,
+    `- The whole run took ${Math.round(results.durationSeconds)} s`,
     `- PostgreSQL ${db.version}: ${db.source}`,
     `- PostgreSQL settings: ${Object.entries(db.settings)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
     `- Threads for systems that run handlers on threads: ${results.threads}`,
     '',
-    '## Goals of issue 8',
+    '## Goals',
+    '',
+    'Issue 8\'s goals, and those of issues 6 (progress) and 5 (cancel and timeout) that scenarios 4 and 5 measure.',
     '',
     gridToMarkdown(goalsGrid(results)),
     '',
+    '## Where spindle falls short',
+    '',
+    ...shortfallLines(results),
     `## Results (medians of ${results.runs} runs)`,
     '',
     gridToMarkdown(mediansGrid(results)),
@@ -80,6 +95,7 @@ export function benchmarksMarkdown(results: Results): string {
       );
     } else out.push(claim.skipped ? `Not run: ${claim.skipped}.` : `Failed: ${claim.error?.split('\n')[0]}`, '');
   }
+  out.push(...spindleOnlyMarkdown(results));
   out.push('## Systems and settings', '', gridToMarkdown(systemsGrid(results)), '');
   out.push(
     'BullMQ runs on its PostgreSQL backend (`createPostgresBackend`, part of BullMQ 6), on the same PostgreSQL as every other system; Redis is not used. ' +

@@ -83,6 +83,8 @@ export interface Results {
   threads: number;
   durationSeconds: number;
   machine: MachineInfo;
+  /** The 1-minute load average when the run ended (absent in results written before it was kept). */
+  loadAtEnd?: number;
   database: { source: string } & ServerInfo;
   systems: SystemEntry[];
   scenarios: ScenarioResult[];
@@ -183,6 +185,78 @@ export function goals(results: Results): Goal[] {
           }
         : notMeasured(goal, claim?.kind === 'standalone' ? (claim.skipped ?? claim.error ?? 'not run') : 'not selected'),
     );
+  }
+
+  list.push(...spindleOnlyGoals(results));
+  return list;
+}
+
+/** The standalone scenario `id`'s figures, or why there are none. */
+export function standaloneResult(results: Results, id: string): { result: Metrics } | { why: string } {
+  const s = results.scenarios.find((x) => x.id === id);
+  if (s?.kind !== 'standalone') return { why: 'not selected' };
+  if (s.result) return { result: s.result };
+  return { why: s.skipped ?? (s.error ? `failed: ${s.error.split('\n')[0]}` : 'not run') };
+}
+
+/** The goals of issues 6 (progress, scenario 4) and 5 (cancel and timeout, scenario 5). */
+function spindleOnlyGoals(results: Results): Goal[] {
+  const list: Goal[] = [];
+  const notMeasured = (goal: string, why: string): Goal => ({ goal, measured: `not measured (${why})`, met: undefined });
+
+  const progress = standaloneResult(results, 'progress');
+  {
+    const goal = 'Progress (issue 6): a CPU job calling ctx.progress 100,000 times a second at most 5% slower (ratio <= 1.05; read on the thread\'s CPU time)';
+    if ('why' in progress) list.push(notMeasured(goal, progress.why));
+    else {
+      const r = progress.result;
+      const cpu = Number.isFinite(r.cpuRatio) ? r.cpuRatio! : undefined;
+      const wall = r.wallRatio!;
+      list.push({
+        goal,
+        measured:
+          `CPU time ${cpu === undefined ? 'not readable here' : `${fixed(cpu, 3)}x`}, wall time ${fixed(wall, 3)}x ` +
+          `(medians of ${r.pairs} pairs)`,
+        met: (cpu ?? wall) <= 1.05,
+      });
+    }
+  }
+  {
+    const goal = 'Progress (issue 6): progress statements per job at most (duration / progressFlushMs) + 2';
+    if ('why' in progress) list.push(notMeasured(goal, progress.why));
+    else {
+      const r = progress.result;
+      list.push({
+        goal,
+        measured:
+          `${fixed(r.statementsPerJob!, 0)} per job (max ${fixed(r.statementsMax!, 0)}) for ${fixed(r.callsPerJob!, 0)} calls; ` +
+          `bound ${fixed(r.statementBound!, 1)}; ${fixed(r.jobsOverBound!, 0)} of ${r.pairs} jobs over it`,
+        met: r.jobsOverBound === 0,
+      });
+    }
+  }
+
+  const cancel = standaloneResult(results, 'cancel');
+  {
+    const goal = 'Cancel (issue 5): cancel-to-final p99 under 100 ms';
+    if ('why' in cancel) list.push(notMeasured(goal, cancel.why));
+    else {
+      const r = cancel.result;
+      list.push({ goal, measured: `p50 ${fixed(r.cancelP50!, 1)} ms, p99 ${fixed(r.cancelP99!, 1)} ms (${r.cancels} cancels)`, met: r.cancelP99! < 100 });
+    }
+  }
+  for (const [key, label] of [
+    ['cooperative', 'a handler that returns at its signal'],
+    ['endless', 'an endless loop'],
+  ] as const) {
+    const grace = 'why' in cancel ? undefined : cancel.result.abortGraceMs;
+    const goal = `Timeout (issue 5): overshoot p99 under abortGraceMs + 100 ms${grace === undefined ? '' : ` (${fixed(grace + 100, 0)} ms)`}, ${label}`;
+    if ('why' in cancel) list.push(notMeasured(goal, cancel.why));
+    else {
+      const r = cancel.result;
+      const p99 = r[`${key}P99`]!;
+      list.push({ goal, measured: `p50 ${fixed(r[`${key}P50`]!, 1)} ms, p99 ${fixed(p99, 1)} ms (${r.overshoots} jobs)`, met: p99 < grace! + 100 });
+    }
   }
   return list;
 }

@@ -1,9 +1,11 @@
 /** The scenario registry, in the order of issue 8. */
 import { claimTime } from './claim-time.ts';
+import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
 import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
-import { cancelTimeoutLatency, progressCost, scaleOut } from './pending.ts';
+import { progressCost } from './progress-cost.ts';
+import { scaleOut } from './scale-out.ts';
 import type { Scenario, SystemScenario } from './types.ts';
 
 /** Every scenario, run (or listed, when pending) in this order. */

@@ -49,15 +49,25 @@ export const spindle: SystemAdapter = {
     const finished = new FinishCounter();
     const listener = new pg.Client({ connectionString: options.databaseUrl });
     await listener.connect();
+    // Two absolute counts, merged by max: a count read from the table may already hold jobs whose
+    // notifications are still on their way, so adding those on top of it would count them twice
+    // (and end a drain early).
+    let notified = 0;
+    let polled = 0;
     listener.on('notification', (message) => {
-      if (message.channel === 'spindle_finished' && message.payload) finished.add(message.payload.split(',').length);
+      if (message.channel !== 'spindle_finished' || !message.payload) return;
+      notified += message.payload.split(',').length;
+      finished.raiseTo(Math.max(notified, polled));
     });
     await listener.query('LISTEN spindle_finished');
     const countFinished = () =>
       queryNumber(listener, `SELECT count(*) AS n FROM spindle.jobs WHERE state IN ('succeeded', 'failed')`);
     const poll = setInterval(() => {
       countFinished().then(
-        (n) => finished.raiseTo(n),
+        (n) => {
+          polled = n;
+          finished.raiseTo(Math.max(notified, polled));
+        },
         () => {},
       );
     }, POLL_FINISHED_MS);
