@@ -171,6 +171,33 @@ describe('many supervisors', () => {
   });
 });
 
+describe('sharing work', () => {
+  it('does not hoard slow jobs after a run of fast ones: a supervisor that starts later gets its share', async () => {
+    const a = await start();
+    const warmup = await client.enqueueMany(Array.from({ length: 300 }, (_, i) => ({ type: 'echo', input: i })));
+    await Promise.all(warmup.slice(-20).map((j) => client.waitFor(j.id, { timeoutMs: 20_000 })));
+    const ranOn = new Map<string, number>();
+    const count = (h: SupervisorHandle) =>
+      h.supervisor.events.on('job:started', (e) => {
+        if (e.type === 'sleepy') ranOn.set(h.id, (ranOn.get(h.id) ?? 0) + 1);
+      });
+    count(a);
+    // Fast jobs taught `a` to claim hundreds at a time; these are slow, and `a` sees them first.
+    const claimed = new Promise((resolve) => a.supervisor.events.once('job:claimed', resolve));
+    const slow = await client.enqueueMany(Array.from({ length: 16 }, () => ({ type: 'sleepy', input: { ms: 100 } })));
+    await claimed;
+    const b = await start();
+    count(b);
+    await Promise.all(slow.map((j) => client.waitFor(j.id, { timeoutMs: 30_000 })));
+    expect((ranOn.get(a.id) ?? 0) + (ranOn.get(b.id) ?? 0)).toBe(16);
+    expect(ranOn.get(b.id) ?? 0).toBeGreaterThanOrEqual(3);
+    const { rows } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM spindle.attempts a JOIN spindle.jobs j ON j.id = a.job_id WHERE j.type = 'sleepy'",
+    );
+    expect(rows[0].n).toBe(16);
+  });
+});
+
 describe('the main thread stays free', () => {
   it('keeps event-loop lag under 50 ms while every thread burns CPU', async () => {
     await start({ concurrency: 2 });

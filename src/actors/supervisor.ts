@@ -13,6 +13,7 @@ import {
   recordCompensation,
   registerSupervisor,
   removeSupervisor,
+  releaseJobs,
   type ClaimedJob,
   type ClaimType,
   type HeldJob,
@@ -44,6 +45,8 @@ const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 /** Adaptive prefetch holds about this much work beyond the running jobs. */
 const PREFETCH_TARGET_MS = 50;
+/** Run time assumed of a type not seen yet: pessimistic, so a new type is not hoarded. */
+const UNKNOWN_RUN_MS = 1_000;
 const MAX_PREFETCH = 2_000;
 
 /** What the runtime tells an inspector, beside the actors' own events. */
@@ -120,6 +123,8 @@ export interface SupervisorState {
   finished: Record<string, number>;
   lostClaims: number;
   claimErrors: number;
+  /** Claimed jobs given back at once: more of a slow type than this supervisor should hold. */
+  released: number;
 }
 
 export interface SupervisorDeps {
@@ -166,9 +171,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #maybeMore = true;
   #claimFailures = 0;
   /** Moving average of run time, for the adaptive prefetch; starts pessimistic (long jobs). */
-  #avgRunMs = 1_000;
+  #avgRunMs = UNKNOWN_RUN_MS;
+  /** The same per type: how many of one type to hold, so a supervisor does not hoard slow jobs. */
+  readonly #typeRunMs = new Map<string, number>();
   #idleWaiters: (() => void)[] = [];
-  #stats = { claims: 0, claimed: 0, lostClaims: 0, claimErrors: 0 };
+  #stats = { claims: 0, claimed: 0, released: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
 
   constructor(deps: SupervisorDeps) {
@@ -485,6 +492,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     for (const info of registry.values()) {
       const claimType = { type: info.type, maxAttempts: info.options.maxAttempts ?? 3 };
       const limit = info.options.concurrency;
+      // A type this supervisor already holds enough of is left for the others.
+      if ((running.get(info.type) ?? 0) >= this.#typeBudget(info.type)) continue;
       if (limit === undefined) unlimited.push(claimType);
       else if (limit - (running.get(info.type) ?? 0) > 0) limited.push({ type: claimType, free: limit - (running.get(info.type) ?? 0) });
     }
@@ -520,6 +529,14 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return concurrency + Math.min(MAX_PREFETCH, Math.max(concurrency, adaptive));
   }
 
+  /** Jobs of one type this supervisor holds at most: its threads plus about 50 ms of that type's work. */
+  #typeBudget(type: string): number {
+    const { concurrency, prefetch } = this.#d.config;
+    if (prefetch !== undefined) return concurrency + prefetch;
+    const adaptive = Math.ceil((concurrency * PREFETCH_TARGET_MS) / Math.max(this.#typeRunMs.get(type) ?? UNKNOWN_RUN_MS, 0.01));
+    return concurrency + Math.min(MAX_PREFETCH, Math.max(concurrency, adaptive));
+  }
+
   /** Claims again once half the slots are free, or at once when a thread has nothing to do. */
   #wantsClaim(): boolean {
     const held = this.#inFlight.size;
@@ -530,8 +547,24 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
-    for (const row of rows) this.#run(row);
-    this.#stats.claimed += rows.length;
+    // A claim sized for short jobs may bring back slow ones: keep what this type's budget allows,
+    // give the rest back at once for other supervisors, rather than hold them behind busy threads.
+    const held = new Map<string, number>();
+    for (const job of this.#inFlight.values()) held.set(job.type, (held.get(job.type) ?? 0) + 1);
+    const excess: ClaimedJob[] = [];
+    for (const row of rows) {
+      const n = held.get(row.type) ?? 0;
+      if (n >= this.#typeBudget(row.type)) {
+        excess.push(row);
+        continue;
+      }
+      held.set(row.type, n + 1);
+      this.#run(row);
+      this.#stats.claimed++;
+    }
+    if (excess.length > 0) {
+      this.#stats.released += await releaseJobs(fastDb, this.id, excess.map((r) => ({ id: r.id, attempt: r.attempt })));
+    }
     return rows;
   }
 
@@ -624,7 +657,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#inFlight.delete(id);
     this.#progress.forget(id);
     const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
-    if (job.startedAt !== null) this.#avgRunMs = this.#avgRunMs * 0.8 + elapsed * 0.2;
+    if (job.startedAt !== null) {
+      this.#avgRunMs = this.#avgRunMs * 0.8 + elapsed * 0.2;
+      const typeAvg = this.#typeRunMs.get(job.type);
+      this.#typeRunMs.set(job.type, typeAvg === undefined ? elapsed : typeAvg * 0.8 + elapsed * 0.2);
+    }
     const finish = finishFor(
       { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs },
       outcome,

@@ -261,6 +261,27 @@ export async function claimJobs(
   return rows;
 }
 
+/**
+ * Gives back claimed jobs this supervisor will not run soon (it claimed more of a slow type than its
+ * threads can start): they are queued again as if never claimed, and other supervisors are woken.
+ */
+export async function releaseJobs(db: Queryable, workerId: string, jobs: { id: string; attempt: number }[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `WITH released AS (
+       UPDATE spindle.jobs j
+          SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease_expires_at = NULL
+         FROM unnest($2::bigint[], $3::int[]) AS r(id, attempt)
+        WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = $1 AND j.state = 'running'
+        RETURNING j.queue
+     ), woken AS (
+       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM released) q
+     )
+     SELECT (SELECT count(*) FROM released)::int AS n, (SELECT count(*) FROM woken) AS w`,
+    [workerId, jobs.map((j) => j.id), jobs.map((j) => j.attempt)],
+  );
+  return rows[0]!.n;
+}
+
 /** One finished attempt, as the supervisor writes it. */
 export interface Finish {
   id: string;

@@ -8,7 +8,7 @@ import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
 /** Nice increment of job threads relative to the process. */
-const NICE_INCREMENT = 10;
+const NICE_INCREMENT = 5;
 
 try {
   const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
