@@ -81,8 +81,8 @@ describe('running jobs', () => {
     expect(threads.size).toBeLessThanOrEqual(2);
   });
 
-  it('honours a type concurrency limit', async () => {
-    const handle = await start({ concurrency: 2 });
+  it('honours a type concurrency limit, and claims the next as soon as one ends', async () => {
+    const handle = await start({ concurrency: 2, pollMs: 60_000 });
     let now = 0;
     let most = 0;
     handle.supervisor.events.on('job:claimed', () => (most = Math.max(most, ++now)));
@@ -195,6 +195,17 @@ describe('sharing work', () => {
       "SELECT count(*)::int AS n FROM spindle.attempts a JOIN spindle.jobs j ON j.id = a.job_id WHERE j.type = 'sleepy'",
     );
     expect(rows[0].n).toBe(16);
+  });
+});
+
+describe('giving back', () => {
+  it('keeps claiming after it gave jobs back, without waiting for the poll', async () => {
+    const handle = await start({ pollMs: 60_000 });
+    const warmup = await client.enqueueMany(Array.from({ length: 300 }, (_, i) => ({ type: 'echo', input: i })));
+    await Promise.all(warmup.slice(-20).map((j) => client.waitFor(j.id, { timeoutMs: 20_000 })));
+    const slow = await client.enqueueMany(Array.from({ length: 16 }, () => ({ type: 'sleepy', input: { ms: 50 } })));
+    await Promise.all(slow.map((j) => client.waitFor(j.id, { timeoutMs: 10_000 })));
+    expect(handle.snapshot().actors.state?.released).toBeGreaterThan(0);
   });
 });
 

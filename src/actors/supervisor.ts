@@ -489,20 +489,27 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     for (const job of this.#inFlight.values()) running.set(job.type, (running.get(job.type) ?? 0) + 1);
     const unlimited: ClaimType[] = [];
     const limited: { type: ClaimType; free: number }[] = [];
+    let atBudget = false;
     for (const info of registry.values()) {
       const claimType = { type: info.type, maxAttempts: info.options.maxAttempts ?? 3 };
       const limit = info.options.concurrency;
       // A type this supervisor already holds enough of is left for the others.
-      if ((running.get(info.type) ?? 0) >= this.#typeBudget(info.type)) continue;
+      if ((running.get(info.type) ?? 0) >= this.#typeBudget(info.type)) {
+        atBudget = true;
+        continue;
+      }
       if (limit === undefined) unlimited.push(claimType);
       else if (limit - (running.get(info.type) ?? 0) > 0) limited.push({ type: claimType, free: limit - (running.get(info.type) ?? 0) });
+      else atBudget = true;
     }
 
-    let full = false;
+    // A type left out at its budget may have more waiting: claim again as its jobs finish.
+    let full = atBudget;
     const take = async (types: ClaimType[], limit: number) => {
-      const rows = await this.#claimBatch(types, limit);
-      free -= rows.length;
-      if (rows.length === limit) full = true;
+      const { kept, released } = await this.#claimBatch(types, limit);
+      free -= kept;
+      // A full batch may have left more behind; jobs given back certainly did.
+      if (kept + released === limit || released > 0) full = true;
     };
     try {
       if (unlimited.length > 0) await take(unlimited, free);
@@ -543,7 +550,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return held < this.#d.config.concurrency || this.#slots() - held >= Math.ceil(this.#slots() / 2);
   }
 
-  async #claimBatch(types: ClaimType[], limit: number): Promise<ClaimedJob[]> {
+  /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */
+  async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
@@ -565,7 +573,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (excess.length > 0) {
       this.#stats.released += await releaseJobs(fastDb, this.id, excess.map((r) => ({ id: r.id, attempt: r.attempt })));
     }
-    return rows;
+    return { kept: rows.length - excess.length, released: excess.length };
   }
 
   #run(row: ClaimedJob): void {
