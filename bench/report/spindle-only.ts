@@ -223,10 +223,9 @@ export function shortfalls(results: Results): string[] {
       if (piscina !== undefined && tuned !== undefined) {
         why =
           ` Bare Piscina, with no database at all, made ${n0(piscina)} no-op round trips/s on ${results.threads} threads here, one task per hop; ` +
-          'graphile-worker runs its handlers on the main thread and crosses no thread boundary.' +
-          (1.5 * tuned > piscina
-            ? ` The goal (${n0(1.5 * tuned)} jobs/s) is above that limit: it needs several jobs per thread hop, or no hop for jobs that do not need a thread.`
-            : '');
+          'graphile-worker runs its handlers on the main thread and crosses no thread boundary. spindle already sends up to 64 short jobs per hop ' +
+          '(src/pool/pool.ts); what is left is per-job work on the main thread and in PostgreSQL, which share the same 2 cores: ' +
+          'about 50 µs of server CPU per job to claim it and as much to record it (an UPDATE that cannot be HOT, an attempts row with its foreign key).';
       }
     } else if (g.goal.startsWith('CPU throughput') && cpu) {
       const s = medianOf(cpu, SUBJECT, 'jobsPerSecond');
@@ -234,7 +233,7 @@ export function shortfalls(results: Results): string[] {
       if (s !== undefined && p !== undefined) {
         why =
           ` The gap is ${formatNumber((1 - s / p) * 100, 1)}% of the limit. With ${results.threads} threads on ${results.machine.cores} cores, whatever the supervisor's main thread and PostgreSQL ` +
-          'do per job (claim, dispatch, outcome) is taken from the handlers\' cores; it was not profiled in this run.';
+          'do per job (claim, dispatch, outcome) is taken from the handlers\' cores, and job threads run at nice +5, so other work on the machine takes from them first.';
       }
     } else if (g.goal.startsWith('Enqueue-to-start') && latency) {
       const key = g.goal.includes('p99') ? 'p99' : 'p50';
@@ -306,9 +305,8 @@ export function shortfalls(results: Results): string[] {
             ? '; that batch drained at ' +
               slower.map((h) => `${n1(h.mixed)} jobs/s with ${h.n} (${n1(h.cpu)} when the prefetch was sized for CPU jobs)`).join(', ')
             : '') +
-          '. The adaptive prefetch (src/actors/supervisor.ts: up to 500 jobs beyond the threads, sized from a moving average of run time over all job types) is still sized for sub-millisecond jobs when 20 ms jobs arrive, ' +
-          'so the first supervisor to claim takes far more than its threads can start and holds them while the others idle. ' +
-          'A fixed `prefetch` option does not adapt, and avoids this at the price of short-job throughput.',
+          '. Each type has its own prefetch budget (src/actors/supervisor.ts: its threads plus about 50 ms of that type\'s measured work), ' +
+          'and a claim gives back at once what it took beyond it; if this still shows, the budget of the slower type was not yet measured on this supervisor.',
       );
     }
   }
@@ -319,7 +317,7 @@ export function shortfalls(results: Results): string[] {
     out.push(
       `**Noise**: other work ran on this ${m.cores}-core machine during the run (load average ${loads.map((l) => formatNumber(l, 2)).join(' at start, ')}${loads.length > 1 ? ' at end' : ' at start'}). ` +
         'Every figure here shares the cores with it; ratios measured in turns (peers, progress pairs) suffer less than absolute figures. ' +
-        'spindle\'s job threads run at nice +10 (src/pool/lower-priority.mjs, so the supervisor\'s main thread keeps a core), which also makes them give way to that other work more than the peers\' handlers do.',
+        'spindle\'s job threads run at nice +5 (src/pool/lower-priority.mjs, so the supervisor\'s main thread keeps a core), which also makes them give way to that other work more than the peers\' handlers do.',
     );
   }
   return out;
