@@ -49,7 +49,8 @@ export type ThreadMessage =
   | BatchDoneMessage;
 
 /**
- * Batches only: the job in `slot` has ended with `result`. `next` is the slot
+ * Batches: the job in `slot` has ended with `result`. (A single job's thread
+ * posts it too, slot 0, just before it ends itself: see exitThread in thread.ts.) `next` is the slot
  * the thread started right after it (its 'started', folded into this message
  * to save a post): that job's clock starts now.
  */

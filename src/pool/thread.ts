@@ -523,10 +523,43 @@ function onEscapedError(kind: ThreadErrorReport['kind'], value: unknown): void {
   if (current === undefined) exitWhenIdle();
 }
 
+/**
+ * The port and result of the last single job this thread finished, kept until
+ * the next task: see exitThread().
+ */
+let lastJob: { port: MessagePort; result: TaskResult } | undefined;
+
+/** Closes the last job's port: its result has reached the pool (Piscina sends a thread a task only after that). */
+function forgetLastJob(): void {
+  lastJob?.port.close();
+  lastJob = undefined;
+}
+
 function exitWhenIdle(): void {
   setImmediate(() => {
-    if (current === undefined) process.exit(THREAD_ERROR_EXIT_CODE);
+    if (current === undefined) exitThread();
   });
+}
+
+/**
+ * Ends this thread after an error no job owns. Piscina posts a task's result
+ * on a port of its own, and the supervisor may see the thread's 'exit' before
+ * that message (Node orders only parentPort messages before 'exit'): Piscina
+ * then rejects the task as if the thread had died running it, and the result
+ * is lost. So the last job's result is posted again on the job's own port,
+ * where the pool drains it when that rejection comes (a batch's results travel
+ * on its port anyway). If the pool already has the result, the port is closed
+ * and the copy goes nowhere.
+ */
+function exitThread(): never {
+  if (lastJob !== undefined) {
+    try {
+      lastJob.port.postMessage({ type: 'done', slot: 0, result: lastJob.result, threadId } satisfies ThreadMessage);
+    } catch {
+      // Checked when the job ended: it can be cloned.
+    }
+  }
+  process.exit(THREAD_ERROR_EXIT_CODE);
 }
 
 /** Piscina's task function: one job, or a batch of them, start to end. */
@@ -538,7 +571,8 @@ export default function runTask(task: ThreadTask): Promise<TaskResult | BatchRes
 async function runJob(task: JobTask): Promise<TaskResult> {
   installProcessHandlers();
   // Ends the thread before this job starts: the pool sees no 'started' and dispatches it again.
-  if (exitPending) process.exit(THREAD_ERROR_EXIT_CODE);
+  if (exitPending) exitThread();
+  forgetLastJob();
   const { port } = task;
   let scope: JobScope | undefined;
   const drain = (): void => {
@@ -548,20 +582,24 @@ async function runJob(task: JobTask): Promise<TaskResult> {
   };
   const job = new JobScope(task, { port, flags: task.abortFlag, slot: undefined, drain });
   scope = job;
-  port.on('message', (message: SupervisorMessage) => job.receive(message));
+  const onMessage = (message: SupervisorMessage): void => job.receive(message);
+  port.on('message', onMessage);
   current = job;
+  let result: TaskResult;
   try {
     job.post({ type: 'started', threadId });
-    return await jobs.run(job, () => job.execute(true));
+    result = await jobs.run(job, () => job.execute(true));
   } catch (err) {
     // Only a fault in this file gets here; the pool still gets a value.
-    return { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
-  } finally {
-    job.close();
-    port.close();
-    current = undefined;
-    if (exitPending) exitWhenIdle();
+    result = { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
   }
+  job.close();
+  // The port stays open (without listener: an abort now is moot) until the next task, for exitThread().
+  port.off('message', onMessage);
+  lastJob = { port, result };
+  current = undefined;
+  if (exitPending) exitWhenIdle();
+  return result;
 }
 
 /**
@@ -571,7 +609,8 @@ async function runJob(task: JobTask): Promise<TaskResult> {
  */
 async function runBatch(task: BatchTask): Promise<BatchResult> {
   installProcessHandlers();
-  if (exitPending) process.exit(THREAD_ERROR_EXIT_CODE);
+  if (exitPending) exitThread();
+  forgetLastJob();
   const { jobs: batch, port, flags } = task;
   const route = (message: SupervisorMessage): void => {
     // An abort for a job that has not started is in its flag too; one for a finished job is moot.
