@@ -16,5 +16,12 @@ export const {
   NotFoundError,
   TimeoutError,
   StateError,
+  NonDeterminismError,
+  WorkflowBoundsError,
+  WorkflowJobError,
+  WorkflowStepError,
   migrate,
+  parseCron,
+  nextTick,
+  VERSION,
 } = spindle;
