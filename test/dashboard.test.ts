@@ -4,19 +4,16 @@
  * message, where no Chromium is installed (set CHROMIUM_PATH, or install Debian's `chromium`).
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpServerState } from '../src/actors/http-server.ts';
-import { createClient, type Client } from '../src/client.ts';
-import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { actorState, nextEvent } from './helpers/ops.ts';
-
-const FIXTURES = fileURLToPath(new URL('./fixtures/ops-workers/', import.meta.url));
+import type { Client } from '../src/client.ts';
+import type { SupervisorHandle } from '../src/start.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { actorState, nextEvent, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 /** CHROMIUM_PATH if set (and only it), else Debian's. */
 const CHROMIUM = (process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) =>
   existsSync(p),
@@ -41,20 +38,7 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
   let token: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    client = createClient({ connectionString: db.url, maxConnections: 4 });
-    tmp = await mkdtemp(join(tmpdir(), 'spindle-dashboard-'));
-    handle = await startSupervisor({
-      databaseUrl: db.url,
-      workers: FIXTURES,
-      concurrency: 2,
-      logLevel: 'silent',
-      socket: false,
-      stateDir: join(tmp, 'state'),
-      httpPort: 0,
-      pollMs: 200,
-      progressFlushMs: 50,
-    });
+    ({ db, client, handle, tmp } = await startOpsSupervisor('dashboard', { httpPort: 0, progressFlushMs: 50 }));
     const state = actorState<HttpServerState>(handle, 'http');
     base = state.url!;
     token = (await readFile(state.tokenFile, 'utf8')).trim();
@@ -78,10 +62,7 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await handle?.stop();
-    await client?.close();
-    await db?.drop();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    await stopOpsSupervisor({ db, client, handle, tmp });
   });
 
   it('asks for the token, refuses a wrong one, and shows the overview with the right one', async () => {

@@ -2,18 +2,14 @@
  * The HTTP API against a real supervisor: every route, the token and its file, and each kind of bad
  * request with its status code.
  */
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOrCreateToken, type HttpServerState } from '../src/actors/http-server.ts';
-import { createClient, type Client } from '../src/client.ts';
-import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { actorState, nextEvent } from './helpers/ops.ts';
-
-const FIXTURES = fileURLToPath(new URL('./fixtures/ops-workers/', import.meta.url));
+import type { Client } from '../src/client.ts';
+import type { SupervisorHandle } from '../src/start.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { actorState, nextEvent, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 
 let db: TestDatabase;
 let client: Client;
@@ -24,31 +20,13 @@ let base: string;
 let token: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  client = createClient({ connectionString: db.url, maxConnections: 4 });
-  tmp = await mkdtemp(join(tmpdir(), 'spindle-http-'));
-  stateDir = join(tmp, 'state');
-  handle = await startSupervisor({
-    databaseUrl: db.url,
-    workers: FIXTURES,
-    concurrency: 2,
-    logLevel: 'silent',
-    socket: false,
-    stateDir,
-    httpPort: 0,
-    pollMs: 200,
-  });
+  ({ db, client, handle, tmp, stateDir } = await startOpsSupervisor('http', { httpPort: 0 }));
   const state = actorState<HttpServerState>(handle, 'http');
   base = state.url!.replace(/\/$/, '');
   token = (await readFile(state.tokenFile, 'utf8')).trim();
 });
 
-afterAll(async () => {
-  await handle?.stop();
-  await client?.close();
-  await db?.drop();
-  if (tmp) await rm(tmp, { recursive: true, force: true });
-});
+afterAll(() => stopOpsSupervisor({ db, client, handle, tmp }));
 
 interface Reply {
   status: number;

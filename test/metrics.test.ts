@@ -2,18 +2,13 @@
  * The Prometheus metrics of a real supervisor: scraped after jobs ran, with their labels; queue depth
  * sampled by one grouped query on a timer, never by a scrape.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MetricsState } from '../src/actors/metrics.ts';
-import { createClient, type Client } from '../src/client.ts';
-import { startSupervisor, VERSION, type SupervisorHandle } from '../src/start.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { actorState } from './helpers/ops.ts';
+import type { Client } from '../src/client.ts';
+import { VERSION, type SupervisorHandle } from '../src/start.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { actorState, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 
-const FIXTURES = fileURLToPath(new URL('./fixtures/ops-workers/', import.meta.url));
 const SAMPLE_MS = 200;
 
 let db: TestDatabase;
@@ -23,29 +18,11 @@ let handle: SupervisorHandle;
 let url: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  client = createClient({ connectionString: db.url, maxConnections: 4 });
-  tmp = await mkdtemp(join(tmpdir(), 'spindle-metrics-'));
-  handle = await startSupervisor({
-    databaseUrl: db.url,
-    workers: FIXTURES,
-    concurrency: 2,
-    logLevel: 'silent',
-    socket: false,
-    stateDir: join(tmp, 'state'),
-    metricsPort: 0,
-    metricsSampleMs: SAMPLE_MS,
-    pollMs: 200,
-  });
+  ({ db, client, handle, tmp } = await startOpsSupervisor('metrics', { metricsPort: 0, metricsSampleMs: SAMPLE_MS }));
   url = actorState<MetricsState>(handle, 'metrics').url!;
 });
 
-afterAll(async () => {
-  await handle?.stop();
-  await client?.close();
-  await db?.drop();
-  if (tmp) await rm(tmp, { recursive: true, force: true });
-});
+afterAll(() => stopOpsSupervisor({ db, client, handle, tmp }));
 
 async function scrape(): Promise<string> {
   const res = await fetch(url);
