@@ -98,7 +98,9 @@ export async function demoCommand(args: string[]): Promise<number> {
     if (tty) draw();
     const wallMs = performance.now() - started;
 
-    const final = (await Promise.all(jobs.map((j) => client.get(j.id)))).filter((j): j is Job => j !== null);
+    // The last outcomes may still be on their way to the database: wait for each row to be final.
+    const final: Job[] = [];
+    for (const job of jobs) final.push(await client.waitFor(job.id, { timeoutMs: 30_000 }));
     const states = new Map<string, number>();
     for (const job of final) states.set(job.state, (states.get(job.state) ?? 0) + 1);
     const pool = handle.snapshot().pool;

@@ -50,7 +50,7 @@ import {
 } from './protocol.ts';
 
 /** The file Piscina loads in each thread: plain JS that registers tsx, then runs thread.ts. */
-const THREAD_ENTRY = new URL('./thread-entry.mjs', import.meta.url).href;
+const THREAD_ENTRY = new URL('./thread-entry.cjs', import.meta.url).href;
 
 /** Default time a handler has to return after its signal fired, before its thread is terminated. */
 export const DEFAULT_ABORT_GRACE_MS = 1000;

@@ -1,7 +1,6 @@
 /**
- * The file Piscina loads in each worker thread (its `filename`). Piscina
- * imports it, awaits `default` when it is a promise, and calls the function
- * once per task. Plain JavaScript, so plain Node can load it before tsx is
+ * The entry of each worker thread, imported by thread-entry.cjs (the file
+ * Piscina loads). Plain JavaScript, so plain Node can load it before tsx is
  * registered in the thread.
  */
 import './lower-priority.mjs';

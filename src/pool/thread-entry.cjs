@@ -1,0 +1,17 @@
+/**
+ * The file Piscina loads in each worker thread. Piscina first tries `require()` on it: for an ES
+ * module with top-level await, Node 20.19+ may then try require(esm), which has aborted the whole
+ * process with a V8 fatal error ("IsGraphAsync must be used on an instantiated module"). So the file
+ * Piscina requires is CommonJS, and the real entry (thread-entry.mjs) is imported from here, at
+ * thread start, so the first job does not wait for it.
+ */
+'use strict';
+
+const loaded = import('./thread-entry.mjs');
+// A load failure surfaces on the first job, as that job's error; never as an unhandled rejection.
+loaded.catch(() => {});
+
+module.exports = async function runJob(task) {
+  const { default: run } = await loaded;
+  return run(task);
+};
