@@ -25,7 +25,8 @@ import { settle } from '../database.ts';
 import type { ScaleChildMessage, ScaleChildSpec } from '../scale-supervisor.ts';
 import { median } from '../stats.ts';
 import { FinishCounter } from '../systems/finish-counter.ts';
-import { dropSchema, queryNumber } from '../systems/postgres.ts';
+import { followFinished } from '../systems/spindle-finished.ts';
+import { dropSchema } from '../systems/postgres.ts';
 import { wallClockMs } from '../work.ts';
 import { measureIterationsPerMs } from '../workers/progress-work.ts';
 import type { Metrics, StandaloneScenario } from './types.ts';
@@ -54,7 +55,6 @@ const WARMUP_CPU_PER_PROCESS = 4;
 const READY_TIMEOUT_MS = 60_000;
 const DRAIN_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 30_000;
-const POLL_FINISHED_MS = 250;
 
 /** A started supervisor process. */
 interface Child {
@@ -146,26 +146,7 @@ async function measureOnce(databaseUrl: string, { processes, quick, chunks }: Ru
   const finished = new FinishCounter();
   const listener = new pg.Client({ connectionString: databaseUrl });
   await listener.connect();
-  // Two absolute counts, merged by max: a count read from the table may already hold jobs whose
-  // notifications are still on their way, so adding those on top of it would count them twice.
-  let notified = 0;
-  let polled = 0;
-  listener.on('notification', (message) => {
-    if (message.channel !== 'spindle_finished' || !message.payload) return;
-    notified += message.payload.split(',').length;
-    finished.raiseTo(Math.max(notified, polled));
-  });
-  await listener.query('LISTEN spindle_finished');
-  // A missed notification must not stall a run: the table is read now and then too.
-  const poll = setInterval(() => {
-    queryNumber(listener, `SELECT count(*) AS n FROM spindle.jobs WHERE state IN ('succeeded', 'failed')`).then(
-      (n) => {
-        polled = n;
-        finished.raiseTo(Math.max(notified, polled));
-      },
-      () => {},
-    );
-  }, POLL_FINISHED_MS);
+  const stopFollowing = await followFinished(listener, finished);
   const client: Client = createClient({ connectionString: databaseUrl });
   const children: Child[] = [];
   try {
@@ -221,7 +202,7 @@ async function measureOnce(databaseUrl: string, { processes, quick, chunks }: Ru
       startMs,
     };
   } finally {
-    clearInterval(poll);
+    stopFollowing();
     await Promise.all(children.map(stopChild));
     await client.close();
     await listener.end();

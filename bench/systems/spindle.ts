@@ -11,13 +11,13 @@ import { migrate } from '../../src/db/migrate.ts';
 import { startSupervisor } from '../../src/start.ts';
 import type { BenchJob, WorkKind } from '../work.ts';
 import { FinishCounter } from './finish-counter.ts';
+import { followFinished } from './spindle-finished.ts';
 import { dropSchema, queryNumber, withConnection } from './postgres.ts';
 import type { RunningSystem, StartOptions, SystemAdapter } from './types.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** How often the finished count is also read from the table, in case a notification is missed. */
-const POLL_FINISHED_MS = 250;
 
 /** The job type of each kind of work, and the worker module that runs it. */
 const TYPE: Record<WorkKind, string> = { noop: 'bench-noop', spin: 'bench-spin', stamp: 'bench-stamp' };
@@ -49,28 +49,7 @@ export const spindle: SystemAdapter = {
     const finished = new FinishCounter();
     const listener = new pg.Client({ connectionString: options.databaseUrl });
     await listener.connect();
-    // Two absolute counts, merged by max: a count read from the table may already hold jobs whose
-    // notifications are still on their way, so adding those on top of it would count them twice
-    // (and end a drain early).
-    let notified = 0;
-    let polled = 0;
-    listener.on('notification', (message) => {
-      if (message.channel !== 'spindle_finished' || !message.payload) return;
-      notified += message.payload.split(',').length;
-      finished.raiseTo(Math.max(notified, polled));
-    });
-    await listener.query('LISTEN spindle_finished');
-    const countFinished = () =>
-      queryNumber(listener, `SELECT count(*) AS n FROM spindle.jobs WHERE state IN ('succeeded', 'failed')`);
-    const poll = setInterval(() => {
-      countFinished().then(
-        (n) => {
-          polled = n;
-          finished.raiseTo(Math.max(notified, polled));
-        },
-        () => {},
-      );
-    }, POLL_FINISHED_MS);
+    const stopFollowing = await followFinished(listener, finished);
 
     const client = createClient({ connectionString: options.databaseUrl });
     const supervisor = await startSupervisor({
@@ -105,7 +84,7 @@ export const spindle: SystemAdapter = {
         );
       },
       async stop() {
-        clearInterval(poll);
+        stopFollowing();
         await supervisor.stop();
         await client.close();
         await listener.end();
