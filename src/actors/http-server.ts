@@ -42,6 +42,7 @@ import { countJobsByQueueAndState } from '../db/queries.ts';
 import { NotFoundError, StateError, ValidationError } from '../errors.ts';
 import { describe } from '../validate.ts';
 import { mkdirp, writeSecret, type DebugSource } from './debug-server.ts';
+import { closeServer, listen } from './http-listen.ts';
 import { Actor, assertNever } from './kernel.ts';
 import { formatHost } from './metrics.ts';
 
@@ -241,15 +242,7 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     this.#server = server;
-    await new Promise<void>((done, fail) => {
-      server.once('error', fail);
-      server.listen({ host: this.#host, port: this.#o.port }, () => {
-        server.off('error', fail);
-        done();
-      });
-    });
-    const address = server.address();
-    this.#port = typeof address === 'object' && address !== null ? address.port : this.#o.port;
+    this.#port = await listen(server, this.#host, this.#o.port);
     this.logger.info({ url: this.url, tokenFile: this.tokenFile }, 'HTTP API and dashboard listening');
   }
 
@@ -259,10 +252,7 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
     const server = this.#server;
     this.#server = null;
     this.#port = null;
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
-    }
+    if (server) await closeServer(server);
     const client = this.#client;
     this.#client = null;
     await client?.close().catch(() => {});

@@ -26,6 +26,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { countJobsByQueueAndState, type Queryable } from '../db/queries.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
+import { closeServer, listen } from './http-listen.ts';
 import { Actor, assertNever, type ActorEvents, type AnyActor } from './kernel.ts';
 import type { RuntimeEvents } from './supervisor.ts';
 
@@ -332,15 +333,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
       if (server.listening) this.send({ type: 'failed', error });
     });
     this.#server = server;
-    await new Promise<void>((done, fail) => {
-      server.once('error', fail);
-      server.listen({ host: this.#host, port }, () => {
-        server.off('error', fail);
-        done();
-      });
-    });
-    const address = server.address();
-    this.#port = typeof address === 'object' && address !== null ? address.port : port;
+    this.#port = await listen(server, this.#host, port);
     this.logger.info({ url: this.url }, 'metrics listening');
   }
 
@@ -373,10 +366,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
     const server = this.#server;
     this.#server = null;
     this.#port = null;
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
-    }
+    if (server) await closeServer(server);
   }
 }
 
