@@ -25,8 +25,13 @@ export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: Back
       : { ...base, outcome: kind, nextState: finalState, error };
 
   switch (outcome.kind) {
-    case 'succeeded':
-      return { ...base, outcome: 'succeeded', nextState: 'succeeded', output: outcome.output ?? null };
+    case 'succeeded': {
+      const json = toJson(outcome.output);
+      if (json.ok) return { ...base, outcome: 'succeeded', nextState: 'succeeded', outputJson: json.text };
+      // A value a thread can return but JSON cannot hold (10n, a cycle): the same every time, so no retry.
+      const error = { name: 'OutputError', message: `the handler's result cannot be stored as JSON: ${json.reason}` };
+      return { ...base, outcome: 'failed', nextState: 'failed', error: jobError(error, 'failed') };
+    }
     case 'failed': {
       const error = jobError(outcome.error, 'failed');
       return outcome.permanent ? { ...base, outcome: 'failed', nextState: 'failed', error } : retryOr('failed', 'failed', error);
@@ -42,6 +47,19 @@ export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: Back
       return { ...base, outcome: 'interrupted', nextState: 'queued', error: jobError(abortError(outcome), 'interrupted'), delayMs: 0 };
     case 'lost':
       return null;
+  }
+}
+
+/**
+ * A value as the JSON text the database stores, or why it cannot be. Results cross from the thread by
+ * structured clone, which takes what JSON does not (BigInt, cycles); JSON drops what it cannot say
+ * (functions, undefined), as JSON.stringify does everywhere.
+ */
+export function toJson(value: unknown): { ok: true; text: string } | { ok: false; reason: string } {
+  try {
+    return { ok: true, text: JSON.stringify(value) ?? 'null' };
+  } catch (err) {
+    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
   }
 }
 

@@ -7,6 +7,7 @@ import { ensureSocketFree, type DebugLimits } from './actors/debug-server.ts';
 import { Supervisor } from './actors/supervisor.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
+import { CLAIM_CONNECTION_OPTIONS } from './db/queries.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { loadRegistry } from './pool/registry.ts';
@@ -106,16 +107,15 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     });
     // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
     db.on('error', (err) => logger.warn({ err }, 'database connection lost'));
-    // Claims, lease extensions and progress do not wait for the WAL flush: losing one in a server crash
-    // only means a job is claimed or leased again (at-least-once holds), and it takes a disk flush off
-    // the path from enqueue to start. Outcomes stay on `db`, durable before they are acknowledged.
+    // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
+    // durable before they are acknowledged.
     const fastDb = new pg.Pool({
       connectionString: databaseUrl,
       max: 2,
       application_name: `spindle:supervisor:${id}`.slice(0, 63),
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
-      options: '-c synchronous_commit=off',
+      options: CLAIM_CONNECTION_OPTIONS,
     });
     fastDb.on('error', (err) => logger.warn({ err }, 'database connection lost'));
     cleanup.push(() => db.end(), () => fastDb.end());

@@ -549,7 +549,7 @@ describe('crash safety (child processes, real faults)', () => {
         [state, count, finishedAgoMs],
       );
       await db.pool.query(
-        `INSERT INTO spindle.attempts (job_id, attempt, outcome, started_at)
+        `INSERT INTO spindle.attempt_log (job_id, attempt, outcome, started_at)
          SELECT id, 1, $2, now() - interval '90 days'
            FROM unnest($1::bigint[]) AS id`,
         [rows.map((r) => r.id), state],

@@ -24,7 +24,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await Promise.all(running.splice(0).map((h) => h.stop()));
-  await db.pool.query('TRUNCATE spindle.jobs, spindle.attempts, spindle.supervisors');
+  await db.pool.query('TRUNCATE spindle.jobs, spindle.attempt_log, spindle.supervisors');
 });
 
 afterAll(async () => {

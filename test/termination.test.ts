@@ -368,6 +368,20 @@ describe('misbehaving handlers', () => {
     expect(done.error?.message).toMatch(/^handler returned a value that cannot be cloned: /);
   });
 
+  it('fails, for good, a job whose return value JSON cannot hold (a BigInt, a cycle), and writes the others', async () => {
+    const [big, cycle] = await client.enqueueMany([
+      { type: 'returns-non-json', input: { kind: 'bigint' }, options: { maxAttempts: 3 } },
+      { type: 'returns-non-json', input: { kind: 'cycle' }, options: { maxAttempts: 3 } },
+    ]);
+    const [bigDone, cycleDone] = await Promise.all([waitFor(big!), waitFor(cycle!)]);
+    for (const done of [bigDone, cycleDone]) {
+      expect(done).toMatchObject({ state: 'failed', attempt: 1, output: null, error: { name: 'OutputError' } });
+      expect(done.error?.message).toMatch(/^the handler's result cannot be stored as JSON: /);
+    }
+    expect(bigDone.error?.message).toContain('BigInt');
+    expect(cycleDone.error?.message).toContain('circular');
+  });
+
   it('fails, for good, a job whose module throws at import', async () => {
     const job = await client.enqueue('throws-at-import', null, { maxAttempts: 3 });
     const done = await waitFor(job);

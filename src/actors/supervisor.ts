@@ -21,7 +21,7 @@ import {
   type SupervisorRecord,
 } from '../db/queries.ts';
 import type { AttemptOutcome, JobState } from '../job.ts';
-import { finishFor } from '../outcome.ts';
+import { finishFor, toJson } from '../outcome.ts';
 import type { Outcome, RunningJob, WorkerPool } from '../pool/pool.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
@@ -723,10 +723,13 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     );
     const done = running.outcome
       .then(async (outcome) => {
+        const json = outcome.kind === 'succeeded' ? toJson(outcome.output ?? null) : undefined;
         const compensation =
-          outcome.kind === 'succeeded'
-            ? { state: 'succeeded', output: outcome.output ?? null }
-            : { state: outcome.kind, error: 'error' in outcome ? outcome.error : null };
+          json === undefined
+            ? { state: outcome.kind, error: 'error' in outcome ? outcome.error : null }
+            : json.ok
+              ? { state: 'succeeded', output: JSON.parse(json.text) as unknown }
+              : { state: 'failed', error: { name: 'OutputError', message: `compensate()'s result cannot be stored as JSON: ${json.reason}` } };
         // The cancelled outcome must be in the row before the compensation is added to it.
         await this.#completer.drain(30_000);
         await recordCompensation(db, this.id, { id: job.id, attempt: job.attempt, compensation });

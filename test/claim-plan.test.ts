@@ -1,0 +1,65 @@
+/**
+ * The claim walks jobs_claim_idx in order and stops after its batch, even before the table has
+ * statistics: a burst of enqueues into a new table (autovacuum not round yet) must not turn every
+ * claim into a read and sort of the whole queue.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLAIM_CONNECTION_OPTIONS, CLAIM_SQL } from '../src/db/queries.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+
+const QUEUED = 50_000;
+const PARAMS = [['resize'], [], 100, 'planner-test', 30_000, [3]];
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  // No statistics, and none gathered while the test runs: the state right after a burst.
+  await db.pool.query('ALTER TABLE spindle.jobs SET (autovacuum_enabled = false)');
+  await db.pool.query(
+    `INSERT INTO spindle.jobs (type, input, priority) SELECT 'resize', '{}', i % 3 FROM generate_series(1, $1) AS i`,
+    [QUEUED],
+  );
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+/** The claim's plan on a connection opened with `options`, as a flat list of nodes. */
+async function claimPlan(options: string | undefined): Promise<PlanNode[]> {
+  const client = new pg.Client({ connectionString: db.url, options });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${CLAIM_SQL}`, PARAMS);
+    const nodes: PlanNode[] = [];
+    const walk = (node: PlanNode) => {
+      nodes.push(node);
+      for (const child of node.Plans ?? []) walk(child);
+    };
+    walk(rows[0]!['QUERY PLAN'][0].Plan);
+    return nodes;
+  } finally {
+    await client.end();
+  }
+}
+
+describe('the claim plan', () => {
+  it('walks the claim index in order, with no sort, on the claim connections', async () => {
+    const nodes = await claimPlan(CLAIM_CONNECTION_OPTIONS);
+    expect(nodes).toContainEqual(expect.objectContaining({ 'Node Type': 'Index Scan', 'Index Name': 'jobs_claim_idx' }));
+    expect(nodes.map((n) => n['Node Type'])).not.toContain('Sort');
+  });
+
+  it('would read and sort the queue with default settings (what the options are for)', async () => {
+    const nodes = await claimPlan(undefined);
+    expect(nodes.map((n) => n['Node Type'])).toContain('Sort');
+  });
+});
