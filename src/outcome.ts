@@ -17,37 +17,49 @@ export interface FinishingAttempt {
  * (the claim was lost: the job belongs to someone else now).
  */
 export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: BackoffOptions): Finish | null {
-  const base = { id: job.id, attempt: job.attempt, logs: job.logs };
-  const attemptsLeft = job.attempt < job.maxAttempts;
-  const retryOr = (finalState: 'failed' | 'timed_out', kind: AttemptOutcome, error: JobError): Finish =>
-    attemptsLeft
-      ? { ...base, outcome: kind, nextState: 'queued', error, delayMs: backoffDelay(job.attempt, backoff) }
-      : { ...base, outcome: kind, nextState: finalState, error };
-
+  // Object literals, not spreads of a shared base: this runs once per job, and V8's spread with extra
+  // properties costs about a microsecond a call.
+  const { id, attempt, logs } = job;
   switch (outcome.kind) {
     case 'succeeded': {
       const json = toJson(outcome.output);
-      if (json.ok) return { ...base, outcome: 'succeeded', nextState: 'succeeded', outputJson: json.text };
+      if (json.ok) return { id, attempt, logs, outcome: 'succeeded', nextState: 'succeeded', outputJson: json.text };
       // A value a thread can return but JSON cannot hold (10n, a cycle): the same every time, so no retry.
       const error = { name: 'OutputError', message: `the handler's result cannot be stored as JSON: ${json.reason}` };
-      return { ...base, outcome: 'failed', nextState: 'failed', error: jobError(error, 'failed') };
+      return { id, attempt, logs, outcome: 'failed', nextState: 'failed', error: jobError(error, 'failed') };
     }
     case 'failed': {
       const error = jobError(outcome.error, 'failed');
-      return outcome.permanent ? { ...base, outcome: 'failed', nextState: 'failed', error } : retryOr('failed', 'failed', error);
+      return outcome.permanent
+        ? { id, attempt, logs, outcome: 'failed', nextState: 'failed', error }
+        : retryOrEnd(job, 'failed', 'failed', error, backoff);
     }
     case 'crashed':
-      return retryOr('failed', 'crashed', jobError(outcome.error, 'crashed'));
+      return retryOrEnd(job, 'failed', 'crashed', jobError(outcome.error, 'crashed'), backoff);
     case 'timed_out':
-      return retryOr('timed_out', 'timed_out', jobError(abortError(outcome), 'timed_out'));
+      return retryOrEnd(job, 'timed_out', 'timed_out', jobError(abortError(outcome), 'timed_out'), backoff);
     case 'cancelled':
-      return { ...base, outcome: 'cancelled', nextState: 'cancelled', error: jobError(abortError(outcome), 'cancelled') };
+      return { id, attempt, logs, outcome: 'cancelled', nextState: 'cancelled', error: jobError(abortError(outcome), 'cancelled') };
     case 'interrupted':
       // Shutdown: straight back to the queue, and the attempt is given back (see finishJobs).
-      return { ...base, outcome: 'interrupted', nextState: 'queued', error: jobError(abortError(outcome), 'interrupted'), delayMs: 0 };
+      return { id, attempt, logs, outcome: 'interrupted', nextState: 'queued', error: jobError(abortError(outcome), 'interrupted'), delayMs: 0 };
     case 'lost':
       return null;
   }
+}
+
+/** Another attempt after a backoff while attempts are left, else the job ends in `finalState`. */
+function retryOrEnd(
+  job: FinishingAttempt,
+  finalState: 'failed' | 'timed_out',
+  kind: AttemptOutcome,
+  error: JobError,
+  backoff: BackoffOptions,
+): Finish {
+  const { id, attempt, logs } = job;
+  return attempt < job.maxAttempts
+    ? { id, attempt, logs, outcome: kind, nextState: 'queued', error, delayMs: backoffDelay(attempt, backoff) }
+    : { id, attempt, logs, outcome: kind, nextState: finalState, error };
 }
 
 /**
