@@ -503,6 +503,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       else atBudget = true;
     }
 
+    // Consumed here, not overwritten after the claim: a wake-up that arrives while this claim is in
+    // flight (jobs committed after its snapshot) sets it again and must not be lost.
+    this.#maybeMore = false;
     // A type left out at its budget may have more waiting: claim again as its jobs finish.
     let full = atBudget;
     const take = async (types: ClaimType[], limit: number) => {
@@ -519,13 +522,14 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#claimFailures = 0;
     } catch (err) {
       this.#stats.claimErrors++;
+      this.#maybeMore = true;
       const delay = RETRY_CLAIM_MS[Math.min(this.#claimFailures++, RETRY_CLAIM_MS.length - 1)]!;
       this.logger.warn({ err, retryInMs: delay }, 'claim failed; retrying');
       this.after(delay, { type: 'claim' });
       return;
     }
     // A batch that filled every free slot may have left more behind.
-    this.#maybeMore = full;
+    if (full) this.#maybeMore = true;
   }
 
   /** Jobs this supervisor holds at most: its threads plus a prefetch that keeps them fed. */
