@@ -1,6 +1,7 @@
 /**
  * The report of the spindle-only scenarios (4: progress cost, 5: cancel and
- * timeout, 6b: scale out), as sections drawn for the console and for
+ * timeout, 6b: scale out) and of the database round-trip floor (3a) that
+ * scenario 3's latency is read against, as sections drawn for the console and for
  * BENCHMARKS.md, and the "where spindle falls short" list, written from the
  * figures of the run (never from figures typed in by hand).
  */
@@ -38,6 +39,55 @@ function withSpread(r: Metrics, name: string, n: number, format: (v: number) => 
   const max = r[`${name}Max${n}`];
   const median = format(r[`${name}${n}`]!);
   return min === undefined || max === undefined ? median : `${median} (${format(min)}-${format(max)})`;
+}
+
+/** The floor's calls: metric prefix and what the report calls them. */
+const FLOOR_CALLS = [
+  ['select', 'SELECT 1'],
+  ['insert', 'one-row INSERT, its commit'],
+  ['notify', 'one-row INSERT with a pg_notify, its commit'],
+] as const;
+
+function floorSection(results: Results): Section {
+  const title = 'Database round-trip floor (scenario 3a: PostgreSQL alone, no job system)';
+  const scenario = results.scenarios.find((s) => s.id === 'floor');
+  const got = standaloneResult(results, 'floor');
+  const before = scenario?.kind === 'standalone' ? [`${scenario.size}.`] : [];
+  if ('why' in got) return { title, before, after: [`Not measured: ${got.why}.`] };
+  const r = got.result;
+  const n2 = (v: number) => formatNumber(v, 2);
+  const grid: Grid = {
+    headers: ['one call, awaited', 'p50 ms', 'p99 ms', 'max ms', 'samples'],
+    rows: FLOOR_CALLS.map(([key, label]) => [label, n2(r[`${key}P50Ms`]!), n2(r[`${key}P99Ms`]!), n2(r[`${key}MaxMs`]!), n0(r[`${key}Samples`]!)]),
+    right: [false, true, true, true, true],
+  };
+  const latency = systemScenarioById(results, 'latency');
+  const spindle = latency && medianOf(latency, SUBJECT, 'p50Ms');
+  const after = [
+    'The time from the call to its answer on an idle connection, calls paced as the enqueues of scenario 3, so each call finds the CPU idle' +
+      (spindle === undefined ? '.' : `; spindle's enqueue-to-start p50 in scenario 3 was ${n2(spindle)} ms.`),
+  ];
+  const serverDefault = results.database.settings.synchronous_commit;
+  if (serverDefault !== undefined && serverDefault !== 'on') {
+    after.push(`The server's default synchronous_commit is ${serverDefault}; this connection set it on.`);
+  }
+  after.push(loadLine(r));
+  return { title, before, grid, after };
+}
+
+/** For a latency goal's line: the floor's figures at the same pacing, when scenario 3a ran. */
+function floorSentence(results: Results, key: 'p50' | 'p99'): string {
+  const got = standaloneResult(results, 'floor');
+  if ('why' in got) return '';
+  const r = got.result;
+  const n2 = (v: number) => formatNumber(v, 2);
+  if (key === 'p99') {
+    return ` At the same pacing a bare INSERT with its commit takes ${n2(r.insertP99Ms!)} ms p99 and SELECT 1 ${n2(r.selectP99Ms!)} ms p99 on this machine (scenario 3a).`;
+  }
+  return (
+    ` On this machine a bare INSERT with its commit takes ${n2(r.insertP50Ms!)} ms p50 (${n2(r.notifyP50Ms!)} ms with a pg_notify) and SELECT 1 ${n2(r.selectP50Ms!)} ms p50 at the same pacing (scenario 3a): ` +
+    `enqueue-to-start crosses the enqueue's INSERT with its NOTIFY and then a claim round trip, about ${n2(r.notifyP50Ms! + r.selectP50Ms!)} ms of database round trips alone.`
+  );
 }
 
 function progressSection(results: Results): Section {
@@ -172,10 +222,11 @@ function scaleSection(results: Results): Section {
   return { title, before, grid, after };
 }
 
-/** The sections of scenarios 4, 5 and 6b that ran or were meant to (none for scenarios not selected). */
+/** The sections of scenarios 3a, 4, 5 and 6b that ran or were meant to (none for scenarios not selected). */
 function sections(results: Results): Section[] {
   const present = (id: string) => results.scenarios.some((s) => s.id === id);
   return [
+    present('floor') ? floorSection(results) : undefined,
     present('progress') ? progressSection(results) : undefined,
     present('cancel') ? cancelSection(results) : undefined,
     present('scale') ? scaleSection(results) : undefined,
@@ -248,7 +299,8 @@ export function shortfalls(results: Results): string[] {
         (key === 'p50' ? ' From enqueue to start spindle goes through a NOTIFY, a claim statement and a hop to a thread' : ' The tail is where a loaded machine shows first') +
         (p !== undefined ? ` (bare Piscina, with no database: ${formatNumber(p, 2)} ms ${key})` : '') +
         (peers.length ? `; the PostgreSQL peers with a comparable path: ${peers.map(([name, v]) => `${name} ${formatNumber(v, 2)} ms`).join(', ')} ${key}` : '') +
-        '.';
+        '.' +
+        floorSentence(results, key);
     } else if (g.goal.startsWith('Timeout (issue 5)') && g.goal.endsWith('an endless loop')) {
       const got = standaloneResult(results, 'cancel');
       if (!('why' in got)) {

@@ -2,6 +2,7 @@
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
+import { roundTripFloor } from './floor.ts';
 import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
@@ -13,6 +14,7 @@ export const SCENARIOS: readonly Scenario[] = [
   noopThroughput,
   cpuThroughput,
   latency,
+  roundTripFloor,
   progressCost,
   cancelTimeoutLatency,
   claimTime,

@@ -10,10 +10,14 @@ import { distribution, seededRandom } from '../stats.ts';
 import { wallClockMs } from '../work.ts';
 import type { SystemScenario } from './types.ts';
 
-const SAMPLES = { full: 500, quick: 200 };
-const WARMUP = 10;
-const GAP_MIN_MS = 10;
-const GAP_MAX_MS = 30;
+/** Measured enqueues (the floor scenario takes as many samples of each of its calls). */
+export const SAMPLES = { full: 500, quick: 200 };
+export const WARMUP = 10;
+/** The gap between one enqueue and the next (the floor scenario paces its calls alike). */
+export const GAP_MIN_MS = 10;
+export const GAP_MAX_MS = 30;
+/** The seed of run `run`'s schedule. */
+export const scheduleSeed = (run: number): number => 8_000 + run;
 
 /** Scenario 3 of issue 8. */
 export const latency: SystemScenario = {
@@ -36,7 +40,7 @@ export const latency: SystemScenario = {
       await system.enqueueOne({ seq: -1 - i });
       await system.waitForFinished(i + 1, 30_000);
     }
-    const random = seededRandom(8_000 + run);
+    const random = seededRandom(scheduleSeed(run));
     const enqueuedAt = new Map<number, number>();
     let next = wallClockMs();
     for (let seq = 0; seq < samples; seq++) {
