@@ -33,12 +33,23 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** The claim's plan on a connection opened with `options`, as a flat list of nodes. */
-async function claimPlan(options: string | undefined): Promise<PlanNode[]> {
+/**
+ * The claim's plan on a connection opened with `options`, as a flat list of nodes. `generic`: the plan
+ * a prepared statement settles on after its first executions (claimJobs prepares the claim).
+ */
+async function claimPlan(options: string | undefined, generic = false): Promise<PlanNode[]> {
   const client = new pg.Client({ connectionString: db.url, options });
   await client.connect();
   try {
-    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${CLAIM_SQL}`, PARAMS);
+    let explain = `EXPLAIN (FORMAT JSON) ${CLAIM_SQL}`;
+    let params: unknown[] = PARAMS;
+    if (generic) {
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      await client.query(`PREPARE claim_under_test AS ${CLAIM_SQL}`);
+      explain = `EXPLAIN (FORMAT JSON) EXECUTE claim_under_test('{resize}', '{}', 100, 'planner-test', 30000, '{3}')`;
+      params = [];
+    }
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(explain, params);
     const nodes: PlanNode[] = [];
     const walk = (node: PlanNode) => {
       nodes.push(node);
@@ -54,6 +65,12 @@ async function claimPlan(options: string | undefined): Promise<PlanNode[]> {
 describe('the claim plan', () => {
   it('walks the claim index in order, with no sort, on the claim connections', async () => {
     const nodes = await claimPlan(CLAIM_CONNECTION_OPTIONS);
+    expect(nodes).toContainEqual(expect.objectContaining({ 'Node Type': 'Index Scan', 'Index Name': 'jobs_claim_idx' }));
+    expect(nodes.map((n) => n['Node Type'])).not.toContain('Sort');
+  });
+
+  it('keeps to the claim index in the generic plan of the prepared claim', async () => {
+    const nodes = await claimPlan(CLAIM_CONNECTION_OPTIONS, true);
     expect(nodes).toContainEqual(expect.objectContaining({ 'Node Type': 'Index Scan', 'Index Name': 'jobs_claim_idx' }));
     expect(nodes.map((n) => n['Node Type'])).not.toContain('Sort');
   });

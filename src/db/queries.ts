@@ -267,9 +267,10 @@ export async function claimJobs(
   db: Queryable,
   claim: { workerId: string; queues: string[]; types: ClaimType[]; limit: number; leaseMs: number },
 ): Promise<ClaimedJob[]> {
-  const { rows } = await db.query<{ jobs: ClaimedJob[] }>(
-    CLAIM_SQL,
-    [
+  const { rows } = await db.query<{ jobs: ClaimedJob[] }>({
+    name: 'spindle.claim',
+    text: CLAIM_SQL,
+    values: [
       claim.types.map((t) => t.type),
       claim.queues,
       claim.limit,
@@ -277,7 +278,7 @@ export async function claimJobs(
       claim.leaseMs,
       claim.types.map((t) => t.maxAttempts),
     ],
-  );
+  });
   return rows[0]!.jobs;
 }
 
@@ -340,8 +341,9 @@ function finishesJson(finishes: Finish[]): string {
  * A succeeded attempt gets no attempt_log row: the job row is its record (see the attempts view).
  */
 export async function finishJobs(db: Queryable, workerId: string, finishes: Finish[]): Promise<string[]> {
-  const { rows } = await db.query<{ ids: string[] }>(
-    `WITH d AS (
+  const { rows } = await db.query<{ ids: string[] }>({
+    name: 'spindle.finish',
+    text: `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
          AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text)
      ), done AS (
@@ -373,8 +375,8 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
      )
      -- One JSON array of ids, not a row per job (one JSON.parse instead of pg's parser per row).
      SELECT coalesce((SELECT json_agg(id::text) FROM done), '[]') AS ids, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
-    [workerId, finishesJson(finishes)],
-  );
+    values: [workerId, finishesJson(finishes)],
+  });
   return rows[0]!.ids;
 }
 
@@ -416,8 +418,9 @@ export async function heartbeat(
   beat: { supervisor: SupervisorRecord; leaseMs: number; ids: string[]; attempts: number[] },
 ): Promise<HeldJob[]> {
   const s = beat.supervisor;
-  const { rows } = await db.query<HeldJob>(
-    `WITH seen AS (
+  const { rows } = await db.query<HeldJob>({
+    name: 'spindle.heartbeat',
+    text: `WITH seen AS (
        INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
        ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
@@ -427,8 +430,8 @@ export async function heartbeat(
        FROM unnest($9::bigint[], $10::int[]) AS h(id, attempt)
       WHERE j.id = h.id AND j.attempt = h.attempt AND j.worker_id = $1 AND j.state = 'running'
       RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
-    [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts, s.heartbeatMs],
-  );
+    values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts, s.heartbeatMs],
+  });
   return rows;
 }
 
@@ -685,8 +688,9 @@ export interface ProgressUpdate {
  * and tells watchers with one NOTIFY per 300 jobs. Returns how many rows were written.
  */
 export async function writeProgress(db: Queryable, workerId: string, updates: ProgressUpdate[]): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    `WITH written AS (
+  const { rows } = await db.query<{ n: number }>({
+    name: 'spindle.progress',
+    text: `WITH written AS (
        UPDATE spindle.jobs j
           SET progress = u.percent, progress_message = u.message, progress_data = u.data,
               logs = coalesce(u.logs, j.logs)
@@ -700,7 +704,7 @@ export async function writeProgress(db: Queryable, workerId: string, updates: Pr
         GROUP BY g
      )
      SELECT (SELECT count(*) FROM written)::int AS n, (SELECT count(*) FROM told) AS t`,
-    [
+    values: [
       workerId,
       updates.map((u) => u.id),
       updates.map((u) => u.attempt),
@@ -709,7 +713,7 @@ export async function writeProgress(db: Queryable, workerId: string, updates: Pr
       updates.map((u) => (u.data === undefined ? null : JSON.stringify(u.data))),
       updates.map((u) => u.logs),
     ],
-  );
+  });
   return rows[0]!.n;
 }
 
