@@ -15,13 +15,14 @@
  * 4 processes put 4 threads, 4 supervisor main threads and PostgreSQL on the
  * cores: on a 2-core machine that measures contention, not scale.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createClient, type Client } from '../../src/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { settle } from '../database.ts';
+import { forkTsx } from '../isolate.ts';
 import type { ScaleChildMessage, ScaleChildSpec } from '../scale-supervisor.ts';
 import { median } from '../stats.ts';
 import { FinishCounter } from '../systems/finish-counter.ts';
@@ -38,7 +39,6 @@ const WORKERS: Record<string, string> = {
   [SCALE_TYPES.noop]: fileURLToPath(new URL('../../workers/noop.ts', import.meta.url)),
   [SCALE_TYPES.fixed]: fileURLToPath(new URL('../workers/progress-work.ts', import.meta.url)),
 };
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Supervisor processes per configuration. */
 export const SCALE_PROCESSES = [1, 2, 4] as const;
 /** Threads per supervisor process (see the file comment). */
@@ -60,30 +60,19 @@ const STOP_TIMEOUT_MS = 30_000;
 interface Child {
   process: ChildProcess;
   id: string;
-  output: string;
 }
 
 function spawnChild(spec: ScaleChildSpec): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = fork(CHILD, [JSON.stringify(spec)], {
-      cwd: ROOT,
-      execArgv: ['--import', import.meta.resolve('tsx')],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-    let output = '';
-    const keep = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-4_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    const { child, tail } = forkTsx(CHILD, spec);
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`a supervisor process was not ready within ${READY_TIMEOUT_MS} ms\n${output}`));
+      reject(new Error(`a supervisor process was not ready within ${READY_TIMEOUT_MS} ms\n${tail()}`));
     }, READY_TIMEOUT_MS);
     child.on('message', (message: ScaleChildMessage) => {
       if (message.type === 'ready') {
         clearTimeout(timer);
-        resolve({ process: child, id: message.id, output });
+        resolve({ process: child, id: message.id });
       } else if (message.type === 'error') {
         clearTimeout(timer);
         reject(new Error(`a supervisor process failed to start: ${message.error}`));
@@ -91,7 +80,7 @@ function spawnChild(spec: ScaleChildSpec): Promise<Child> {
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`a supervisor process exited (${signal ?? `code ${code}`}) before it was ready\n${output}`));
+      reject(new Error(`a supervisor process exited (${signal ?? `code ${code}`}) before it was ready\n${tail()}`));
     });
   });
 }
