@@ -414,3 +414,70 @@ describe('aborts in a batch', () => {
     expect(closing.stats().threads).toBe(0);
   });
 });
+
+describe('jobs fed to a busy thread', () => {
+  it('feeds waiting jobs to the thread on its last job; they start there as it ends, and one cancelled first never starts', async () => {
+    const type = await shortType(pool);
+    const g = gate();
+    const holder = step(pool, type, { do: 'hold', gate: g });
+    await holder.started;
+    const fedBefore = pool.stats().batches.fed;
+    const { result: fed, tasks } = await batched(pool, () => [step(pool, type), step(pool, type)]);
+    expect(tasks).toBe(0);
+    expect(pool.stats().batches.fed - fedBefore).toBe(2);
+    const [next, cancelled] = fed;
+    cancelled!.job.abort('cancel', 'before its turn');
+    expect(await cancelled!.job.outcome).toMatchObject({ kind: 'cancelled', terminated: false });
+    expect(cancelled!.starts()).toBe(0);
+    open(g);
+    expect(await next!.job.outcome).toEqual({ kind: 'succeeded', output: { jobId: next!.job.jobId, threadId: holder.job.threadId } });
+    expect(next!.starts()).toBe(1);
+    expect((await holder.job.outcome).kind).toBe('succeeded');
+  });
+
+  it('runs a fed job on a thread that becomes free first', async () => {
+    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS });
+    try {
+      const type = await shortType(two);
+      // A type not measured yet runs alone: nothing is fed to its thread.
+      const otherGate = gate();
+      const other = step(two, `step-${nextType++}`, { do: 'hold', gate: otherGate });
+      await other.started;
+      const holdGate = gate();
+      const holder = step(two, type, { do: 'hold', gate: holdGate });
+      await holder.started;
+      const fedBefore = two.stats().batches.fed;
+      const waiting = step(two, type);
+      await Promise.resolve();
+      expect(two.stats().batches.fed - fedBefore).toBe(1);
+      // The other thread frees up while the holder still holds: it takes the fed job.
+      open(otherGate);
+      expect((await waiting.job.outcome).kind).toBe('succeeded');
+      expect(waiting.job.threadId).toBe(other.job.threadId);
+      expect(waiting.starts()).toBe(1);
+      open(holdGate);
+      expect((await holder.job.outcome).kind).toBe('succeeded');
+    } finally {
+      await two.close();
+    }
+  });
+
+  it('runs a job fed as its thread ended the batch elsewhere, once', async () => {
+    const type = await shortType(pool);
+    const g = gate();
+    const holder = step(pool, type, { do: 'hold', gate: g });
+    await holder.started;
+    open(g);
+    // This thread does not look at its messages for a while: the holder ends, and its thread ends the
+    // batch, before this thread learns of it and feeds the batch a job.
+    const until = performance.now() + 200;
+    while (performance.now() < until);
+    const fedBefore = pool.stats().batches.fed;
+    const late = step(pool, type);
+    await Promise.resolve();
+    expect(pool.stats().batches.fed - fedBefore).toBe(1);
+    expect((await holder.job.outcome).kind).toBe('succeeded');
+    expect(await late.job.outcome).toEqual({ kind: 'succeeded', output: { jobId: late.job.jobId, threadId: holder.job.threadId } });
+    expect(late.starts()).toBe(1);
+  });
+});

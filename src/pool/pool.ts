@@ -19,10 +19,14 @@
  *   clock), progress, logs, abort and outcome, streamed as it ends. Stopping the
  *   running job of a batch may terminate the thread: the jobs of the batch that
  *   had not started are then 'interrupted' (back in the queue, no attempt used).
- *   A batch still running after BATCH_STALL_MS (a job far longer than its
- *   type's average) gives the jobs it has not started back to the lane's queue,
- *   for any free thread. A type not measured yet, or measured long, runs one
- *   job per task, exactly as before batching.
+ *   A type not measured yet runs one job per task, exactly as before batching.
+ * - Threads do not wait for the supervisor between jobs: when every thread is
+ *   busy, the next waiting job is fed to a thread whose batch is on its last
+ *   job, if that job's type averages under FEED_BELOW_MS; the thread starts it
+ *   the moment it is done (a round trip through this thread costs ~1 ms when
+ *   the cores are busy, 5% of a 20 ms job). A thread that is free while
+ *   nothing waits takes half the jobs a batch has not started (a job far longer
+ *   than its type's average holds up nothing).
  * - Threads run with Piscina's `atomics: 'disabled'`: an idle thread then runs
  *   its event loop, so a timer left behind by a finished job fires (and is
  *   reported) between jobs instead of inside the next job's time. Measured cost
@@ -37,13 +41,14 @@ import {
   ABORT_REASONS,
   SLOT_WITHDRAWN,
   describeAbort,
+  type AbortMessage,
   type AbortReason,
   type BatchDoneMessage,
   type BatchResult,
   type BatchTask,
+  type FeedMessage,
   type JobTask,
   type SerializedError,
-  type SupervisorMessage,
   type TaskResult,
   type ThreadErrorReport,
   type ThreadMessage,
@@ -85,10 +90,13 @@ const BATCH_MIN_SAMPLES = 3;
 /** A batch holds about this much expected work (ms), so a queue of 1 ms jobs is not one 256 ms task. */
 const BATCH_BUDGET_MS = 8;
 /**
- * A batch still running after this long has met a job longer than its type's
- * average: the jobs it has not started go back to the queue, for any free thread.
+ * A waiting job is fed to a busy thread's batch only behind a job whose type
+ * averages under this (ms): the round trip it saves (~1 ms on 2 busy cores) is
+ * worth it for short jobs, and a job fed behind a long one could wait long.
  */
-const BATCH_STALL_MS = 50;
+const FEED_BELOW_MS = 50;
+/** Most jobs a batch takes in all (its abort cells are allocated up front). */
+const MAX_BATCH_SLOTS = 1024;
 /** Weight of the newest run in a type's moving average. */
 const RUN_TIME_WEIGHT = 0.2;
 const MAX_TIMER_MS = 2_147_483_647;
@@ -230,8 +238,8 @@ export interface PoolStats {
   runTimeMs: { count: number; mean: number; p50: number; p90: number; p99: number; max: number };
   /** Results Piscina received for tasks already aborted (a race, harmless). */
   lateResults: number;
-  /** Tasks that carried several jobs, and the jobs they carried. */
-  batches: { tasks: number; jobs: number };
+  /** Tasks that carried several jobs, and the jobs they carried; jobs fed to a thread's running batch. */
+  batches: { tasks: number; jobs: number; fed: number };
 }
 
 /**
@@ -239,12 +247,17 @@ export interface PoolStats {
  * rather than in Piscina's queue: Piscina does not keep abortable tasks in
  * order (five queued on one thread ran a, c, e, d, b). Dispatch waits for the
  * end of the current tick, so the jobs a claim hands over together can be
- * batched together.
+ * batched together. When every thread is busy, the next waiting job is fed to
+ * a batch whose thread is on its last job and expected to finish it soon; when
+ * a thread is free and nothing waits, it takes half of the jobs a batch has not
+ * started yet.
  */
 class Lane {
   /** Tasks (single jobs or batches) handed to Piscina and not yet settled there. */
   private active = 0;
   private readonly waiting: JobRun[] = [];
+  /** Batches handed to Piscina and not yet settled there. */
+  private readonly batches = new Set<Batch>();
   private pumpQueued = false;
 
   constructor(
@@ -259,10 +272,10 @@ class Lane {
     return this.capacity;
   }
 
-  /** Queues the run; it is dispatched at the end of this tick if a thread is free. */
+  /** Queues the run; it is dispatched (or fed to a batch) at the end of this tick. */
   submit(run: JobRun): void {
     this.waiting.push(run);
-    if (this.pumpQueued || this.active >= this.capacity) return;
+    if (this.pumpQueued) return;
     this.pumpQueued = true;
     queueMicrotask(() => {
       this.pumpQueued = false;
@@ -275,7 +288,7 @@ class Lane {
     this.waiting.unshift(...runs);
   }
 
-  /** Dispatches what it can now (after a requeue while no slot was released). */
+  /** Dispatches what it can now (after a requeue while no slot was released, or when a batch can be fed). */
   pumpNow(): void {
     this.pump();
   }
@@ -288,33 +301,74 @@ class Lane {
     return true;
   }
 
+  /** A batch went to Piscina. */
+  batchDispatched(batch: Batch): void {
+    this.batches.add(batch);
+  }
+
   /** A dispatched task settled in Piscina: its thread is free (or being replaced). */
-  release(): void {
+  release(batch?: Batch): void {
+    if (batch !== undefined) this.batches.delete(batch);
     this.active -= 1;
     this.pump();
   }
 
   private pump(): void {
-    while (this.active < this.capacity && this.waiting.length > 0) {
-      const group = this.takeGroup();
-      this.active += 1;
-      if (group.length === 1) group[0]!.dispatch();
-      else new Batch(this, this.host, group).dispatch();
+    while (this.waiting.length > 0) {
+      if (this.active < this.capacity) {
+        const group = this.takeGroup(this.capacity - this.active);
+        this.active += 1;
+        if (group.length === 1 && !this.host.feedsBehind(group[0]!)) group[0]!.dispatch();
+        else new Batch(this, this.host, group).dispatch();
+      } else if (!this.feed()) {
+        return;
+      }
     }
+    if (this.active < this.capacity) this.steal();
+  }
+
+  /** Feeds the head of the queue to a batch about to run out of jobs; false if none can take it. */
+  private feed(): boolean {
+    if (!this.host.feedable(this.waiting[0]!)) return false;
+    for (const batch of this.batches) {
+      if (batch.isHungry()) {
+        batch.feed(this.takeGroup(this.capacity));
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** A thread is free and nothing waits: takes half the unstarted jobs of the batch with the most. */
+  private steal(): void {
+    let richest: Batch | undefined;
+    let most = 0;
+    for (const batch of this.batches) {
+      const unstarted = batch.unstartedCount();
+      if (unstarted > most) {
+        richest = batch;
+        most = unstarted;
+      }
+    }
+    if (richest === undefined) return;
+    const taken = richest.withdrawUnstarted(Math.ceil(most / 2));
+    if (taken.length === 0) return;
+    this.requeue(taken);
+    this.pump();
   }
 
   /**
    * The next task's jobs: the head of the queue alone, or, if it is short, the
    * short jobs queued right behind it, up to maxBatchJobs, about BATCH_BUDGET_MS
-   * of expected work, and a fair share of the queue for each free thread.
+   * of expected work, and a fair share of the queue for each of `threads`.
    */
-  private takeGroup(): JobRun[] {
+  private takeGroup(threads: number): JobRun[] {
     const waiting = this.waiting;
     const { maxBatchJobs } = this.host;
     let count = 1;
     let cost = this.host.batchCost(waiting[0]!);
     if (cost !== undefined && maxBatchJobs > 1) {
-      const share = Math.ceil(waiting.length / (this.capacity - this.active));
+      const share = Math.ceil(waiting.length / threads);
       const limit = Math.min(maxBatchJobs, share, waiting.length);
       while (count < limit && cost < BATCH_BUDGET_MS) {
         const next = this.host.batchCost(waiting[count]!);
@@ -338,7 +392,12 @@ interface RunHost {
   reportError(error: ThreadError): void;
   /** The run's expected time (ms) if it may share a batch, else undefined. */
   batchCost(run: JobRun): number | undefined;
+  /** Its type is measured short enough (FEED_BELOW_MS) for a waiting job to be fed behind it. */
+  feedsBehind(run: JobRun): boolean;
+  /** It may be fed to a running batch. */
+  feedable(run: JobRun): boolean;
   batchDispatched(jobs: number): void;
+  jobsFed(jobs: number): void;
 }
 
 /** A job type's recent run time on a thread. */
@@ -360,6 +419,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly runTimeByType = new Map<string, TypeRunTime>();
   private batchTasks = 0;
   private batchedJobs = 0;
+  private fedJobs = 0;
   private readonly main: Lane;
   private readonly limited = new Map<number, Lane>();
   private readonly runs = new Set<JobRun>();
@@ -433,9 +493,15 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       runFinished: (run, outcome, runTimeMs) => this.onRunFinished(run, outcome, runTimeMs),
       reportError: (error) => this.reportError(error),
       batchCost: (run) => this.batchCost(run),
+      feedsBehind: (run) => this.feedsBehind(run),
+      feedable: (run) => run.mode === 'run' && run.batchable,
       batchDispatched: (jobs) => {
+        if (jobs < 2) return;
         this.batchTasks += 1;
         this.batchedJobs += jobs;
+      },
+      jobsFed: (jobs) => {
+        this.fedJobs += jobs;
       },
     };
     this.main = this.createLane(undefined);
@@ -497,7 +563,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         max: ms(h.max),
       },
       lateResults: this.lateResults,
-      batches: { tasks: this.batchTasks, jobs: this.batchedJobs },
+      batches: { tasks: this.batchTasks, jobs: this.batchedJobs, fed: this.fedJobs },
     };
   }
 
@@ -612,6 +678,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     const known = this.runTimeByType.get(run.type);
     if (known === undefined || known.samples < BATCH_MIN_SAMPLES || known.averageMs >= this.batchBelowMs) return undefined;
     return known.averageMs;
+  }
+
+  private feedsBehind(run: JobRun): boolean {
+    if (run.mode !== 'run' || !run.batchable || this.maxBatchJobs < 2) return false;
+    const known = this.runTimeByType.get(run.type);
+    return known !== undefined && known.samples >= BATCH_MIN_SAMPLES && known.averageMs < FEED_BELOW_MS;
   }
 }
 
@@ -732,7 +804,7 @@ class JobRun implements RunningJob {
       this.finish(this.abortedOutcome(false));
       return;
     }
-    const message: SupervisorMessage = { type: 'abort', reason, message: this.abortMessage };
+    const message: AbortMessage = { type: 'abort', reason, message: this.abortMessage };
     if (detail !== undefined) message.detail = detail;
     if (this.batch !== undefined) {
       this.batch.abortJob(this, this.slot, message);
@@ -949,16 +1021,18 @@ class JobRun implements RunningJob {
 }
 
 /**
- * Several short jobs of one lane in one Piscina task, over one channel, with
- * one Int32 abort cell per job (see BatchTask). It holds one of its lane's
- * slots until its task settles there. The jobs run one after another; the
- * thread reports each as it starts and ends, and this routes the reports to
- * the jobs' JobRuns.
+ * Several jobs of one lane in one Piscina task, over one channel, with one
+ * Int32 abort cell per job (see BatchTask). It holds one of its lane's slots
+ * until its task settles there. The jobs run one after another; the thread
+ * reports each as it starts and ends, and this routes the reports to the jobs'
+ * JobRuns. The lane may feed it more jobs while it runs, and take back the ones
+ * its thread has not started.
  */
 class Batch {
   private readonly port: MessagePort;
   private readonly remote: MessagePort;
   private readonly flags: Int32Array;
+  private readonly runs: JobRun[];
   private readonly controller = new AbortController();
   private worker: Worker | undefined;
   /** Piscina was told to abort the task: the thread is being terminated. */
@@ -967,17 +1041,20 @@ class Batch {
   private stopping: JobRun | undefined;
   /** The task settled in Piscina. */
   private settled = false;
-  private stallTimer: NodeJS.Timeout | undefined;
+  /** The slot the thread started last; the ones before it are started or skipped. */
+  private lastStarted = -1;
 
   constructor(
     private readonly lane: Lane,
     private readonly host: RunHost,
-    private readonly runs: readonly JobRun[],
+    runs: readonly JobRun[],
   ) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.remote = port2;
-    this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * runs.length));
+    this.runs = [...runs];
+    const slots = Math.min(MAX_BATCH_SLOTS, Math.max(runs.length, host.maxBatchJobs) * 2);
+    this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * slots));
   }
 
   dispatch(): void {
@@ -986,8 +1063,7 @@ class Batch {
     this.port.on('message', (message: ThreadMessage) => this.onMessage(message));
     const task: BatchTask = { mode: 'batch', jobs: runs.map((run) => run.task), port: this.remote, flags: this.flags };
     this.host.batchDispatched(runs.length);
-    // With one thread there is nowhere else to run them.
-    if (this.lane.threadsMax > 1) this.stallTimer = setTimeout(() => this.withdrawWaiting(), BATCH_STALL_MS);
+    this.lane.batchDispatched(this);
     this.lane.piscina
       .run(task, { transferList: [this.remote], signal: this.controller.signal })
       .then(
@@ -996,8 +1072,60 @@ class Batch {
       );
   }
 
+  /**
+   * Its thread runs its last job, one expected to end soon, and has room for
+   * more: a waiting job fed now starts the moment that one ends.
+   */
+  isHungry(): boolean {
+    if (this.settled || this.terminating || this.runs.length >= this.flags.length) return false;
+    const running = this.runs[this.lastStarted];
+    if (running === undefined || running.isDecided || !this.host.feedsBehind(running)) return false;
+    return this.unstartedCount() === 0;
+  }
+
+  /** Jobs it holds that its thread has not started (nor been told to skip). */
+  unstartedCount(): number {
+    let count = 0;
+    for (let slot = this.lastStarted + 1; slot < this.runs.length; slot++) {
+      const run = this.runs[slot]!;
+      if (!run.isDecided && !run.isStarted && run.inBatch(this)) count += 1;
+    }
+    return count;
+  }
+
+  /** Appends `runs` to the thread's list (see FeedMessage). */
+  feed(runs: readonly JobRun[]): void {
+    try {
+      this.port.postMessage({ type: 'feed', jobs: runs.map((run) => run.task) } satisfies FeedMessage);
+    } catch {
+      // An input that cannot be cloned: these run alone, where only that job fails.
+      for (const run of runs) run.batchable = false;
+      this.lane.requeue(runs);
+      return;
+    }
+    for (const run of runs) {
+      run.joinBatch(this, this.runs.length);
+      this.runs.push(run);
+    }
+    this.host.jobsFed(runs.length);
+  }
+
+  /** Takes back up to `count` of the jobs its thread has not started, the last ones first, in queue order. */
+  withdrawUnstarted(count: number): JobRun[] {
+    const taken: JobRun[] = [];
+    if (this.settled || this.terminating) return taken;
+    for (let slot = this.runs.length - 1; slot > this.lastStarted && taken.length < count; slot--) {
+      const run = this.runs[slot]!;
+      if (run.isDecided || run.isStarted || !run.inBatch(this)) continue;
+      if (Atomics.compareExchange(this.flags, slot, 0, SLOT_WITHDRAWN) !== 0) continue;
+      run.leaveBatch(false);
+      taken.push(run);
+    }
+    return taken.reverse();
+  }
+
   /** Stops the job in `slot`: at once if its thread has not started it, else by its signal, then the grace. */
-  abortJob(run: JobRun, slot: number, message: SupervisorMessage): void {
+  abortJob(run: JobRun, slot: number, message: AbortMessage): void {
     this.drain();
     if (run.isDecided) return;
     const code = ABORT_REASONS.indexOf(message.reason) + 1;
@@ -1029,23 +1157,6 @@ class Batch {
     }
   }
 
-  /** The batch is taking long: the jobs its thread has not started go back to the lane's queue. */
-  private withdrawWaiting(): void {
-    if (this.settled || this.terminating) return;
-    this.drain();
-    const back: JobRun[] = [];
-    for (let slot = 0; slot < this.runs.length; slot++) {
-      const run = this.runs[slot]!;
-      if (run.isDecided || run.isStarted) continue;
-      if (Atomics.compareExchange(this.flags, slot, 0, SLOT_WITHDRAWN) !== 0) continue;
-      run.leaveBatch(false);
-      back.push(run);
-    }
-    if (back.length === 0) return;
-    this.lane.requeue(back);
-    this.lane.pumpNow();
-  }
-
   private onMessage(message: ThreadMessage): void {
     if (message.type === 'done') {
       this.onDone(message);
@@ -1053,19 +1164,21 @@ class Batch {
     }
     const run = this.runs[message.slot ?? -1];
     if (run === undefined) return;
-    if (message.type === 'started') {
-      this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === message.threadId);
-      run.onStarted(message.threadId, this.worker);
-    } else {
-      run.onThreadMessage(message);
-    }
+    if (message.type === 'started') this.onStarted(message.slot!, message.threadId);
+    else run.onThreadMessage(message);
   }
 
   private onDone(message: BatchDoneMessage): void {
     this.runs[message.slot]?.settle(message.result);
-    if (message.next === undefined) return;
-    this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === message.threadId);
-    this.runs[message.next]?.onStarted(message.threadId, this.worker);
+    if (message.next !== undefined) this.onStarted(message.next, message.threadId);
+  }
+
+  private onStarted(slot: number, threadId: number): void {
+    this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === threadId);
+    this.lastStarted = slot;
+    this.runs[slot]?.onStarted(threadId, this.worker);
+    // Its thread is on its last job: a job waiting for a thread can be fed to it now.
+    if (slot === this.runs.length - 1) this.lane.pumpNow();
   }
 
   /** Delivers what the thread has posted so far. */
@@ -1077,27 +1190,34 @@ class Batch {
   }
 
   private onResult(result: BatchResult): void {
-    this.settled = true;
-    clearTimeout(this.stallTimer);
     this.drain();
+    this.settled = true;
     this.port.close();
-    // The thread left the rest (it must exit: an error no job owns); they never started.
-    const left = this.runs.filter((run) => !run.isDecided && run.inBatch(this));
-    if (left.length > 0 && result.skipped > 0) this.giveBack(left, 'its thread had to exit');
-    else this.failRest(left, { name: 'WorkerCrashError', message: 'the thread ended a batch without this job', phase: 'thread' });
-    this.lane.release();
+    // Jobs fed after the thread had finished the rest, or left because it must exit (an error no job
+    // owns): the swap of their cells makes sure they never start there.
+    const notStarted: JobRun[] = [];
+    const lost: JobRun[] = [];
+    for (let slot = 0; slot < this.runs.length; slot++) {
+      const run = this.runs[slot]!;
+      if (run.isDecided || !run.inBatch(this)) continue;
+      if (Atomics.compareExchange(this.flags, slot, 0, SLOT_WITHDRAWN) === 0 && !run.isStarted) notStarted.push(run);
+      else lost.push(run);
+    }
+    if (result.skipped > 0) this.giveBack(notStarted, 'its thread had to exit');
+    else this.giveBack(notStarted, 'the pool is closing', false);
+    this.failRest(lost, { name: 'WorkerCrashError', message: 'the thread ended a batch without this job', phase: 'thread' });
+    this.lane.release(this);
   }
 
   private onRejected(err: unknown): void {
     this.settled = true;
-    clearTimeout(this.stallTimer);
     this.drain();
     this.port.close();
     const left = this.runs.filter((run) => !run.isDecided && run.inBatch(this));
     if (this.terminating) {
       const cause = this.stopping === undefined ? 'another job' : `job ${this.stopping.jobId}`;
       this.endAfterDeath(left, undefined, `its thread was terminated to stop ${cause} of the same batch`);
-      this.lane.release();
+      this.lane.release(this);
       return;
     }
     const crash = describeDeath(err, this.lane, this.worker);
@@ -1105,7 +1225,7 @@ class Batch {
       // Piscina refused the task (an input that cannot be cloned) or thread.ts failed: each job alone.
       for (const run of left) run.batchable = false;
       this.giveBack(left, 'its batch could not be sent');
-      this.lane.release();
+      this.lane.release(this);
       return;
     }
     if (left.every((run) => !run.isStarted) && !this.host.closing) {
@@ -1116,7 +1236,7 @@ class Batch {
       const cause = running === undefined ? 'a job' : `job ${running.jobId}`;
       this.endAfterDeath(left, crash, `its thread died (${crash.message}) running ${cause} of the same batch`);
     }
-    this.lane.release();
+    this.lane.release(this);
   }
 
   /**
@@ -1140,12 +1260,15 @@ class Batch {
     }
   }
 
-  /** Puts jobs that never started back at the head of the lane's queue (interrupted after MAX_REDISPATCHES). */
-  private giveBack(left: readonly JobRun[], why: string): void {
+  /**
+   * Puts jobs that never started back at the head of the lane's queue. `failed`: this
+   * batch could not run them, which counts towards MAX_REDISPATCHES (then they are interrupted).
+   */
+  private giveBack(left: readonly JobRun[], why: string, failed = true): void {
     const again: JobRun[] = [];
     for (const run of left) {
       if (run.hasAbort) run.settleAborted();
-      else if (this.host.closing || !run.leaveBatch(true)) run.settleInterrupted(`job interrupted before it started: ${why}`);
+      else if (this.host.closing || !run.leaveBatch(failed)) run.settleInterrupted(`job interrupted before it started: ${why}`);
       else again.push(run);
     }
     this.lane.requeue(again);

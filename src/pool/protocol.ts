@@ -63,14 +63,28 @@ export interface BatchDoneMessage {
 }
 
 /** Messages the supervisor posts on the job's port (on a batch's port, `slot` names the job). */
-export type SupervisorMessage = {
+export type SupervisorMessage = AbortMessage | FeedMessage;
+
+/** Stop the job (in `slot`, on a batch's port). */
+export interface AbortMessage {
   type: 'abort';
   reason: AbortReason;
   detail?: string;
   /** Readable text for `ctx.signal.reason.message` (see describeAbort). */
   message: string;
   slot?: number;
-};
+}
+
+/**
+ * More jobs for a running batch, in the slots after its last ones: the thread
+ * starts them as soon as it is done with the rest, with no round trip to the
+ * supervisor in between. A thread that has already ended the batch never sees
+ * them; their cells stay 0 and the supervisor runs them elsewhere.
+ */
+export interface FeedMessage {
+  type: 'feed';
+  jobs: BatchJob[];
+}
 
 /**
  * Several short jobs in one Piscina task, run one after another on one thread
@@ -84,7 +98,8 @@ export interface BatchTask {
   /** Carries ThreadMessage (with `slot`) one way and SupervisorMessage (with `slot`) the other. */
   port: MessagePort;
   /**
-   * One Int32 per job on a SharedArrayBuffer. 0: not started. The thread swaps
+   * One Int32 per job on a SharedArrayBuffer, with room for the jobs fed to the
+   * batch later (FeedMessage). 0: not started. The thread swaps
    * in SLOT_STARTED before it starts the job; the supervisor swaps in an abort
    * code (see ABORT_REASONS) to stop it, or SLOT_WITHDRAWN to run it elsewhere.
    * Both sides use compareExchange from 0, so a job taken back before it

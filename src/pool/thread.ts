@@ -1,8 +1,8 @@
 /**
  * The thread side of the pool. Piscina calls the default export once per task
  * (abortable tasks never share a thread, so at most one task runs here at a
- * time): a single job, or a batch of short jobs run one after another (see
- * BatchTask). For each job it loads the job type's module, builds `ctx`, runs
+ * time): a single job, or a batch of jobs run one after another (see
+ * BatchTask), to which the supervisor may feed more while it runs. For each job it loads the job type's module, builds `ctx`, runs
  * the handler and turns whatever happens into a TaskResult: this function does
  * not reject.
  *
@@ -24,6 +24,7 @@ import {
   SLOT_STARTED,
   THREAD_ERROR_EXIT_CODE,
   describeAbort,
+  type AbortMessage,
   type AbortReason,
   type BatchDoneMessage,
   type BatchJob,
@@ -358,13 +359,9 @@ class JobScope {
     if (this.progressTimer !== undefined) clearTimeout(this.progressTimer);
   }
 
-  /** A message the supervisor posted about this job. */
-  receive(message: SupervisorMessage): void {
-    switch (message.type) {
-      case 'abort':
-        this.fireAbort(message.reason, message.message);
-        break;
-    }
+  /** The supervisor stops this job. */
+  receive(message: AbortMessage): void {
+    this.fireAbort(message.reason, message.message);
   }
 
   private fireAbort(reason: AbortReason, message: string): void {
@@ -577,12 +574,12 @@ async function runJob(task: JobTask): Promise<TaskResult> {
   let scope: JobScope | undefined;
   const drain = (): void => {
     for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      scope?.receive(entry.message as SupervisorMessage);
+      scope?.receive(entry.message as AbortMessage);
     }
   };
   const job = new JobScope(task, { port, flags: task.abortFlag, slot: undefined, drain });
   scope = job;
-  const onMessage = (message: SupervisorMessage): void => job.receive(message);
+  const onMessage = (message: AbortMessage): void => job.receive(message);
   port.on('message', onMessage);
   current = job;
   let result: TaskResult;
@@ -613,6 +610,10 @@ async function runBatch(task: BatchTask): Promise<BatchResult> {
   forgetLastJob();
   const { jobs: batch, port, flags } = task;
   const route = (message: SupervisorMessage): void => {
+    if (message.type === 'feed') {
+      for (const job of message.jobs) batch.push(job);
+      return;
+    }
     // An abort for a job that has not started is in its flag too; one for a finished job is moot.
     if (current !== undefined && current.slot === message.slot) current.receive(message);
   };
@@ -626,7 +627,10 @@ async function runBatch(task: BatchTask): Promise<BatchResult> {
   let done: BatchDoneMessage | undefined;
   let slot = 0;
   try {
-    for (; slot < batch.length; slot++) {
+    for (; ; slot++) {
+      // Jobs fed while the last one ran (a synchronous handler gives the port no turn).
+      if (slot >= batch.length) drain();
+      if (slot >= batch.length) break;
       // An error no job owns: leave the rest for another thread (they have not started).
       if (exitPending) break;
       if (Atomics.compareExchange(flags, slot, 0, SLOT_STARTED) !== 0) continue;
