@@ -1190,8 +1190,8 @@ class Batch {
   }
 
   private onResult(result: BatchResult): void {
-    this.drain();
     this.settled = true;
+    this.drain();
     this.port.close();
     // Jobs fed after the thread had finished the rest, or left because it must exit (an error no job
     // owns): the swap of their cells makes sure they never start there.
