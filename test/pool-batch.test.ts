@@ -462,6 +462,40 @@ describe('jobs fed to a busy thread', () => {
     }
   });
 
+  it('feeds a batch no more jobs than it has abort cells for; a free thread takes the rest', async () => {
+    // maxBatchJobs 2: a batch has cells for 4 jobs.
+    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS, maxBatchJobs: 2 });
+    try {
+      const type = await shortType(two);
+      // A type not measured yet runs alone, on the other thread.
+      const otherGate = gate();
+      const other = step(two, `step-${nextType++}`, { do: 'hold', gate: otherGate });
+      await other.started;
+      const [a, b, c] = [gate(), gate(), gate()];
+      const holder = step(two, type, { do: 'hold', gate: a });
+      await holder.started;
+      const fed = [step(two, type, { do: 'hold', gate: b }), step(two, type, { do: 'hold', gate: c })];
+      await Promise.resolve();
+      open(a);
+      await fed[0]!.started;
+      open(b);
+      await fed[1]!.started;
+      // The holder's thread is on the last of 3 jobs, with a cell for 1 more; more wait.
+      const later = Array.from({ length: 3 }, () => step(two, type));
+      await Promise.resolve();
+      // The other thread frees up and takes what waits, and what the holder's thread has not started.
+      open(otherGate);
+      expect((await other.job.outcome).kind).toBe('succeeded');
+      open(c);
+      const jobs = [...fed, ...later];
+      expect((await Promise.all(jobs.map((s) => s.job.outcome))).map((o) => o.kind)).toEqual(jobs.map(() => 'succeeded'));
+      expect(jobs.map((s) => s.starts())).toEqual(jobs.map(() => 1));
+      expect((await holder.job.outcome).kind).toBe('succeeded');
+    } finally {
+      await two.close();
+    }
+  });
+
   it('runs a job fed as its thread ended the batch elsewhere, once', async () => {
     const type = await shortType(pool);
     const g = gate();

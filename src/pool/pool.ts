@@ -95,7 +95,7 @@ const BATCH_BUDGET_MS = 8;
  * worth it for short jobs, and a job fed behind a long one could wait long.
  */
 const FEED_BELOW_MS = 50;
-/** Most jobs a batch takes in all (its abort cells are allocated up front). */
+/** Most abort cells a batch allocates up front (so most jobs it takes in all, fed ones included), unless it starts with more. */
 const MAX_BATCH_SLOTS = 1024;
 /** Weight of the newest run in a type's moving average. */
 const RUN_TIME_WEIGHT = 0.2;
@@ -332,7 +332,7 @@ class Lane {
     if (!this.host.feedable(this.waiting[0]!)) return false;
     for (const batch of this.batches) {
       if (batch.isHungry()) {
-        batch.feed(this.takeGroup(this.capacity));
+        batch.feed(this.takeGroup(this.capacity, batch.room()));
         return true;
       }
     }
@@ -360,16 +360,17 @@ class Lane {
   /**
    * The next task's jobs: the head of the queue alone, or, if it is short, the
    * short jobs queued right behind it, up to maxBatchJobs, about BATCH_BUDGET_MS
-   * of expected work, and a fair share of the queue for each of `threads`.
+   * of expected work, a fair share of the queue for each of `threads`, and
+   * `most` (the cells a batch being fed has left).
    */
-  private takeGroup(threads: number): JobRun[] {
+  private takeGroup(threads: number, most = Infinity): JobRun[] {
     const waiting = this.waiting;
     const { maxBatchJobs } = this.host;
     let count = 1;
     let cost = this.host.batchCost(waiting[0]!);
     if (cost !== undefined && maxBatchJobs > 1) {
       const share = Math.ceil(waiting.length / threads);
-      const limit = Math.min(maxBatchJobs, share, waiting.length);
+      const limit = Math.min(maxBatchJobs, share, waiting.length, most);
       while (count < limit && cost < BATCH_BUDGET_MS) {
         const next = this.host.batchCost(waiting[count]!);
         if (next === undefined) break;
@@ -1053,7 +1054,8 @@ class Batch {
     this.port = port1;
     this.remote = port2;
     this.runs = [...runs];
-    const slots = Math.min(MAX_BATCH_SLOTS, Math.max(runs.length, host.maxBatchJobs) * 2);
+    // Room to be fed as many again, within MAX_BATCH_SLOTS; never fewer cells than jobs (maxBatchJobs may pass it).
+    const slots = Math.max(runs.length, Math.min(MAX_BATCH_SLOTS, host.maxBatchJobs * 2));
     this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * slots));
   }
 
@@ -1077,10 +1079,15 @@ class Batch {
    * more: a waiting job fed now starts the moment that one ends.
    */
   isHungry(): boolean {
-    if (this.settled || this.terminating || this.runs.length >= this.flags.length) return false;
+    if (this.settled || this.terminating || this.room() === 0) return false;
     const running = this.runs[this.lastStarted];
     if (running === undefined || running.isDecided || !this.host.feedsBehind(running)) return false;
     return this.unstartedCount() === 0;
+  }
+
+  /** How many more jobs it can be fed: one abort cell each. */
+  room(): number {
+    return this.flags.length - this.runs.length;
   }
 
   /** Jobs it holds that its thread has not started (nor been told to skip). */
