@@ -159,8 +159,21 @@ describe('each job of a batch on its own', () => {
       const outcomes = await Promise.all(rest.map(({ job }) => job.outcome));
       expect(outcomes.map((o) => o.kind)).toEqual(['succeeded', 'succeeded']);
       for (const { job } of rest) expect(job.threadId).not.toBe(holder!.job.threadId);
+      expect(two.stats().batches.taken).toBe(2);
       open(holdGate);
       expect((await holder!.job.outcome).kind).toBe('succeeded');
+    } finally {
+      await two.close();
+    }
+  });
+
+  it('takes nothing back from a batch its thread has not begun: a job sent to an idle pool is sent once', async () => {
+    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS });
+    try {
+      const type = await shortType(two);
+      // Sent as a batch of one (so that it can be fed), with the other thread free.
+      for (let i = 0; i < 3; i++) expect((await step(two, type).job.outcome).kind).toBe('succeeded');
+      expect(two.stats().batches.taken).toBe(0);
     } finally {
       await two.close();
     }

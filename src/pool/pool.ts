@@ -238,8 +238,11 @@ export interface PoolStats {
   runTimeMs: { count: number; mean: number; p50: number; p90: number; p99: number; max: number };
   /** Results Piscina received for tasks already aborted (a race, harmless). */
   lateResults: number;
-  /** Tasks that carried several jobs, and the jobs they carried; jobs fed to a thread's running batch. */
-  batches: { tasks: number; jobs: number; fed: number };
+  /**
+   * Tasks that carried several jobs, and the jobs they carried; jobs fed to a thread's running batch;
+   * jobs taken back from a batch whose thread was busy with an earlier one, for a thread that was free.
+   */
+  batches: { tasks: number; jobs: number; fed: number; taken: number };
 }
 
 /**
@@ -339,12 +342,17 @@ class Lane {
     return false;
   }
 
-  /** A thread is free and nothing waits: takes half the unstarted jobs of the batch with the most. */
+  /**
+   * A thread is free and nothing waits: takes half the jobs held up behind a
+   * running job, from the batch with the most. Never from a batch whose thread
+   * has not begun or is between jobs: that thread starts them as soon as a free
+   * one would, and taking them would only send them twice.
+   */
   private steal(): void {
     let richest: Batch | undefined;
     let most = 0;
     for (const batch of this.batches) {
-      const unstarted = batch.unstartedCount();
+      const unstarted = batch.heldUpCount();
       if (unstarted > most) {
         richest = batch;
         most = unstarted;
@@ -353,6 +361,7 @@ class Lane {
     if (richest === undefined) return;
     const taken = richest.withdrawUnstarted(Math.ceil(most / 2));
     if (taken.length === 0) return;
+    this.host.jobsTaken(taken.length);
     this.requeue(taken);
     this.pump();
   }
@@ -399,6 +408,7 @@ interface RunHost {
   feedable(run: JobRun): boolean;
   batchDispatched(jobs: number): void;
   jobsFed(jobs: number): void;
+  jobsTaken(jobs: number): void;
 }
 
 /** A job type's recent run time on a thread. */
@@ -421,6 +431,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private batchTasks = 0;
   private batchedJobs = 0;
   private fedJobs = 0;
+  private takenJobs = 0;
   private readonly main: Lane;
   private readonly limited = new Map<number, Lane>();
   private readonly runs = new Set<JobRun>();
@@ -504,6 +515,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       jobsFed: (jobs) => {
         this.fedJobs += jobs;
       },
+      jobsTaken: (jobs) => {
+        this.takenJobs += jobs;
+      },
     };
     this.main = this.createLane(undefined);
   }
@@ -564,7 +578,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         max: ms(h.max),
       },
       lateResults: this.lateResults,
-      batches: { tasks: this.batchTasks, jobs: this.batchedJobs, fed: this.fedJobs },
+      batches: { tasks: this.batchTasks, jobs: this.batchedJobs, fed: this.fedJobs, taken: this.takenJobs },
     };
   }
 
@@ -1088,6 +1102,14 @@ class Batch {
   /** How many more jobs it can be fed: one abort cell each. */
   room(): number {
     return this.flags.length - this.runs.length;
+  }
+
+  /** Jobs that wait for the job its thread is running (0 if it runs none). */
+  heldUpCount(): number {
+    if (this.settled || this.terminating) return 0;
+    const running = this.runs[this.lastStarted];
+    if (running === undefined || running.isDecided) return 0;
+    return this.unstartedCount();
   }
 
   /** Jobs it holds that its thread has not started (nor been told to skip). */
