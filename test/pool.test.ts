@@ -172,6 +172,18 @@ describe('progress and logs', () => {
     expect(logs.some((line) => line.includes('ignored a percent that is not a finite number: NaN'))).toBe(true);
   });
 
+  it('lets a handler take progress, log and signal out of ctx and use them alone', async () => {
+    const progress: Array<[number, string | undefined]> = [];
+    const logs: string[] = [];
+    const job = start(pool, 'detached-ctx.ts', null, {
+      onProgress: (percent, message) => progress.push([percent, message]),
+      onLog: (line) => logs.push(line),
+    });
+    expect(await job.outcome).toEqual({ kind: 'succeeded', output: { jobId: job.jobId, signal: true, aborted: false } });
+    expect(progress).toEqual([[50, 'half way']]);
+    expect(logs).toEqual([`job ${job.jobId}, attempt 1`]);
+  });
+
   it('keeps ctx.progress() cheap: well under 500 ns a call (5% of a job calling it 100,000 times a second)', async () => {
     const outcome = await run(pool, 'progress-cost.ts', { calls: 1_000_000 });
     expect(outcome.kind).toBe('succeeded');

@@ -95,7 +95,10 @@ const BATCH_BUDGET_MS = 8;
  * worth it for short jobs, and a job fed behind a long one could wait long.
  */
 const FEED_BELOW_MS = 50;
-/** Most abort cells a batch allocates up front (so most jobs it takes in all, fed ones included), unless it starts with more. */
+/**
+ * Most abort cells a batch allocates up front, so most jobs it takes in all (fed ones included),
+ * unless it starts with more.
+ */
 const MAX_BATCH_SLOTS = 1024;
 /** Weight of the newest run in a type's moving average. */
 const RUN_TIME_WEIGHT = 0.2;
@@ -352,10 +355,10 @@ class Lane {
     let richest: Batch | undefined;
     let most = 0;
     for (const batch of this.batches) {
-      const unstarted = batch.heldUpCount();
-      if (unstarted > most) {
+      const heldUp = batch.heldUpCount();
+      if (heldUp > most) {
         richest = batch;
-        most = unstarted;
+        most = heldUp;
       }
     }
     if (richest === undefined) return;
