@@ -277,7 +277,9 @@ export function shortfalls(results: Results): string[] {
           'graphile-worker runs its handlers on the main thread, crosses no thread boundary and deletes a finished job instead of keeping it. ' +
           'spindle sends up to 256 short jobs per hop (src/pool/pool.ts) and writes one row version to claim a job and one to record it; ' +
           'what is left is per-job work in its process (JSON, actor messages, garbage collection) and in PostgreSQL (two UPDATEs that cannot be HOT), ' +
-          'on the same 2 cores: measured apart while draining 40,000 no-op jobs, about 45 µs of process CPU and 35 µs of PostgreSQL CPU per job.';
+          'on the same 2 cores: measured apart while draining 40,000 no-op jobs (2 cores, AMD EPYC), about 55 µs of process CPU (two fifths of it on the job threads) ' +
+          'and 50 µs of PostgreSQL CPU per job, so about 19,000 jobs/s at most on 2 cores; ' +
+          `1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job.`;
       }
     } else if (g.goal.startsWith('CPU throughput') && cpu) {
       const s = medianOf(cpu, SUBJECT, 'jobsPerSecond');
