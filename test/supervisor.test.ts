@@ -182,9 +182,11 @@ describe('sharing work', () => {
         if (e.type === 'sleepy') ranOn.set(h.id, (ranOn.get(h.id) ?? 0) + 1);
       });
     count(a);
-    // Fast jobs taught `a` to claim hundreds at a time; these are slow, and `a` sees them first.
+    // Fast jobs taught `a` to claim hundreds at a time; these are slow, and `a` sees them first. Slow
+    // enough that `a` alone would take 2.4 s over them: `b` has time to start, even on a loaded machine
+    // (at 100 ms each, a slow start of `b` found them all taken about one time in five).
     const claimed = new Promise((resolve) => a.supervisor.events.once('job:claimed', resolve));
-    const slow = await client.enqueueMany(Array.from({ length: 16 }, () => ({ type: 'sleepy', input: { ms: 100 } })));
+    const slow = await client.enqueueMany(Array.from({ length: 16 }, () => ({ type: 'sleepy', input: { ms: 300 } })));
     await claimed;
     const b = await start();
     count(b);
