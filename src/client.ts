@@ -144,7 +144,8 @@ export class Client {
     });
     if (checked.length === 0) return [];
     const db = this.#queryable(options.client);
-    const rows = await sqlErrors(() => q.enqueueJobs(db, checked));
+    const keyed = checked.some((spec) => 'key' in spec.options);
+    const rows = await sqlErrors(() => (keyed ? q.enqueueJobs(db, checked) : q.insertJobs(db, checked)));
     return rows.map((row) => jobFromRow(row));
   }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import { migrate, migrationNames } from '../src/db/migrate.ts';
 import { NotFoundError, StateError, ValidationError } from '../src/errors.ts';
+import type { Job } from '../src/job.ts';
 import { createTestDatabase, serverUrl, withDatabase, type TestDatabase } from './helpers/database.ts';
 
 let db: TestDatabase;
@@ -76,6 +77,48 @@ describe('enqueue and read', () => {
       ['c', null, 0],
     ]);
     expect(await client.enqueueMany([])).toEqual([]);
+  });
+
+  it('enqueueMany takes every option as enqueue does, keeps the order of a large batch, and wakes each queue once', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      const woken: string[] = [];
+      listener.on('notification', (n) => woken.push(n.payload ?? ''));
+      await listener.query('LISTEN spindle_jobs');
+      const runAt = new Date(Date.now() + 120_000);
+      const options = { queue: 'many-a', priority: -7, runAt, maxAttempts: 4, timeoutMs: 900 };
+      const [single, ...many] = [
+        await client.enqueue('many', 0, options),
+        ...(await client.enqueueMany([
+          { type: 'many', input: 1, options },
+          { type: 'many', input: { two: 2 }, options: { queue: 'many-b', delayMs: 30_000 } },
+          ...Array.from({ length: 998 }, (_, i) => ({ type: 'many', input: i + 3, options: { queue: 'many-a' } })),
+        ])),
+      ];
+      const pick = ({ type, queue, priority, maxAttempts, timeoutMs, state, attempt }: Job) =>
+        ({ type, queue, priority, maxAttempts, timeoutMs, state, attempt });
+      expect(pick(many[0]!)).toEqual(pick(single!));
+      expect(many[0]!.runAt.getTime()).toBe(runAt.getTime());
+      expect(many[1]).toMatchObject({ queue: 'many-b', priority: 0, maxAttempts: null, timeoutMs: null, input: { two: 2 } });
+      const { rows } = await db.pool.query('SELECT run_at - created_at AS d FROM spindle.jobs WHERE id = $1', [many[1]!.id]);
+      expect(rows[0].d).toMatchObject({ seconds: 30 });
+      expect(many.slice(2).map((j) => j.input)).toEqual(Array.from({ length: 998 }, (_, i) => i + 3));
+      expect(await client.get(many[500]!.id)).toEqual(many[500]);
+      await expect.poll(() => [...woken].sort()).toEqual(['many-a', 'many-a', 'many-b']);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('enqueueMany with a dedupe key among its jobs returns the live job for that key', async () => {
+    const live = await client.enqueue('many-keyed', 'first', { key: 'many:1' });
+    const jobs = await client.enqueueMany([
+      { type: 'many-keyed', input: 'second', options: { key: 'many:1' } },
+      { type: 'many-keyed', input: 'other' },
+    ]);
+    expect(jobs[0]).toEqual(live);
+    expect(jobs[1]).toMatchObject({ input: 'other', key: null });
   });
 
   it('enqueueMany writes nothing when one spec is bad', async () => {
