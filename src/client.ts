@@ -144,7 +144,7 @@ export class Client {
     });
     if (checked.length === 0) return [];
     const db = this.#queryable(options.client);
-    const keyed = checked.some((spec) => 'key' in spec.options);
+    const keyed = checked.some((spec) => spec.options.key !== undefined);
     const rows = await sqlErrors(() => (keyed ? q.enqueueJobs(db, checked) : q.insertJobs(db, checked)));
     return rows.map((row) => jobFromRow(row));
   }

@@ -121,8 +121,19 @@ export interface EnqueueOptions {
 
 const OPTION_KEYS = new Set(['queue', 'priority', 'runAt', 'delayMs', 'maxAttempts', 'timeoutMs', 'key', 'client']);
 
+/** Enqueue options once checked: the JSON object spindle.enqueue_job() takes (runAt an ISO string). */
+export interface CheckedEnqueueOptions {
+  queue?: string;
+  priority?: number;
+  runAt?: string;
+  delayMs?: number;
+  maxAttempts?: number;
+  timeoutMs?: number;
+  key?: string;
+}
+
 /** Validates enqueue options; returns them as the JSON object spindle.enqueue_job() takes. */
-export function checkEnqueueOptions(options: unknown): Record<string, unknown> {
+export function checkEnqueueOptions(options: unknown): CheckedEnqueueOptions {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new ValidationError('options', `must be an object, got ${describe(options)}`);
@@ -131,7 +142,7 @@ export function checkEnqueueOptions(options: unknown): Record<string, unknown> {
   for (const key of Object.keys(o)) {
     if (!OPTION_KEYS.has(key)) throw new ValidationError(`options.${key}`, 'is not a known option');
   }
-  const out: Record<string, unknown> = {};
+  const out: CheckedEnqueueOptions = {};
   if (o.queue !== undefined) out.queue = checkName('options.queue', o.queue);
   if (o.priority !== undefined) out.priority = checkInteger('options.priority', o.priority, -INT32_MAX - 1, INT32_MAX);
   if (o.runAt !== undefined && o.delayMs !== undefined) {

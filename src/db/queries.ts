@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { AttemptRow, JobRow, JobState } from '../job.ts';
+import type { CheckedEnqueueOptions } from '../validate.ts';
 
 /** A pool or a client: anything that runs a query. */
 export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
@@ -65,25 +66,18 @@ export async function enqueueJobs(
   return rows;
 }
 
-/** Options of a job as the client has checked them (checkEnqueueOptions): runAt an ISO string. */
-interface CheckedOptions {
-  queue?: string;
-  priority?: number;
-  runAt?: string;
-  delayMs?: number;
-  maxAttempts?: number;
-  timeoutMs?: number;
-}
-
 /**
  * Enqueues many jobs without dedupe keys in one INSERT, rows back in the order given, each queue
  * woken once. It does what enqueueJobs does for such jobs, without a call of enqueue_job per row
- * re-checking what the client has checked: 20,000 jobs took 0.55 s instead of 1.8 s. (A job with a
- * key needs enqueue_job's answer to a conflict, row by row.)
+ * re-checking what the client has checked: the statement for 20,000 jobs took 0.55 s instead of
+ * 1.8 s. (A job with a key needs enqueue_job's answer to a conflict, row by row.)
  */
-export async function insertJobs(db: Queryable, specs: { type: string; inputJson: string; options: object }[]): Promise<JobRow[]> {
-  const column = <T>(pick: (options: CheckedOptions) => T | undefined): (T | null)[] =>
-    specs.map((s) => pick(s.options as CheckedOptions) ?? null);
+export async function insertJobs(
+  db: Queryable,
+  specs: { type: string; inputJson: string; options: CheckedEnqueueOptions }[],
+): Promise<JobRow[]> {
+  const column = <T>(pick: (options: CheckedEnqueueOptions) => T | undefined): (T | null)[] =>
+    specs.map((s) => pick(s.options) ?? null);
   const { rows } = await db.query<JobRow>(
     `WITH ins AS (
        INSERT INTO spindle.jobs (type, queue, priority, input, max_attempts, timeout_ms, run_at)
