@@ -107,9 +107,10 @@ describe('progress', () => {
 
 describe('spindle enqueue --wait', () => {
   it('prints the output and exits 0 when the job succeeds', async () => {
-    const out = await run(['enqueue', 'stepper', '{"steps":2,"stepMs":50}', '--wait', '--database-url', db.url]);
+    // 400 ms of work: long enough to be seen running from a CLI process that has only just started watching.
+    const out = await run(['enqueue', 'stepper', '{"steps":4,"stepMs":100}', '--wait', '--database-url', db.url]);
     expect(out.code).toBe(0);
-    expect(JSON.parse(out.stdout)).toEqual({ steps: 2 });
+    expect(JSON.parse(out.stdout)).toEqual({ steps: 4 });
     expect(out.stderr).toMatch(/\[running\]/);
   });
 

@@ -205,6 +205,8 @@ async function enqueueCommand(args: string[]): Promise<number> {
     throw new UsageError(`--priority must be an integer, got "${values.priority}"`);
   }
   return withClient(values, async (client) => {
+    // Loaded before the enqueue: a short job could otherwise run while the module compiles, unseen.
+    const follow = values.wait ? await import('./follow.ts') : undefined;
     const job = await client.enqueue(type, input, {
       queue: values.queue,
       priority,
@@ -214,13 +216,12 @@ async function enqueueCommand(args: string[]): Promise<number> {
       maxAttempts: intFlag('max-attempts', values['max-attempts'], 1),
       key: values.key,
     });
-    if (!values.wait) {
+    if (follow === undefined) {
       print(values.json, job, () => `enqueued job ${job.id} (${job.type}, queue ${job.queue})`);
       return 0;
     }
     if (!values.json) process.stderr.write(`enqueued job ${job.id} (${job.type}); waiting for it to finish\n`);
-    const { followJob } = await import('./follow.ts');
-    return followJob(client, job.id, { json: values.json });
+    return follow.followJob(client, job.id, { json: values.json });
   });
 }
 
