@@ -1096,10 +1096,16 @@ class Batch {
    * more: a waiting job fed now starts the moment that one ends.
    */
   isHungry(): boolean {
-    if (this.settled || this.terminating || this.room() === 0) return false;
-    const running = this.runs[this.lastStarted];
-    if (running === undefined || running.isDecided || !this.host.feedsBehind(running)) return false;
+    const running = this.running();
+    if (running === undefined || this.room() === 0 || !this.host.feedsBehind(running)) return false;
     return this.unstartedCount() === 0;
+  }
+
+  /** The job its thread is running now, if any (none before it begins, between jobs, or once it ends). */
+  private running(): JobRun | undefined {
+    if (this.settled || this.terminating) return undefined;
+    const run = this.runs[this.lastStarted];
+    return run === undefined || run.isDecided ? undefined : run;
   }
 
   /** How many more jobs it can be fed: one abort cell each. */
@@ -1109,10 +1115,7 @@ class Batch {
 
   /** Jobs that wait for the job its thread is running (0 if it runs none). */
   heldUpCount(): number {
-    if (this.settled || this.terminating) return 0;
-    const running = this.runs[this.lastStarted];
-    if (running === undefined || running.isDecided) return 0;
-    return this.unstartedCount();
+    return this.running() === undefined ? 0 : this.unstartedCount();
   }
 
   /** Jobs it holds that its thread has not started (nor been told to skip). */

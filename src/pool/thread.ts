@@ -213,7 +213,7 @@ interface JobLink {
 
 /**
  * A handler's ctx. `signal` is a getter on the prototype: one in an object
- * literal made each ctx about 40 times slower to build (4 µs, a tenth of a
+ * literal made each ctx about 50 times slower to build (4 µs, a tenth of a
  * no-op job's cost on its thread). `progress` and `log` stay own functions, so
  * a handler may take them out of ctx and call them alone.
  */
