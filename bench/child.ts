@@ -34,9 +34,10 @@ async function runOnce(spec: RunSpec): Promise<RunOutcome> {
   await settle(spec.databaseUrl);
   const system = await adapter.start({ databaseUrl: spec.databaseUrl, kind: scenario.work, threads: spec.threads });
   const setupMs = wallClockMs() - setupStart;
+  const databaseUrl = adapter.info.store === 'PostgreSQL' ? spec.databaseUrl : undefined;
   let metrics: Metrics;
   try {
-    metrics = await scenario.measure(system, { quick: spec.quick, threads: spec.threads, run: spec.run });
+    metrics = await scenario.measure(system, { quick: spec.quick, threads: spec.threads, run: spec.run, databaseUrl });
   } catch (error) {
     await system.stop().catch(() => {});
     throw error;

@@ -103,7 +103,10 @@ function log(line: string): void {
 }
 
 function describeRun(scenario: SystemScenario, metrics: Metrics): string {
-  return scenario.metrics.map((m) => `${formatNumber(metrics[m.key]!, m.digits)} ${m.label}`).join(', ');
+  return scenario.metrics
+    .filter((m) => metrics[m.key] !== undefined)
+    .map((m) => `${formatNumber(metrics[m.key]!, m.digits)} ${m.label}`)
+    .join(', ');
 }
 
 async function runSystemScenario(

@@ -46,8 +46,9 @@ function metricColumn(scenario: SystemScenarioResult, metric: Metric): Column {
       const outcome = scenario.systems[system];
       if (!outcome) return '-';
       const value = medianOf(scenario, system, metric.key);
-      if (value === undefined) return 'failed';
       const failed = outcome.runs.filter((r) => !r.ok).length;
+      // Runs that succeeded without this figure could not measure it here (PostgreSQL's CPU on a remote server).
+      if (value === undefined) return failed < outcome.runs.length ? 'n/a' : 'failed';
       return formatNumber(value, metric.digits) + (failed > 0 ? ` (${failed} failed)` : '');
     },
   };

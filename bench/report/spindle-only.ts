@@ -15,6 +15,7 @@ import {
   SUBJECT,
   systemScenarioById,
   type Results,
+  type SystemScenarioResult,
 } from './results.ts';
 
 /** A section: a title, lines before its table, the table, lines after. */
@@ -257,6 +258,30 @@ export function spindleOnlyText(results: Results): string[] {
 }
 
 /**
+ * What a no-op job cost spindle and graphile-worker tuned in CPU while draining, as this run measured
+ * it, and the ceiling that puts on spindle's jobs per second. Empty when the run has no such figures.
+ */
+function cpuCost(noop: SystemScenarioResult, cores: number): string {
+  const cost = (system: string) => {
+    const process = medianOf(noop, system, 'cpuUsPerJob');
+    const postgres = medianOf(noop, system, 'pgCpuUsPerJob');
+    return process === undefined || postgres === undefined ? undefined : { process, postgres, total: process + postgres };
+  };
+  const ours = cost(SUBJECT);
+  if (ours === undefined) return '';
+  const theirs = cost('graphile-worker-tuned');
+  return (
+    ` Measured while draining, a job cost spindle ${n0(ours.process)} µs of CPU in its process (all threads: main, job threads, ` +
+    `V8's garbage collector helpers) and ${n0(ours.postgres)} µs in PostgreSQL` +
+    (theirs === undefined ? '' : ` (graphile-worker tuned: ${n0(theirs.process)} and ${n0(theirs.postgres)} µs)`) +
+    `: at most ${n0((cores * 1e6) / ours.total)} jobs/s on ${cores} cores if nothing else ran.` +
+    ' Profiled apart (bench/hops.ts, 40,000 jobs): of the process share, the supervisor\'s main thread takes about half, ' +
+    'V8\'s garbage collector helper threads about a third, the job threads the rest; of PostgreSQL\'s, the claim and the finish ' +
+    'UPDATEs take about 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
+  );
+}
+
+/**
  * Where spindle falls short in this run: every goal not met with the figures, what the figures
  * themselves say about why where they can, and the scale-out findings. Written from the results only.
  */
@@ -277,9 +302,9 @@ export function shortfalls(results: Results): string[] {
           'graphile-worker runs its handlers on the main thread, crosses no thread boundary and deletes a finished job instead of keeping it. ' +
           'spindle sends up to 256 short jobs per hop (src/pool/pool.ts) and writes one row version to claim a job and one to record it; ' +
           'what is left is per-job work in its process (JSON, actor messages, garbage collection) and in PostgreSQL (two UPDATEs that cannot be HOT), ' +
-          'on the same 2 cores: measured apart while draining 40,000 no-op jobs (2 cores, AMD EPYC), about 55 µs of process CPU (two fifths of it on the job threads) ' +
-          'and 50 µs of PostgreSQL CPU per job, so about 19,000 jobs/s at most on 2 cores; ' +
-          `1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job.`;
+          `on the same ${results.machine.cores} cores.` +
+          cpuCost(noop, results.machine.cores) +
+          ` 1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job.`;
       }
     } else if (g.goal.startsWith('CPU throughput') && cpu) {
       const s = medianOf(cpu, SUBJECT, 'jobsPerSecond');

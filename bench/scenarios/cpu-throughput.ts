@@ -17,6 +17,6 @@ export const cpuThroughput: SystemScenario = {
   metrics: [{ key: 'jobsPerSecond', label: 'jobs/s', better: 'higher', digits: 1 }],
   size: (quick) => `${quick ? JOBS.quick : JOBS.full} jobs of a ${SPIN_MS} ms spinFor loop (after ${WARMUP} warm-up jobs)`,
   timeoutMs: (quick) => (quick ? 120_000 : 240_000),
-  measure: (system, { quick }) =>
-    measureThroughput(system, { warmup: WARMUP, jobs: quick ? JOBS.quick : JOBS.full, ms: SPIN_MS, timeoutMs: 180_000 }),
+  measure: (system, { quick, databaseUrl }) =>
+    measureThroughput(system, { warmup: WARMUP, jobs: quick ? JOBS.quick : JOBS.full, ms: SPIN_MS, timeoutMs: 180_000 }, databaseUrl),
 };

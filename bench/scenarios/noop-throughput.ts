@@ -17,9 +17,12 @@ export const noopThroughput: SystemScenario = {
     { key: 'jobsPerSecond', label: 'jobs/s', better: 'higher', digits: 0 },
     // The batch goes in with each system's own bulk call (bare Piscina: submitting the tasks).
     { key: 'enqueueMs', label: 'enqueue ms', better: 'lower', digits: 0 },
+    // What each job cost while draining (bench/cpu.ts): the system's process, all threads; the PostgreSQL server.
+    { key: 'cpuUsPerJob', label: 'CPU µs/job', better: 'lower', digits: 0 },
+    { key: 'pgCpuUsPerJob', label: 'PG CPU µs/job', better: 'lower', digits: 0 },
   ],
   size: (quick) => `${(quick ? JOBS.quick : JOBS.full).toLocaleString('en-US')} queued no-op jobs drained (after ${WARMUP} warm-up jobs)`,
   timeoutMs: (quick) => (quick ? 180_000 : 400_000),
-  measure: (system, { quick }) =>
-    measureThroughput(system, { warmup: WARMUP, jobs: quick ? JOBS.quick : JOBS.full, timeoutMs: quick ? 150_000 : 360_000 }),
+  measure: (system, { quick, databaseUrl }) =>
+    measureThroughput(system, { warmup: WARMUP, jobs: quick ? JOBS.quick : JOBS.full, timeoutMs: quick ? 150_000 : 360_000 }, databaseUrl),
 };

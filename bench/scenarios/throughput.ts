@@ -1,4 +1,5 @@
 /** Throughput, shared by the no-op and CPU scenarios: drain a batch of queued jobs, jobs per second. */
+import { CpuMeter, cpuPerJob } from '../cpu.ts';
 import type { RunningSystem } from '../systems/types.ts';
 import { wallClockMs, type BenchJob } from '../work.ts';
 import type { Metrics } from './types.ts';
@@ -24,21 +25,31 @@ function makeJobs(from: number, count: number, ms: number | undefined): BenchJob
  * moment the batch is visible to the moment the last of it finished. The enqueue
  * time is reported apart (`enqueueMs`); for a system whose jobs may start during
  * the enqueue call (bare Piscina) the clock starts before the call instead.
+ * CPU per job (see cpu.ts) is read over the same span; PostgreSQL's for a system that uses it.
  */
-export async function measureThroughput(system: RunningSystem, plan: ThroughputPlan): Promise<Metrics> {
+export async function measureThroughput(
+  system: RunningSystem,
+  plan: ThroughputPlan,
+  databaseUrl: string | undefined,
+): Promise<Metrics> {
+  const meter = await CpuMeter.open(databaseUrl);
   await system.enqueueBatch(makeJobs(0, plan.warmup, plan.ms));
   await system.waitForFinished(plan.warmup, plan.timeoutMs);
 
   const batch = makeJobs(plan.warmup, plan.jobs, plan.ms);
   const before = wallClockMs();
+  const cpuBefore = meter.read();
   await system.enqueueBatch(batch);
   const visible = wallClockMs();
+  const cpuVisible = meter.read();
   const finishedAt = await system.waitForFinished(plan.warmup + plan.jobs, plan.timeoutMs);
+  const cpuFinished = meter.read();
   const drainMs = finishedAt - (system.enqueueIsAtomic ? visible : before);
   return {
     jobsPerSecond: plan.jobs / (drainMs / 1000),
     drainMs,
     enqueueMs: visible - before,
     jobs: plan.jobs,
+    ...cpuPerJob(system.enqueueIsAtomic ? cpuVisible : cpuBefore, cpuFinished, plan.jobs),
   };
 }

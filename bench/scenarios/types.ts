@@ -31,6 +31,8 @@ export interface MeasureContext {
   threads: number;
   /** Which run this is (1-based): runs of one number share their random schedule. */
   run: number;
+  /** The benchmark database, for a system that keeps its jobs in it (undefined for bare Piscina). */
+  databaseUrl: string | undefined;
 }
 
 /** A scenario every selected system runs. */
