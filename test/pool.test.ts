@@ -184,6 +184,40 @@ describe('progress and logs', () => {
     expect(logs).toEqual([`job ${job.jobId}, attempt 1`]);
   });
 
+  it('calls the callbacks as methods of the options object, and reports one that throws without failing the job', async () => {
+    class Listener implements RunOptions {
+      threadId: number | undefined;
+      readonly percents: number[] = [];
+      readonly lines: string[] = [];
+      onStart(threadId: number): void {
+        this.threadId = threadId;
+      }
+      onProgress(percent: number): void {
+        this.percents.push(percent);
+      }
+      onLog(line: string): void {
+        this.lines.push(line);
+        throw new Error('listener bug');
+      }
+    }
+    const errors: ThreadError[] = [];
+    const onError = (error: ThreadError) => errors.push(error);
+    pool.on('thread:error', onError);
+    try {
+      const listener = new Listener();
+      const job = start(pool, 'progress.ts', { calls: 10 }, listener);
+      expect(await job.outcome).toEqual({ kind: 'succeeded', output: { calls: 10 } });
+      expect(listener.threadId).toBe(job.threadId);
+      expect(listener.percents.at(-1)).toBe(100);
+      expect(listener.lines).toContain('done with 10 calls { calls: 10 }');
+      expect(errors).toContainEqual(
+        expect.objectContaining({ source: 'pool', jobId: job.jobId, error: expect.objectContaining({ message: 'listener bug' }) }),
+      );
+    } finally {
+      pool.off('thread:error', onError);
+    }
+  });
+
   it('keeps ctx.progress() cheap: well under 500 ns a call (5% of a job calling it 100,000 times a second)', async () => {
     const outcome = await run(pool, 'progress-cost.ts', { calls: 1_000_000 });
     expect(outcome.kind).toBe('succeeded');

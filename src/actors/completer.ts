@@ -11,7 +11,6 @@ export const MAX_BATCH = 500;
 const RETRY_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 
 type CompleterMsg =
-  | { type: 'add'; finish: Finish }
   | { type: 'flush' }
   /** Resolves once everything added before it is written (or given up on). */
   | { type: 'drain' };
@@ -51,9 +50,16 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     this.#onBatch = options.onBatch;
   }
 
-  /** Queues a finished attempt for the next batch. */
+  /**
+   * Queues a finished attempt for the next batch. It joins the batch directly, not as a message of
+   * its own: one message per job was a tenth of what the supervisor allocates per no-op job. A
+   * completer that is stopping or has stopped takes nothing more, as it would drop the message.
+   */
   add(finish: Finish): void {
-    this.send({ type: 'add', finish });
+    const status = this.status;
+    if (status === 'stopping' || status === 'stopped' || status === 'failed') return;
+    this.#pending.push(finish);
+    this.#queueFlush();
   }
 
   /**
@@ -71,10 +77,6 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
 
   protected async handle(msg: CompleterMsg): Promise<void> {
     switch (msg.type) {
-      case 'add':
-        this.#pending.push(msg.finish);
-        this.#queueFlush();
-        return;
       case 'flush':
         this.#flushQueued = false;
         await this.#flush();

@@ -22,7 +22,7 @@ import {
 } from '../db/queries.ts';
 import type { AttemptOutcome, JobState } from '../job.ts';
 import { finishFor, toJson } from '../outcome.ts';
-import type { Outcome, RunningJob, WorkerPool } from '../pool/pool.ts';
+import type { Outcome, RunOptions, RunningJob, WorkerPool } from '../pool/pool.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
@@ -62,29 +62,73 @@ export interface RuntimeEvents {
   'leader:changed': [{ leader: boolean }];
 }
 
-/** A job this supervisor is running. */
-interface InFlight {
-  id: string;
-  type: string;
-  attempt: number;
-  maxAttempts: number;
-  input: unknown;
-  info: WorkerModuleInfo;
-  running: RunningJob;
-  claimedAt: number;
-  deadlineAt: number | null;
-  timeoutMs: number | null;
-  threadId: number | null;
-  startedAt: number | null;
-  percent: number | null;
-  message: string | null;
-  data: unknown;
-  logs: string;
+/** What an InFlight job reports to, besides itself. */
+interface InFlightHost {
+  readonly events: EventEmitter<RuntimeEvents>;
+  reportProgress(job: InFlight): void;
+}
+
+/**
+ * A job this supervisor holds: claimed, waiting for a thread or running. It is also the pool's
+ * RunOptions for the job: the thread's reports arrive as its methods, not as closures made for each
+ * job (those, their context and tsx's keepNames wrapper were the largest share of what the
+ * supervisor allocated per no-op job).
+ */
+class InFlight implements RunOptions {
+  readonly id: string;
+  readonly type: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly input: unknown;
+  readonly info: WorkerModuleInfo;
+  /** The job's timeout, from its thread's start; undefined: none. */
+  readonly timeoutMs: number | undefined;
+  running!: RunningJob;
+  readonly claimedAt = Date.now();
+  deadlineAt: number | null = null;
+  threadId: number | null = null;
+  startedAt: number | null = null;
+  percent: number | null = null;
+  message: string | null = null;
+  data: unknown = null;
+  logs = '';
   /** Why we stopped it, if we did. */
-  abortedFor: AbortReason | null;
-  cancelReason: string | null;
+  abortedFor: AbortReason | null = null;
+  cancelReason: string | null = null;
   /** A cancel was requested for this attempt, perhaps after it had begun to stop for another reason. */
-  cancelRequested: boolean;
+  cancelRequested = false;
+  readonly #host: InFlightHost;
+
+  constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {
+    this.id = String(row.id);
+    this.type = row.type;
+    this.attempt = row.attempt;
+    this.maxAttempts = row.max_attempts;
+    this.input = row.input;
+    this.info = info;
+    this.timeoutMs = timeoutMs;
+    this.#host = host;
+  }
+
+  onStart(threadId: number): void {
+    this.threadId = threadId;
+    this.startedAt = Date.now();
+    if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
+    this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId });
+  }
+
+  onProgress(percent: number, message?: string, data?: unknown): void {
+    this.percent = percent;
+    this.message = message ?? null;
+    this.data = data ?? null;
+    this.#host.reportProgress(this);
+    this.#host.events.emit('job:progress', { id: this.id, percent, message: this.message });
+  }
+
+  onLog(line: string): void {
+    this.logs = boundLog(this.logs + line + '\n');
+    this.#host.reportProgress(this);
+  }
 }
 
 /** An in-flight job as the debug socket's `jobs` op shows it. */
@@ -155,6 +199,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #d: SupervisorDeps;
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
+  readonly #jobHost: InFlightHost = { events: this.events, reportProgress: (job) => this.#reportProgress(job) };
   /** Compensations running after a cancel: they hold threads too. */
   readonly #compensating = new Set<Promise<void>>();
   #completer!: Completer;
@@ -583,29 +628,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #run(row: ClaimedJob): void {
     const { config, registry, pool } = this.#d;
     const info = registry.get(row.type)!;
-    const timeoutMs = row.timeout_ms ?? info.options.timeoutMs ?? (config.defaultTimeoutMs || null);
-    const id = String(row.id);
-    const job: InFlight = {
-      id,
-      type: row.type,
-      attempt: row.attempt,
-      maxAttempts: row.max_attempts,
-      input: row.input,
-      info,
-      running: undefined as unknown as RunningJob,
-      claimedAt: Date.now(),
-      deadlineAt: null,
-      timeoutMs,
-      threadId: null,
-      startedAt: null,
-      percent: null,
-      message: null,
-      data: null,
-      logs: '',
-      abortedFor: null,
-      cancelReason: null,
-      cancelRequested: false,
-    };
+    const timeoutMs = row.timeout_ms ?? info.options.timeoutMs ?? (config.defaultTimeoutMs || undefined);
+    const job = new InFlight(row, info, timeoutMs, this.#jobHost);
+    const { id } = job;
     job.running = pool.run(
       {
         mode: 'run',
@@ -616,26 +641,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         attempt: row.attempt,
         maxAttempts: job.maxAttempts,
       },
-      {
-        timeoutMs: timeoutMs ?? undefined,
-        onStart: (threadId) => {
-          job.threadId = threadId;
-          job.startedAt = Date.now();
-          if (timeoutMs) job.deadlineAt = job.startedAt + timeoutMs;
-          this.events.emit('job:started', { id, type: row.type, attempt: row.attempt, threadId });
-        },
-        onProgress: (percent, message, data) => {
-          job.percent = percent;
-          job.message = message ?? null;
-          job.data = data ?? null;
-          this.#reportProgress(job);
-          this.events.emit('job:progress', { id, percent, message: job.message });
-        },
-        onLog: (line) => {
-          job.logs = boundLog(job.logs + line + '\n');
-          this.#reportProgress(job);
-        },
-      },
+      job,
     );
     this.#inFlight.set(id, job);
     this.events.emit('job:claimed', { id, type: row.type, attempt: row.attempt, waitMs: row.wait_ms });
@@ -667,7 +673,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const job = this.#inFlight.get(id);
     if (!job) return;
     this.#inFlight.delete(id);
-    this.#progress.forget(id);
+    // Only a job that reported progress or logs can have some pending there.
+    if (job.percent !== null || job.logs !== '') this.#progress.forget(id);
     const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
     if (job.startedAt !== null) {
       this.#avgRunMs = this.#avgRunMs * 0.8 + elapsed * 0.2;

@@ -140,7 +140,7 @@ const ABORT_OUTCOME = {
   shutdown: 'interrupted',
 } as const satisfies Record<AbortReason, OutcomeKind>;
 
-/** Per-run options. */
+/** Per-run options. The pool calls the callbacks as methods of this object, so they may be methods of a class. */
 export interface RunOptions {
   /** Abort with reason 'timeout' this many ms after a thread took the job. */
   timeoutMs?: number;
@@ -871,13 +871,23 @@ class JobRun implements RunningJob {
         this.onStarted(message.threadId);
         break;
       case 'progress': {
-        const { onProgress } = this.options;
-        if (onProgress !== undefined) this.callback(() => onProgress(message.percent, message.message, message.data));
+        const { options } = this;
+        if (options.onProgress === undefined) break;
+        try {
+          options.onProgress(message.percent, message.message, message.data);
+        } catch (err) {
+          this.callbackFailed(err);
+        }
         break;
       }
       case 'log': {
-        const { onLog } = this.options;
-        if (onLog !== undefined) this.callback(() => onLog(message.line));
+        const { options } = this;
+        if (options.onLog === undefined) break;
+        try {
+          options.onLog(message.line);
+        } catch (err) {
+          this.callbackFailed(err);
+        }
         break;
       }
       case 'done':
@@ -897,19 +907,23 @@ class JobRun implements RunningJob {
     this.startedPerf = performance.now();
     this.worker = worker ?? this.lane.piscina.threads.find((w) => w.threadId === threadId);
     this.host.runStarted(this);
-    const { timeoutMs, onStart } = this.options;
+    const { options } = this;
+    const { timeoutMs } = options;
     if (timeoutMs !== undefined && this.abortReason === undefined) {
       this.timeoutTimer = setTimeout(() => this.abort('timeout', `${timeoutMs} ms`), timeoutMs);
     }
-    if (onStart !== undefined) this.callback(() => onStart(threadId));
+    if (options.onStart === undefined) return;
+    try {
+      // Called as a method: RunOptions may be an object whose callbacks are methods (the supervisor's InFlight).
+      options.onStart(threadId);
+    } catch (err) {
+      this.callbackFailed(err);
+    }
   }
 
-  private callback(call: () => void): void {
-    try {
-      call();
-    } catch (err) {
-      this.host.reportError({ source: 'pool', jobId: this.jobId, jobType: this.task.type, error: toSerializedError(err, 'thread') });
-    }
+  /** A RunOptions callback threw: the pool reports it and carries on. */
+  private callbackFailed(err: unknown): void {
+    this.host.reportError({ source: 'pool', jobId: this.jobId, jobType: this.task.type, error: toSerializedError(err, 'thread') });
   }
 
   /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
