@@ -275,9 +275,9 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
     `V8's garbage collector helpers) and ${n0(ours.postgres)} µs in PostgreSQL` +
     (theirs === undefined ? '' : ` (graphile-worker tuned: ${n0(theirs.process)} and ${n0(theirs.postgres)} µs)`) +
     `: at most ${n0((cores * 1e6) / ours.total)} jobs/s on ${cores} cores if nothing else ran.` +
-    ' Profiled apart (bench/hops.ts, 40,000 jobs): of the process share, the supervisor\'s main thread takes about half, ' +
-    'V8\'s garbage collector helper threads about a third, the job threads the rest; of PostgreSQL\'s, the claim and the finish ' +
-    'UPDATEs take about 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
+    ' Measured apart, per thread and per server process (a drain of 40,000 jobs, 2026-12-01): of the process share, ' +
+    'the supervisor\'s main thread takes a little under half, V8\'s garbage collector helper threads about a third, the job threads ' +
+    'the rest; of PostgreSQL\'s, the claim and the finish statements take 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
   );
 }
 
