@@ -52,8 +52,9 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
 
   /**
    * Queues a finished attempt for the next batch. It joins the batch directly, not as a message of
-   * its own: one message per job was a tenth of what the supervisor allocates per no-op job. A
-   * completer that is stopping or has stopped takes nothing more, as it would drop the message.
+   * its own (that message, with progress's `forget`, was a quarter of what the supervisor's main
+   * thread allocated per no-op job). A completer that is stopping or has stopped takes nothing more,
+   * as it would drop the message.
    */
   add(finish: Finish): void {
     const status = this.status;

@@ -71,8 +71,8 @@ interface InFlightHost {
 /**
  * A job this supervisor holds: claimed, waiting for a thread or running. It is also the pool's
  * RunOptions for the job: the thread's reports arrive as its methods, not as closures made for each
- * job (those, their context and tsx's keepNames wrapper were the largest share of what the
- * supervisor allocated per no-op job).
+ * job (those, their context and tsx's keepNames wrapper were 0.9 of the 5.5 KB the main thread
+ * allocated per no-op job).
  */
 class InFlight implements RunOptions {
   readonly id: string;

@@ -870,26 +870,12 @@ class JobRun implements RunningJob {
       case 'started':
         this.onStarted(message.threadId);
         break;
-      case 'progress': {
-        const { options } = this;
-        if (options.onProgress === undefined) break;
-        try {
-          options.onProgress(message.percent, message.message, message.data);
-        } catch (err) {
-          this.callbackFailed(err);
-        }
+      case 'progress':
+        this.tell('onProgress', message.percent, message.message, message.data);
         break;
-      }
-      case 'log': {
-        const { options } = this;
-        if (options.onLog === undefined) break;
-        try {
-          options.onLog(message.line);
-        } catch (err) {
-          this.callbackFailed(err);
-        }
+      case 'log':
+        this.tell('onLog', message.line);
         break;
-      }
       case 'done':
         // On its own port: the thread's copy of its result, posted as it ended itself
         // (see exitThread in thread.ts). Batches route their 'done' messages themselves (Batch.onMessage).
@@ -907,23 +893,26 @@ class JobRun implements RunningJob {
     this.startedPerf = performance.now();
     this.worker = worker ?? this.lane.piscina.threads.find((w) => w.threadId === threadId);
     this.host.runStarted(this);
-    const { options } = this;
-    const { timeoutMs } = options;
+    const { timeoutMs } = this.options;
     if (timeoutMs !== undefined && this.abortReason === undefined) {
       this.timeoutTimer = setTimeout(() => this.abort('timeout', `${timeoutMs} ms`), timeoutMs);
     }
-    if (options.onStart === undefined) return;
-    try {
-      // Called as a method: RunOptions may be an object whose callbacks are methods (the supervisor's InFlight).
-      options.onStart(threadId);
-    } catch (err) {
-      this.callbackFailed(err);
-    }
+    this.tell('onStart', threadId);
   }
 
-  /** A RunOptions callback threw: the pool reports it and carries on. */
-  private callbackFailed(err: unknown): void {
-    this.host.reportError({ source: 'pool', jobId: this.jobId, jobType: this.task.type, error: toSerializedError(err, 'thread') });
+  /**
+   * Calls a RunOptions callback as a method of the options (they may be a class's methods, as the
+   * supervisor's InFlight are); one that throws is reported and the pool carries on.
+   */
+  private tell<K extends 'onStart' | 'onProgress' | 'onLog'>(name: K, ...args: Parameters<NonNullable<RunOptions[K]>>): void {
+    const { options } = this;
+    const callback = options[name] as ((...args: unknown[]) => void) | undefined;
+    if (callback === undefined) return;
+    try {
+      callback.apply(options, args);
+    } catch (err) {
+      this.host.reportError({ source: 'pool', jobId: this.jobId, jobType: this.task.type, error: toSerializedError(err, 'thread') });
+    }
   }
 
   /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
