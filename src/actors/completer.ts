@@ -57,8 +57,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
    * as it would drop the message.
    */
   add(finish: Finish): void {
-    const status = this.status;
-    if (status === 'stopping' || status === 'stopped' || status === 'failed') return;
+    if (!this.acceptsMessages) return;
     this.#pending.push(finish);
     this.#queueFlush();
   }

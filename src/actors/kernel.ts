@@ -454,9 +454,14 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
     this.#timers.clear();
   }
 
-  #enqueue(envelope: Envelope<Msg>): boolean {
+  /** False while stopping, stopped or failed: a message sent now would be dropped. */
+  protected get acceptsMessages(): boolean {
     const status = this.#status;
-    if (status === 'stopping' || status === 'stopped' || status === 'failed') {
+    return status !== 'stopping' && status !== 'stopped' && status !== 'failed';
+  }
+
+  #enqueue(envelope: Envelope<Msg>): boolean {
+    if (!this.acceptsMessages) {
       this.#drop(envelope);
       return false;
     }
