@@ -34,9 +34,10 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { createHistogram, performance } from 'node:perf_hooks';
-import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { ValidationError } from '../errors.ts';
+import { ThreadChannels } from './channels.ts';
 import {
   ABORT_REASONS,
   SLOT_WITHDRAWN,
@@ -48,10 +49,12 @@ import {
   type BatchTask,
   type FeedMessage,
   type JobTask,
+  type PortHandoff,
   type SerializedError,
   type TaskResult,
   type ThreadErrorReport,
   type ThreadMessage,
+  threadCell,
 } from './protocol.ts';
 
 /** The file Piscina loads in each thread: plain JS that registers tsx, then runs thread.ts. */
@@ -78,7 +81,7 @@ const YOUNG_GENERATION_MB = 48;
 /** How often a job whose thread died before starting it is dispatched again. */
 const MAX_REDISPATCHES = 3;
 /**
- * Default most jobs in one batch. Each batch costs the main thread a structured clone and a port
+ * Default most jobs in one batch. Each batch cost the main thread a structured clone and a port
  * transfer (~200 µs measured): at 64 that was ~4 µs of every no-op job; BATCH_BUDGET_MS still bounds
  * how long one batch holds its thread.
  */
@@ -105,7 +108,7 @@ const RUN_TIME_WEIGHT = 0.2;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /** What run() takes: a JobTask without the parts the pool makes itself. */
-export type JobRequest = Omit<JobTask, 'port' | 'abortFlag'>;
+export type JobRequest = Omit<JobTask, 'task' | 'abortFlag'>;
 
 /** How a job ended. Every failure is an Outcome; `outcome` never rejects. */
 export type Outcome =
@@ -396,6 +399,7 @@ class Lane {
 
 /** What a JobRun, a Batch and a Lane need of their pool. */
 interface RunHost {
+  readonly channels: ThreadChannels;
   readonly abortGraceMs: number;
   readonly exitWaitMs: number;
   readonly closing: boolean;
@@ -439,6 +443,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly limited = new Map<number, Lane>();
   private readonly runs = new Set<JobRun>();
   private readonly host: RunHost;
+  private readonly channels = new ThreadChannels();
   private closed: Promise<void> | undefined;
   private busy = 0;
   private completed = 0;
@@ -496,6 +501,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     this.memoryLimitsMb = limits;
     const pool = this;
     this.host = {
+      channels: this.channels,
       abortGraceMs: this.abortGraceMs,
       exitWaitMs: this.exitWaitMs,
       maxBatchJobs: this.maxBatchJobs,
@@ -599,6 +605,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     if (force) for (const run of this.runs) run.abort('shutdown', 'the worker pool is closing');
     await Promise.all([...this.runs].map((run) => run.outcome));
     await Promise.all([...this.lanes()].map((lane) => lane.piscina.close()));
+    this.channels.closeAll();
   }
 
   private *lanes(): Iterable<Lane> {
@@ -637,7 +644,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     piscina.on('error', (err: unknown) => this.onPiscinaError(err));
     piscina.on('message', (message: unknown) => this.onPiscinaMessage(message));
     piscina.on('workerCreate', (worker: { id: number }) => this.emit('thread:create', thread(worker.id)));
-    piscina.on('workerDestroy', (worker: { id: number }) => this.emit('thread:destroy', thread(worker.id)));
+    piscina.on('workerDestroy', (worker: { id: number }) => {
+      this.channels.forget(worker.id);
+      this.emit('thread:destroy', thread(worker.id));
+    });
     return new Lane(piscina, this.maxThreads, memoryLimitMb, this.host);
   }
 
@@ -651,6 +661,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   private onPiscinaMessage(message: unknown): void {
+    if (isPortHandoff(message)) {
+      this.channels.adopt(message);
+      return;
+    }
     if (!isThreadErrorReport(message)) return;
     const error: ThreadError = { source: message.kind, threadId: message.threadId, error: message.error };
     if (message.jobId !== undefined) error.jobId = message.jobId;
@@ -726,7 +740,8 @@ class JobRun implements RunningJob {
   /** Piscina was told to abort the task: the thread is being terminated. */
   private terminating = false;
   private worker: Worker | undefined;
-  private port: MessagePort | undefined;
+  /** Its task number on the thread channels while it runs alone (0: none). */
+  private taskId = 0;
   private flag: Int32Array | undefined;
   private controller: AbortController | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
@@ -772,16 +787,15 @@ class JobRun implements RunningJob {
 
   dispatch(): void {
     this.dispatched = true;
-    const { port1, port2 } = new MessageChannel();
-    const flag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    // The abort cell and the thread cell (see threadCell).
+    const flag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2));
     const controller = new AbortController();
-    this.port = port1;
+    this.taskId = this.host.channels.open(this);
     this.flag = flag;
     this.controller = controller;
-    port1.on('message', (message: ThreadMessage) => this.onThreadMessage(message));
-    const task: JobTask = { ...this.task, port: port2, abortFlag: flag };
+    const task: JobTask = { ...this.task, task: this.taskId, abortFlag: flag };
     this.lane.piscina
-      .run(task, { transferList: [port2], signal: controller.signal })
+      .run(task, { signal: controller.signal })
       .then(
         (result: TaskResult) => this.onResult(result),
         (err: unknown) => this.onRejected(err),
@@ -822,7 +836,8 @@ class JobRun implements RunningJob {
       this.finish(this.abortedOutcome(false));
       return;
     }
-    const message: AbortMessage = { type: 'abort', reason, message: this.abortMessage };
+    // A batch puts its own task number on it (Batch.abortJob).
+    const message: AbortMessage = { type: 'abort', task: this.taskId, reason, message: this.abortMessage };
     if (detail !== undefined) message.detail = detail;
     if (this.batch !== undefined) {
       this.batch.abortJob(this, this.slot, message);
@@ -834,8 +849,8 @@ class JobRun implements RunningJob {
       this.terminate();
       return;
     }
-    this.port?.postMessage(message);
-    // After the post: a thread that sees the flag finds the message already on its port.
+    this.host.channels.post(this.runningOn(), message);
+    // After the post: a thread that sees the flag finds the message already on its channel.
     if (this.flag !== undefined) Atomics.store(this.flag, 0, ABORT_REASONS.indexOf(reason) + 1);
     this.armGrace(() => this.terminate());
   }
@@ -863,7 +878,13 @@ class JobRun implements RunningJob {
     }
   }
 
-  /** A message about this job from its thread (on its own port, or its batch's). */
+  /** The thread that has its task, if one has taken it (0: none yet). */
+  private runningOn(): number {
+    if (this.threadId !== undefined) return this.threadId;
+    return this.flag === undefined ? 0 : Atomics.load(this.flag, threadCell(this.flag));
+  }
+
+  /** A message about this job from its thread (as a task of its own, or routed by its batch). */
   onThreadMessage(message: ThreadMessage): void {
     if (this.decided) return;
     switch (message.type) {
@@ -877,7 +898,7 @@ class JobRun implements RunningJob {
         this.tell('onLog', message.line);
         break;
       case 'done':
-        // On its own port: the thread's copy of its result, posted as it ended itself
+        // As a task of its own: the thread's copy of its result, posted as it ended itself
         // (see exitThread in thread.ts). Batches route their 'done' messages themselves (Batch.onMessage).
         if (this.batch === undefined) this.settle(message.result);
         break;
@@ -917,18 +938,17 @@ class JobRun implements RunningJob {
 
   /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
   private drain(): void {
-    const port = this.port;
-    if (port === undefined) return;
-    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      this.onThreadMessage(entry.message as ThreadMessage);
-    }
+    const threadId = this.runningOn();
+    if (threadId !== 0) this.host.channels.drain(threadId);
   }
 
   private onResult(result: TaskResult): void {
     this.lane.release();
     if (this.decided) return;
-    this.drain();
-    this.settle(result);
+    this.host.channels.whenReady(this.runningOn(), () => {
+      this.drain();
+      this.settle(result);
+    });
   }
 
   /** The thread's result for this job. */
@@ -980,6 +1000,10 @@ class JobRun implements RunningJob {
   }
 
   private onRejected(err: unknown): void {
+    this.host.channels.whenReady(this.runningOn(), () => this.afterRejection(err));
+  }
+
+  private afterRejection(err: unknown): void {
     if (this.decided) {
       this.lane.release();
       return;
@@ -1011,7 +1035,7 @@ class JobRun implements RunningJob {
       // error no job owns, just as the job reached it): nothing ran, try again.
       // It keeps its slot in the lane.
       this.redispatches += 1;
-      this.port?.close();
+      this.host.channels.close(this.taskId);
       this.dispatch();
       return;
     }
@@ -1034,7 +1058,7 @@ class JobRun implements RunningJob {
   private finish(outcome: Outcome): void {
     clearTimeout(this.timeoutTimer);
     clearTimeout(this.graceTimer);
-    this.port?.close();
+    if (this.taskId !== 0) this.host.channels.close(this.taskId);
     this.finishedPerf = performance.now();
     this.host.runFinished(this, outcome, this.elapsedMs(this.finishedPerf));
     this.resolveOutcome(outcome);
@@ -1042,16 +1066,18 @@ class JobRun implements RunningJob {
 }
 
 /**
- * Several jobs of one lane in one Piscina task, over one channel, with one
- * Int32 abort cell per job (see BatchTask). It holds one of its lane's slots
+ * Several jobs of one lane in one Piscina task, with one Int32 abort cell per
+ * job (see BatchTask). It holds one of its lane's slots
  * until its task settles there. The jobs run one after another; the thread
  * reports each as it starts and ends, and this routes the reports to the jobs'
  * JobRuns. The lane may feed it more jobs while it runs, and take back the ones
  * its thread has not started.
  */
 class Batch {
-  private readonly port: MessagePort;
-  private readonly remote: MessagePort;
+  /** Its task number on the thread channels, once dispatched. */
+  private taskId = 0;
+  /** The thread running it, from its first 'started' (0 before). */
+  private threadId = 0;
   private readonly flags: Int32Array;
   private readonly runs: JobRun[];
   private readonly controller = new AbortController();
@@ -1070,24 +1096,22 @@ class Batch {
     private readonly host: RunHost,
     runs: readonly JobRun[],
   ) {
-    const { port1, port2 } = new MessageChannel();
-    this.port = port1;
-    this.remote = port2;
     this.runs = [...runs];
     // Room to be fed as many again, within MAX_BATCH_SLOTS; never fewer cells than jobs (maxBatchJobs may pass it).
     const slots = Math.max(runs.length, Math.min(MAX_BATCH_SLOTS, host.maxBatchJobs * 2));
-    this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * slots));
+    // One cell per slot, and the thread cell (see threadCell).
+    this.flags = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * (slots + 1)));
   }
 
   dispatch(): void {
     const { runs } = this;
     for (let slot = 0; slot < runs.length; slot++) runs[slot]!.joinBatch(this, slot);
-    this.port.on('message', (message: ThreadMessage) => this.onMessage(message));
-    const task: BatchTask = { mode: 'batch', jobs: runs.map((run) => run.task), port: this.remote, flags: this.flags };
+    this.taskId = this.host.channels.open(this);
+    const task: BatchTask = { mode: 'batch', task: this.taskId, jobs: runs.map((run) => run.task), flags: this.flags };
     this.host.batchDispatched(runs.length);
     this.lane.batchDispatched(this);
     this.lane.piscina
-      .run(task, { transferList: [this.remote], signal: this.controller.signal })
+      .run(task, { signal: this.controller.signal })
       .then(
         (result: BatchResult) => this.onResult(result),
         (err: unknown) => this.onRejected(err),
@@ -1113,7 +1137,7 @@ class Batch {
 
   /** How many more jobs it can be fed: one abort cell each. */
   room(): number {
-    return this.flags.length - this.runs.length;
+    return threadCell(this.flags) - this.runs.length;
   }
 
   /** Jobs that wait for the job its thread is running (0 if it runs none). */
@@ -1134,7 +1158,9 @@ class Batch {
   /** Appends `runs` to the thread's list (see FeedMessage). */
   feed(runs: readonly JobRun[]): void {
     try {
-      this.port.postMessage({ type: 'feed', jobs: runs.map((run) => run.task) } satisfies FeedMessage);
+      const feed: FeedMessage = { type: 'feed', task: this.taskId, jobs: runs.map((run) => run.task) };
+      // Fed only once it has started (isHungry), so over a channel the pool has.
+      if (!this.host.channels.post(this.threadId, feed)) throw new Error(`no channel to thread ${this.threadId}`);
     } catch {
       // An input that cannot be cloned: these run alone, where only that job fails.
       for (const run of runs) run.batchable = false;
@@ -1173,8 +1199,9 @@ class Batch {
       return;
     }
     message.slot = slot;
-    this.port.postMessage(message);
-    // After the post: a thread that sees the flag finds the message already on its port.
+    message.task = this.taskId;
+    this.host.channels.post(this.runningOn(), message);
+    // After the post: a thread that sees the flag finds the message already on its channel.
     Atomics.store(this.flags, slot, code);
     run.armGrace(() => this.terminate(run));
   }
@@ -1195,7 +1222,12 @@ class Batch {
     }
   }
 
-  private onMessage(message: ThreadMessage): void {
+  /** The thread that has it, if one has taken it (0: none yet). */
+  private runningOn(): number {
+    return this.threadId !== 0 ? this.threadId : Atomics.load(this.flags, threadCell(this.flags));
+  }
+
+  onThreadMessage(message: ThreadMessage): void {
     if (message.type === 'done') {
       this.onDone(message);
       return;
@@ -1212,6 +1244,7 @@ class Batch {
   }
 
   private onStarted(slot: number, threadId: number): void {
+    this.threadId = threadId;
     this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === threadId);
     this.lastStarted = slot;
     this.runs[slot]?.onStarted(threadId, this.worker);
@@ -1221,16 +1254,18 @@ class Batch {
 
   /** Delivers what the thread has posted so far. */
   private drain(): void {
-    const port = this.port;
-    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      this.onMessage(entry.message as ThreadMessage);
-    }
+    const threadId = this.runningOn();
+    if (threadId !== 0) this.host.channels.drain(threadId);
   }
 
   private onResult(result: BatchResult): void {
     this.settled = true;
+    this.host.channels.whenReady(this.runningOn(), () => this.afterResult(result));
+  }
+
+  private afterResult(result: BatchResult): void {
     this.drain();
-    this.port.close();
+    this.host.channels.close(this.taskId);
     // Jobs fed after the thread had finished the rest, or left because it must exit (an error no job
     // owns): the swap of their cells makes sure they never start there.
     const notStarted: JobRun[] = [];
@@ -1249,8 +1284,12 @@ class Batch {
 
   private onRejected(err: unknown): void {
     this.settled = true;
+    this.host.channels.whenReady(this.runningOn(), () => this.afterRejection(err));
+  }
+
+  private afterRejection(err: unknown): void {
     this.drain();
-    this.port.close();
+    this.host.channels.close(this.taskId);
     const left = this.runs.filter((run) => !run.isDecided && run.inBatch(this));
     if (this.terminating) {
       const cause = this.stopping === undefined ? 'another job' : `job ${this.stopping.jobId}`;
@@ -1374,6 +1413,10 @@ function closedOutcome(): Outcome {
     error: { name: 'AbortError', message: describeAbort('shutdown', 'the worker pool is closed') },
     terminated: false,
   };
+}
+
+function isPortHandoff(message: unknown): message is PortHandoff {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'spindle:port';
 }
 
 function isThreadErrorReport(message: unknown): message is ThreadErrorReport {

@@ -7,11 +7,19 @@
  */
 'use strict';
 
+const { MessageChannel, parentPort, threadId } = require('node:worker_threads');
+
+// The thread's channel to the pool (PortHandoff in protocol.ts), made here because Piscina requires
+// this file before it posts its ready message on the same parentPort: the pool has the channel
+// before it sends this thread a task.
+const { port1: toPool, port2 } = new MessageChannel();
+parentPort.postMessage({ type: 'spindle:port', threadId, port: port2 }, [port2]);
+
 const loaded = import('./thread-entry.mjs');
 // A load failure surfaces on the first job, as that job's error; never as an unhandled rejection.
 loaded.catch(() => {});
 
 module.exports = async function runJob(task) {
   const { default: run } = await loaded;
-  return run(task);
+  return run(task, toPool);
 };

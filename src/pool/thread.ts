@@ -37,6 +37,7 @@ import {
   type ThreadErrorReport,
   type ThreadMessage,
   type ThreadTask,
+  threadCell,
 } from './protocol.ts';
 
 /** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
@@ -201,8 +202,10 @@ function truncate(text: string, max: number): string {
 
 /** Where a job's messages go, and where its abort comes from. */
 interface JobLink {
-  /** The job's port (a batch's port is shared by its jobs). */
+  /** The thread's channel to the pool (see PortHandoff). */
   port: MessagePort;
+  /** The task the job belongs to: every message names it. */
+  task: number;
   /** The job's abort cell: `flags[slot]` (a single job's abortFlag, slot 0). */
   flags: Int32Array | undefined;
   /** The job's slot in its batch; undefined for a single job. */
@@ -251,6 +254,7 @@ class JobScope {
   settled = false;
   abortedBy: AbortReason | undefined;
   private readonly port: MessagePort;
+  private readonly taskId: number;
   private readonly flags: Int32Array | undefined;
   private readonly index: number;
   private readonly drainSupervisor: () => void;
@@ -277,6 +281,7 @@ class JobScope {
   constructor(task: BatchJob, link: JobLink) {
     this.task = task;
     this.port = link.port;
+    this.taskId = link.task;
     this.flags = link.flags;
     this.slot = link.slot;
     this.index = link.slot ?? 0;
@@ -466,7 +471,7 @@ class JobScope {
     if (!this.progressPending) return;
     this.progressPending = false;
     this.lastProgressAt = now;
-    const message: ThreadMessage = { type: 'progress', percent: this.progressPercent };
+    const message: ThreadMessage = { type: 'progress', task: this.taskId, percent: this.progressPercent };
     if (this.slot !== undefined) message.slot = this.slot;
     if (this.progressMessage !== undefined) {
       message.message = truncate(String(this.progressMessage), MAX_PROGRESS_MESSAGE_CHARS);
@@ -498,7 +503,7 @@ class JobScope {
         line = `[spindle] ctx.log() arguments could not be formatted: ${serializeThrown(err, 'handler').message}`;
       }
     }
-    this.post({ type: 'log', line });
+    this.post({ type: 'log', task: this.taskId, line });
   }
 }
 
@@ -537,15 +542,43 @@ function onEscapedError(kind: ThreadErrorReport['kind'], value: unknown): void {
 }
 
 /**
- * The port and result of the last single job this thread finished, kept until
+ * The task and result of the last single job this thread finished, kept until
  * the next task: see exitThread().
  */
-let lastJob: { port: MessagePort; result: TaskResult } | undefined;
+let lastJob: { task: number; result: TaskResult } | undefined;
 
-/** Closes the last job's port: its result has reached the pool (Piscina sends a thread a task only after that). */
-function forgetLastJob(): void {
-  lastJob?.port.close();
-  lastJob = undefined;
+/** The thread's channel to the pool (see PortHandoff), from thread-entry.cjs with the first task. */
+let toPool: MessagePort | undefined;
+/** The task this thread runs, and where the supervisor's messages about it go; other tasks' are moot. */
+let openTask = 0;
+let inbox: ((message: SupervisorMessage) => void) | undefined;
+
+function routeSupervisorMessage(message: SupervisorMessage): void {
+  if (message.task === openTask) inbox?.(message);
+}
+
+/** Delivers the supervisor's messages already queued on the channel. */
+function drainSupervisor(): void {
+  const port = toPool!;
+  for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+    routeSupervisorMessage(entry.message as SupervisorMessage);
+  }
+}
+
+/** Takes a task: says on its cell which thread has it, and listens for messages about it. */
+function openTaskOn(port: MessagePort, task: number, flags: Int32Array, receive: (message: SupervisorMessage) => void): void {
+  if (toPool === undefined) {
+    toPool = port;
+    port.on('message', routeSupervisorMessage);
+  }
+  Atomics.store(flags, threadCell(flags), threadId);
+  openTask = task;
+  inbox = receive;
+}
+
+function closeTask(): void {
+  openTask = 0;
+  inbox = undefined;
 }
 
 function exitWhenIdle(): void {
@@ -559,15 +592,14 @@ function exitWhenIdle(): void {
  * on a port of its own, and the supervisor may see the thread's 'exit' before
  * that message (Node orders only parentPort messages before 'exit'): Piscina
  * then rejects the task as if the thread had died running it, and the result
- * is lost. So the last job's result is posted again on the job's own port,
+ * is lost. So the last job's result is posted again on the thread's channel,
  * where the pool drains it when that rejection comes (a batch's results travel
- * on its port anyway). If the pool already has the result, the port is closed
- * and the copy goes nowhere.
+ * there anyway). If the pool already has the result, the copy is moot.
  */
 function exitThread(): never {
   if (lastJob !== undefined) {
     try {
-      lastJob.port.postMessage({ type: 'done', slot: 0, result: lastJob.result, threadId } satisfies ThreadMessage);
+      toPool!.postMessage({ type: 'done', task: lastJob.task, slot: 0, result: lastJob.result, threadId } satisfies ThreadMessage);
     } catch {
       // Checked when the job ended: it can be cloned.
     }
@@ -576,40 +608,32 @@ function exitThread(): never {
 }
 
 /** Piscina's task function: one job, or a batch of them, start to end. */
-export default function runTask(task: ThreadTask): Promise<TaskResult | BatchResult> {
-  return task.mode === 'batch' ? runBatch(task) : runJob(task);
+export default function runTask(task: ThreadTask, port: MessagePort): Promise<TaskResult | BatchResult> {
+  return task.mode === 'batch' ? runBatch(task, port) : runJob(task, port);
 }
 
-/** One job with a channel of its own. */
-async function runJob(task: JobTask): Promise<TaskResult> {
+/** One job as a task of its own. */
+async function runJob(task: JobTask, port: MessagePort): Promise<TaskResult> {
   installProcessHandlers();
   // Ends the thread before this job starts: the pool sees no 'started' and dispatches it again.
   if (exitPending) exitThread();
-  forgetLastJob();
-  const { port } = task;
-  let scope: JobScope | undefined;
-  const drain = (): void => {
-    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      scope?.receive(entry.message as AbortMessage);
-    }
-  };
-  const job = new JobScope(task, { port, flags: task.abortFlag, slot: undefined, drain });
-  scope = job;
-  const onMessage = (message: AbortMessage): void => job.receive(message);
-  port.on('message', onMessage);
+  lastJob = undefined;
+  const job = new JobScope(task, { port, task: task.task, flags: task.abortFlag, slot: undefined, drain: drainSupervisor });
+  openTaskOn(port, task.task, task.abortFlag, (message) => {
+    if (message.type === 'abort') job.receive(message);
+  });
   current = job;
   let result: TaskResult;
   try {
-    job.post({ type: 'started', threadId });
+    job.post({ type: 'started', task: task.task, threadId });
     result = await jobs.run(job, () => job.execute(true));
   } catch (err) {
     // Only a fault in this file gets here; the pool still gets a value.
     result = { ok: false, error: serializeThrown(err, 'thread', 'the worker thread threw a non-Error value') };
   }
   job.close();
-  // The port stays open (without listener: an abort now is moot) until the next task, for exitThread().
-  port.off('message', onMessage);
-  lastJob = { port, result };
+  closeTask();
+  lastJob = { task: task.task, result };
   current = undefined;
   if (exitPending) exitWhenIdle();
   return result;
@@ -620,25 +644,20 @@ async function runJob(task: JobTask): Promise<TaskResult> {
  * it ends. A job whose flag the supervisor set before this thread reached it
  * is skipped: the supervisor has already given it its outcome.
  */
-async function runBatch(task: BatchTask): Promise<BatchResult> {
+async function runBatch(task: BatchTask, port: MessagePort): Promise<BatchResult> {
   installProcessHandlers();
   if (exitPending) exitThread();
-  forgetLastJob();
-  const { jobs: batch, port, flags } = task;
-  const route = (message: SupervisorMessage): void => {
+  lastJob = undefined;
+  const { jobs: batch, flags } = task;
+  openTaskOn(port, task.task, flags, (message) => {
     if (message.type === 'feed') {
       for (const job of message.jobs) batch.push(job);
       return;
     }
     // An abort for a job that has not started is in its flag too; one for a finished job is moot.
     if (current !== undefined && current.slot === message.slot) current.receive(message);
-  };
-  const drain = (): void => {
-    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      route(entry.message as SupervisorMessage);
-    }
-  };
-  port.on('message', route);
+  });
+  const drain = drainSupervisor;
   // A job's 'done' waits until the thread knows what comes next, to carry the next job's 'started'.
   let done: BatchDoneMessage | undefined;
   let slot = 0;
@@ -651,13 +670,13 @@ async function runBatch(task: BatchTask): Promise<BatchResult> {
       if (exitPending) break;
       if (Atomics.compareExchange(flags, slot, 0, SLOT_STARTED) !== 0) continue;
       if (done === undefined) {
-        port.postMessage({ type: 'started', threadId, slot } satisfies ThreadMessage);
+        port.postMessage({ type: 'started', task: task.task, threadId, slot } satisfies ThreadMessage);
       } else {
         done.next = slot;
         postDone(port, done);
         done = undefined;
       }
-      const job = new JobScope(batch[slot]!, { port, flags, slot, drain });
+      const job = new JobScope(batch[slot]!, { port, task: task.task, flags, slot, drain });
       current = job;
       let result: TaskResult;
       try {
@@ -668,11 +687,11 @@ async function runBatch(task: BatchTask): Promise<BatchResult> {
         job.close();
         current = undefined;
       }
-      done = { type: 'done', slot, result, threadId };
+      done = { type: 'done', task: task.task, slot, result, threadId };
     }
   } finally {
     if (done !== undefined) postDone(port, done);
-    port.close();
+    closeTask();
     if (exitPending) exitWhenIdle();
   }
   return { skipped: batch.length - slot };
