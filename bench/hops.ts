@@ -4,22 +4,29 @@
  * benchmark is `npm run bench`).
  *
  *   node --import tsx bench/hops.ts pool [--jobs N] [--in-flight N] [--threads N] [--runs N]
+ *   node --import tsx bench/hops.ts idle [--jobs N] [--threads N]
  *   DATABASE_URL=postgres://... node --import tsx bench/hops.ts e2e [--jobs N] [--threads N] [--runs N] [--prefetch N]
  *
  * `pool` keeps N no-op jobs in flight on a WorkerPool and counts outcomes per
- * second. `e2e` creates a scratch database beside DATABASE_URL's, enqueues
+ * second. `idle` runs one job at a time, 5 to 15 ms apart, so each finds a
+ * thread idle, and prints the time from pool.run() to the handler's start
+ * (p50, p90, p99). `e2e` creates a scratch database beside DATABASE_URL's, enqueues
  * the jobs, starts a supervisor and counts 'job:finished' events until all
  * have finished, then drops the database. HOPS_VERBOSE=1 prints the pool's
  * batch counts and the supervisor's state after each run.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createClient } from '../src/client.ts';
 import { WorkerPool } from '../src/pool/pool.ts';
 import { startSupervisor } from '../src/start.ts';
+import { percentile } from './stats.ts';
+import { wallClockMs, type WorkResult } from './work.ts';
 
 const NOOP = fileURLToPath(new URL('../workers/noop.ts', import.meta.url));
+const STAMP = fileURLToPath(new URL('./workers/stamp.ts', import.meta.url));
 const WARMUP_JOBS = 500;
 const WORKERS = fileURLToPath(new URL('../workers', import.meta.url));
 
@@ -67,6 +74,26 @@ async function poolMode(): Promise<number[]> {
     const rates: number[] = [];
     for (let i = 0; i < runs; i++) rates.push(await poolRun(pool, jobs, inFlight));
     return rates;
+  } finally {
+    await pool.close();
+  }
+}
+
+async function idleMode(): Promise<void> {
+  const jobs = Number(values.jobs ?? 800);
+  const pool = new WorkerPool({ maxThreads: threads });
+  try {
+    const delays: number[] = [];
+    for (let seq = -20; seq < jobs; seq++) {
+      await sleep(5 + Math.random() * 10);
+      const at = wallClockMs();
+      const outcome = await pool.run({ mode: 'run', jobId: String(seq), type: 'stamp', modulePath: STAMP, input: { seq }, attempt: 1, maxAttempts: 1 }, {})
+        .outcome;
+      if (outcome.kind !== 'succeeded') throw new Error(`job ${seq}: ${outcome.kind}`);
+      if (seq >= 0) delays.push((outcome.output as WorkResult).startedAt - at);
+    }
+    const at = (p: number): string => percentile(delays, p).toFixed(3);
+    console.log(`idle: pool.run() to handler start, ${delays.length} jobs: p50 ${at(50)} ms, p90 ${at(90)} ms, p99 ${at(99)} ms`);
   } finally {
     await pool.close();
   }
@@ -140,7 +167,11 @@ async function e2eMode(): Promise<number[]> {
   return rates;
 }
 
-const rates = mode === 'e2e' ? await e2eMode() : await poolMode();
-const sorted = [...rates].sort((a, b) => a - b);
-const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
-console.log(`${mode}: ${rates.map((r) => r.toFixed(0)).join(', ')} jobs/s; median ${median.toFixed(0)}`);
+if (mode === 'idle') {
+  await idleMode();
+} else {
+  const rates = mode === 'e2e' ? await e2eMode() : await poolMode();
+  const sorted = [...rates].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
+  console.log(`${mode}: ${rates.map((r) => r.toFixed(0)).join(', ')} jobs/s; median ${median.toFixed(0)}`);
+}

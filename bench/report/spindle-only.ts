@@ -76,6 +76,18 @@ function floorSection(results: Results): Section {
   return { title, before, grid, after };
 }
 
+/** For a latency goal's line: spindle's own split of it where the claim comes back, when measured. */
+function splitSentence(latency: SystemScenarioResult, key: 'p50' | 'p99'): string {
+  const toClaim = medianOf(latency, SUBJECT, `toClaim${key.toUpperCase()}Ms`);
+  const hop = medianOf(latency, SUBJECT, `hop${key.toUpperCase()}Ms`);
+  if (toClaim === undefined || hop === undefined) return '';
+  const n2 = (v: number) => formatNumber(v, 2);
+  return (
+    ` Split where spindle's claim statement returns ('job:claimed'): enqueue to claimed ${n2(toClaim)} ms ${key} ` +
+    `(the enqueue's INSERT, its commit and NOTIFY, the claim statement), claimed to start ${n2(hop)} ms ${key} (the hop to a thread).`
+  );
+}
+
 /** For a latency goal's line: the floor's figures at the same pacing, when scenario 3a ran. */
 function floorSentence(results: Results, key: 'p50' | 'p99'): string {
   const got = standaloneResult(results, 'floor');
@@ -328,6 +340,7 @@ export function shortfalls(results: Results): string[] {
         (p !== undefined ? ` (bare Piscina, with no database: ${formatNumber(p, 2)} ms ${key})` : '') +
         (peers.length ? `; the PostgreSQL peers with a comparable path: ${peers.map(([name, v]) => `${name} ${formatNumber(v, 2)} ms`).join(', ')} ${key}` : '') +
         '.' +
+        splitSentence(latency, key) +
         floorSentence(results, key);
     } else if (g.goal.startsWith('Timeout (issue 5)') && g.goal.endsWith('an endless loop')) {
       const got = standaloneResult(results, 'cancel');

@@ -6,7 +6,7 @@
  * handler, on whatever thread runs it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { distribution, seededRandom } from '../stats.ts';
+import { distribution, percentile, seededRandom } from '../stats.ts';
 import { wallClockMs } from '../work.ts';
 import type { SystemScenario } from './types.ts';
 
@@ -60,6 +60,35 @@ export const latency: SystemScenario = {
     }
     if (latencies.length < samples) throw new Error(`only ${latencies.length} of ${samples} jobs reported a start time`);
     const d = distribution(latencies);
-    return { p50Ms: d.p50, p99Ms: d.p99, meanMs: d.mean, maxMs: d.max, samples: d.samples };
+    return { p50Ms: d.p50, p99Ms: d.p99, meanMs: d.mean, maxMs: d.max, samples: d.samples, ...(await split(system, enqueuedAt, startedAt)) };
   },
 };
+
+/**
+ * Enqueue-to-start split where the claim comes back (systems that report it): before, the
+ * enqueue's INSERT with its commit and NOTIFY and the claim statement; after, the hop to a thread.
+ */
+async function split(
+  system: { claimTimes?(): Promise<Map<number, number>> },
+  enqueuedAt: Map<number, number>,
+  startedAt: Map<number, number>,
+): Promise<Record<string, number>> {
+  if (system.claimTimes === undefined) return {};
+  const claimedAt = await system.claimTimes();
+  const toClaim: number[] = [];
+  const hop: number[] = [];
+  for (const [seq, at] of enqueuedAt) {
+    const claimed = claimedAt.get(seq);
+    const started = startedAt.get(seq);
+    if (claimed === undefined || started === undefined) continue;
+    toClaim.push(claimed - at);
+    hop.push(started - claimed);
+  }
+  if (toClaim.length === 0) return {};
+  return {
+    toClaimP50Ms: percentile(toClaim, 50),
+    toClaimP99Ms: percentile(toClaim, 99),
+    hopP50Ms: percentile(hop, 50),
+    hopP99Ms: percentile(hop, 99),
+  };
+}

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { createClient } from '../../src/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { startSupervisor } from '../../src/start.ts';
-import type { BenchJob, WorkKind } from '../work.ts';
+import { wallClockMs, type BenchJob, type WorkKind } from '../work.ts';
 import { FinishCounter } from './finish-counter.ts';
 import { followFinished } from './spindle-finished.ts';
 import { dropSchema, queryNumber, withConnection } from './postgres.ts';
@@ -60,6 +60,11 @@ export const spindle: SystemAdapter = {
       socket: false,
     });
     const type = TYPE[options.kind];
+    // Only where latency is measured: a listener on every claim would cost the throughput runs.
+    const claimedAt = new Map<string, number>();
+    if (options.kind === 'stamp') {
+      supervisor.supervisor.events.on('job:claimed', (event) => claimedAt.set(event.id, wallClockMs()));
+    }
     const input = (job: BenchJob): BenchJob => (options.kind === 'spin' ? { seq: job.seq, ms: job.ms } : job);
     return {
       enqueueIsAtomic: true,
@@ -77,6 +82,18 @@ export const spindle: SystemAdapter = {
           [TYPE.stamp],
         );
         return new Map(rows.map((r) => [r.seq, r.started_at]));
+      },
+      async claimTimes() {
+        const { rows } = await listener.query<{ id: string; seq: number }>(
+          `SELECT id::text AS id, (output->>'seq')::int AS seq FROM spindle.jobs WHERE type = $1 AND state = 'succeeded'`,
+          [TYPE.stamp],
+        );
+        const bySeq = new Map<number, number>();
+        for (const r of rows) {
+          const at = claimedAt.get(r.id);
+          if (at !== undefined) bySeq.set(r.seq, at);
+        }
+        return bySeq;
       },
       async unfinished() {
         return withConnection(options.databaseUrl, (c) =>

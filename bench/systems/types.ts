@@ -50,6 +50,11 @@ export interface RunningSystem {
   waitForFinished(total: number, timeoutMs: number): Promise<number>;
   /** For `stamp` jobs: when each job's handler started, by job seq. */
   startTimes(): Promise<Map<number, number>>;
+  /**
+   * For `stamp` jobs, where the system can tell (spindle): when each job's claim came back from the
+   * database, by job seq (wallClockMs()). Splits enqueue-to-start into the database's part and the hop.
+   */
+  claimTimes?(): Promise<Map<number, number>>;
   /** After stop(): jobs the system's store still holds as not done (0 after a clean run). */
   unfinished(): Promise<number>;
   /** Stops consuming and releases every resource (connections, threads, timers). */
