@@ -21,6 +21,8 @@ const CHANNEL_WAIT_MS = 1_000;
 export class ThreadChannels {
   private readonly ports = new Map<number, MessagePort>();
   private readonly owners = new Map<number, TaskOwner>();
+  /** Messages about later tasks that a drain took off a thread's channel, delivered next (see drain). */
+  private readonly held = new Map<number, ThreadMessage[]>();
   /** Work waiting for a thread's channel, which is posted before any task reaches the thread. */
   private readonly waiting = new Map<number, (() => void)[]>();
   private nextTask = 1;
@@ -29,7 +31,11 @@ export class ThreadChannels {
   adopt(handoff: PortHandoff): void {
     const { threadId, port } = handoff;
     this.ports.set(threadId, port);
-    port.on('message', (message: ThreadMessage) => this.route(message));
+    port.on('message', (message: ThreadMessage) => {
+      const held = this.held.get(threadId);
+      if (held === undefined) this.route(message);
+      else held.push(message);
+    });
     // Tasks keep the process alive while they run (Piscina); an idle channel must not.
     port.unref();
     const waiting = this.waiting.get(threadId);
@@ -68,13 +74,38 @@ export class ThreadChannels {
     return true;
   }
 
-  /** Delivers, now, every message the thread has posted so far, each to its task's owner. */
-  drain(threadId: number): void {
+  /**
+   * Delivers, now, what the thread has posted about `task` so far. What it posted about other tasks
+   * is delivered in order at the next microtask, after the caller is done: a thread may take its
+   * next task, and say so, before the pool has read the last one's result (they come on different
+   * ports), and the end of one must come before the start of the next. Delivered at once, a pool of
+   * two threads briefly counted three jobs running.
+   */
+  drain(threadId: number, task: number): void {
     const port = this.ports.get(threadId);
     if (port === undefined) return;
+    const later: ThreadMessage[] = [];
+    const take = (message: ThreadMessage): void => {
+      if (message.task === task) this.route(message);
+      else later.push(message);
+    };
+    // Held ones first: they were posted first.
+    const held = this.held.get(threadId);
+    this.held.delete(threadId);
+    if (held !== undefined) for (const message of held) take(message);
     for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      this.route(entry.message as ThreadMessage);
+      take(entry.message as ThreadMessage);
     }
+    if (later.length === 0) return;
+    this.held.set(threadId, later);
+    queueMicrotask(() => this.release(threadId));
+  }
+
+  private release(threadId: number): void {
+    const held = this.held.get(threadId);
+    if (held === undefined) return;
+    this.held.delete(threadId);
+    for (const message of held) this.route(message);
   }
 
   /**
@@ -105,6 +136,7 @@ export class ThreadChannels {
     for (const port of this.ports.values()) port.close();
     this.ports.clear();
     this.owners.clear();
+    this.held.clear();
   }
 
   private route(message: ThreadMessage): void {

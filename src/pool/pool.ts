@@ -939,7 +939,7 @@ class JobRun implements RunningJob {
   /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
   private drain(): void {
     const threadId = this.runningOn();
-    if (threadId !== 0) this.host.channels.drain(threadId);
+    if (threadId !== 0) this.host.channels.drain(threadId, this.taskId);
   }
 
   private onResult(result: TaskResult): void {
@@ -1255,7 +1255,7 @@ class Batch {
   /** Delivers what the thread has posted so far. */
   private drain(): void {
     const threadId = this.runningOn();
-    if (threadId !== 0) this.host.channels.drain(threadId);
+    if (threadId !== 0) this.host.channels.drain(threadId, this.taskId);
   }
 
   private onResult(result: BatchResult): void {
