@@ -128,7 +128,7 @@ export function benchmarksMarkdown(results: Results): string {
     '- CPU per job (no-op): over the same span, the CPU time of the system\'s process, all its threads (`process.cpuUsage()`: main thread, job threads, the garbage collector\'s helpers), ' +
       'and of the PostgreSQL server: the postmaster and every process it started, read from /proc (Linux, a server on this machine; `n/a` elsewhere), so it includes whatever else the server did meanwhile. ' +
       'Divided by the jobs drained. Process and server share the cores: their sum bounds the jobs per second.',
-    '- Latency: single enqueues, one at a time, 10 to 30 ms apart on a seeded schedule shared by all systems; enqueue time is taken just before the enqueue call, start time in the handler on the thread that runs it (`performance.timeOrigin + performance.now()`).',
+    '- Latency: single enqueues, one at a time, 10 to 30 ms apart on a seeded schedule shared by all systems; enqueue time is taken just before the enqueue call, start time in the handler on the thread that runs it (`performance.timeOrigin + performance.now()`). For spindle the figure is also split where the claim comes back (the job:claimed event of its supervisor, main thread).',
     '- A run fails when a job is missing or the store still holds unfinished jobs after a graceful stop; failed runs are listed below and left out of the medians.',
     '',
   );
