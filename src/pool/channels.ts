@@ -75,7 +75,7 @@ export class ThreadChannels {
   }
 
   /**
-   * Delivers, now, what the thread has posted about `task` so far. What it posted about other tasks
+   * Delivers, now, what the thread has posted about `task` so far (thread 0: none took it, nothing). What it posted about other tasks
    * is delivered in order at the next microtask, after the caller is done: a thread may take its
    * next task, and say so, before the pool has read the last one's result (they come on different
    * ports), and the end of one must come before the start of the next. Delivered at once, a pool of

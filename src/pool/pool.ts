@@ -54,6 +54,7 @@ import {
   type TaskResult,
   type ThreadErrorReport,
   type ThreadMessage,
+  takenBy,
   threadCell,
 } from './protocol.ts';
 
@@ -881,7 +882,7 @@ class JobRun implements RunningJob {
   /** The thread that has its task, if one has taken it (0: none yet). */
   private runningOn(): number {
     if (this.threadId !== undefined) return this.threadId;
-    return this.flag === undefined ? 0 : Atomics.load(this.flag, threadCell(this.flag));
+    return this.flag === undefined ? 0 : takenBy(this.flag);
   }
 
   /** A message about this job from its thread (as a task of its own, or routed by its batch). */
@@ -938,8 +939,7 @@ class JobRun implements RunningJob {
 
   /** Delivers what the thread posted before its result: the last progress, the last log lines, 'started'. */
   private drain(): void {
-    const threadId = this.runningOn();
-    if (threadId !== 0) this.host.channels.drain(threadId, this.taskId);
+    this.host.channels.drain(this.runningOn(), this.taskId);
   }
 
   private onResult(result: TaskResult): void {
@@ -1224,7 +1224,7 @@ class Batch {
 
   /** The thread that has it, if one has taken it (0: none yet). */
   private runningOn(): number {
-    return this.threadId !== 0 ? this.threadId : Atomics.load(this.flags, threadCell(this.flags));
+    return this.threadId !== 0 ? this.threadId : takenBy(this.flags);
   }
 
   onThreadMessage(message: ThreadMessage): void {
@@ -1254,8 +1254,7 @@ class Batch {
 
   /** Delivers what the thread has posted so far. */
   private drain(): void {
-    const threadId = this.runningOn();
-    if (threadId !== 0) this.host.channels.drain(threadId, this.taskId);
+    this.host.channels.drain(this.runningOn(), this.taskId);
   }
 
   private onResult(result: BatchResult): void {

@@ -139,6 +139,11 @@ export function threadCell(flags: Int32Array): number {
   return flags.length - 1;
 }
 
+/** The thread that has taken the task of these cells (0: none yet). */
+export function takenBy(flags: Int32Array): number {
+  return Atomics.load(flags, threadCell(flags));
+}
+
 /** The value a thread stores in BatchTask.flags[slot] when it starts that job. */
 export const SLOT_STARTED = -1;
 /** The value the supervisor stores in BatchTask.flags[slot] to take back a job the thread has not started. */
