@@ -43,7 +43,7 @@ export interface JobTask {
    * Two Int32s on a SharedArrayBuffer. [0] is set (see ABORT_REASONS) just after the
    * abort message is posted. A handler stuck in a synchronous loop never sees port
    * messages, but reading `ctx.signal.aborted` checks this flag, so a loop that
-   * polls the signal still stops. [1] (THREAD_CELL of it) is the thread's id, stored
+   * polls the signal still stops. [1] is the thread's id, stored
    * as the thread takes the task (see threadCell).
    */
   abortFlag: Int32Array;

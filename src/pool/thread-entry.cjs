@@ -10,8 +10,8 @@
 const { MessageChannel, parentPort, threadId } = require('node:worker_threads');
 
 // The thread's channel to the pool (PortHandoff in protocol.ts), made here because Piscina requires
-// this file before it posts its ready message on the same parentPort: the pool has the channel
-// before it sends this thread a task.
+// this file before the thread takes any task. Piscina may hand the pool a task's result (on its own
+// port) before this message; the pool then waits for the channel (ThreadChannels.whenReady).
 const { port1: toPool, port2 } = new MessageChannel();
 parentPort.postMessage({ type: 'spindle:port', threadId, port: port2 }, [port2]);
 
