@@ -7,13 +7,42 @@ import type { Metrics } from './types.ts';
 /** One throughput measurement. */
 export interface ThroughputPlan {
   /** Jobs run (and waited for) first, so threads, connections and JIT are warm. */
-  warmup: number;
+  warmup: Warmup;
   /** Jobs in the measured batch. */
   jobs: number;
   /** For CPU jobs: milliseconds of loop per job. */
   ms?: number;
   /** How long the drain may take. */
   timeoutMs: number;
+}
+
+/**
+ * Batches of `batch` jobs, each drained before the next, until `jobs` have run or `ms` have passed
+ * (at least one batch). A bound in time as well as in jobs: every system gets about the same warm-up
+ * however fast it is, and a slow one does not spend minutes on it.
+ */
+export interface Warmup {
+  batch: number;
+  jobs: number;
+  ms: number;
+}
+
+/** The warm-up, in words, for a scenario's size line. */
+export function describeWarmup(w: Warmup): string {
+  if (w.jobs <= w.batch) return `after ${w.batch.toLocaleString('en-US')} warm-up jobs`;
+  return `after up to ${w.jobs.toLocaleString('en-US')} warm-up jobs, ${w.batch.toLocaleString('en-US')} at a time, for at most ${w.ms / 1000} s`;
+}
+
+/** Runs the warm-up (see Warmup); returns how many jobs it ran. */
+async function warmUp(system: RunningSystem, w: Warmup, ms: number | undefined, timeoutMs: number): Promise<number> {
+  const start = wallClockMs();
+  let ran = 0;
+  do {
+    await system.enqueueBatch(makeJobs(ran, w.batch, ms));
+    ran += w.batch;
+    await system.waitForFinished(ran, timeoutMs);
+  } while (ran < w.jobs && wallClockMs() - start < w.ms);
+  return ran;
 }
 
 function makeJobs(from: number, count: number, ms: number | undefined): BenchJob[] {
@@ -33,16 +62,15 @@ export async function measureThroughput(
   databaseUrl: string | undefined,
 ): Promise<Metrics> {
   const meter = await CpuMeter.open(databaseUrl);
-  await system.enqueueBatch(makeJobs(0, plan.warmup, plan.ms));
-  await system.waitForFinished(plan.warmup, plan.timeoutMs);
+  const warmed = await warmUp(system, plan.warmup, plan.ms, plan.timeoutMs);
 
-  const batch = makeJobs(plan.warmup, plan.jobs, plan.ms);
+  const batch = makeJobs(warmed, plan.jobs, plan.ms);
   const before = wallClockMs();
   const cpuBefore = meter.read();
   await system.enqueueBatch(batch);
   const visible = wallClockMs();
   const cpuVisible = meter.read();
-  const finishedAt = await system.waitForFinished(plan.warmup + plan.jobs, plan.timeoutMs);
+  const finishedAt = await system.waitForFinished(warmed + plan.jobs, plan.timeoutMs);
   const cpuFinished = meter.read();
   const drainMs = finishedAt - (system.enqueueIsAtomic ? visible : before);
   return {
