@@ -293,6 +293,14 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
   );
 }
 
+/** ', about what graphile-worker tuned spent in all on each of its own jobs (N µs)', or '' without its CPU figures. */
+function tunedTotal(noop: SystemScenarioResult): string {
+  const process = medianOf(noop, 'graphile-worker-tuned', 'cpuUsPerJob');
+  const postgres = medianOf(noop, 'graphile-worker-tuned', 'pgCpuUsPerJob');
+  if (process === undefined || postgres === undefined) return '';
+  return `, against ${n0(process + postgres)} µs that graphile-worker tuned spent in all on each of its own jobs (no thread hop, no row kept)`;
+}
+
 /**
  * Where spindle falls short in this run: every goal not met with the figures, what the figures
  * themselves say about why where they can, and the scale-out findings. Written from the results only.
@@ -316,7 +324,9 @@ export function shortfalls(results: Results): string[] {
           'what is left is per-job work in its process (JSON, actor messages, garbage collection) and in PostgreSQL (two UPDATEs that cannot be HOT), ' +
           `on the same ${results.machine.cores} cores.` +
           cpuCost(noop, results.machine.cores) +
-          ` 1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job.`;
+          ` 1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job` +
+          tunedTotal(noop) +
+          '.';
       }
     } else if (g.goal.startsWith('CPU throughput') && cpu) {
       const s = medianOf(cpu, SUBJECT, 'jobsPerSecond');
