@@ -293,7 +293,7 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
   );
 }
 
-/** ', about what graphile-worker tuned spent in all on each of its own jobs (N µs)', or '' without its CPU figures. */
+/** ', against N µs that graphile-worker tuned spent in all on each of its own jobs (...)', or '' without its CPU figures. */
 function tunedTotal(noop: SystemScenarioResult): string {
   const process = medianOf(noop, 'graphile-worker-tuned', 'cpuUsPerJob');
   const postgres = medianOf(noop, 'graphile-worker-tuned', 'pgCpuUsPerJob');
