@@ -274,14 +274,9 @@ export function spindleOnlyText(results: Results): string[] {
  * it, and the ceiling that puts on spindle's jobs per second. Empty when the run has no such figures.
  */
 function cpuCost(noop: SystemScenarioResult, cores: number): string {
-  const cost = (system: string) => {
-    const process = medianOf(noop, system, 'cpuUsPerJob');
-    const postgres = medianOf(noop, system, 'pgCpuUsPerJob');
-    return process === undefined || postgres === undefined ? undefined : { process, postgres, total: process + postgres };
-  };
-  const ours = cost(SUBJECT);
+  const ours = cpuPerNoopJob(noop, SUBJECT);
   if (ours === undefined) return '';
-  const theirs = cost('graphile-worker-tuned');
+  const theirs = cpuPerNoopJob(noop, 'graphile-worker-tuned');
   return (
     ` Measured while draining, a job cost spindle ${n0(ours.process)} µs of CPU in its process (all threads: main, job threads, ` +
     `V8's garbage collector helpers) and ${n0(ours.postgres)} µs in PostgreSQL` +
@@ -293,12 +288,11 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
   );
 }
 
-/** ', against N µs that graphile-worker tuned spent in all on each of its own jobs (...)', or '' without its CPU figures. */
-function tunedTotal(noop: SystemScenarioResult): string {
-  const process = medianOf(noop, 'graphile-worker-tuned', 'cpuUsPerJob');
-  const postgres = medianOf(noop, 'graphile-worker-tuned', 'pgCpuUsPerJob');
-  if (process === undefined || postgres === undefined) return '';
-  return `, against ${n0(process + postgres)} µs that graphile-worker tuned spent in all on each of its own jobs (no thread hop, no row kept)`;
+/** A system's median CPU per no-op job while draining (µs): in its process, in PostgreSQL, and both; undefined without figures. */
+function cpuPerNoopJob(noop: SystemScenarioResult, system: string): { process: number; postgres: number; total: number } | undefined {
+  const process = medianOf(noop, system, 'cpuUsPerJob');
+  const postgres = medianOf(noop, system, 'pgCpuUsPerJob');
+  return process === undefined || postgres === undefined ? undefined : { process, postgres, total: process + postgres };
 }
 
 /**
@@ -316,6 +310,7 @@ export function shortfalls(results: Results): string[] {
     if (g.goal.startsWith('No-op throughput') && noop) {
       const piscina = medianOf(noop, LIMIT_SYSTEM, 'jobsPerSecond');
       const tuned = medianOf(noop, 'graphile-worker-tuned', 'jobsPerSecond');
+      const tunedCost = cpuPerNoopJob(noop, 'graphile-worker-tuned');
       if (piscina !== undefined && tuned !== undefined) {
         why =
           ` Bare Piscina, with no database at all, made ${n0(piscina)} no-op round trips/s on ${results.threads} threads here, one task per hop; ` +
@@ -325,7 +320,9 @@ export function shortfalls(results: Results): string[] {
           `on the same ${results.machine.cores} cores.` +
           cpuCost(noop, results.machine.cores) +
           ` 1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job` +
-          tunedTotal(noop) +
+          (tunedCost === undefined
+            ? ''
+            : `, against ${n0(tunedCost.total)} µs that graphile-worker tuned spent in all on each of its own jobs (no thread hop, no row kept)`) +
           '.';
       }
     } else if (g.goal.startsWith('CPU throughput') && cpu) {
