@@ -33,12 +33,12 @@ export function describeWarmup(w: Warmup): string {
   return `after up to ${w.jobs.toLocaleString('en-US')} warm-up jobs, ${w.batch.toLocaleString('en-US')} at a time, for at most ${w.ms / 1000} s`;
 }
 
-/** Runs the warm-up (see Warmup); returns how many jobs it ran. */
-async function warmUp(system: RunningSystem, w: Warmup, ms: number | undefined, timeoutMs: number): Promise<number> {
+/** Runs the warm-up (see Warmup) with jobs of `loopMs` (CPU jobs) or none (no-op); returns how many jobs it ran. */
+async function warmUp(system: RunningSystem, w: Warmup, loopMs: number | undefined, timeoutMs: number): Promise<number> {
   const start = wallClockMs();
   let ran = 0;
   do {
-    await system.enqueueBatch(makeJobs(ran, w.batch, ms));
+    await system.enqueueBatch(makeJobs(ran, w.batch, loopMs));
     ran += w.batch;
     await system.waitForFinished(ran, timeoutMs);
   } while (ran < w.jobs && wallClockMs() - start < w.ms);
