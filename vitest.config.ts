@@ -8,8 +8,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Worker threads and child processes are safest in forked test workers.
     pool: 'forks',
-    // Files run one at a time: several tests measure latency and event-loop lag on 2 cores, and
-    // they measure spindle, not the contention of other test files burning the same cores.
+    // Files run one at a time: many start supervisors and threads of their own, and on 2 cores a
+    // file's waits (leases, grace periods, timeouts) should not compete with another file's threads.
     fileParallelism: false,
   },
 });

@@ -8,9 +8,13 @@
  * - Timeout overshoot: from the deadline (the supervisor's `job:started` event, when a thread took
  *   the job, plus `timeoutMs`) to the same NOTIFY. Cooperative: returns at its signal. Endless:
  *   `for (;;) {}`, terminated after `abortGraceMs`; the goal allows for that grace.
+ * - Event-loop lag of the supervisor's main thread (perf_hooks.monitorEventLoopDelay): how late a
+ *   10 ms timer fires, sampled over the endless-loop overshoot runs (threads terminated one after
+ *   another) and over CPU jobs of CPU_JOB_MS that keep both threads busy, as many as timed-out jobs
+ *   of a kind. Handlers run on threads, so neither should hold this thread up.
  *
  * Runs a supervisor in this process against a scratch database made on the given server (and
- * dropped after), with two worker modules written to a temp dir.
+ * dropped after), with three worker modules written to a temp dir.
  *
  *   node --import tsx bench/termination.ts [--cancels N] [--overshoots N] [--grace MS] [--json]
  */
@@ -18,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -38,6 +42,10 @@ const TIMEOUT_MS = 100;
 const THREADS = 2;
 /** How long a cooperative job waits when nothing stops it; and the bound on any one wait. */
 const WAIT_MS = 30_000;
+/** CPU time each job of the lag measurement burns. */
+const CPU_JOB_MS = 100;
+/** The event-loop lag sampling interval (the metrics actor's too). */
+const LAG_RESOLUTION_MS = 10;
 
 /** Options of measureTermination(). */
 export interface TerminationOptions {
@@ -62,11 +70,16 @@ export interface TerminationFigures {
   cancel: Figure;
   overshootCooperative: Figure;
   overshootEndless: Figure;
+  /** The main thread's event-loop lag while the endless loops' threads are terminated. */
+  lagTerminating: Figure;
+  /** The main thread's event-loop lag while CPU jobs keep every thread busy. */
+  lagCpu: Figure;
   abortGraceMs: number;
   timeoutMs: number;
+  cpuJobMs: number;
 }
 
-/** The two handlers, as plain JS modules (no imports): each reports progress once it runs. */
+/** The handlers, as plain JS modules (no imports): each reports progress once it runs. */
 const MODULES: Record<string, string> = {
   'term-cooperative.mjs': `export const options = { maxAttempts: 1 };
 export default async function cooperative(input, ctx) {
@@ -83,6 +96,15 @@ export default async function cooperative(input, ctx) {
 export default function endless(_input, ctx) {
   ctx.progress(0, 'running');
   for (;;) {}
+}
+`,
+  'term-burn.mjs': `export const options = { maxAttempts: 1 };
+export default function burn(input, ctx) {
+  ctx.progress(0, 'running');
+  const end = performance.now() + input.ms;
+  let x = 0;
+  while (performance.now() < end) x++;
+  return x;
 }
 `,
 };
@@ -139,20 +161,33 @@ export async function measureTermination(databaseUrl: string, opts: TerminationO
       return within(all, boundMs, `${overshoots} ${type} jobs to time out`);
     };
     const cooperative = await overshoot('term-cooperative');
+    let lag = new LagMonitor();
     const endless = await overshoot('term-endless');
+    const lagTerminating = lag.stop();
+
+    // Lag while CPU jobs run: as many as timed-out jobs of a kind, on every thread at once.
+    const burns = await client.enqueueMany(Array.from({ length: overshoots }, () => ({ type: 'term-burn', input: { ms: CPU_JOB_MS } })));
+    lag = new LagMonitor();
+    const burnBoundMs = WAIT_MS + Math.ceil(overshoots / THREADS) * CPU_JOB_MS;
+    await within(Promise.all(burns.map((job) => finished!.when(job.id))), burnBoundMs, `${overshoots} CPU jobs to finish`);
+    const lagCpu = lag.stop();
+
     const states = await scratch.pool.query<{ state: string; n: number }>(
       'SELECT state, count(*)::int AS n FROM spindle.jobs GROUP BY state ORDER BY state',
     );
     const counts = Object.fromEntries(states.rows.map((r) => [r.state, r.n]));
-    if (counts.cancelled !== cancels || counts.timed_out !== 2 * overshoots) {
+    if (counts.cancelled !== cancels || counts.timed_out !== 2 * overshoots || counts.succeeded !== overshoots) {
       throw new Error(`unexpected final states: ${JSON.stringify(counts)}`);
     }
     return {
       cancel: figure(cancelMs),
       overshootCooperative: figure(cooperative),
       overshootEndless: figure(endless),
+      lagTerminating,
+      lagCpu,
       abortGraceMs,
       timeoutMs: TIMEOUT_MS,
+      cpuJobMs: CPU_JOB_MS,
     };
   } finally {
     await handle?.stop();
@@ -163,14 +198,32 @@ export async function measureTermination(databaseUrl: string, opts: TerminationO
   }
 }
 
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
 function figure(values: number[]): Figure {
-  const round = (ms: number) => Math.round(ms * 10) / 10;
   return {
     p50: round(percentile(values, 50)),
     p99: round(percentile(values, 99)),
     max: round(Math.max(...values)),
     samples: values.length,
   };
+}
+
+/** Samples this thread's event-loop lag from construction to stop(). */
+class LagMonitor {
+  readonly #histogram = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+
+  constructor() {
+    this.#histogram.enable();
+  }
+
+  stop(): Figure {
+    const h = this.#histogram;
+    h.disable();
+    // A sample is the time between two firings of the sampling timer: its interval plus the lag.
+    const lag = (ns: number) => round(Math.max(0, ns / 1e6 - LAG_RESOLUTION_MS));
+    return { p50: lag(h.percentile(50)), p99: lag(h.percentile(99)), max: lag(h.max), samples: h.count };
+  }
 }
 
 /** The times (performance.now()) of the supervisor's job:started and first job:progress, per job. */
@@ -308,10 +361,10 @@ async function main(): Promise<void> {
       process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
       return;
     }
-    const line = (label: string, f: Figure, goal: number) =>
+    const line = (label: string, f: Figure, goal?: number) =>
       `${label.padEnd(34)} p50 ${f.p50.toFixed(1).padStart(7)} ms   p99 ${f.p99.toFixed(1).padStart(7)} ms   max ${f.max
         .toFixed(1)
-        .padStart(7)} ms   n=${f.samples}   goal p99 < ${goal} ms ${f.p99 < goal ? 'met' : 'MISSED'}`;
+        .padStart(7)} ms   n=${f.samples}` + (goal === undefined ? '' : `   goal p99 < ${goal} ms ${f.p99 < goal ? 'met' : 'MISSED'}`);
     const overshootGoal = figures.abortGraceMs + 100;
     process.stdout.write(
       [
@@ -321,6 +374,8 @@ async function main(): Promise<void> {
         line('cancel latency', figures.cancel, 100),
         line('timeout overshoot, cooperative', figures.overshootCooperative, overshootGoal),
         line('timeout overshoot, endless loop', figures.overshootEndless, overshootGoal),
+        line('event-loop lag, terminations', figures.lagTerminating),
+        line(`event-loop lag, ${figures.cpuJobMs} ms CPU jobs`, figures.lagCpu),
       ].join('\n') + '\n',
     );
   } finally {

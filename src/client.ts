@@ -10,7 +10,9 @@ import {
   checkInteger,
   checkName,
   checkState,
+  checkText,
   DEFAULT_MAX_INPUT_BYTES,
+  MAX_REASON_CHARS,
   describe,
   serializeInput,
   type EnqueueOptions,
@@ -179,10 +181,8 @@ export class Client {
    */
   async cancel(id: string | number, reason?: string): Promise<CancelOutcome> {
     const jobId = checkId('id', id);
-    if (reason !== undefined && typeof reason !== 'string') {
-      throw new ValidationError('reason', `must be a string, got ${describe(reason)}`);
-    }
-    const result = await q.cancelJob(this.#pool, jobId, reason ?? null);
+    const why = reason === undefined ? null : checkText('reason', reason, MAX_REASON_CHARS);
+    const result = await q.cancelJob(this.#pool, jobId, why);
     if (!result.found) throw new NotFoundError(`no job ${jobId}`);
     const state = result.state!;
     const changed = result.changed === true;

@@ -31,9 +31,12 @@ export interface SupervisorOptions {
   stateDir?: string;
   /** Supervisor id in the database; default host-pid-random. */
   id?: string;
-  /** Lease extension interval. */
+  /** How often this supervisor says it is alive and extends its leases; default 5 s. */
   heartbeatMs?: number;
-  /** How long a claim is valid without a heartbeat. */
+  /**
+   * How long a claim is valid without a heartbeat, default 15 s (3 heartbeats): how long a supervisor
+   * that stops heartbeating keeps its jobs, and so how soon they run again after it dies.
+   */
   leaseMs?: number;
   /** How often the leader looks for lost jobs. */
   reaperIntervalMs?: number;
@@ -141,7 +144,7 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
 
   const stateDir = resolve(typeof o.stateDir === 'string' ? o.stateDir : '.spindle');
   const heartbeatMs = ms('heartbeatMs', 5 * SECOND, 10);
-  const leaseMs = ms('leaseMs', 30 * SECOND, 10);
+  const leaseMs = ms('leaseMs', 15 * SECOND, 10);
   if (leaseMs <= heartbeatMs) {
     throw new ValidationError('options.leaseMs', `must be longer than options.heartbeatMs (${heartbeatMs}), got ${leaseMs}`);
   }

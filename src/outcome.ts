@@ -3,6 +3,7 @@ import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import type { Finish } from './db/queries.ts';
 import type { AttemptOutcome, JobError } from './job.ts';
 import type { Outcome } from './pool/pool.ts';
+import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from './storable.ts';
 
 /** The attempt being finished. */
 export interface FinishingAttempt {
@@ -64,15 +65,22 @@ function retryOrEnd(
 
 /**
  * A value as the JSON text the database stores, or why it cannot be. Results cross from the thread by
- * structured clone, which takes what JSON does not (BigInt, cycles); JSON drops what it cannot say
- * (functions, undefined), as JSON.stringify does everywhere.
+ * structured clone, which takes what JSON does not (BigInt, cycles, NUL); the thread refuses those
+ * first (storable.ts), and this checks again for a value that did not come from a thread.
  */
 export function toJson(value: unknown): { ok: true; text: string } | { ok: false; reason: string } {
+  let text: string;
   try {
-    return { ok: true, text: JSON.stringify(value) ?? 'null' };
+    text = JSON.stringify(value) ?? 'null';
   } catch (err) {
     return { ok: false, reason: err instanceof Error ? err.message : String(err) };
   }
+  // JSON.stringify writes NUL and lone surrogates as \u escapes: only then is a closer look needed.
+  if (text.includes('\\u')) {
+    const bad = findUnstorable(value, 'value');
+    if (bad !== undefined) return { ok: false, reason: `${bad.path} ${bad.problem}` };
+  }
+  return { ok: true, text };
 }
 
 /** The error of a stopped attempt; it says so when the handler ignored its signal and its thread was terminated. */
@@ -81,6 +89,9 @@ function abortError(outcome: Extract<Outcome, { terminated: boolean }>): { name?
   return { ...outcome.error, message: `${outcome.error.message} (the handler did not stop at its signal: its thread was terminated)` };
 }
 
+/** The error as stored: its texts made storable and bounded (a thread did so already; the pool's own errors come here too). */
 function jobError(error: { name?: string; message: string; stack?: string }, outcome: AttemptOutcome): JobError {
-  return { name: error.name ?? 'Error', message: error.message, ...(error.stack ? { stack: error.stack } : {}), outcome };
+  const name = storableText(error.name ?? 'Error', 200);
+  const message = storableText(error.message, MAX_ERROR_TEXT_CHARS);
+  return error.stack ? { name, message, stack: storableText(error.stack, MAX_ERROR_TEXT_CHARS), outcome } : { name, message, outcome };
 }

@@ -87,6 +87,9 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     if (registry.size === 0) logger.warn({ workers: config.workers }, 'no worker modules found: nothing to run');
     // Workflow bodies run on this thread: their modules are imported here, not probed.
     const workflows = await loadWorkflows(config.workflows);
+    for (const [name, error] of workflows.broken) {
+      logger.error({ workflow: name, error }, 'workflow module cannot load; its runs will be blocked');
+    }
     const schedules = collectSchedules(registry, workflows, (message) => logger.error({}, message));
 
     const pool = new WorkerPool({

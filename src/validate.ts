@@ -4,9 +4,12 @@
  */
 import { ValidationError } from './errors.ts';
 import { FINAL_STATES, type JobState } from './job.ts';
+import { findUnstorable, textProblem } from './storable.ts';
 
 /** A job type or queue name. */
 export const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** Characters of a cancel reason. */
+export const MAX_REASON_CHARS = 1_000;
 /** Default bound on the JSON text of a job's input. */
 export const DEFAULT_MAX_INPUT_BYTES = 1024 * 1024;
 
@@ -30,12 +33,50 @@ export function checkInteger(field: string, value: unknown, min: number, max: nu
   return value;
 }
 
-/** Throws unless `value` is a valid Date or ISO date string; returns it as ISO text. */
+/**
+ * An ISO 8601 date, or date-time with its time zone (seconds and fraction optional); the SQL function
+ * spindle.enqueue_job() holds the same pattern.
+ */
+const ISO_DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?))?$/;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+/** How an accepted date is described in errors. */
+export const ISO_DATE_FORMS = 'an ISO 8601 date (2026-12-02) or date-time with a time zone (2026-12-02T10:00:00Z)';
+/** The longest delay accepted (100 years), in SQL too: a later time is a mistake, not a schedule. */
+export const MAX_DELAY_MS = 3_155_760_000_000;
+
+/**
+ * `text` as a Date when it is an ISO 8601 date (midnight UTC) or date-time with its zone (Z, ±HH,
+ * ±HHMM, ±HH:MM), every field in range and the year from 1 to 9999; else undefined. A date-time
+ * without a zone would mean one time here and another in the database; JavaScript's own parser
+ * would also roll 2026-02-30 over to March 2.
+ */
+export function parseIsoDate(text: string): Date | undefined {
+  const m = ISO_DATE_TIME.exec(text);
+  if (m === null) return undefined;
+  const [, y, mo, d, h = '00', mi = '00', sec = '00', fraction = '', zone = 'Z'] = m;
+  const [year, month, day] = [Number(y), Number(mo), Number(d)];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1];
+  if (m[4] !== undefined && m[8] === undefined) return undefined;
+  const offset = zone === 'Z' || zone === 'z' ? 'Z' : `${zone.slice(0, 3)}:${zone.length > 3 ? zone.slice(-2) : '00'}`;
+  const inRange =
+    year >= 1 && days !== undefined && day >= 1 && day <= days &&
+    Number(h) <= 23 && Number(mi) <= 59 && Number(sec) <= 59 &&
+    (offset === 'Z' || (Number(offset.slice(1, 3)) <= 23 && Number(offset.slice(4)) <= 59));
+  if (!inRange) return undefined;
+  // Every field checked, this is ECMAScript's own date-time format, which Date reads exactly.
+  return new Date(`${y}-${mo}-${d}T${h}:${mi}:${sec}.${fraction.padEnd(3, '0').slice(0, 3)}${offset}`);
+}
+
+/** Throws unless `value` is a valid Date or an ISO 8601 string (see parseIsoDate); returns it as ISO text. */
 export function checkDate(field: string, value: unknown): string {
-  const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+  const date = value instanceof Date ? value : typeof value === 'string' ? parseIsoDate(value) : undefined;
   if (date === undefined || Number.isNaN(date.getTime())) {
-    throw new ValidationError(field, `must be a valid Date or ISO date string, got ${describe(value)}`);
+    throw new ValidationError(field, `must be a Date, ${ISO_DATE_FORMS}, got ${describe(value)}`);
   }
+  const year = date.getUTCFullYear();
+  if (year < 1 || year > 9999) throw new ValidationError(field, `must be a date from year 1 to 9999, got ${date.toISOString()}`);
   return date.toISOString();
 }
 
@@ -56,49 +97,29 @@ export function checkId(field: string, value: unknown): string {
   return text;
 }
 
-/** Serialises a job's input, refusing what JSON would silently drop or change, and bounds its size. */
-export function serializeInput(input: unknown, maxBytes: number): string {
-  checkJsonable(input, 'input', new Set());
+/**
+ * Serialises a value a caller gives to be stored (a job's input, a workflow's input, an event's
+ * payload), refusing what cannot be stored as it is (see storable.ts), and bounds its size.
+ */
+export function serializeInput(input: unknown, maxBytes: number, field = 'input'): string {
+  const bad = findUnstorable(input, field);
+  if (bad !== undefined) throw new ValidationError(bad.path, bad.problem);
   const json = JSON.stringify(input === undefined ? null : input);
   const bytes = Buffer.byteLength(json);
   if (bytes > maxBytes) {
-    throw new ValidationError('input', `is ${bytes} bytes of JSON, over the limit of ${maxBytes} bytes`);
+    throw new ValidationError(field, `is ${bytes} bytes of JSON, over the limit of ${maxBytes} bytes`);
   }
   return json;
 }
 
-function checkJsonable(value: unknown, path: string, seen: Set<object>): void {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-    case 'undefined':
-      return;
-    case 'number':
-      if (!Number.isFinite(value)) throw new ValidationError(path, `is ${value}, which JSON cannot hold`);
-      return;
-    case 'bigint':
-    case 'function':
-    case 'symbol':
-      throw new ValidationError(path, `is a ${typeof value}, which JSON cannot hold`);
-    case 'object': {
-      if (value === null) return;
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return;
-      if (value instanceof Map || value instanceof Set) {
-        throw new ValidationError(path, `is a ${value.constructor.name}, which JSON cannot hold (use an object or array)`);
-      }
-      if (seen.has(value)) throw new ValidationError(path, 'is a circular reference, which JSON cannot hold');
-      seen.add(value);
-      if (Array.isArray(value)) {
-        value.forEach((item, i) => checkJsonable(item, `${path}[${i}]`, seen));
-      } else {
-        for (const [key, item] of Object.entries(value)) {
-          if (item !== undefined) checkJsonable(item, `${path}.${key}`, seen);
-        }
-      }
-      seen.delete(value);
-      return;
-    }
+/** Throws unless `value` is a string of 1 to `maxChars` characters that can be stored (no NUL, no lone surrogate). */
+export function checkText(field: string, value: unknown, maxChars: number): string {
+  if (typeof value !== 'string' || value.length < 1 || value.length > maxChars) {
+    throw new ValidationError(field, `must be a string of 1 to ${maxChars} characters, got ${describe(value)}`);
   }
+  const problem = textProblem(value);
+  if (problem !== undefined) throw new ValidationError(field, problem);
+  return value;
 }
 
 /** Options of one enqueue, as users pass them. */
@@ -149,14 +170,11 @@ export function checkEnqueueOptions(options: unknown): CheckedEnqueueOptions {
     throw new ValidationError('options.runAt', 'cannot be combined with options.delayMs');
   }
   if (o.runAt !== undefined) out.runAt = checkDate('options.runAt', o.runAt);
-  if (o.delayMs !== undefined) out.delayMs = checkInteger('options.delayMs', o.delayMs, 0, Number.MAX_SAFE_INTEGER);
+  if (o.delayMs !== undefined) out.delayMs = checkInteger('options.delayMs', o.delayMs, 0, MAX_DELAY_MS);
   if (o.maxAttempts !== undefined) out.maxAttempts = checkInteger('options.maxAttempts', o.maxAttempts, 1, 1_000_000);
   if (o.timeoutMs !== undefined) out.timeoutMs = checkInteger('options.timeoutMs', o.timeoutMs, 1, INT32_MAX);
   if (o.key !== undefined) {
-    if (typeof o.key !== 'string' || o.key.length < 1 || o.key.length > 512) {
-      throw new ValidationError('options.key', `must be a string of 1 to 512 characters, got ${describe(o.key)}`);
-    }
-    out.key = o.key;
+    out.key = checkText('options.key', o.key, 512);
   }
   return out;
 }

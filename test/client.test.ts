@@ -299,6 +299,11 @@ describe('the SQL function spindle.enqueue', () => {
 });
 
 describe('bad input is refused with a ValidationError naming the field, and writes nothing', () => {
+  const nested = (depth: number): unknown => {
+    let value: unknown = 'bottom';
+    for (let i = 0; i < depth; i++) value = [value];
+    return value;
+  };
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const cases: [string, () => Promise<unknown>, RegExp][] = [
@@ -317,8 +322,19 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     ['negative maxAttempts', () => client.enqueue('t', null, { maxAttempts: -1 }), /^options\.maxAttempts must be an integer from 1/],
     ['zero timeout', () => client.enqueue('t', null, { timeoutMs: 0 }), /^options\.timeoutMs must be an integer from 1/],
     ['negative delay', () => client.enqueue('t', null, { delayMs: -5 }), /^options\.delayMs/],
-    ['invalid date', () => client.enqueue('t', null, { runAt: 'tomorrow-ish' }), /^options\.runAt must be a valid Date/],
-    ['invalid Date object', () => client.enqueue('t', null, { runAt: new Date('x') }), /^options\.runAt must be a valid Date/],
+    ['invalid date', () => client.enqueue('t', null, { runAt: 'tomorrow-ish' }), /^options\.runAt must be a Date, an ISO 8601 date/],
+    ['invalid Date object', () => client.enqueue('t', null, { runAt: new Date('x') }), /^options\.runAt must be a Date.* got an invalid Date$/],
+    ['infinite date', () => client.enqueue('t', null, { runAt: 'infinity' }), /^options\.runAt must be a Date, an ISO 8601/],
+    ['date without a zone', () => client.enqueue('t', null, { runAt: '2030-01-01T10:00:00' }), /^options\.runAt must be a Date, an ISO 8601/],
+    ['year past 9999', () => client.enqueue('t', null, { runAt: new Date(8.64e15) }), /^options\.runAt must be a date from year 1 to 9999/],
+    ['delay past 100 years', () => client.enqueue('t', null, { delayMs: 2 ** 53 - 1 }), /^options\.delayMs must be an integer from 0 to 3155760000000/],
+    ['NUL in input', () => client.enqueue('t', { s: 'a\u0000b' }), /^input\.s contains a NUL character \(U\+0000\)/],
+    ['NUL in a key of input', () => client.enqueue('t', { 'a\u0000': 1 }), /^input\["a\\u0000"\] has a key that contains a NUL/],
+    ['lone surrogate in input', () => client.enqueue('t', ['\ud800']), /^input\[0\] contains a lone surrogate \(U\+D800/],
+    ['input nested too deep', () => client.enqueue('t', nested(100_000)), /^input(\[0\]){1000} is nested deeper than 1000 levels$/],
+    ['NUL in key', () => client.enqueue('t', null, { key: 'k\u0000' }), /^options\.key contains a NUL character/],
+    ['lone surrogate in key', () => client.enqueue('t', null, { key: '\udc00k' }), /^options\.key contains a lone surrogate/],
+    ['NUL in a cancel reason', () => client.cancel('1', 'why\u0000'), /^reason contains a NUL character/],
     ['runAt with delayMs', () => client.enqueue('t', null, { runAt: new Date(), delayMs: 1 }), /^options\.runAt cannot be combined/],
     ['bad queue', () => client.enqueue('t', null, { queue: '' }), /^options\.queue must be/],
     ['empty key', () => client.enqueue('t', null, { key: '' }), /^options\.key must be a string/],
@@ -358,10 +374,25 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     ['bad priority', 't', '{"priority":1.5}', /^options\.priority must be an integer/],
     ['string timeout', 't', '{"timeoutMs":"5"}', /^options\.timeoutMs must be an integer, got string/],
     ['zero maxAttempts', 't', '{"maxAttempts":0}', /^options\.maxAttempts must be an integer from 1/],
-    ['invalid date', 't', '{"runAt":"not a date"}', /^options\.runAt must be a valid ISO date/],
+    ['invalid date', 't', '{"runAt":"not a date"}', /^options\.runAt must be an ISO 8601 date/],
+    ['infinite date', 't', '{"runAt":"infinity"}', /^options\.runAt must be an ISO 8601 date/],
+    ['minus infinity', 't', '{"runAt":"-infinity"}', /^options\.runAt must be an ISO 8601 date/],
+    ['epoch', 't', '{"runAt":"epoch"}', /^options\.runAt must be an ISO 8601 date/],
+    ['date without a zone', 't', '{"runAt":"2030-01-01 10:00"}', /^options\.runAt must be an ISO 8601 date/],
+    ['delay past 100 years', 't', '{"delayMs":9007199254740991}', /^options\.delayMs must be an integer from 0 to 3155760000000/],
     ['unknown option', 't', '{"prio":1}', /^options\.prio is not a known option/],
     ['bad queue', 't', '{"queue":"a b"}', /^options\.queue must be/],
   ];
+  it('SQL: input nested deeper than 1000 levels', async () => {
+    const before = await count();
+    const deep = `${'['.repeat(1001)}${']'.repeat(1001)}`;
+    const error = await db.pool.query("SELECT spindle.enqueue('t', $1::jsonb)", [deep]).catch((e) => e);
+    expect(error).toMatchObject({ code: '22023', message: 'input is nested deeper than 1000 levels' });
+    const shallow = `${'['.repeat(1000)}${']'.repeat(1000)}`;
+    await db.pool.query("SELECT spindle.enqueue('t', $1::jsonb)", [shallow]);
+    expect(await count()).toBe(before + 1);
+  });
+
   it.each(sqlCases)('SQL: %s', async (_name, type, opts, message) => {
     const before = await count();
     const error = await db.pool.query('SELECT spindle.enqueue($1, $2, $3)', [type, '{}', opts]).catch((e) => e);

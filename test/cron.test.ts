@@ -9,7 +9,7 @@ import { ValidationError } from '../src/errors.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { nextTick, parseCron, ticksBetween } from '../src/workflows/cron.ts';
 import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/engine.ts';
-import { parseSchedule } from '../src/workflows/registry.ts';
+import { parseSchedule, WorkflowRegistry } from '../src/workflows/registry.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const WORKERS = fileURLToPath(new URL('./fixtures/workflow-workers', import.meta.url));
@@ -72,7 +72,7 @@ describe('cron ticks in the database', () => {
       new Scheduler({
         db: db.pool,
         selfId: id,
-        workflows: new Map(),
+        workflows: new WorkflowRegistry(),
         schedules: [{ key: 'job:race', target: { kind: 'job', type: 'race' }, schedule }],
         limits: DEFAULT_WORKFLOW_LIMITS,
         leaseMs: 10_000,

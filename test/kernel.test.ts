@@ -321,9 +321,10 @@ describe('supervision', () => {
 
     const crashed = next(parent, 'actor:crash');
     const restarted = next(parent, 'actor:restart');
+    // Read before the crash, so before the restart's backoff starts, however late this thread runs.
+    const crashAt = performance.now();
     child.send({ type: 'boom', message: 'first' });
     const crash = await crashed;
-    const crashAt = performance.now();
     expect(crash).toMatchObject({ path: 'parent/worker', action: 'restart' });
     expect(crash.error.message).toBe('first');
     // Sent while restarting: kept, and handled after the restart.

@@ -113,7 +113,9 @@ describe('metrics', () => {
     expect(utilisation).toBeGreaterThanOrEqual(0);
     expect(utilisation).toBeLessThanOrEqual(1);
     expect(value(text, 'spindle_event_loop_lag_seconds{quantile="0.99"}')).toBeGreaterThan(0);
-    expect(value(text, 'spindle_event_loop_lag_seconds{quantile="max"}')).toBeLessThan(1);
+    // In seconds, not ms: the histogram's floor is its 10 ms resolution (10 in ms), and a loaded
+    // machine may stall the loop for a second.
+    expect(value(text, 'spindle_event_loop_lag_seconds{quantile="max"}')).toBeLessThan(5);
     expect(value(text, 'spindle_db_pool_connections{pool="main",state="total"}')).toBeGreaterThanOrEqual(1);
     expect(value(text, 'spindle_db_pool_connections{pool="fast",state="waiting"}')).toBe(0);
     expect(value(text, 'spindle_leader')).toBeDefined();

@@ -20,7 +20,7 @@ let nextType = 1;
 
 /** What batch-step.ts does: see the fixture. */
 type Step =
-  | { do?: 'return' | 'cooperate' | 'endless' | 'exit' | 'report' | 'function' | 'leftover' }
+  | { do?: 'return' | 'cooperate' | 'endless' | 'exit' | 'report' | 'uncloneable' | 'leftover' }
   | { do: 'hold'; gate: Int32Array };
 
 /** A job of batch-step.ts, under job type `type` (each test has its own, so its own run-time history). */
@@ -219,9 +219,10 @@ describe('each job of a batch on its own', () => {
     // Longer than the second job's timeout: it has not started, so its clock has not either.
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(timed!.job.startedAt).toBeUndefined();
+    // Read before the job can start, so before its clock does, however late this thread runs.
+    const t0 = performance.now();
     open(g);
     await timed!.started;
-    const t0 = performance.now();
     expect(await timed!.job.outcome).toEqual({
       kind: 'timed_out',
       error: { name: 'TimeoutError', message: 'job timed out after 100 ms' },
@@ -259,7 +260,7 @@ describe('each job of a batch on its own', () => {
 
   it('fails only the job whose result cannot be cloned', async () => {
     const type = await shortType(pool);
-    const { result: jobs } = await batched(pool, () => [step(pool, type, { do: 'function' }), step(pool, type)]);
+    const { result: jobs } = await batched(pool, () => [step(pool, type, { do: 'uncloneable' }), step(pool, type)]);
     const [bad, good] = await Promise.all(jobs.map(({ job }) => job.outcome));
     expect(bad).toMatchObject({ kind: 'failed', permanent: true, error: { name: 'DataCloneError', phase: 'clone' } });
     if (bad?.kind === 'failed') expect(bad.error.message).toMatch(/^handler returned a value that cannot be cloned: /);
@@ -294,7 +295,7 @@ describe('aborts in a batch', () => {
     // Resolved while the thread is still busy with the job before it.
     expect(await cancelled!.job.outcome).toEqual({
       kind: 'cancelled',
-      error: { name: 'AbortError', message: 'job cancelled: requested by the test' },
+      error: { name: 'AbortError', message: 'job cancelled: requested by the test (before its handler started)' },
       terminated: false,
     });
     expect(cancelled!.job.threadId).toBeUndefined();
@@ -320,6 +321,8 @@ describe('aborts in a batch', () => {
 
   it('terminates a running job that ignores its timeout; the ones it had not started are interrupted, the finished keep their outcome', async () => {
     const type = await shortType(pool);
+    // Read before the endless job can start, so before its clock does, however late this thread runs.
+    const t0 = performance.now();
     const { result: jobs, tasks } = await batched(pool, () => [
       step(pool, type),
       step(pool, type, { do: 'endless' }, { timeoutMs: 100 }),
@@ -329,7 +332,6 @@ describe('aborts in a batch', () => {
     expect(tasks).toBe(1);
     const [before, endless, ...rest] = jobs;
     await endless!.started;
-    const t0 = performance.now();
     const outcomes = await Promise.all(jobs.map(({ job }) => job.outcome));
     expect(performance.now() - t0).toBeGreaterThanOrEqual(100 + GRACE_MS - 5);
     expect(outcomes[0]).toMatchObject({ kind: 'succeeded', output: { jobId: before!.job.jobId } });
@@ -420,7 +422,7 @@ describe('aborts in a batch', () => {
     expect(outcomes[0]).toMatchObject({ kind: 'interrupted', terminated: true });
     const shutdown: Outcome = {
       kind: 'interrupted',
-      error: { name: 'AbortError', message: 'job interrupted by shutdown: the worker pool is closing' },
+      error: { name: 'AbortError', message: 'job interrupted by shutdown: the worker pool is closing (before its handler started)' },
       terminated: false,
     };
     expect(outcomes.slice(1)).toEqual([shutdown, shutdown]);

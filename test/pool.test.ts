@@ -2,10 +2,12 @@
  * The worker pool through its public API: every way a job can end, with the
  * message a user would read, and the pool's health after threads die.
  */
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerPool, type Outcome, type RunOptions, type ThreadError } from '../src/pool/pool.ts';
+import { WorkerPool, type Outcome, type RunOptions, type RunningJob, type ThreadError, type ThreadEvent } from '../src/pool/pool.ts';
 
 const GRACE_MS = 300;
 
@@ -90,11 +92,15 @@ describe('outcomes', () => {
   });
 
   it('fails a result that cannot be cloned, saying so', async () => {
+    const outcome = await run(pool, 'returns-weakmap.ts');
+    expect(outcome).toMatchObject({ kind: 'failed', permanent: true, error: { phase: 'clone' } });
+    if (outcome.kind === 'failed') expect(outcome.error.message).toMatch(/^handler returned a value that cannot be cloned: /);
+  });
+
+  it('fails, for good, a result that cannot be stored, naming the part at fault', async () => {
     const outcome = await run(pool, 'returns-function.ts');
-    expect(outcome).toMatchObject({ kind: 'failed', error: { phase: 'clone' } });
-    if (outcome.kind === 'failed') {
-      expect(outcome.error.message).toMatch(/^handler returned a value that cannot be cloned: /);
-    }
+    expect(outcome).toMatchObject({ kind: 'failed', permanent: true, error: { name: 'OutputError', phase: 'handler' } });
+    if (outcome.kind === 'failed') expect(outcome.error.message).toMatch(/^the handler's result cannot be stored: output/);
   });
 
   it.each([
@@ -222,26 +228,27 @@ describe('progress and logs', () => {
     const outcome = await run(pool, 'progress-cost.ts', { calls: 1_000_000 });
     expect(outcome.kind).toBe('succeeded');
     if (outcome.kind !== 'succeeded') return;
-    const { perCallNs } = outcome.output as { perCallNs: number };
-    expect(perCallNs).toBeLessThan(500);
+    const { perCallNs, clock } = outcome.output as { perCallNs: number; clock: string };
+    expect(perCallNs, `ns a call, by ${clock} time`).toBeLessThan(500);
   });
 });
 
 describe('timeouts and aborts', () => {
   it('terminates an endless loop at its deadline plus the grace, and the pool recovers', async () => {
-    const { options, started } = startedOn({ timeoutMs: 200 });
-    const job = start(pool, 'endless.ts', {}, options);
-    await started;
-    const startedAt = performance.now();
+    // Read before the job's clock can start: however late this thread runs, the deadline and the
+    // grace both lie inside `elapsed`.
+    const before = performance.now();
+    const job = start(pool, 'endless.ts', {}, { timeoutMs: 200 });
     const outcome = await job.outcome;
-    const elapsed = performance.now() - startedAt;
+    const elapsed = performance.now() - before;
     expect(outcome).toEqual({
       kind: 'timed_out',
       error: { name: 'TimeoutError', message: 'job timed out after 200 ms' },
       terminated: true,
     });
     expect(elapsed).toBeGreaterThanOrEqual(200 + GRACE_MS - 5);
-    expect(elapsed).toBeLessThan(200 + GRACE_MS + 100);
+    // Ended by the grace, not by a later bound (the wait for a terminated thread's exit is 10 s).
+    expect(elapsed).toBeLessThan(5_000);
     expect(pool.stats().threads).toBe(2);
     const next = await Promise.all([run(pool, 'echo.ts'), run(pool, 'echo.ts')]);
     expect(next.map((o) => o.kind)).toEqual(['succeeded', 'succeeded']);
@@ -253,13 +260,12 @@ describe('timeouts and aborts', () => {
       const { options, started } = startedOn({ timeoutMs: 100 });
       const first = start(single, 'cooperative.ts', { ms: 10_000 }, options);
       const threadId = await started;
-      const t0 = performance.now();
+      // Not terminated: it returned within its grace.
       expect(await first.outcome).toEqual({
         kind: 'timed_out',
         error: { name: 'TimeoutError', message: 'job timed out after 100 ms' },
         terminated: false,
       });
-      expect(performance.now() - t0).toBeLessThan(100 + 200);
       // A synchronous loop that never yields but reads ctx.signal.aborted stops too.
       expect(await run(single, 'cooperative-sync.mts', {}, { timeoutMs: 100 })).toMatchObject({
         kind: 'timed_out',
@@ -273,9 +279,10 @@ describe('timeouts and aborts', () => {
   });
 
   it('cancels a running job with the reason its signal carries', async () => {
-    const { options, started } = startedOn();
+    const { options, logged } = startedOn();
     const job = start(pool, 'cooperative.ts', { ms: 10_000 }, options);
-    await started;
+    // Its handler runs: on a loaded machine the module could still be loading when the grace ends.
+    await logged;
     job.abort('cancel', 'requested by the user');
     expect(await job.outcome).toEqual({
       kind: 'cancelled',
@@ -313,10 +320,11 @@ describe('timeouts and aborts', () => {
       waiting.abort('cancel');
       expect(await waiting.outcome).toEqual({
         kind: 'cancelled',
-        error: { name: 'AbortError', message: 'job cancelled' },
+        error: { name: 'AbortError', message: 'job cancelled (before its handler started)' },
         terminated: false,
       });
       expect(waiting.threadId).toBeUndefined();
+      await busy.logged;
       blocker.abort('cancel');
       expect(await blocker.outcome).toMatchObject({ kind: 'cancelled', terminated: false });
       expect(await run(single, 'echo.ts')).toMatchObject({ output: { threadId } });
@@ -325,33 +333,80 @@ describe('timeouts and aborts', () => {
     }
   });
 
-  it('keeps the main event loop responsive while threads are terminated', async () => {
-    // Drift of a 5 ms interval. Other processes on a small machine cause a rare
-    // late tick of their own; blocking in termination would delay one tick per thread.
-    const late: number[] = [];
-    let last = performance.now();
+  it('keeps the main event loop turning while terminated threads take their time to exit', async () => {
+    // Each job's thread is stuck in a native call that terminating it cannot interrupt, so it exits
+    // only when the test lets its child go (native-block.ts). The test does that from a timer on this
+    // thread, TICKS firings after the thread's termination began: an outcome can only arrive if this
+    // event loop went on turning while its thread was being terminated. Were this thread blocked then
+    // (a terminate that waits for the exit, a handler run here), each child would end itself at its
+    // bound instead. Firings are counted, not timed: a loaded machine makes them late, not fewer.
+    const TICKS = 5;
+    /** One on each thread of the pool. */
+    const JOBS = 2;
+    const steps: string[][] = Array.from({ length: JOBS }, () => []);
+    const byThread = new Map<number, number>();
+    const children = new Map<number, Socket>();
+    /** Jobs whose thread is being terminated, with the timer firings seen since. */
+    const terminating = new Map<number, number>();
+    const released = new Set<number>();
+    const jobs: RunningJob[] = [];
+    const server = createServer((socket) => {
+      socket.once('data', (data) => {
+        const i = Number(data.toString());
+        children.set(i, socket);
+        steps[i]!.push('blocked');
+        socket.once('close', () => {
+          if (!released.has(i)) steps[i]!.push('child ended itself');
+        });
+        jobs[i]!.abort('cancel');
+      });
+    });
+    const onDestroy = ({ threadId }: ThreadEvent) => {
+      const i = threadId === undefined ? undefined : byThread.get(threadId);
+      if (i === undefined) return;
+      steps[i]!.push('terminating');
+      terminating.set(i, 0);
+    };
     const ticker = setInterval(() => {
-      const now = performance.now();
-      if (now - last - 5 > 50) late.push(now - last - 5);
-      last = now;
-    }, 5);
-    const lag = monitorEventLoopDelay({ resolution: 5 });
-    lag.enable();
-    // Which handlers ran (logged 'spinning'): the clock starts before the module loads, and a
-    // fresh thread on a busy machine can take over 50 ms to import it; such a job is stopped
-    // before its handler starts, correctly without terminating its thread.
-    const spun = new Set<number>();
-    const outcomes = await Promise.all(
-      Array.from({ length: 4 }, (_, i) => run(pool, 'endless.ts', {}, { timeoutMs: 50, onLog: () => spun.add(i) })),
-    );
-    lag.disable();
-    clearInterval(ticker);
-    expect(outcomes.map((o) => o.kind)).toEqual(['timed_out', 'timed_out', 'timed_out', 'timed_out']);
-    expect(outcomes.every((o, i) => !spun.has(i) || (o.kind === 'timed_out' && o.terminated))).toBe(true);
-    expect(spun.size).toBeGreaterThan(0);
-    expect(late.length, `ticks over 50 ms late: ${late.map((ms) => ms.toFixed(0)).join(', ')}`).toBeLessThanOrEqual(1);
-    expect(lag.percentile(99) / 1e6).toBeLessThan(50);
-    expect(pool.stats().threads).toBe(2);
+      for (const [i, ticks] of terminating) {
+        if (ticks + 1 < TICKS) {
+          terminating.set(i, ticks + 1);
+          continue;
+        }
+        terminating.delete(i);
+        released.add(i);
+        steps[i]!.push('released');
+        children.get(i)!.destroy();
+      }
+    }, 1);
+    pool.on('thread:destroy', onDestroy);
+    try {
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const { port } = server.address() as AddressInfo;
+      for (let i = 0; i < JOBS; i++) {
+        const onStart = (threadId: number) => byThread.set(threadId, i);
+        jobs.push(start(pool, 'native-block.ts', { port, id: String(i), boundMs: 10_000 }, { onStart }));
+      }
+      const outcomes = await Promise.all(
+        jobs.map((job, i) =>
+          job.outcome.then((outcome) => {
+            steps[i]!.push('exited');
+            return outcome;
+          }),
+        ),
+      );
+      expect(steps).toEqual(steps.map(() => ['blocked', 'terminating', 'released', 'exited']));
+      expect(outcomes).toEqual(
+        outcomes.map(() => ({ kind: 'cancelled', error: { name: 'AbortError', message: 'job cancelled' }, terminated: true })),
+      );
+      expect(pool.stats().threads).toBe(2);
+    } finally {
+      clearInterval(ticker);
+      pool.off('thread:destroy', onDestroy);
+      for (const socket of children.values()) socket.destroy();
+      server.close();
+    }
   });
 });
 

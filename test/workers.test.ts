@@ -55,14 +55,14 @@ afterEach(() => {
 function makeContextAbortedByMessage(reason: Error) {
   const channel = new MessageChannel();
   openPorts.push(channel);
-  let postedAt: number | undefined;
+  let posted = false;
   const made = makeContext(() => {
-    if (postedAt !== undefined) return;
-    postedAt = performance.now();
+    if (posted) return;
+    posted = true;
     channel.port1.postMessage('abort');
   });
   channel.port2.on('message', () => made.controller.abort(reason));
-  return { ...made, postedAt: () => postedAt };
+  return { ...made, posted: () => posted };
 }
 
 /** Progress went up strictly, in steps of at most `maxStep`, from 0–100, and ended at 100. */
@@ -128,11 +128,13 @@ describe.each(cpuWorkers)('$name', ({ run }) => {
 
   it('sees an abort that arrives as a message while it computes, and stops early', async () => {
     const reason = new Error('timed out');
-    const { ctx, progress, postedAt } = makeContextAbortedByMessage(reason);
+    const { ctx, progress, posted } = makeContextAbortedByMessage(reason);
     await expect(run(ctx, 'large')).rejects.toBe(reason);
-    // Each handler looks at the signal every few milliseconds; the large inputs take seconds.
-    expect(performance.now() - (postedAt() ?? Number.NaN)).toBeLessThan(100);
-    expect(Math.max(...progress.map((call) => call.percent))).toBeLessThan(50);
+    expect(posted()).toBe(true);
+    // Each handler lets the event loop turn, and looks at the signal, every few milliseconds of work,
+    // and a progress step (2% of seconds of work) is far more than that: it stopped before another
+    // step or two. Counted in work, not in ms: a loaded machine slows the work, not the turns' order.
+    expect(Math.max(...progress.map((call) => call.percent))).toBeLessThan(10);
   });
 });
 

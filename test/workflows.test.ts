@@ -214,6 +214,66 @@ describe('workflows in one supervisor', () => {
   });
 });
 
+describe('values a run cannot store, broken modules, concurrent starts', () => {
+  it('160 concurrent startWorkflow calls over 20 ids return 20 runs and no error', async () => {
+    const ids = Array.from({ length: 20 }, (_, i) => `same-${i}`);
+    const calls = Array.from({ length: 160 }, (_, i) => client.startWorkflow('order', { i }, { id: ids[i % 20] }));
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r.created).map((r) => r.run.id).sort()).toEqual([...ids].sort());
+    for (const { run } of results) expect(ids).toContain(run.id);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM spindle.workflow_runs WHERE id LIKE 'same-%'`);
+    expect(rows[0].n).toBe(20);
+    await db.pool.query(`DELETE FROM spindle.workflow_runs WHERE id LIKE 'same-%'`);
+  });
+
+  it('fails a run whose result JSON cannot hold, once, instead of resuming it forever', async () => {
+    await start({ unstorable: flow('unstorable') });
+    const { run } = await client.startWorkflow('unstorable', { kind: 'bigint-output' });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({
+      name: 'OutputError',
+      message: `the result of workflow run ${run.id} cannot be stored: output.total is a bigint, which JSON cannot hold`,
+    });
+    expect(done.resumes).toBe(1);
+  });
+
+  it('fails a step whose result cannot be stored, naming the step and the cause; the body may go on', async () => {
+    await start({ unstorable: flow('unstorable') });
+    const { run } = await client.startWorkflow('unstorable', { kind: 'function-step' });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('succeeded');
+    const message = 'step "callback" returned a value that cannot be stored: result.fn is a function, which JSON cannot hold';
+    expect(done.output).toEqual({ caught: `WorkflowStepError: ${message}` });
+    const [step] = (await client.getWorkflow(run.id))!.steps;
+    expect(step).toMatchObject({ name: 'callback', state: 'failed', error: { name: 'OutputError', message } });
+
+    const { run: nul } = await client.startWorkflow('unstorable', { kind: 'nul-step' });
+    const nulDone = await client.waitForWorkflow(nul.id, { timeoutMs: 15_000 });
+    expect(nulDone.state).toBe('failed');
+    expect(nulDone.error!.message).toBe('step "nul" returned a value that cannot be stored: result contains a NUL character (U+0000), which PostgreSQL cannot store');
+  });
+
+  it('records a step error whose message holds a NUL, escaped, and ends the run', async () => {
+    await start({ unstorable: flow('unstorable') });
+    const { run } = await client.startWorkflow('unstorable', { kind: 'nul-error' });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({ name: 'WorkflowStepError', message: 'bad\\u0000msg' });
+    expect(done.resumes).toBe(1);
+  });
+
+  it('serves every other workflow when one module cannot load, and blocks that one\'s runs with the reason', async () => {
+    const bad = (file: string) => fileURLToPath(new URL(`./fixtures/bad-workflows/${file}`, import.meta.url));
+    await start({ broken: bad('broken.mjs'), fine: bad('fine.ts') });
+    const { run: fine } = await client.startWorkflow('fine', { n: 21 });
+    expect((await client.waitForWorkflow(fine.id, { timeoutMs: 15_000 })).output).toBe(42);
+    const { run: broken } = await client.startWorkflow('broken', null);
+    const blocked = await runIn(broken.id, 'blocked');
+    expect(blocked.blockedReason).toMatch(/^cannot load workflow module "broken" \(.*broken\.mjs\): Error: Cannot find package 'no-such-package-for-spindle'/);
+  });
+});
+
 // ---- crashes: supervisors in child processes ------------------------------------------------
 
 interface Child {

@@ -162,25 +162,43 @@ function cancelSection(results: Results): Section {
     n0(samples),
     `< ${n0(goal)} ms: ${r[`${key}P99`]! < goal ? 'met' : 'NOT met'}`,
   ];
+  // Results written before the lag was measured have none.
+  const lagMeasured = r.lagTerminatingP99 !== undefined && r.lagCpuP99 !== undefined;
+  const lagRow = (label: string, key: string): string[] => [
+    label,
+    n1(r[`${key}P50`]!),
+    n1(r[`${key}P99`]!),
+    n1(r[`${key}Max`]!),
+    n0(r[`${key}Samples`]!),
+    'none set',
+  ];
   const grid: Grid = {
     headers: ['measurement', 'p50 ms', 'p99 ms', 'max ms', 'samples', 'goal (p99)'],
     rows: [
       row('cancel: client.cancel() returned -> row cancelled', 'cancel', r.cancels!, 100),
       row('timeout overshoot, handler returns at its signal', 'cooperative', r.overshoots!, overshootGoal),
       row('timeout overshoot, endless synchronous loop', 'endless', r.overshoots!, overshootGoal),
+      ...(lagMeasured
+        ? [
+            lagRow("supervisor's event-loop lag, while the endless loops' threads are terminated", 'lagTerminating'),
+            lagRow(`supervisor's event-loop lag, while ${n0(r.cpuJobMs!)} ms CPU jobs keep every thread busy`, 'lagCpu'),
+          ]
+        : []),
     ],
     right: [false, true, true, true, true, false],
   };
-  return {
-    title,
-    before,
-    grid,
-    after: [
-      `Overshoot runs from the deadline (thread start + timeoutMs ${n0(r.timeoutMs!)}) to the job's \`spindle_finished\` NOTIFY, sent in the transaction that writes the final state; ` +
-        `the endless loop is terminated after abortGraceMs (${n0(r.abortGraceMs!)} ms here, 1 s by default), so its overshoot is that grace plus the rest.`,
-      loadLine(r),
-    ],
-  };
+  const after = [
+    `Overshoot runs from the deadline (thread start + timeoutMs ${n0(r.timeoutMs!)}) to the job's \`spindle_finished\` NOTIFY, sent in the transaction that writes the final state; ` +
+      `the endless loop is terminated after abortGraceMs (${n0(r.abortGraceMs!)} ms here, 1 s by default), so its overshoot is that grace plus the rest.`,
+  ];
+  if (lagMeasured) {
+    after.push(
+      "Event-loop lag is how late a 10 ms timer on the supervisor's main thread fires (perf_hooks.monitorEventLoopDelay), one sample per firing: " +
+        'the handlers run on worker threads, so neither terminating a thread nor a thread busy with CPU work should hold up the thread that claims, dispatches and writes outcomes.',
+    );
+  }
+  after.push(loadLine(r));
+  return { title, before, grid, after };
 }
 
 function scaleSection(results: Results): Section {

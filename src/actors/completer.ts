@@ -1,8 +1,12 @@
 /**
  * Writes finished attempts in batches: while one batch is being written, the next collects, so many
- * jobs finish in one statement under load and a lone job is written at once.
+ * jobs finish in one statement under load and a lone job is written at once. A finish the database
+ * refuses for its data is split off from its batch and recorded as a failure of that job alone: one
+ * bad value never holds up the others.
  */
+import { isDataError } from '../db/errors.ts';
 import { finishJobs, recordedAttempts, type Finish, type Queryable } from '../db/queries.ts';
+import { storableText } from '../storable.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** Most finishes written by one statement. */
@@ -22,6 +26,8 @@ export interface CompleterState {
   notWritten: number;
   batches: number;
   failedWrites: number;
+  /** Finishes the database refused for their data, recorded as failures instead. */
+  refused: number;
 }
 
 /** The outcome of one batch, for the supervisor's counters and events. */
@@ -41,7 +47,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   #failures = 0;
   /** Finishes whose write failed without a reply: the statement may have been applied all the same. */
   readonly #uncertain = new WeakSet<Finish>();
-  #stats = { written: 0, notWritten: 0, batches: 0, failedWrites: 0 };
+  #stats = { written: 0, notWritten: 0, batches: 0, failedWrites: 0, refused: 0 };
 
   constructor(options: { db: Queryable; workerId: string; onBatch: (batch: CompletedBatch) => void }) {
     super({ name: 'completer' });
@@ -100,7 +106,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     const batch = this.#pending.splice(0, MAX_BATCH);
     this.#writing = batch;
     try {
-      const ids = new Set(await finishJobs(this.#db, this.#workerId, batch));
+      const ids = new Set(await this.#write(batch));
       this.#failures = 0;
       await this.#settleUncertain(batch, ids);
       const written = batch.filter((f) => ids.has(f.id));
@@ -123,6 +129,51 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
       this.#writing = [];
     }
     if (this.#pending.length > 0) this.#queueFlush();
+  }
+
+  /**
+   * Writes a batch. One the database refuses for its data is split in halves until the finish at
+   * fault is alone; that one is recorded as a failure instead. Any other error ends the write: the
+   * caller retries the whole batch (what was written matches nothing the second time).
+   */
+  async #write(batch: Finish[]): Promise<string[]> {
+    try {
+      return await finishJobs(this.#db, this.#workerId, batch);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      if (batch.length === 1) return this.#writeRefused(batch[0]!, err);
+      const half = Math.ceil(batch.length / 2);
+      return [...(await this.#write(batch.slice(0, half))), ...(await this.#write(batch.slice(half)))];
+    }
+  }
+
+  /**
+   * A finish the database refused: the attempt is recorded as failed with what the database said, not
+   * retried (its outcome would be refused again), without the output and logs that were refused. The
+   * finish is changed in place, so a retry after a lost connection writes the same.
+   */
+  async #writeRefused(finish: Finish, err: unknown): Promise<string[]> {
+    this.#stats.refused++;
+    const reason = storableText(err instanceof Error ? err.message : String(err), 1_000);
+    this.logger.error({ err, job: finish.id, attempt: finish.attempt }, 'the database refused the outcome of a job; recording it as failed');
+    finish.outcome = 'failed';
+    finish.nextState = 'failed';
+    finish.error = {
+      name: 'StorageError',
+      message: `the outcome of attempt ${finish.attempt} could not be stored: ${reason}`,
+      outcome: 'failed',
+    };
+    delete finish.outputJson;
+    delete finish.delayMs;
+    finish.logs = null;
+    try {
+      return await finishJobs(this.#db, this.#workerId, [finish]);
+    } catch (again) {
+      if (!isDataError(again)) throw again;
+      // Cannot happen with the fields above; if it does, the lease ends and the reaper takes the job back.
+      this.logger.error({ err: again, job: finish.id }, 'could not record even the failure of a job; its lease will expire');
+      return [];
+    }
   }
 
   /**

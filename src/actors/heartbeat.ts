@@ -1,12 +1,15 @@
 /**
- * Extends the leases of every job this supervisor holds, in one statement per tick, and reports which
- * it still holds: a job missing from the answer was taken away.
+ * Marks this supervisor seen and extends the leases of every job it holds, each tick, and reports
+ * which jobs it still holds: a job missing from the answer was taken away. A beat that fails is tried
+ * again soon, not a whole interval later: the leases must be renewed before they end.
  */
-import { heartbeat, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
+import { extendLeases, markSupervisorSeen, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
-/** A supervisor unseen for this many of its heartbeat intervals is dead: its jobs are taken back. */
+/** A supervisor unseen for this many of its heartbeat intervals is dead (its jobs come back as their leases end). */
 export const DEAD_AFTER_HEARTBEATS = 3;
+/** A failed beat is tried again after this share of the interval. */
+const RETRY_SHARE = 0.25;
 
 /** A job as the supervisor holds it: the fence the heartbeat checks. */
 export interface HeldClaim {
@@ -92,8 +95,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     const asked = this.#claims();
     const started = performance.now();
     try {
-      const held = await heartbeat(this.#db, {
-        supervisor: this.#record,
+      await markSupervisorSeen(this.#db, this.#record);
+      const held = await extendLeases(this.#db, {
+        workerId: this.#record.id,
         leaseMs: this.#leaseMs,
         ids: asked.map((c) => c.id),
         attempts: asked.map((c) => c.attempt),
@@ -108,10 +112,12 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       }
       this.#onBeat({ asked, held });
     } catch (err) {
-      // A missed beat is not fatal: the lease outlasts several of them, and the next tick tries again.
+      // Not fatal while the leases last: try again soon rather than at the next tick.
       this.#failures++;
       this.#failingSince ??= started;
-      this.logger.warn({ err, failures: this.#failures }, 'heartbeat failed');
+      const retryInMs = Math.max(10, Math.round(this.#intervalMs * RETRY_SHARE));
+      this.logger.warn({ err, failures: this.#failures, retryInMs }, 'heartbeat failed');
+      this.after(retryInMs, { type: 'beat' });
     }
   }
 

@@ -134,7 +134,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
     });
     const reaped = new Counter({
       name: 'spindle_jobs_reaped_total',
-      help: 'Jobs the reaper took back from dead supervisors or expired leases (counted on the leader).',
+      help: 'Jobs the reaper took back because their lease ended (counted on the leader).',
       registers,
     });
     const restarts = new Counter({

@@ -1,7 +1,9 @@
 /**
  * Keeps the latest progress of each running job and writes all that changed in one statement every
- * `flushMs`: however often handlers report, the database sees one UPDATE per interval.
+ * `flushMs`: however often handlers report, the database sees one UPDATE per interval. A report the
+ * database refuses for its data is split off and dropped; the others are written.
  */
+import { isDataError } from '../db/errors.ts';
 import { writeProgress, type ProgressUpdate, type Queryable } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
@@ -14,6 +16,8 @@ export interface ProgressState {
   statements: number;
   rowsWritten: number;
   failedWrites: number;
+  /** Reports the database refused for their data: dropped. */
+  refused: number;
 }
 
 export class Progress extends Actor<ProgressMsg, ProgressState> {
@@ -21,7 +25,7 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
   readonly #workerId: string;
   readonly #flushMs: number;
   #dirty = new Map<string, ProgressUpdate>();
-  #stats = { reports: 0, statements: 0, rowsWritten: 0, failedWrites: 0 };
+  #stats = { reports: 0, statements: 0, rowsWritten: 0, failedWrites: 0, refused: 0 };
 
   constructor(options: { db: Queryable; workerId: string; flushMs: number }) {
     super({ name: 'progress' });
@@ -74,13 +78,29 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
     const updates = [...this.#dirty.values()];
     this.#dirty = new Map();
     try {
-      this.#stats.statements++;
-      this.#stats.rowsWritten += await writeProgress(this.#db, this.#workerId, updates);
+      this.#stats.rowsWritten += await this.#write(updates);
     } catch (err) {
       // Progress is advisory: keep what is newest and try again at the next tick.
       this.#stats.failedWrites++;
       for (const u of updates) if (!this.#dirty.has(u.id)) this.#dirty.set(u.id, u);
       this.logger.warn({ err, jobs: updates.length }, 'could not write progress; will retry');
+    }
+  }
+
+  /** Writes the updates; a batch refused for its data is halved until the report at fault is alone, and dropped. */
+  async #write(updates: ProgressUpdate[]): Promise<number> {
+    try {
+      this.#stats.statements++;
+      return await writeProgress(this.#db, this.#workerId, updates);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      if (updates.length === 1) {
+        this.#stats.refused++;
+        this.logger.warn({ err, job: updates[0]!.id }, 'the database refused a progress report; dropped it');
+        return 0;
+      }
+      const half = Math.ceil(updates.length / 2);
+      return (await this.#write(updates.slice(0, half))) + (await this.#write(updates.slice(half)));
     }
   }
 

@@ -1,7 +1,8 @@
 /**
- * The leader's sweep: supervisors that stopped heartbeating are removed and their jobs taken back at
- * once; jobs whose lease expired are taken back; jobs of types nobody serves fail; old finished jobs
- * are deleted in small batches. Every time it compares is the database's (`now()`).
+ * The leader's sweep: supervisors that stopped heartbeating are removed from the list of the living;
+ * jobs whose lease ended are taken back (a supervisor's jobs are safe while it renews their leases,
+ * whatever its row says); jobs of types nobody serves fail; old finished jobs are deleted in small
+ * batches. Every time it compares is the database's (`now()`).
  */
 import type { BackoffOptions } from '../backoff.ts';
 import {
@@ -103,7 +104,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       const orphaned = reaped.filter((j) => j.orphaned).length;
       this.logger.warn(
         { jobs: reaped.map((j) => j.id), count: reaped.length, orphaned, leaseExpired: reaped.length - orphaned },
-        'took back jobs whose supervisor was lost',
+        'took back jobs whose lease ended',
       );
       this.#o.onReaped(reaped);
       if (reaped.length < REAP_BATCH || this.signal.aborted) break;

@@ -1,6 +1,6 @@
 /**
  * The leader's workflow scheduler: claims runs that can go on (wake time passed, their job ended,
- * their event came, their claimer is gone) with FOR UPDATE SKIP LOCKED and a lease, resumes each
+ * their event came, their claim's lease ended) with FOR UPDATE SKIP LOCKED and a lease, resumes each
  * (src/workflows/engine.ts), keeps the leases of the resumes in progress, lets blocked runs go again
  * when this supervisor has a module that serves them, and fires cron ticks. Woken by NOTIFY
  * (spindle_workflows: a run started, an event came, a job of a run ended) and by a timer, since a
@@ -153,7 +153,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       this.#stats.claims++;
       const rows = await claimWorkflowRuns(db, { workerId: selfId, limit: free, leaseMs, exclude: [...this.#resuming.keys()] });
       for (const row of rows) {
-        const done = resumeRun({ db, workerId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name)).then(
+        const done = resumeRun({ db, workerId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
           (outcome) => {
             this.#o.onResume?.(row.id, outcome);
             this.send({ type: 'done', runId: row.id, outcome });
@@ -176,38 +176,48 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     const now = this.clock.now();
     const last = await lastCronTicks(db, schedules.map((s) => s.key));
     for (const entry of schedules) {
-      const { cron, catchUp, input } = entry.schedule;
-      const lookback = now - (cron.seconds ? CRON_LOOKBACK_MS.seconds : CRON_LOOKBACK_MS.minutes);
-      const checked = this.#cronCheckedUpTo.get(entry.key);
-      const lastFired = last.get(entry.key)?.getTime();
-      // A schedule never fired starts now: its first tick is the next one.
-      const from = Math.max(lastFired ?? checked ?? now, checked ?? -Infinity, lookback);
-      const { ticks, skipped } = ticksBetween(cron, from, now, Math.max(catchUp, 1));
-      // catchUp 0: only a tick that is due now (within a check interval or two) fires.
-      const due = catchUp === 0 ? ticks.filter((t) => now - t < 4 * CRON_CHECK_MS) : ticks;
-      const missed = skipped + ticks.length - due.length;
-      if (missed > 0) {
-        this.#stats.cronSkipped += missed;
-        this.logger.warn({ schedule: entry.key, skipped: missed }, 'skipped missed cron ticks');
+      try {
+        await this.#fireDue(entry, now, last.get(entry.key)?.getTime());
+      } catch (err) {
+        // One schedule that cannot fire now does not hold up the others; it is tried at the next check.
+        this.logger.warn({ err, schedule: entry.key }, 'could not fire a cron schedule');
       }
-      const inputJson = JSON.stringify(input ?? null);
-      for (const tick of due) {
-        const tickAt = new Date(tick);
-        const fired =
-          entry.target.kind === 'job'
-            ? await fireCronJob(db, { schedule: entry.key, tickAt, type: entry.target.type, inputJson })
-            : await fireCronWorkflow(db, {
-                schedule: entry.key,
-                tickAt,
-                name: entry.target.name,
-                runId: `cron:${entry.target.name}:${tickAt.toISOString()}`,
-                inputJson,
-              });
-        if (fired !== undefined) this.#stats.cronFired++;
-      }
-      this.#cronCheckedUpTo.set(entry.key, now);
     }
     this.#stats.cronChecks++;
+  }
+
+  /** Fires the due ticks of one schedule. */
+  async #fireDue(entry: ScheduleEntry, now: number, lastFired: number | undefined): Promise<void> {
+    const { db } = this.#o;
+    const { cron, catchUp, input } = entry.schedule;
+    const lookback = now - (cron.seconds ? CRON_LOOKBACK_MS.seconds : CRON_LOOKBACK_MS.minutes);
+    const checked = this.#cronCheckedUpTo.get(entry.key);
+    // A schedule never fired starts now: its first tick is the next one.
+    const from = Math.max(lastFired ?? checked ?? now, checked ?? -Infinity, lookback);
+    const { ticks, skipped } = ticksBetween(cron, from, now, Math.max(catchUp, 1));
+    // catchUp 0: only a tick that is due now (within a check interval or two) fires.
+    const due = catchUp === 0 ? ticks.filter((t) => now - t < 4 * CRON_CHECK_MS) : ticks;
+    const missed = skipped + ticks.length - due.length;
+    if (missed > 0) {
+      this.#stats.cronSkipped += missed;
+      this.logger.warn({ schedule: entry.key, skipped: missed }, 'skipped missed cron ticks');
+    }
+    const inputJson = JSON.stringify(input ?? null);
+    for (const tick of due) {
+      const tickAt = new Date(tick);
+      const fired =
+        entry.target.kind === 'job'
+          ? await fireCronJob(db, { schedule: entry.key, tickAt, type: entry.target.type, inputJson })
+          : await fireCronWorkflow(db, {
+              schedule: entry.key,
+              tickAt,
+              name: entry.target.name,
+              runId: `cron:${entry.target.name}:${tickAt.toISOString()}`,
+              inputJson,
+            });
+      if (fired !== undefined) this.#stats.cronFired++;
+    }
+    this.#cronCheckedUpTo.set(entry.key, now);
   }
 
   protected override inspect(): SchedulerState {

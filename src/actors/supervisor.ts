@@ -36,7 +36,7 @@ import { Metrics } from './metrics.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
 import { Scheduler, type ScheduleEntry } from './scheduler.ts';
-import type { WorkflowRegistry } from '../workflows/registry.ts';
+import { WorkflowRegistry } from '../workflows/registry.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;
@@ -83,6 +83,8 @@ class InFlight implements RunOptions {
   readonly info: WorkerModuleInfo;
   /** The job's timeout, from its thread's start; undefined: none. */
   readonly timeoutMs: number | undefined;
+  /** Why its module cannot load: the pool fails it at once with this, on no thread. */
+  readonly loadError: string | undefined;
   running!: RunningJob;
   readonly claimedAt = Date.now();
   deadlineAt: number | null = null;
@@ -107,6 +109,7 @@ class InFlight implements RunOptions {
     this.input = row.input;
     this.info = info;
     this.timeoutMs = timeoutMs;
+    this.loadError = info.loadError;
     this.#host = host;
   }
 
@@ -313,7 +316,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       new Scheduler({
         db,
         selfId: this.id,
-        workflows: this.#d.workflows ?? new Map(),
+        workflows: this.#d.workflows ?? new WorkflowRegistry(),
         schedules: this.#d.schedules ?? [],
         limits: config.workflowLimits,
         leaseMs: config.leaseMs,
@@ -521,8 +524,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   async #claim(): Promise<void> {
     const { config, registry } = this.#d;
     if (this.#draining || !this.#maybeMore) return;
-    // Unseen for 3 heartbeats (paused, cut off), we may have been declared dead: a claim now would be
-    // taken back at once, using up an attempt. Wait for a beat to register us again.
+    // Unseen for 3 heartbeats (paused, cut off), we may have been declared dead, and our leases may
+    // be ending: wait for a beat to register us again before claiming more.
     if (!this.#heartbeat.isFresh(DEAD_AFTER_HEARTBEATS * config.heartbeatMs)) {
       this.#claimWaitsForBeat = true;
       return;

@@ -39,12 +39,12 @@ export async function demoCommand(args: string[]): Promise<number> {
     { jobs: { type: 'string' }, concurrency: { type: 'string' }, 'log-level': { type: 'string' } },
     { min: 0, max: 0, names: '' },
   );
-  const count = intFlag('jobs', values.jobs, 1) ?? 16;
+  const count = intFlag('jobs', values.jobs, 1, 10_000) ?? 16;
   const handle = await startSupervisor({
     databaseUrl: values['database-url'],
     stateDir: values['state-dir'],
     workers: WORKERS_DIR,
-    concurrency: intFlag('concurrency', values.concurrency, 1),
+    concurrency: intFlag('concurrency', values.concurrency, 1, 1_024),
     logLevel: (values['log-level'] as never) ?? 'warn',
   });
   const client = createClient({ connectionString: handle.databaseUrl, maxConnections: 2 });

@@ -10,7 +10,7 @@ import type { ActorSnapshot } from '../actors/kernel.ts';
 import { SpindleError } from '../errors.ts';
 import type { RuntimeSnapshot } from '../start.ts';
 import { bar, duration, table } from './format.ts';
-import { intFlag, parse } from './main.ts';
+import { intFlag, parse, PORT_MAX } from './main.ts';
 
 /** How long a connection or a request may take. */
 const REQUEST_TIMEOUT_MS = 5_000;
@@ -29,7 +29,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
     { min: 0, max: 0, names: '' },
   );
   const stateDir = resolve(values['state-dir'] ?? process.env.SPINDLE_STATE_DIR ?? '.spindle');
-  const port = intFlag('port', values.port, 1);
+  const port = intFlag('port', values.port, 1, PORT_MAX);
   if (port !== undefined && values.socket !== undefined) {
     throw new SpindleError('give --socket PATH or --port N, not both');
   }

@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createClient, type Client } from '../client.ts';
 import { SpindleError, ValidationError } from '../errors.ts';
 import type { Job, JobState } from '../job.ts';
-import { checkState } from '../validate.ts';
+import { checkState, describe, ISO_DATE_FORMS, MAX_DELAY_MS, parseIsoDate } from '../validate.ts';
 import { brief, duration, jobElapsed, jobsTable, table } from './format.ts';
 import { openDatabase, type Database } from './database.ts';
 
@@ -32,7 +32,10 @@ Usage:
   spindle demo       [--jobs N] [--concurrency N]
 
 Every command takes --database-url URL (default DATABASE_URL, else the embedded database in
-.spindle/), --state-dir DIR (default ./.spindle) and --json (machine-readable output).`;
+.spindle/), --state-dir DIR (default ./.spindle) and --json (machine-readable output).
+Numbers are decimal digits, with a leading - where negatives are allowed (--priority -5); no
+'+', exponents, hex or fractions. --run-at is an ISO 8601 date (midnight UTC) or a date-time with
+Z or an offset: 2026-12-02, 2026-12-02T10:00:00Z, 2026-12-02T10:00:00+01:00.`;
 
 const COMMON = {
   'database-url': { type: 'string' },
@@ -115,10 +118,12 @@ export function parse<O extends ParseArgsConfig['options']>(
   positionals: { min: number; max: number; names: string },
 ) {
   let parsed;
+  const all = { ...COMMON, ...options };
   try {
-    parsed = parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+    // Some parseArgs messages span lines; an error is one line.
+    throw new UsageError((error as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '').replace(/\s*\n\s*/g, ' '));
   }
   if ((parsed.values as { help?: boolean }).help) {
     process.stdout.write(`${USAGE}\n`);
@@ -133,12 +138,46 @@ export function parse<O extends ParseArgsConfig['options']>(
   return parsed;
 }
 
-/** A non-negative integer flag. */
-export function intFlag(name: string, value: string | undefined, min = 0): number | undefined {
+/** Turns `--flag -5` into `--flag=-5`, which parseArgs would refuse as a missing value. */
+function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') return [...out, ...args.slice(i)];
+    const next = args[i + 1];
+    // No flag starts with '-' and a digit, so such a word after a flag that takes a value is the value.
+    if (arg.startsWith('--') && options[arg.slice(2)]?.type === 'string' && next !== undefined && /^-[0-9]/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/** The largest PostgreSQL int, and setTimeout's limit: the bound of priorities and millisecond flags. */
+export const INT32_MAX = 2_147_483_647;
+/** The largest TCP port. */
+export const PORT_MAX = 65_535;
+
+/** The value of a numeric flag: decimal digits with an optional leading minus, within [min, max]. */
+export function intFlag(name: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${value}"`);
+  // Number() takes '', ' ', '1e3', '0x10', '+3', 'Infinity' and more; a flag takes what it shows. `+ 0` makes -0 0.
+  const n = /^-?[0-9]+$/.test(value) ? Number(value) + 0 : Number.NaN;
+  if (!(n >= min && n <= max)) {
+    throw new UsageError(`--${name} must be a decimal integer from ${min} to ${max}, got ${describe(value)}`);
+  }
   return n;
+}
+
+/** The value of a date flag: an ISO 8601 date (midnight UTC) or a date-time with its zone (see parseIsoDate). */
+export function dateFlag(name: string, value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const date = parseIsoDate(value);
+  if (date === undefined) throw new UsageError(`--${name} must be ${ISO_DATE_FORMS}, from year 1 to 9999, got ${describe(value)}`);
+  return date;
 }
 
 /** Runs `use` with a Client on the command's database, and closes both. */
@@ -200,22 +239,22 @@ async function enqueueCommand(args: string[]): Promise<number> {
       throw new ValidationError('input', `is not valid JSON: ${(error as Error).message}`);
     }
   }
-  const priority = values.priority === undefined ? undefined : Number(values.priority);
-  if (priority !== undefined && !Number.isInteger(priority)) {
-    throw new UsageError(`--priority must be an integer, got "${values.priority}"`);
-  }
+  // Checked before withClient, so a bad flag opens (or starts) no database; the ranges are the
+  // Client's, so no value gets past here to be refused later under its options.* name.
+  const options = {
+    queue: values.queue,
+    priority: intFlag('priority', values.priority, -INT32_MAX - 1, INT32_MAX),
+    runAt: dateFlag('run-at', values['run-at']),
+    delayMs: intFlag('delay', values.delay, 0, MAX_DELAY_MS),
+    timeoutMs: intFlag('timeout', values.timeout, 1, INT32_MAX),
+    maxAttempts: intFlag('max-attempts', values['max-attempts'], 1, 1_000_000),
+    key: values.key,
+  };
+  if (options.runAt !== undefined && options.delayMs !== undefined) throw new UsageError('give --run-at or --delay, not both');
   return withClient(values, async (client) => {
     // Loaded before the enqueue: a short job could otherwise run while the module compiles, unseen.
     const follow = values.wait ? await import('./follow.ts') : undefined;
-    const job = await client.enqueue(type, input, {
-      queue: values.queue,
-      priority,
-      runAt: values['run-at'],
-      delayMs: intFlag('delay', values.delay),
-      timeoutMs: intFlag('timeout', values.timeout, 1),
-      maxAttempts: intFlag('max-attempts', values['max-attempts'], 1),
-      key: values.key,
-    });
+    const job = await client.enqueue(type, input, options);
     if (follow === undefined) {
       print(values.json, job, () => `enqueued job ${job.id} (${job.type}, queue ${job.queue})`);
       return 0;
@@ -232,8 +271,9 @@ async function jobsCommand(args: string[]): Promise<number> {
     { min: 0, max: 0, names: '' },
   );
   const state = values.state === undefined ? undefined : (checkState('--state', values.state) as JobState);
+  const limit = intFlag('limit', values.limit, 1, 1_000) ?? 20;
   return withClient(values, async (client) => {
-    const jobs = await client.list({ state, type: values.type, queue: values.queue, limit: intFlag('limit', values.limit, 1) ?? 20 });
+    const jobs = await client.list({ state, type: values.type, queue: values.queue, limit });
     print(values.json, jobs, () => (jobs.length ? jobsTable(jobs) : 'no jobs'));
     return 0;
   });

@@ -1,6 +1,6 @@
 /** `spindle start`: run a supervisor until SIGINT/SIGTERM, then shut down gracefully. */
 import { startSupervisor } from '../start.ts';
-import { intFlag, parse } from './main.ts';
+import { INT32_MAX, intFlag, parse, PORT_MAX } from './main.ts';
 
 export async function startCommand(args: string[]): Promise<number> {
   const { values } = parse(
@@ -28,15 +28,15 @@ export async function startCommand(args: string[]): Promise<number> {
     stateDir: values['state-dir'],
     workers: values.workers,
     workflows: values.workflows,
-    concurrency: intFlag('concurrency', values.concurrency, 1),
+    concurrency: intFlag('concurrency', values.concurrency, 1, 1_024),
     queues: values.queues?.split(',').map((q) => q.trim()).filter(Boolean),
     logLevel: values['log-level'] as never,
-    shutdownTimeoutMs: intFlag('shutdown-timeout', values['shutdown-timeout']),
+    shutdownTimeoutMs: intFlag('shutdown-timeout', values['shutdown-timeout'], 0, INT32_MAX),
     socket: values['no-socket'] ? false : values.socket,
-    debugPort: intFlag('debug-port', values['debug-port']),
-    metricsPort: intFlag('metrics-port', values['metrics-port']),
+    debugPort: intFlag('debug-port', values['debug-port'], 0, PORT_MAX),
+    metricsPort: intFlag('metrics-port', values['metrics-port'], 0, PORT_MAX),
     metricsHost: values['metrics-host'],
-    httpPort: intFlag('http-port', values['http-port']),
+    httpPort: intFlag('http-port', values['http-port'], 0, PORT_MAX),
     httpHost: values['http-host'],
     id: values.id,
   });

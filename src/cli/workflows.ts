@@ -10,12 +10,9 @@ export async function workflowsCommand(args: string[]): Promise<number> {
     { state: { type: 'string' }, name: { type: 'string' }, limit: { type: 'string' } },
     { min: 0, max: 0, names: '' },
   );
+  const limit = intFlag('limit', values.limit, 1, 1_000);
   return withClient(values, async (client) => {
-    const runs = await client.listWorkflows({
-      state: values.state as WorkflowState | undefined,
-      name: values.name,
-      limit: intFlag('limit', values.limit, 1),
-    });
+    const runs = await client.listWorkflows({ state: values.state as WorkflowState | undefined, name: values.name, limit });
     print(values.json, runs, () =>
       runs.length === 0
         ? 'no workflow runs'

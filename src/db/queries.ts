@@ -42,8 +42,9 @@ export async function recordMigration(db: Queryable, name: string): Promise<void
 
 // ---- enqueue and read -------------------------------------------------------
 
+/** Enqueues one job the Client has checked (its input too: enqueue_job is told so and does not measure it again). */
 export async function enqueueJob(db: Queryable, type: string, inputJson: string, options: object): Promise<JobRow> {
-  const { rows } = await db.query<JobRow>('SELECT * FROM spindle.enqueue_job($1, $2::jsonb, $3::jsonb)', [
+  const { rows } = await db.query<JobRow>('SELECT * FROM spindle.enqueue_job($1, $2::jsonb, $3::jsonb, true)', [
     type,
     inputJson,
     JSON.stringify(options),
@@ -58,12 +59,17 @@ export interface CheckedJobSpec {
   options: CheckedEnqueueOptions;
 }
 
-/** Enqueues many jobs in one statement; rows come back in the order given. */
+/**
+ * Enqueues many jobs in one statement; rows come back in the order given. They are inserted in the
+ * order of their keys: two calls whose keys overlap then wait for each other's keys in one order, not
+ * in a circle.
+ */
 export async function enqueueJobs(db: Queryable, specs: CheckedJobSpec[]): Promise<JobRow[]> {
   const { rows } = await db.query<JobRow>(
     `SELECT j.*
-       FROM unnest($1::text[], $2::jsonb[], $3::jsonb[]) WITH ORDINALITY AS s(type, input, opts, n)
-      CROSS JOIN LATERAL spindle.enqueue_job(s.type, s.input, s.opts) AS j
+       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[]) WITH ORDINALITY AS s(type, input, opts, n)
+              ORDER BY s.opts ->> 'key', s.n) s
+      CROSS JOIN LATERAL spindle.enqueue_job(s.type, s.input, s.opts, true) AS j
       ORDER BY s.n`,
     [specs.map((s) => s.type), specs.map((s) => s.inputJson), specs.map((s) => JSON.stringify(s.options))],
   );
@@ -186,6 +192,18 @@ export async function retryJob(db: Queryable, id: string): Promise<JobRow | unde
 }
 
 // ---- the runtime: supervisors, claims, outcomes, leases -------------------------
+//
+// Lock order: a statement that may wait for several job rows locks them first, in id order, in a
+// CTE of its own (ORDER BY id FOR UPDATE), then updates them. Two such statements then never wait
+// for each other in a circle, as the heartbeat and finishJobs did when each locked rows in the order
+// its join produced them. Statements that claim or reap skip locked rows and never wait.
+
+/** The rows of (id, attempt) pairs $2, $3 that worker $1 holds, locked in id order. */
+const LOCK_HELD_IN_ORDER = `SELECT j.id FROM spindle.jobs j JOIN unnest($2::bigint[], $3::int[]) AS h(id, attempt)
+           ON j.id = h.id AND j.attempt = h.attempt
+        WHERE j.worker_id = $1 AND j.state = 'running'
+        ORDER BY j.id
+        FOR UPDATE OF j`;
 
 /** What a supervisor says of itself when it registers and on every heartbeat. */
 export interface SupervisorRecord {
@@ -216,7 +234,9 @@ export async function registerSupervisor(db: Queryable, s: SupervisorRecord): Pr
              types = EXCLUDED.types, concurrency = EXCLUDED.concurrency, heartbeat_ms = EXCLUDED.heartbeat_ms,
              started_at = now(), last_seen_at = now()
      )
-     UPDATE spindle.jobs SET lease_expires_at = now() WHERE worker_id = $1 AND state = 'running'`,
+     UPDATE spindle.jobs SET lease_expires_at = now()
+      WHERE id IN (SELECT id FROM spindle.jobs WHERE worker_id = $1 AND state = 'running' ORDER BY id FOR UPDATE)
+        AND worker_id = $1 AND state = 'running'`,
     [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs],
   );
 }
@@ -276,15 +296,15 @@ export interface ClaimedJob {
 }
 
 /**
- * Settings of the connections that claim (and extend leases and write progress). Asynchronous commit:
- * losing a claim or a lease extension in a server crash only means a job is claimed or leased again
- * (at-least-once holds), and it takes a disk flush off the path from enqueue to start. No sorts and no
+ * Settings of the connections that claim (and extend leases and write progress). No sorts and no
  * bitmap scans: with statistics that lag a burst of enqueues (a new table, autovacuum not round yet)
  * the planner would read every queued job and sort them (100 ms a claim at 200k queued) instead of
  * walking jobs_claim_idx in order and stopping after the batch. Everything else sent on these
- * connections finds rows by primary key or by holder, so loses nothing by it.
+ * connections finds rows by primary key or by holder, so loses nothing by it. Commits are synchronous,
+ * as everywhere: a claim is durable before its handler starts, so a server crash can never hand out
+ * the same attempt number twice.
  */
-export const CLAIM_CONNECTION_OPTIONS = '-c synchronous_commit=off -c enable_sort=off -c enable_bitmapscan=off';
+export const CLAIM_CONNECTION_OPTIONS = '-c enable_sort=off -c enable_bitmapscan=off';
 
 /** The claim (see claimJobs); one JSON array, not a row per job: one JSON.parse, not pg's parser per column. */
 export const CLAIM_SQL = `WITH picked AS (
@@ -342,11 +362,13 @@ export async function claimJobs(
  */
 export async function releaseJobs(db: Queryable, workerId: string, jobs: { id: string; attempt: number }[]): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    `WITH released AS (
+    `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
+     ), released AS (
        UPDATE spindle.jobs j
           SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease_expires_at = NULL
-         FROM unnest($2::bigint[], $3::int[]) AS r(id, attempt)
-        WHERE j.id = r.id AND j.attempt = r.attempt AND j.worker_id = $1 AND j.state = 'running'
+         FROM locked
+        WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.queue
      ), woken AS (
        SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM released) q
@@ -400,6 +422,11 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
     text: `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
          AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text)
+     ), locked AS MATERIALIZED (
+       SELECT j.id FROM spindle.jobs j JOIN d ON j.id = d.id AND j.attempt = d.attempt
+        WHERE j.worker_id = $1 AND j.state = 'running'
+        ORDER BY j.id
+        FOR UPDATE OF j
      ), done AS (
        UPDATE spindle.jobs j
           -- A retry of a job whose cancel was requested (it came too late to stop this attempt) ends it cancelled.
@@ -413,7 +440,7 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
               -- A shutdown does not use up an attempt.
               max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
               logs = d.logs
-         FROM d
+         FROM d JOIN locked ON locked.id = d.id
         WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms
      ), recorded AS (
@@ -464,27 +491,38 @@ export interface HeldJob {
 }
 
 /**
- * One heartbeat: marks the supervisor seen and extends the lease of every job it holds.
- * Returns the jobs still held; one missing has been taken away.
+ * Marks a supervisor seen (registering it again if a sweep had removed it). Its own statement, apart
+ * from the leases: it touches one row, so no lock on a job can delay or undo it.
  */
-export async function heartbeat(
+export async function markSupervisorSeen(db: Queryable, s: SupervisorRecord): Promise<void> {
+  await db.query({
+    name: 'spindle.seen',
+    text: `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (id) DO UPDATE SET last_seen_at = now()`,
+    values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs],
+  });
+}
+
+/**
+ * Extends the lease of every job this supervisor holds (fenced on attempt). Returns the jobs still
+ * held, with any cancel request; one missing has been taken away.
+ */
+export async function extendLeases(
   db: Queryable,
-  beat: { supervisor: SupervisorRecord; leaseMs: number; ids: string[]; attempts: number[] },
+  lease: { workerId: string; leaseMs: number; ids: string[]; attempts: number[] },
 ): Promise<HeldJob[]> {
-  const s = beat.supervisor;
   const { rows } = await db.query<HeldJob>({
-    name: 'spindle.heartbeat',
-    text: `WITH seen AS (
-       INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
-       ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
+    name: 'spindle.lease',
+    text: `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
      )
      UPDATE spindle.jobs j
-        SET lease_expires_at = now() + $8 * interval '1 millisecond'
-       FROM unnest($9::bigint[], $10::int[]) AS h(id, attempt)
-      WHERE j.id = h.id AND j.attempt = h.attempt AND j.worker_id = $1 AND j.state = 'running'
+        SET lease_expires_at = now() + $4 * interval '1 millisecond'
+       FROM locked
+      WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
       RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
-    values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, beat.leaseMs, beat.ids, beat.attempts, s.heartbeatMs],
+    values: [lease.workerId, lease.ids, lease.attempts, lease.leaseMs],
   });
   return rows;
 }
@@ -501,10 +539,13 @@ export async function cancelRequests(db: Queryable, workerId: string): Promise<H
 
 // ---- the reaper (leader only) ------------------------------------------------
 //
-// A supervisor is dead when unseen for `deadAfterBeats` of its own heartbeat intervals. After a
-// restart of the server nobody could heartbeat while it was down, so every supervisor looks dead and
-// every lease may have expired: for as long again after the server started, nothing is taken back,
-// so the live supervisors come back first.
+// A job is taken back when its lease expired: a supervisor whose heartbeat fails for a while (a
+// pause, a lost connection, a slow server) keeps its jobs as long as it renews their leases in time.
+// A supervisor unseen for `deadAfterBeats` of its own heartbeat intervals is removed from the list
+// of the living (no more unknown-type grace, leadership, listing), and its jobs come back as their
+// leases end. After a restart of the server nobody could heartbeat while it was down, so every
+// supervisor looks dead and every lease may have expired: for as long again after the server
+// started, nothing is taken back, so the live supervisors come back first.
 
 /**
  * Removes supervisors unseen for `deadAfterBeats` of their heartbeats (never `selfId`: the leader
@@ -533,15 +574,15 @@ export interface ReapedJob {
   worker_id: string | null;
   /** The job's state now: 'queued' (a retry), 'failed' (no attempts left) or 'cancelled'. */
   state: JobState;
-  /** True when its supervisor was gone; false when only the lease had expired. */
+  /** True when its supervisor was gone too (unseen for a few heartbeats); false when only the lease had expired. */
   orphaned: boolean;
 }
 
 /**
- * Takes back running jobs whose supervisor is gone (at once) or whose lease expired: the attempt is
- * recorded `lost`, and the job goes back to the queue after a backoff, or fails when no attempts are
- * left (or ends `cancelled` when a cancel was requested). An expired lease counts only once the
- * server has been up for `deadAfterBeats` of its holder's heartbeats.
+ * Takes back running jobs whose lease expired: the attempt is recorded `lost`, and the job goes back
+ * to the queue after a backoff, or fails when no attempts are left (or ends `cancelled` when a cancel
+ * was requested). While its holder is registered, an expired lease counts only once the server has
+ * been up for `deadAfterBeats` of the holder's heartbeats.
  */
 export async function reapLostJobs(
   db: Queryable,
@@ -551,10 +592,8 @@ export async function reapLostJobs(
     `WITH lost AS (
        SELECT j.id, s.id IS NULL AS orphaned
          FROM spindle.jobs j LEFT JOIN spindle.supervisors s ON s.id = j.worker_id
-        WHERE j.state = 'running'
-          AND (s.id IS NULL
-               OR (j.lease_expires_at < now()
-                   AND pg_postmaster_start_time() < now() - $4 * s.heartbeat_ms * interval '1 millisecond'))
+        WHERE j.state = 'running' AND j.lease_expires_at < now()
+          AND (s.id IS NULL OR pg_postmaster_start_time() < now() - $4 * s.heartbeat_ms * interval '1 millisecond')
         ORDER BY j.lease_expires_at
         LIMIT $1
         FOR UPDATE OF j SKIP LOCKED
@@ -744,12 +783,15 @@ export interface ProgressUpdate {
 export async function writeProgress(db: Queryable, workerId: string, updates: ProgressUpdate[]): Promise<number> {
   const { rows } = await db.query<{ n: number }>({
     name: 'spindle.progress',
-    text: `WITH written AS (
+    text: `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
+     ), written AS (
        UPDATE spindle.jobs j
           SET progress = u.percent, progress_message = u.message, progress_data = u.data,
               logs = coalesce(u.logs, j.logs)
          FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[], $6::jsonb[], $7::text[])
            AS u(id, attempt, percent, message, data, logs)
+         JOIN locked ON locked.id = u.id
         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.id
      ), told AS (
@@ -892,25 +934,30 @@ const FINAL_JOB_STATES = "('succeeded', 'failed', 'timed_out', 'cancelled')";
 
 /**
  * Creates a run, or returns the existing one with the same id (`created` false): the id is an
- * idempotency key. Notifies the scheduler.
+ * idempotency key. Notifies the scheduler. The existing run is read by a statement of its own: one
+ * inserted by a concurrent call commits after the INSERT's snapshot, where a read in the same
+ * statement would not see it.
  */
 export async function insertWorkflowRun(
   db: Queryable,
   run: { id: string; name: string; inputJson: string },
 ): Promise<{ row: WorkflowRunRow; created: boolean }> {
-  const { rows } = await db.query<WorkflowRunRow & { created: boolean }>(
-    `WITH ins AS (
-       INSERT INTO spindle.workflow_runs (id, name, input, wake_at) VALUES ($1, $2, $3::jsonb, now())
-       ON CONFLICT (id) DO NOTHING
-       RETURNING *
-     ), told AS (SELECT pg_notify('spindle_workflows', id) FROM ins)
-     SELECT ins.*, true AS created FROM ins, (SELECT count(*) FROM told) t
-     UNION ALL
-     SELECT r.*, false AS created FROM spindle.workflow_runs r WHERE r.id = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
-    [run.id, run.name, run.inputJson],
-  );
-  const { created, ...row } = rows[0]!;
-  return { row, created };
+  // A run deleted between the conflict and the read (retention) lets the next try insert.
+  for (let tries = 0; ; tries++) {
+    const { rows } = await db.query<WorkflowRunRow>(
+      `WITH ins AS (
+         INSERT INTO spindle.workflow_runs (id, name, input, wake_at) VALUES ($1, $2, $3::jsonb, now())
+         ON CONFLICT (id) DO NOTHING
+         RETURNING *
+       ), told AS (SELECT pg_notify('spindle_workflows', id) FROM ins)
+       SELECT ins.* FROM ins, (SELECT count(*) FROM told) t`,
+      [run.id, run.name, run.inputJson],
+    );
+    if (rows[0]) return { row: rows[0], created: true };
+    const existing = await getWorkflowRun(db, run.id);
+    if (existing) return { row: existing, created: false };
+    if (tries >= 3) throw new Error(`workflow run ${run.id} was deleted each time it was started`);
+  }
 }
 
 export async function getWorkflowRun(db: Queryable, id: string): Promise<WorkflowRunRow | undefined> {
@@ -995,7 +1042,8 @@ export async function requestWorkflowCancel(
 
 /**
  * Claims up to `limit` runs to resume: woken (wake time passed, their job ended, their event came),
- * or claimed by a supervisor that is gone or whose lease expired. Leases them to `workerId`.
+ * or claimed by a supervisor whose lease on them expired (as for jobs, a claim holds until its lease
+ * ends, whatever its supervisor's heartbeat says). Leases them to `workerId`.
  * Returns the rows and the database's clock.
  */
 export async function claimWorkflowRuns(
@@ -1009,7 +1057,6 @@ export async function claimWorkflowRuns(
           AND NOT (r.id = ANY($4::text[]))
           AND CASE WHEN r.claimed_by IS NOT NULL
                 THEN r.lease_expires_at < now()
-                     OR NOT EXISTS (SELECT 1 FROM spindle.supervisors s WHERE s.id = r.claimed_by)
                 ELSE r.wake_at <= now()
                      OR (r.waiting_job IS NOT NULL AND EXISTS (
                            SELECT 1 FROM spindle.jobs j WHERE j.id = r.waiting_job AND j.state IN ${FINAL_JOB_STATES}))

@@ -27,6 +27,9 @@
  *   the cores are busy, 5% of a 20 ms job). A thread that is free while
  *   nothing waits takes half the jobs a batch has not started (a job far longer
  *   than its type's average holds up nothing).
+ * - A compensation (a module's `compensate`, after a cancel) runs in a lane of
+ *   its own whose threads end when idle: right after its cancel, not behind the
+ *   jobs waiting for the busy threads.
  * - Threads run with Piscina's `atomics: 'disabled'`: an idle thread then runs
  *   its event loop, so a timer left behind by a finished job fires (and is
  *   reported) between jobs instead of inside the next job's time. Measured cost
@@ -79,6 +82,8 @@ export const MIN_MEMORY_MB = 16;
  * measured safe on both (0 process aborts in 30 tries, vs 6 in 12 at 192).
  */
 const YOUNG_GENERATION_MB = 48;
+/** Idle time after which a compensation's thread ends: compensations are rare. */
+const COMPENSATION_IDLE_TIMEOUT_MS = 1_000;
 /** How often a job whose thread died before starting it is dispatched again. */
 const MAX_REDISPATCHES = 3;
 /**
@@ -442,6 +447,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private takenJobs = 0;
   private readonly main: Lane;
   private readonly limited = new Map<number, Lane>();
+  private readonly compensating = new Map<number | undefined, Lane>();
   private readonly runs = new Set<JobRun>();
   private readonly host: RunHost;
   private readonly channels = new ThreadChannels();
@@ -529,7 +535,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         this.takenJobs += jobs;
       },
     };
-    this.main = this.createLane(undefined);
+    this.main = this.createLane(undefined, this.minThreads, this.idleTimeout);
   }
 
   /** Hands a job to a thread. Never throws for what the job does; see RunningJob. */
@@ -545,7 +551,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       this.outcomes.failed += 1;
       return settledRun(task.jobId, outcome);
     }
-    const lane = this.laneFor(memoryLimitMb);
+    const lane = task.mode === 'compensate' ? this.compensationLane(memoryLimitMb) : this.laneFor(memoryLimitMb);
     const run = new JobRun(this.host, lane, task, options);
     this.runs.add(run);
     lane.submit(run);
@@ -612,24 +618,38 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private *lanes(): Iterable<Lane> {
     yield this.main;
     yield* this.limited.values();
+    yield* this.compensating.values();
   }
 
   private laneFor(mb: number | undefined): Lane {
     if (mb === undefined) return this.main;
     let lane = this.limited.get(mb);
     if (lane === undefined) {
-      lane = this.createLane(mb);
+      lane = this.createLane(mb, 0, this.idleTimeout);
       this.limited.set(mb, lane);
     }
     return lane;
   }
 
-  private createLane(memoryLimitMb: number | undefined): Lane {
+  /**
+   * Compensations run in lanes of their own, on threads started for them that end when idle: a
+   * compensation runs right after its cancel, not behind the jobs queued for the busy threads.
+   */
+  private compensationLane(mb: number | undefined): Lane {
+    let lane = this.compensating.get(mb);
+    if (lane === undefined) {
+      lane = this.createLane(mb, 0, COMPENSATION_IDLE_TIMEOUT_MS);
+      this.compensating.set(mb, lane);
+    }
+    return lane;
+  }
+
+  private createLane(memoryLimitMb: number | undefined, minThreads: number, idleTimeout: number): Lane {
     const piscina = new Piscina({
       filename: THREAD_ENTRY,
-      minThreads: memoryLimitMb === undefined ? this.minThreads : 0,
+      minThreads,
       maxThreads: this.maxThreads,
-      idleTimeout: this.idleTimeout,
+      idleTimeout,
       atomics: 'disabled',
       recordTiming: false,
       ...(memoryLimitMb === undefined
@@ -1046,13 +1066,12 @@ class JobRun implements RunningJob {
     });
   }
 
+  /** Its outcome when stopped; `terminated` counts only for a handler that had started (else no handler ignored a signal). */
   private abortedOutcome(terminated: boolean, late = false): Outcome {
     const reason = this.abortReason ?? 'shutdown';
-    const error: SerializedError = appendLate(
-      { name: reason === 'timeout' ? 'TimeoutError' : 'AbortError', message: this.abortMessage },
-      late,
-    );
-    return { kind: ABORT_OUTCOME[reason], error, terminated };
+    const message = this.started ? this.abortMessage : `${this.abortMessage} (before its handler started)`;
+    const error: SerializedError = appendLate({ name: reason === 'timeout' ? 'TimeoutError' : 'AbortError', message }, late);
+    return { kind: ABORT_OUTCOME[reason], error, terminated: terminated && this.started };
   }
 
   private finish(outcome: Outcome): void {

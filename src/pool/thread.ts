@@ -39,6 +39,7 @@ import {
   type ThreadTask,
   threadCell,
 } from './protocol.ts';
+import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from '../storable.ts';
 
 /** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
 export const PROGRESS_INTERVAL_MS = 50;
@@ -50,6 +51,8 @@ export const MAX_LOG_LINE_CHARS = 8192;
 const MAX_PROGRESS_MESSAGE_CHARS = 1024;
 /** Characters kept when describing a thrown non-Error value. */
 const MAX_VALUE_CHARS = 1024;
+/** Characters kept of an error's name. */
+const MAX_ERROR_NAME_CHARS = 200;
 
 /** What a handler receives as its second argument. */
 export interface ThreadJobContext {
@@ -139,14 +142,14 @@ export function serializeThrown(
 ): SerializedError {
   try {
     if (isErrorLike(value)) {
-      const name = typeof value.name === 'string' && value.name !== '' ? value.name : 'Error';
+      const name = typeof value.name === 'string' && value.name !== '' ? storableText(value.name, MAX_ERROR_NAME_CHARS) : 'Error';
       const text = typeof value.message === 'string' ? value.message : String(value.message);
       const error: SerializedError = {
         name,
-        message: text !== '' ? text : `${name} (without a message)`,
+        message: text !== '' ? storableText(text, MAX_ERROR_TEXT_CHARS) : `${name} (without a message)`,
         phase,
       };
-      if (typeof value.stack === 'string') error.stack = value.stack;
+      if (typeof value.stack === 'string') error.stack = storableText(value.stack, MAX_ERROR_TEXT_CHARS);
       if (value.permanent === true || name === 'PermanentError') error.permanent = true;
       return error;
     }
@@ -183,7 +186,7 @@ function describeValue(value: unknown): string {
     }
   }
   if (text === undefined) text = inspect(value, { depth: 2, breakLength: Infinity });
-  return truncate(text, MAX_VALUE_CHARS);
+  return storableText(truncate(text, MAX_VALUE_CHARS));
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -354,6 +357,11 @@ class JobScope {
     });
     this.failWith = undefined;
     result.runMs = performance.now() - startedAt;
+    if (result.ok && result.output !== undefined) {
+      // Refused here, where the handler's value is: the job fails alone, naming the part at fault.
+      const bad = findUnstorable(result.output, 'output');
+      if (bad !== undefined) return this.finish(outputFailure(task.mode, bad.path, bad.problem, result.runMs));
+    }
     if (result.ok && checkClone) {
       try {
         // Checked here, where the reason can still be told: a failed postMessage
@@ -474,9 +482,16 @@ class JobScope {
     const message: ThreadMessage = { type: 'progress', task: this.taskId, percent: this.progressPercent };
     if (this.slot !== undefined) message.slot = this.slot;
     if (this.progressMessage !== undefined) {
-      message.message = truncate(String(this.progressMessage), MAX_PROGRESS_MESSAGE_CHARS);
+      message.message = storableText(truncate(String(this.progressMessage), MAX_PROGRESS_MESSAGE_CHARS));
     }
-    if (this.progressData !== undefined) message.data = this.progressData;
+    if (this.progressData !== undefined) {
+      const bad = findUnstorable(this.progressData, 'data');
+      if (bad === undefined) message.data = this.progressData;
+      else if (!this.warnedBadData) {
+        this.warnedBadData = true;
+        this.log([`[spindle] ctx.progress() dropped data that cannot be stored: ${bad.path} ${bad.problem}`]);
+      }
+    }
     try {
       this.port.postMessage(message);
     } catch (err) {
@@ -498,7 +513,7 @@ class JobScope {
       line = `[spindle] log limit of ${MAX_LOG_LINES} lines reached: later lines of this attempt are dropped`;
     } else {
       try {
-        line = truncate(format(...args), MAX_LOG_LINE_CHARS);
+        line = storableText(truncate(format(...args), MAX_LOG_LINE_CHARS));
       } catch (err) {
         line = `[spindle] ctx.log() arguments could not be formatted: ${serializeThrown(err, 'handler').message}`;
       }
@@ -709,6 +724,17 @@ function postDone(port: MessagePort, done: BatchDoneMessage): void {
     if (abortedBy !== undefined) done.result.abortedBy = abortedBy;
     port.postMessage(done);
   }
+}
+
+/** A handler's (or compensate's) result that the database cannot store: fails the job, not retried. */
+function outputFailure(mode: JobTask['mode'], path: string, problem: string, runMs: number | undefined): TaskResult {
+  const whose = mode === 'compensate' ? "compensate()'s result" : "the handler's result";
+  const result: TaskResult = {
+    ok: false,
+    error: { name: 'OutputError', message: `${whose} cannot be stored: ${path} ${problem}`, phase: 'handler', permanent: true },
+  };
+  if (runMs !== undefined) result.runMs = runMs;
+  return result;
 }
 
 function cloneFailure(err: unknown, runMs: number | undefined): TaskResult {

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import * as q from '../db/queries.ts';
 import { Subscription } from '../subscription.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from '../errors.ts';
-import { checkInteger, checkName, describe, serializeInput } from '../validate.ts';
+import { checkInteger, checkName, checkText, describe, MAX_REASON_CHARS, serializeInput } from '../validate.ts';
 
 /** The states of a workflow run. */
 export type WorkflowState =
@@ -175,10 +175,8 @@ export async function listWorkflows(pool: pg.Pool, filter: WorkflowListFilter): 
 /** Puts an event in the run's inbox; throws NotFoundError (no run) or StateError (run finished). */
 export async function sendEvent(pool: pg.Pool, runId: string, name: string, payload: unknown, maxInputBytes: number): Promise<void> {
   checkRunId('runId', runId);
-  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
-    throw new ValidationError('name', `must be a string of 1 to 200 characters, got ${describe(name)}`);
-  }
-  const payloadJson = serializeInput(payload, maxInputBytes);
+  checkText('name', name, 200);
+  const payloadJson = serializeInput(payload, maxInputBytes, 'payload');
   const result = await q.insertWorkflowEvent(pool, { runId, name, payloadJson });
   if (!result) throw new NotFoundError(`no workflow run ${runId}`);
   if (result.eventId === null) throw new StateError(`workflow run ${runId} already ${result.state.replace('_', ' ')}; event "${name}" not delivered`);
@@ -187,8 +185,8 @@ export async function sendEvent(pool: pg.Pool, runId: string, name: string, payl
 /** Asks a run to cancel (compensations run newest first). */
 export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: string | undefined): Promise<WorkflowCancelOutcome> {
   checkRunId('runId', runId);
-  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', `must be a string, got ${describe(reason)}`);
-  const result = await q.requestWorkflowCancel(pool, runId, reason ?? null);
+  const why = reason === undefined ? null : checkText('reason', reason, MAX_REASON_CHARS);
+  const result = await q.requestWorkflowCancel(pool, runId, why);
   if (!result) throw new NotFoundError(`no workflow run ${runId}`);
   const state = result.state as WorkflowState;
   const message = result.changed

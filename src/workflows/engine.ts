@@ -43,7 +43,9 @@ import {
 } from '../errors.ts';
 import { FINAL_STATES, type JobState } from '../job.ts';
 import type { Logger } from '../actors/kernel.ts';
-import { checkEnqueueOptions, checkName, DEFAULT_MAX_INPUT_BYTES, serializeInput } from '../validate.ts';
+import { isDataError } from '../db/errors.ts';
+import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from '../storable.ts';
+import { checkEnqueueOptions, checkName, checkText, DEFAULT_MAX_INPUT_BYTES, serializeInput } from '../validate.ts';
 import type { WorkflowModule } from './registry.ts';
 import type { EventResult, StepOptions, WaitOptions, WorkflowContext, WorkflowJobOptions } from './types.ts';
 
@@ -121,18 +123,18 @@ interface Compensation {
   result: unknown;
 }
 
-/** Resumes one claimed run with its module (undefined: no module of that name here). */
+/** Resumes one claimed run with its module (undefined: none here, or `loadError` says why it cannot load). */
 export async function resumeRun(
   deps: EngineDeps,
   row: WorkflowRunRow & { db_now: Date },
   module: WorkflowModule | undefined,
+  loadError?: string,
 ): Promise<ResumeOutcome> {
   const claim: WorkflowClaim = { runId: row.id, workerId: deps.workerId, claimSeq: row.claim_seq };
   try {
     if (!module) {
-      return (await blockWorkflowRun(deps.db, claim, `no workflow module named "${row.name}" on supervisor ${deps.workerId}`))
-        ? 'blocked'
-        : 'lost';
+      const reason = loadError ?? `no workflow module named "${row.name}" on supervisor ${deps.workerId}`;
+      return (await blockWorkflowRun(deps.db, claim, reason)) ? 'blocked' : 'lost';
     }
     const version = row.version ?? module.version;
     if (version !== module.version && !module.supports.includes(version)) {
@@ -146,6 +148,13 @@ export async function resumeRun(
     const replay = new Replay(deps, claim, row, version, steps);
     return await replay.execute(module);
   } catch (error) {
+    // A write refused for what it carried would be refused at every resume: the run fails instead.
+    if (isDataError(error)) {
+      const message = `the database refused a write of workflow run ${row.id}: ${storableText((error as Error).message, 1_000)}`;
+      deps.logger.error({ err: error, run: row.id }, 'workflow run failed: a write of it was refused');
+      const failed = await finishWorkflowRun(deps.db, claim, { state: 'failed', outputJson: null, errorJson: JSON.stringify({ name: 'StorageError', message }) }).catch(() => false);
+      if (failed) return 'failed';
+    }
     // A database error outside the body: let the claim go and try again later.
     deps.logger.warn({ err: error, run: row.id }, 'workflow resume failed; it will be resumed again');
     await releaseWorkflowRun(deps.db, claim, RETRY_AFTER_INFRA_ERROR_MS).catch(() => {});
@@ -217,6 +226,11 @@ class Replay {
     if (signal instanceof Cancel || this.#row.state === 'compensating') return this.#compensate();
     if (signal instanceof Suspend) return (await suspendWorkflowRun(db, claim, signal.wait)) ? 'suspended' : 'lost';
     if (threw) return this.#finish('failed', null, errorJson(thrown));
+    const bad = findUnstorable(output, 'output');
+    if (bad !== undefined) {
+      const error = outputError(`the result of workflow run ${this.#row.id} cannot be stored: ${bad.path} ${bad.problem}`);
+      return this.#finish('failed', null, errorJson(error));
+    }
     const json = JSON.stringify(output ?? null);
     if (Buffer.byteLength(json) > this.#deps.limits.maxStateBytes) {
       const error = new WorkflowBoundsError(
@@ -249,15 +263,25 @@ class Replay {
     try {
       value = await fn();
     } catch (error) {
-      const errJson = errorJson(error);
-      await this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson });
-      throw stepError(name, JSON.parse(errJson));
+      return this.#stepFailed(seq, name, error);
+    }
+    // The function ran, but what it returned cannot be recorded: the step fails, as if it had thrown.
+    const bad = findUnstorable(value, 'result');
+    if (bad !== undefined) {
+      return this.#stepFailed(seq, name, outputError(`step "${name}" returned a value that cannot be stored: ${bad.path} ${bad.problem}`));
     }
     const json = this.#checkResult(name, value);
     await this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation: !!options?.compensate });
     const result = JSON.parse(json) as T;
     this.#remember(seq, name, result, options?.compensate);
     return result;
+  }
+
+  /** Records a failed step and throws its error into the body. */
+  async #stepFailed(seq: number, name: string, error: unknown): Promise<never> {
+    const errJson = errorJson(error);
+    await this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson });
+    throw stepError(name, JSON.parse(errJson));
   }
 
   async #run(type: string, input: unknown, options: WorkflowJobOptions = {}): Promise<unknown> {
@@ -443,6 +467,11 @@ class Replay {
       });
     } catch (error) {
       if (error instanceof Fatal || error instanceof ValidationError) throw error;
+      // Refused for what it carries, the write would be refused at every resume: the run fails instead.
+      if (isDataError(error)) {
+        const refused = storableText((error as Error).message, 1_000);
+        throw this.#stop(new Fatal(new Error(`the database refused a write of workflow run ${this.#row.id}: ${refused}`)));
+      }
       throw this.#stop(error instanceof WorkflowSignal ? error : new Infra(error));
     }
   }
@@ -515,21 +544,31 @@ class Replay {
 }
 
 function checkStepName(field: string, name: unknown): void {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
-    throw new ValidationError(field, 'must be a string of 1 to 200 characters');
-  }
+  checkText(field, name, 200);
 }
 
-/** A JSON error record of anything thrown. */
+/** The error of a value that cannot be stored (a step's result, a run's output). */
+function outputError(message: string): Error {
+  const error = new Error(message);
+  error.name = 'OutputError';
+  return error;
+}
+
+/** A JSON error record of anything thrown, its texts made storable (see storable.ts). */
 function errorJson(error: unknown): string {
   if (error instanceof Error) {
     const extra: Record<string, unknown> = {};
     for (const key of ['seq', 'recorded', 'reached', 'jobId', 'state', 'step'] as const) {
-      if (key in error) extra[key] = (error as unknown as Record<string, unknown>)[key];
+      if (!(key in error)) continue;
+      const value = (error as unknown as Record<string, unknown>)[key];
+      // A member of the user's own error may hold anything: kept only when it can be stored.
+      if (typeof value === 'string') extra[key] = storableText(value, MAX_ERROR_TEXT_CHARS);
+      else if (findUnstorable(value, key) === undefined) extra[key] = value;
     }
-    return JSON.stringify({ name: error.name, message: error.message, stack: error.stack, ...extra });
+    const text = (t: unknown) => (typeof t === 'string' ? storableText(t, MAX_ERROR_TEXT_CHARS) : undefined);
+    return JSON.stringify({ name: text(error.name), message: text(error.message), stack: text(error.stack), ...extra });
   }
-  return JSON.stringify({ name: 'Error', message: String(error) });
+  return JSON.stringify({ name: 'Error', message: storableText(String(error), MAX_ERROR_TEXT_CHARS) });
 }
 
 function stepError(step: string, recorded: unknown): WorkflowStepError {

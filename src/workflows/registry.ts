@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ValidationError } from '../errors.ts';
+import { findUnstorable } from '../storable.ts';
 import { NAME_PATTERN } from '../validate.ts';
 import { parseCron, type CronSchedule } from './cron.ts';
 import type { WorkflowBody } from './types.ts';
@@ -36,19 +37,29 @@ export interface WorkflowModule {
   schedule?: ModuleSchedule;
 }
 
-/** The workflows by name. */
-export type WorkflowRegistry = Map<string, WorkflowModule>;
+/** The workflows by name, and the ones that cannot load with the reason (their runs are blocked with it). */
+export class WorkflowRegistry extends Map<string, WorkflowModule> {
+  /** Workflow name -> why its module cannot load. */
+  readonly broken = new Map<string, string>();
+}
 
 /**
  * Loads the workflow modules of a directory (absent: none) or a `{ name: path }` map. A module
- * must export `version` (a non-empty string) and a default async function.
+ * must export `version` (a non-empty string) and a default async function. One that cannot be
+ * imported or lacks those is kept in `broken` with the reason, and the others load: one bad file
+ * does not stop a supervisor from serving everything else.
  */
 export async function loadWorkflows(source: string | Record<string, string>, cwd = process.cwd()): Promise<WorkflowRegistry> {
   const found = typeof source === 'string' ? await scan(resolvePath(source, cwd)) : fromMap(source, cwd);
-  const registry: WorkflowRegistry = new Map();
+  const registry = new WorkflowRegistry();
   for (const { name, path } of found) {
-    const ns = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-    registry.set(name, describeWorkflow(name, path, ns));
+    try {
+      const ns = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+      registry.set(name, describeWorkflow(name, path, ns));
+    } catch (err) {
+      const reason = err instanceof ValidationError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
+      registry.broken.set(name, `cannot load workflow module "${name}" (${path}): ${reason}`);
+    }
   }
   return registry;
 }
@@ -83,6 +94,8 @@ export function parseSchedule(raw: unknown, timezone: unknown, where: string): M
   if (typeof catchUp !== 'number' || !Number.isInteger(catchUp) || catchUp < 0 || catchUp > 1_000) {
     throw new ValidationError(`schedule.catchUp of ${where}`, 'must be an integer from 0 to 1000');
   }
+  const bad = findUnstorable(spec.input, 'input');
+  if (bad !== undefined) throw new ValidationError(`schedule.${bad.path} of ${where}`, bad.problem);
   return { cron: parseCron(spec.cron, zone), catchUp, input: spec.input ?? null };
 }
 
