@@ -4,7 +4,7 @@
  * on: other jobs succeed, the pool is back to full size, and every attempt was written once.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -300,16 +300,33 @@ describe('cancel', () => {
   });
 
   it('does not retry a job whose cancel arrived while its timed-out attempt was being stopped, and compensates', async () => {
-    const job = await client.enqueue('stubborn', null, { timeoutMs: 100, maxAttempts: 3 });
+    const gate = join(await mkdtemp(join(tmpdir(), 'spindle-gate-')), 'open');
+    const job = await client.enqueue('stuck', { gate }, { timeoutMs: 100, maxAttempts: 3 });
     await running(job);
-    // The deadline has passed and the thread is in its grace period: the cancel comes second.
+    // The deadline has passed; the attempt cannot end before the gate opens, so the cancel comes second.
     await expect.poll(() => handle.supervisor.jobs().find((j) => j.id === job.id)?.aborting, { interval: 5 }).toBe('timeout');
     expect((await client.cancel(job.id, 'give up')).state).toBe('running');
+    writeFileSync(gate, '');
     const done = await waitFor(job);
     expect(done).toMatchObject({ state: 'cancelled', attempt: 1, cancelReason: 'give up' });
     expect((await outcomes(job)).map((a) => a.outcome)).toEqual(['timed_out']);
-    expect((await finishedEvent(job)).data).toMatchObject({ outcome: 'timed_out', state: 'cancelled' });
+    // The supervisor may or may not have heard of the cancel before the attempt ended: either way it compensates.
+    expect((await finishedEvent(job)).data).toMatchObject({ outcome: 'timed_out' });
     expect(await compensationOf(job)).toEqual({ state: 'succeeded', output: { undone: true, reason: 'give up', attempt: 1 } });
+  });
+
+  it('compensates a retry that the database ends cancelled, when the supervisor never heard of the cancel', async () => {
+    const gate = join(await mkdtemp(join(tmpdir(), 'spindle-gate-')), 'open');
+    const job = await client.enqueue('stuck', { gate }, { timeoutMs: 100, maxAttempts: 3 });
+    await running(job);
+    await expect.poll(() => handle.supervisor.jobs().find((j) => j.id === job.id)?.aborting, { interval: 5 }).toBe('timeout');
+    // A cancel whose notification was missed: only the row says so.
+    await db.pool.query(`UPDATE spindle.jobs SET cancel_requested_at = now(), cancel_reason = 'missed' WHERE id = $1`, [job.id]);
+    writeFileSync(gate, '');
+    const done = await waitFor(job);
+    expect(done).toMatchObject({ state: 'cancelled', attempt: 1, cancelReason: 'missed' });
+    expect((await finishedEvent(job)).data).toMatchObject({ outcome: 'timed_out', state: 'queued' });
+    expect(await compensationOf(job)).toEqual({ state: 'succeeded', output: { undone: true, reason: 'missed', attempt: 1 } });
   });
 
   it('ends a running job when the cancel comes from another process (spindle cancel)', async () => {

@@ -5,7 +5,7 @@
  * bad value never holds up the others.
  */
 import { isDataError } from '../db/errors.ts';
-import { finishJobs, recordedAttempts, type Finish, type Queryable } from '../db/queries.ts';
+import { finishJobs, recordedAttempts, type Finish, type FinishedJobs, type Queryable } from '../db/queries.ts';
 import { storableText } from '../storable.ts';
 import { Actor, assertNever } from './kernel.ts';
 
@@ -30,10 +30,12 @@ export interface CompleterState {
   refused: number;
 }
 
-/** The outcome of one batch, for the supervisor's counters and events. */
+/** The outcome of one batch, for the supervisor's counters, events and compensations. */
 export interface CompletedBatch {
   written: Finish[];
   notWritten: Finish[];
+  /** Written retries that the database ended cancelled (a cancel had come meanwhile), with its reason. */
+  cancelledInstead: { finish: Finish; reason: string | null }[];
 }
 
 export class Completer extends Actor<CompleterMsg, CompleterState> {
@@ -106,15 +108,18 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     const batch = this.#pending.splice(0, MAX_BATCH);
     this.#writing = batch;
     try {
-      const ids = new Set(await this.#write(batch));
+      const result = await this.#write(batch);
       this.#failures = 0;
+      const ids = new Set(result.ids);
       await this.#settleUncertain(batch, ids);
       const written = batch.filter((f) => ids.has(f.id));
       const notWritten = batch.filter((f) => !ids.has(f.id));
+      const reasons = new Map(result.cancelled.map((c) => [c.id, c.reason]));
+      const cancelledInstead = written.filter((f) => reasons.has(f.id)).map((finish) => ({ finish, reason: reasons.get(finish.id)! }));
       this.#stats.batches++;
       this.#stats.written += written.length;
       this.#stats.notWritten += notWritten.length;
-      this.#onBatch({ written, notWritten });
+      this.#onBatch({ written, notWritten, cancelledInstead });
     } catch (err) {
       // Fenced writes are safe to repeat: one that was applied matches nothing the second time.
       // Put the batch back and try again after a pause.
@@ -136,14 +141,15 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
    * fault is alone; that one is recorded as a failure instead. Any other error ends the write: the
    * caller retries the whole batch (what was written matches nothing the second time).
    */
-  async #write(batch: Finish[]): Promise<string[]> {
+  async #write(batch: Finish[]): Promise<FinishedJobs> {
     try {
       return await finishJobs(this.#db, this.#workerId, batch);
     } catch (err) {
       if (!isDataError(err)) throw err;
       if (batch.length === 1) return this.#writeRefused(batch[0]!, err);
       const half = Math.ceil(batch.length / 2);
-      return [...(await this.#write(batch.slice(0, half))), ...(await this.#write(batch.slice(half)))];
+      const [a, b] = [await this.#write(batch.slice(0, half)), await this.#write(batch.slice(half))];
+      return { ids: [...a.ids, ...b.ids], cancelled: [...a.cancelled, ...b.cancelled] };
     }
   }
 
@@ -152,7 +158,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
    * retried (its outcome would be refused again), without the output and logs that were refused. The
    * finish is changed in place, so a retry after a lost connection writes the same.
    */
-  async #writeRefused(finish: Finish, err: unknown): Promise<string[]> {
+  async #writeRefused(finish: Finish, err: unknown): Promise<FinishedJobs> {
     this.#stats.refused++;
     const reason = storableText(err instanceof Error ? err.message : String(err), 1_000);
     this.logger.error({ err, job: finish.id, attempt: finish.attempt }, 'the database refused the outcome of a job; recording it as failed');
@@ -172,7 +178,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
       if (!isDataError(again)) throw again;
       // Cannot happen with the fields above; if it does, the lease ends and the reaper takes the job back.
       this.logger.error({ err: again, job: finish.id }, 'could not record even the failure of a job; its lease will expire');
-      return [];
+      return { ids: [], cancelled: [] };
     }
   }
 

@@ -16,6 +16,7 @@ import {
   releaseJobs,
   type ClaimedJob,
   type ClaimType,
+  type Finish,
   type HeldJob,
   type ReapedJob,
   type SupervisorRecord,
@@ -203,6 +204,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #jobHost: InFlightHost = { events: this.events, reportProgress: (job) => this.#reportProgress(job) };
+  /** Retries of jobs with a compensate, until written: the database may end one cancelled instead. */
+  readonly #retrying = new Map<Finish, InFlight>();
   /** Compensations running after a cancel: they hold threads too. */
   readonly #compensating = new Set<Promise<void>>();
   #completer!: Completer;
@@ -707,12 +710,22 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       ms: elapsed,
     });
     if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
+    // A cancel this supervisor has not heard of yet may still turn the retry into a cancel (finishJobs).
+    if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#retrying.set(finish, job);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     if (this.#maybeMore && this.#wantsClaim()) this.#wake();
   }
 
   #onBatch(batch: CompletedBatch): void {
+    for (const { finish, reason } of batch.cancelledInstead) {
+      const job = this.#retrying.get(finish);
+      if (!job) continue;
+      job.cancelReason = reason;
+      this.#compensate(job);
+    }
+    for (const finish of batch.written) this.#retrying.delete(finish);
     for (const finish of batch.notWritten) {
+      this.#retrying.delete(finish);
       this.#stats.lostClaims++;
       this.logger.warn({ job: finish.id, attempt: finish.attempt }, 'lost claim: the outcome was not recorded');
       this.events.emit('claim:lost', { id: finish.id, attempt: finish.attempt, reason: 'fenced write matched nothing' });

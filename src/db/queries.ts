@@ -411,13 +411,21 @@ function finishesJson(finishes: Finish[]): string {
   return json + ']';
 }
 
+/** What finishJobs wrote. */
+export interface FinishedJobs {
+  /** The ids written. */
+  ids: string[];
+  /** Jobs to retry that ended cancelled instead (a cancel came while their attempt ended), with its reason. */
+  cancelled: { id: string; reason: string | null }[];
+}
+
 /**
  * Records many finished attempts in one statement, fenced on (id, attempt, worker, running):
- * a row whose claim was lost matches nothing and is left alone. Returns the ids written.
+ * a row whose claim was lost matches nothing and is left alone.
  * A succeeded attempt gets no attempt_log row: the job row is its record (see the attempts view).
  */
-export async function finishJobs(db: Queryable, workerId: string, finishes: Finish[]): Promise<string[]> {
-  const { rows } = await db.query<{ ids: string[] }>({
+export async function finishJobs(db: Queryable, workerId: string, finishes: Finish[]): Promise<FinishedJobs> {
+  const { rows } = await db.query<FinishedJobs>({
     name: 'spindle.finish',
     text: `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
@@ -442,7 +450,7 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
               logs = d.logs
          FROM d JOIN locked ON locked.id = d.id
         WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
-        RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms
+        RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms, d.next_state, j.cancel_reason
      ), recorded AS (
        INSERT INTO spindle.attempt_log (job_id, attempt, worker_id, outcome, error, logs, started_at)
        SELECT id, attempt, $1, outcome, error, logs, started_at FROM done WHERE outcome <> 'succeeded'
@@ -455,10 +463,13 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
         GROUP BY g
      )
      -- One JSON array of ids, not a row per job (one JSON.parse instead of pg's parser per row).
-     SELECT coalesce((SELECT json_agg(id::text) FROM done), '[]') AS ids, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
+     SELECT coalesce((SELECT json_agg(id::text) FROM done), '[]') AS ids,
+            coalesce((SELECT json_agg(json_build_object('id', id::text, 'reason', cancel_reason)) FROM done
+                       WHERE state = 'cancelled' AND next_state <> 'cancelled'), '[]') AS cancelled,
+            (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
     values: [workerId, finishesJson(finishes)],
   });
-  return rows[0]!.ids;
+  return rows[0]!;
 }
 
 /**
