@@ -89,10 +89,16 @@ function interruptedBy(cause: RegExp): Outcome {
   };
 }
 
+/**
+ * A quick job's run time, as its thread measures it, passes the default 1 ms on a loaded machine
+ * (a thread at nice +5 waits for a core): the types these tests measure short must stay short.
+ */
+const BATCH_BELOW_MS = 10;
+
 let pool: WorkerPool;
 
 beforeAll(() => {
-  pool = new WorkerPool({ maxThreads: 1, abortGraceMs: GRACE_MS });
+  pool = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 1, abortGraceMs: GRACE_MS });
 });
 
 afterAll(async () => {
@@ -137,7 +143,7 @@ describe('which jobs share a task', () => {
 
 describe('each job of a batch on its own', () => {
   it('takes back the jobs a long-running job holds up, for a thread that is free', async () => {
-    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS });
+    const two = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 2, abortGraceMs: GRACE_MS });
     try {
       const type = await shortType(two);
       // One thread busy with a job of a type not measured yet (so alone): the batch goes to the other.
@@ -168,7 +174,7 @@ describe('each job of a batch on its own', () => {
   });
 
   it('takes nothing back from a batch its thread has not begun: a job sent to an idle pool is sent once', async () => {
-    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS });
+    const two = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 2, abortGraceMs: GRACE_MS });
     try {
       const type = await shortType(two);
       // Sent as a batch of one (so that it can be fed), with the other thread free.
@@ -406,7 +412,7 @@ describe('aborts in a batch', () => {
   });
 
   it('interrupts every job of a batch when the pool closes by force', async () => {
-    const closing = new WorkerPool({ maxThreads: 1, abortGraceMs: 100 });
+    const closing = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 1, abortGraceMs: 100 });
     const type = await shortType(closing);
     let logged!: () => void;
     const looping = new Promise<void>((resolve) => (logged = resolve));
@@ -451,7 +457,7 @@ describe('jobs fed to a busy thread', () => {
   });
 
   it('runs a fed job on a thread that becomes free first', async () => {
-    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS });
+    const two = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 2, abortGraceMs: GRACE_MS });
     try {
       const type = await shortType(two);
       // A type not measured yet runs alone: nothing is fed to its thread.
@@ -479,7 +485,7 @@ describe('jobs fed to a busy thread', () => {
 
   it('feeds a batch no more jobs than it has abort cells for; a free thread takes the rest', async () => {
     // maxBatchJobs 2: a batch has cells for 4 jobs.
-    const two = new WorkerPool({ maxThreads: 2, abortGraceMs: GRACE_MS, maxBatchJobs: 2 });
+    const two = new WorkerPool({ batchBelowMs: BATCH_BELOW_MS, maxThreads: 2, abortGraceMs: GRACE_MS, maxBatchJobs: 2 });
     try {
       const type = await shortType(two);
       // A type not measured yet runs alone, on the other thread.
