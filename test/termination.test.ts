@@ -308,7 +308,7 @@ describe('cancel', () => {
     expect((await client.cancel(job.id, 'give up')).state).toBe('running');
     writeFileSync(gate, '');
     const done = await waitFor(job);
-    expect(done).toMatchObject({ state: 'cancelled', attempt: 1, cancelReason: 'give up' });
+    expect(done, JSON.stringify(await client.attempts(job.id))).toMatchObject({ state: 'cancelled', attempt: 1, cancelReason: 'give up' });
     expect((await outcomes(job)).map((a) => a.outcome)).toEqual(['timed_out']);
     // The supervisor may or may not have heard of the cancel before the attempt ended: either way it compensates.
     expect((await finishedEvent(job)).data).toMatchObject({ outcome: 'timed_out' });

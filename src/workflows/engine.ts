@@ -150,7 +150,7 @@ export async function resumeRun(
   } catch (error) {
     // A write refused for what it carried would be refused at every resume: the run fails instead.
     if (isDataError(error)) {
-      const message = `the database refused a write of workflow run ${row.id}: ${storableText((error as Error).message, 1_000)}`;
+      const message = refusedWrite(row.id, error);
       deps.logger.error({ err: error, run: row.id }, 'workflow run failed: a write of it was refused');
       const failed = await finishWorkflowRun(deps.db, claim, { state: 'failed', outputJson: null, errorJson: JSON.stringify({ name: 'StorageError', message }) }).catch(() => false);
       if (failed) return 'failed';
@@ -469,8 +469,7 @@ class Replay {
       if (error instanceof Fatal || error instanceof ValidationError) throw error;
       // Refused for what it carries, the write would be refused at every resume: the run fails instead.
       if (isDataError(error)) {
-        const refused = storableText((error as Error).message, 1_000);
-        throw this.#stop(new Fatal(new Error(`the database refused a write of workflow run ${this.#row.id}: ${refused}`)));
+        throw this.#stop(new Fatal(new Error(refusedWrite(this.#row.id, error))));
       }
       throw this.#stop(error instanceof WorkflowSignal ? error : new Infra(error));
     }
@@ -545,6 +544,11 @@ class Replay {
 
 function checkStepName(field: string, name: unknown): void {
   checkText(field, name, 200);
+}
+
+/** Why a run fails when the database refused one of its writes for what it carried. */
+function refusedWrite(runId: string, error: unknown): string {
+  return `the database refused a write of workflow run ${runId}: ${storableText((error as Error).message, 1_000)}`;
 }
 
 /** The error of a value that cannot be stored (a step's result, a run's output). */
