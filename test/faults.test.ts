@@ -3,12 +3,10 @@
  * (test/fixtures/run-supervisor.ts) so it can be SIGKILLed and SIGSTOPped; the database is cut off
  * with pg_terminate_backend and, for one test, restarted.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -19,9 +17,8 @@ import { listSupervisors } from '../src/db/queries.ts';
 import { startEmbedded, type EmbeddedServer } from '../src/db/embedded.ts';
 import type { Job } from '../src/job.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { SupervisorProcess } from './helpers/supervisor-process.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIXTURE = fileURLToPath(new URL('./fixtures/run-supervisor.ts', import.meta.url));
 const WORKERS = fileURLToPath(new URL('./fixtures/fault-workers', import.meta.url));
 const SLEEP = join(WORKERS, 'sleep.ts');
 
@@ -36,15 +33,6 @@ const SLACK_MS = 450;
 const RECLAIM_BOUND_MS = LEASE_MS + REAPER_INTERVAL_MS + SLACK_MS;
 const BOOT_TIMEOUT_MS = 20_000;
 
-/** A line a supervisor process wrote: a pino log line (`msg`) or one of the fixture's events (`event`). */
-interface Line {
-  event?: string;
-  msg?: string;
-  /** Date.now() in this process when the line arrived. */
-  receivedAt: number;
-  [key: string]: unknown;
-}
-
 /** The `sleep` worker's input: `laterMs` is how long attempts after the first sleep. */
 interface SleepInput {
   ms: number;
@@ -52,119 +40,6 @@ interface SleepInput {
 }
 
 const processes = new Set<SupervisorProcess>();
-
-/** A supervisor in a child process, and what it has said. */
-class SupervisorProcess {
-  readonly child: ChildProcess;
-  readonly lines: Line[] = [];
-  stderr = '';
-  exitStatus: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  readonly exited: Promise<void>;
-  id = '';
-  readonly #waiters = new Set<() => void>();
-
-  constructor(options: SupervisorOptions) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(options)], {
-      cwd: ROOT,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    processes.add(this);
-    createInterface({ input: this.child.stdout! }).on('line', (text) => {
-      let line: Line;
-      try {
-        line = { ...(JSON.parse(text) as object), receivedAt: Date.now() };
-      } catch {
-        line = { msg: text, receivedAt: Date.now() };
-      }
-      this.lines.push(line);
-      this.#notify();
-    });
-    this.child.stderr!.on('data', (chunk: Buffer) => {
-      this.stderr = (this.stderr + chunk.toString()).slice(-20_000);
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        this.exitStatus = { code, signal };
-        this.#notify();
-        resolve();
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** Resolves once the supervisor has started (and knows its id). */
-  async ready(): Promise<this> {
-    const line = await this.waitFor((l) => l.event === 'ready', BOOT_TIMEOUT_MS, 'ready');
-    this.id = String(line.id);
-    return this;
-  }
-
-  /** The first line (already received or to come, from index `from`) that matches; rejects on timeout or exit. */
-  waitFor(match: (line: Line) => boolean, timeoutMs: number, what: string, from = 0): Promise<Line> {
-    return new Promise((resolve, reject) => {
-      let index = from;
-      const check = () => {
-        for (; index < this.lines.length; index++) {
-          if (match(this.lines[index]!)) {
-            done();
-            resolve(this.lines[index]!);
-            return;
-          }
-        }
-        if (this.exitStatus) {
-          done();
-          reject(new Error(`supervisor ${this.id || this.pid} exited (${JSON.stringify(this.exitStatus)}) before ${what}\n${this.tail()}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`supervisor ${this.id || this.pid}: no ${what} within ${timeoutMs} ms\n${this.tail()}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-      };
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  /** All lines so far that match. */
-  all(match: (line: Line) => boolean): Line[] {
-    return this.lines.filter(match);
-  }
-
-  /** The runtime snapshot (startSupervisor's `snapshot()`), asked for over stdin. */
-  async snapshot(): Promise<RuntimeSnapshotView> {
-    const from = this.lines.length;
-    this.child.stdin!.write('snapshot\n');
-    const line = await this.waitFor((l) => l.event === 'snapshot', 5_000, 'snapshot', from);
-    return line.snapshot as RuntimeSnapshotView;
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    if (!this.exitStatus) this.child.kill(signal);
-  }
-
-  /** Graceful stop (SIGTERM), as `spindle start` does it. */
-  async stop(): Promise<void> {
-    this.signal('SIGTERM');
-    await this.exited;
-  }
-
-  /** What it said last, for failure messages. */
-  tail(): string {
-    const out = this.lines.slice(-15).map((l) => JSON.stringify(l)).join('\n');
-    return `--- last stdout lines ---\n${out}\n--- stderr ---\n${this.stderr.slice(-3_000)}`;
-  }
-
-  #notify(): void {
-    for (const check of [...this.#waiters]) check();
-  }
-}
 
 /** The parts of the snapshot the tests read. */
 interface RuntimeSnapshotView {
@@ -177,8 +52,10 @@ interface ActorView {
   children: ActorView[];
 }
 
-function actor(snapshot: RuntimeSnapshotView, name: string): ActorView {
-  const found = snapshot.actors.name === name ? snapshot.actors : snapshot.actors.children.find((c) => c.name === name);
+/** An actor of a snapshot (SupervisorProcess.snapshot()), by name. */
+function actor(snapshot: unknown, name: string): ActorView {
+  const { actors } = snapshot as RuntimeSnapshotView;
+  const found = actors.name === name ? actors : actors.children.find((c) => c.name === name);
   if (!found) throw new Error(`no actor ${name} in the snapshot`);
   return found;
 }
@@ -202,8 +79,14 @@ function supervisorOptions(databaseUrl: string, extra: SupervisorOptions = {}): 
   };
 }
 
+/** Registers a process for the afterEach that kills them all. */
+function track(p: SupervisorProcess): SupervisorProcess {
+  processes.add(p);
+  return p;
+}
+
 async function startSupervisorProcess(databaseUrl: string, extra: SupervisorOptions = {}): Promise<SupervisorProcess> {
-  return new SupervisorProcess(supervisorOptions(databaseUrl, extra)).ready();
+  return track(new SupervisorProcess(supervisorOptions(databaseUrl, extra))).ready(BOOT_TIMEOUT_MS);
 }
 
 /** Started lines for attempt 1 of the jobs a supervisor holds. */
@@ -623,11 +506,11 @@ describe('crash safety (child processes, real faults)', () => {
     // The old supervisor has now been up longer than the grace: a rolling deploy enqueues a new type
     // while the supervisor that serves it is still starting. The job waits for it instead of failing.
     const mystery = await client.enqueue('mystery', { ms: 50 });
-    const starting = new SupervisorProcess(
+    const starting = track(new SupervisorProcess(
       supervisorOptions(db.url, { workers: { mystery: SLEEP }, unknownTypeGraceMs: GRACE_MS }),
-    );
+    ));
     const done = await client.waitFor(mystery.id, { timeoutMs: 15_000 });
-    await starting.ready();
+    await starting.ready(BOOT_TIMEOUT_MS);
     expect(done.state).toBe('succeeded');
     expect(done.attempt).toBe(1);
     expect(done.output).toEqual({ attempt: 1, pid: starting.pid });

@@ -23,7 +23,6 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import pg from 'pg';
@@ -49,12 +48,11 @@ import {
   type Step,
   type TextRecipe,
 } from './fixtures/storable-workers/_plant.ts';
+import { SupervisorProcess } from './helpers/supervisor-process.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { actorState } from './helpers/ops.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = fileURLToPath(new URL('../bin/spindle.mjs', import.meta.url));
-const RUN_SUPERVISOR = fileURLToPath(new URL('./fixtures/run-supervisor.ts', import.meta.url));
 const WORKERS = fileURLToPath(new URL('./fixtures/storable-workers/', import.meta.url));
 const WORKFLOWS = fileURLToPath(new URL('./fixtures/storable-workflows/', import.meta.url));
 
@@ -439,11 +437,11 @@ async function expectRefused(
 const FINAL = `('succeeded', 'failed', 'timed_out', 'cancelled')`;
 
 /**
- * Resolves with the jobs once all have ended, woken by NOTIFY spindle_finished on one connection
+ * Resolves once every job of `ids` has ended, woken by NOTIFY spindle_finished on one connection
  * (not a waitFor per job: that would hold a connection each). `timeoutMs` only bounds a hang.
  */
-async function waitForJobs(ids: string[], timeoutMs = 30_000): Promise<Map<string, Job>> {
-  const listener = new pg.Client({ connectionString: db.url });
+async function waitUntilEnded(url: string, ids: string[], timeoutMs = 30_000): Promise<void> {
+  const listener = new pg.Client({ connectionString: url });
   await listener.connect();
   try {
     let wake: () => void = () => {};
@@ -456,7 +454,7 @@ async function waitForJobs(ids: string[], timeoutMs = 30_000): Promise<Map<strin
         `SELECT count(*)::int AS n FROM spindle.jobs WHERE id = ANY($1::bigint[]) AND state IN ${FINAL}`,
         [ids],
       );
-      if (rows[0]!.n === ids.length) break;
+      if (rows[0]!.n === ids.length) return;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`only ${rows[0]!.n} of ${ids.length} jobs ended within ${timeoutMs} ms`);
       let timer: NodeJS.Timeout | undefined;
@@ -466,6 +464,11 @@ async function waitForJobs(ids: string[], timeoutMs = 30_000): Promise<Map<strin
   } finally {
     await listener.end();
   }
+}
+
+/** The jobs, once all have ended (see waitUntilEnded). */
+async function waitForJobs(ids: string[], timeoutMs = 30_000): Promise<Map<string, Job>> {
+  await waitUntilEnded(db.url, ids, timeoutMs);
   const jobs = new Map<string, Job>();
   for (const id of ids) jobs.set(id, (await client.get(id))!);
   return jobs;
@@ -1308,44 +1311,15 @@ describe('issue 19', () => {
         workflows: WORKFLOWS,
         queues: ['issue'],
         concurrency: 2,
-        logLevel: 'warn',
+        logLevel: 'warn' as const,
         stateDir,
         shutdownTimeoutMs,
         pollMs: 100,
       };
-      const child = spawn(process.execPath, ['--import', 'tsx', RUN_SUPERVISOR, JSON.stringify(options)], {
-        cwd: ROOT,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
-      const events: { event?: string; id?: string; msg?: string }[] = [];
-      const waiters = new Set<() => void>();
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        try {
-          events.push(JSON.parse(line) as { event?: string });
-        } catch {
-          events.push({ msg: line });
-        }
-        for (const w of waiters) w();
-      });
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-        child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-      );
+      const sup = new SupervisorProcess(options);
       try {
         // Ready: the supervisor has started and claims from now on (a bound, not a pause).
-        await new Promise<void>((resolve, reject) => {
-          const check = () => {
-            if (events.some((e) => e.event === 'ready')) {
-              waiters.delete(check);
-              clearTimeout(timer);
-              resolve();
-            }
-          };
-          const timer = setTimeout(() => reject(new Error(`the supervisor did not start\n${stderr}`)), 30_000);
-          waiters.add(check);
-          check();
-        });
+        await sup.ready(30_000);
         // One job first, so the threads are up and have loaded tsx: the second is for the NUL job alone.
         const warmUp = await ownClient.enqueue('echo', { warm: true }, { queue: 'issue' });
         await ownClient.waitFor(warmUp.id, { timeoutMs: 30_000 });
@@ -1355,31 +1329,7 @@ describe('issue 19', () => {
         const jobs = await ownClient.enqueueMany(specs);
         const bad = jobs[100]!;
         const healthy = jobs.filter((j) => j.id !== bad.id);
-        const waitAll = async () => {
-          const listener = new pg.Client({ connectionString: own.url });
-          await listener.connect();
-          try {
-            let wake: () => void = () => {};
-            listener.on('notification', () => wake());
-            await listener.query('LISTEN spindle_finished');
-            const deadline = Date.now() + 30_000;
-            for (;;) {
-              const woken = new Promise<void>((resolve) => (wake = resolve));
-              const { rows } = await listener.query<{ n: number }>(
-                `SELECT count(*)::int AS n FROM spindle.jobs WHERE id = ANY($1::bigint[]) AND state IN ${FINAL}`,
-                [jobs.map((j) => j.id)],
-              );
-              if (rows[0]!.n === jobs.length) return;
-              if (Date.now() > deadline) throw new Error(`${rows[0]!.n} of ${jobs.length} jobs ended\n${stderr}`);
-              let timer: NodeJS.Timeout | undefined;
-              await Promise.race([woken, new Promise<void>((resolve) => (timer = setTimeout(resolve, deadline - Date.now())))]);
-              clearTimeout(timer);
-            }
-          } finally {
-            await listener.end();
-          }
-        };
-        await waitAll();
+        await waitUntilEnded(own.url, jobs.map((j) => j.id));
 
         const failed = (await ownClient.get(bad.id))!;
         expect(failed).toMatchObject({ state: 'failed', attempt: 1, output: null });
@@ -1405,12 +1355,11 @@ describe('issue 19', () => {
         for (const row of outputs) expect(row.output).toEqual(row.input);
 
         const stopAt = Date.now();
-        child.kill('SIGTERM');
-        const exit = await exited;
-        expect(exit, stderr).toMatchObject({ code: 0, signal: null });
+        await sup.stop();
+        expect(sup.exitStatus, sup.stderr).toMatchObject({ code: 0, signal: null });
         // Nothing was running, so the stop is quick; the bound is the shutdown timeout and slack.
-        expect(exit.at - stopAt).toBeLessThan(shutdownTimeoutMs + 3_000);
-        expect(events.some((e) => e.event === 'stopped')).toBe(true);
+        expect(sup.exitedAt! - stopAt).toBeLessThan(shutdownTimeoutMs + 3_000);
+        expect(sup.lines.some((e) => e.event === 'stopped')).toBe(true);
 
         const { rows: running } = await own.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM spindle.jobs WHERE state = 'running'`);
         expect(running[0]!.n).toBe(0);
@@ -1423,12 +1372,12 @@ describe('issue 19', () => {
         const { rows: tries } = await own.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM spindle.jobs WHERE attempt <> 1`);
         expect(tries[0]!.n).toBe(0);
         const started = new Map<string, number>();
-        for (const e of events) if (e.event === 'job:started') started.set(String(e.id), (started.get(String(e.id)) ?? 0) + 1);
+        for (const e of sup.lines) if (e.event === 'job:started') started.set(String(e.id), (started.get(String(e.id)) ?? 0) + 1);
         expect(started.size).toBe(202);
         expect([...started.values()].every((n) => n === 1)).toBe(true);
       } finally {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-        await exited;
+        sup.signal('SIGKILL');
+        await sup.exited;
         await ownClient.close();
         await own.drop();
         await rm(stateDir, { recursive: true, force: true });
