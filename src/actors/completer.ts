@@ -4,7 +4,7 @@
  * refuses for its data is split off from its batch and recorded as a failure of that job alone: one
  * bad value never holds up the others.
  */
-import { isDataError } from '../db/errors.ts';
+import { isDataError, writeIsolating } from '../db/errors.ts';
 import { finishJobs, recordedAttempts, type Finish, type FinishedJobs, type Queryable } from '../db/queries.ts';
 import { storableText } from '../storable.ts';
 import { Actor, assertNever } from './kernel.ts';
@@ -137,20 +137,17 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   }
 
   /**
-   * Writes a batch. One the database refuses for its data is split in halves until the finish at
-   * fault is alone; that one is recorded as a failure instead. Any other error ends the write: the
-   * caller retries the whole batch (what was written matches nothing the second time).
+   * Writes a batch; a finish the database refuses for its data is recorded as a failure instead (see
+   * writeIsolating). Any other error ends the write: the caller retries the whole batch (what was
+   * written matches nothing the second time).
    */
-  async #write(batch: Finish[]): Promise<FinishedJobs> {
-    try {
-      return await finishJobs(this.#db, this.#workerId, batch);
-    } catch (err) {
-      if (!isDataError(err)) throw err;
-      if (batch.length === 1) return this.#writeRefused(batch[0]!, err);
-      const half = Math.ceil(batch.length / 2);
-      const [a, b] = [await this.#write(batch.slice(0, half)), await this.#write(batch.slice(half))];
-      return { ids: [...a.ids, ...b.ids], cancelled: [...a.cancelled, ...b.cancelled] };
-    }
+  #write(batch: Finish[]): Promise<FinishedJobs> {
+    return writeIsolating(
+      batch,
+      (finishes) => finishJobs(this.#db, this.#workerId, finishes),
+      (finish, err) => this.#writeRefused(finish, err),
+      (a, b) => ({ ids: [...a.ids, ...b.ids], cancelled: [...a.cancelled, ...b.cancelled] }),
+    );
   }
 
   /**

@@ -3,7 +3,7 @@
  * `flushMs`: however often handlers report, the database sees one UPDATE per interval. A report the
  * database refuses for its data is split off and dropped; the others are written.
  */
-import { isDataError } from '../db/errors.ts';
+import { writeIsolating } from '../db/errors.ts';
 import { writeProgress, type ProgressUpdate, type Queryable } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
@@ -87,21 +87,21 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
     }
   }
 
-  /** Writes the updates; a batch refused for its data is halved until the report at fault is alone, and dropped. */
-  async #write(updates: ProgressUpdate[]): Promise<number> {
-    try {
-      this.#stats.statements++;
-      return await writeProgress(this.#db, this.#workerId, updates);
-    } catch (err) {
-      if (!isDataError(err)) throw err;
-      if (updates.length === 1) {
+  /** Writes the updates; a report the database refuses for its data is dropped (see writeIsolating). */
+  #write(updates: ProgressUpdate[]): Promise<number> {
+    return writeIsolating(
+      updates,
+      (batch) => {
+        this.#stats.statements++;
+        return writeProgress(this.#db, this.#workerId, batch);
+      },
+      async (update, err) => {
         this.#stats.refused++;
-        this.logger.warn({ err, job: updates[0]!.id }, 'the database refused a progress report; dropped it');
+        this.logger.warn({ err, job: update.id }, 'the database refused a progress report; dropped it');
         return 0;
-      }
-      const half = Math.ceil(updates.length / 2);
-      return (await this.#write(updates.slice(0, half))) + (await this.#write(updates.slice(half)));
-    }
+      },
+      (a, b) => a + b,
+    );
   }
 
   protected override inspect(): ProgressState {
