@@ -829,7 +829,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       deadline: j.deadlineAt === null ? null : new Date(j.deadlineAt).toISOString(),
       progress: j.percent,
       message: j.message,
-      aborting: j.abortedFor ?? (j.deadlineAt !== null && now >= j.deadlineAt ? 'timeout' : null),
+      aborting: j.running.abortReason ?? null,
     }));
   }
 

@@ -178,6 +178,8 @@ export interface RunningJob {
   readonly threadId: number | undefined;
   /** When a thread took it (epoch ms), or undefined while it waits for one. */
   readonly startedAt: number | undefined;
+  /** Why it is being stopped (its own timeout, or the first abort() call), once it is. */
+  readonly abortReason: AbortReason | undefined;
   /** Stops the job: fires its signal, terminates its thread after the grace period. First call wins. */
   abort(reason: AbortReason, detail?: string): void;
   /** How it ended; resolves once, never rejects. */
@@ -756,7 +758,7 @@ class JobRun implements RunningJob {
   private started = false;
   private startedPerf = 0;
   private finishedPerf: number | undefined;
-  private abortReason: AbortReason | undefined;
+  abortReason: AbortReason | undefined;
   private abortMessage = '';
   /** Piscina was told to abort the task: the thread is being terminated. */
   private terminating = false;
@@ -800,10 +802,6 @@ class JobRun implements RunningJob {
 
   get isStarted(): boolean {
     return this.started;
-  }
-
-  get hasAbort(): boolean {
-    return this.abortReason !== undefined;
   }
 
   dispatch(): void {
@@ -1346,7 +1344,7 @@ class Batch {
       if (run.isDecided || !left.includes(run)) continue;
       const neverStarted = Atomics.compareExchange(this.flags, slot, 0, ABORT_REASONS.indexOf('shutdown') + 1) === 0;
       if (neverStarted && !run.isStarted) {
-        if (run.hasAbort) run.settleAborted();
+        if (run.abortReason !== undefined) run.settleAborted();
         else run.settleInterrupted(`job interrupted before it started: ${cause}`);
       } else {
         exited ??= afterExit(this.worker, this.host.exitWaitMs);
@@ -1362,7 +1360,7 @@ class Batch {
   private giveBack(left: readonly JobRun[], why: string, failed = true): void {
     const again: JobRun[] = [];
     for (const run of left) {
-      if (run.hasAbort) run.settleAborted();
+      if (run.abortReason !== undefined) run.settleAborted();
       else if (this.host.closing || !run.leaveBatch(failed)) run.settleInterrupted(`job interrupted before it started: ${why}`);
       else again.push(run);
     }
@@ -1422,7 +1420,7 @@ function appendLate(error: SerializedError, late: boolean): SerializedError {
 
 /** A RunningJob that never reached a thread. */
 function settledRun(jobId: string, outcome: Outcome): RunningJob {
-  return { jobId, threadId: undefined, startedAt: undefined, abort() {}, outcome: Promise.resolve(outcome) };
+  return { jobId, threadId: undefined, startedAt: undefined, abortReason: undefined, abort() {}, outcome: Promise.resolve(outcome) };
 }
 
 function closedOutcome(): Outcome {
