@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// spindle runs from its TypeScript source: register tsx, then hand over to the CLI.
+// `spindle` in a checkout of spindle (npm run spindle, the tests): the TypeScript source, through
+// tsx registered for this process only. The package's own command is dist/cli/bin.js.
 import { register } from 'tsx/esm/api';
 
 register();

@@ -1,7 +1,10 @@
 /** The Client: enqueue and manage jobs from any process. */
 import pg from 'pg';
-import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
+import { embeddedPool } from './db/embedded-client.ts';
+import { resolveStateDir } from './db/embedded-state.ts';
 import * as q from './db/queries.ts';
+import { checkSchemaVersion } from './db/schema-version.ts';
+import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import { Subscription } from './subscription.ts';
 import { attemptFromRow, FINAL_STATES, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
 import {
@@ -21,8 +24,13 @@ import * as wf from './workflows/client.ts';
 
 /** Options of createClient(). */
 export interface ClientOptions {
-  /** PostgreSQL URL; defaults to DATABASE_URL. */
+  /**
+   * PostgreSQL URL; defaults to DATABASE_URL, else the embedded PostgreSQL that `spindle start` (or a
+   * supervisor) runs for `stateDir`, whose URL is in `<stateDir>/embedded.json`.
+   */
   connectionString?: string;
+  /** Where to look for the embedded PostgreSQL when there is no URL; default SPINDLE_STATE_DIR, else `./.spindle`. */
+  stateDir?: string;
   /** Use this pool instead of making one (it is not closed by close()). */
   pool?: pg.Pool;
   /** Largest JSON input accepted, in bytes; default 1 MiB. */
@@ -88,6 +96,9 @@ export class Client {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #maxInputBytes: number;
+  /** Set once the database's schema was found to be this code's (checked on the first call). */
+  #schemaChecked = false;
+  #schemaCheck: Promise<void> | undefined;
 
   constructor(options: ClientOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -99,15 +110,18 @@ export class Client {
       this.#pool = options.pool;
       this.#ownsPool = false;
     } else {
-      const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-      if (typeof connectionString !== 'string' || connectionString === '') {
-        throw new ValidationError(
-          'options.connectionString',
-          'is required (or set DATABASE_URL); without one, start `spindle start` for the embedded database',
-        );
+      const connectionString = options.connectionString ?? (process.env.DATABASE_URL || undefined);
+      if (connectionString !== undefined && (typeof connectionString !== 'string' || connectionString === '')) {
+        throw new ValidationError('options.connectionString', `must be a PostgreSQL URL, got ${describe(connectionString)}`);
+      }
+      if (options.stateDir !== undefined && (typeof options.stateDir !== 'string' || options.stateDir === '')) {
+        throw new ValidationError('options.stateDir', `must be a directory, got ${describe(options.stateDir)}`);
       }
       const max = checkInteger('options.maxConnections', options.maxConnections, 1, 1000) ?? 10;
-      this.#pool = new pg.Pool({ connectionString, max });
+      this.#pool =
+        connectionString === undefined
+          ? embeddedPool(resolveStateDir(options.stateDir), max)
+          : new pg.Pool({ connectionString, max });
       // An idle connection that dies (a restarted server) must not crash the caller's process.
       this.#pool.on('error', () => {});
       this.#ownsPool = true;
@@ -120,6 +134,7 @@ export class Client {
     const inputJson = serializeInput(input, this.#maxInputBytes);
     const checked = checkEnqueueOptions(options);
     const db = this.#queryable(options.client);
+    if (!this.#schemaChecked) await this.#checkSchema();
     const row = await sqlErrors(() => q.enqueueJob(db, type, inputJson, checked));
     return jobFromRow<I>(row);
   }
@@ -146,6 +161,7 @@ export class Client {
     });
     if (checked.length === 0) return [];
     const db = this.#queryable(options.client);
+    if (!this.#schemaChecked) await this.#checkSchema();
     const keyed = checked.some((spec) => spec.options.key !== undefined);
     const rows = await sqlErrors(() => (keyed ? q.enqueueJobs(db, checked) : q.insertJobs(db, checked)));
     return rows.map((row) => jobFromRow(row));
@@ -153,25 +169,28 @@ export class Client {
 
   /** The job, or null when there is none with this id. */
   async get<I = unknown, O = unknown>(id: string | number): Promise<Job<I, O> | null> {
-    const row = await q.getJob(this.#pool, checkId('id', id));
+    const jobId = checkId('id', id);
+    const row = await q.getJob(await this.#db(), jobId);
     return row ? jobFromRow<I, O>(row) : null;
   }
 
   /** Jobs, newest first. */
   async list(filter: ListFilter = {}): Promise<Job[]> {
-    const rows = await q.listJobs(this.#pool, {
+    const filters = {
       state: filter.state === undefined ? undefined : checkState('filter.state', filter.state),
       type: filter.type === undefined ? undefined : checkName('filter.type', filter.type),
       queue: filter.queue === undefined ? undefined : checkName('filter.queue', filter.queue),
       limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
       after: filter.after === undefined ? undefined : checkId('filter.after', filter.after),
-    });
+    };
+    const rows = await q.listJobs(await this.#db(), filters);
     return rows.map((row) => jobFromRow(row));
   }
 
   /** Every attempt of a job, oldest first. */
   async attempts(id: string | number): Promise<Attempt[]> {
-    const rows = await q.listAttempts(this.#pool, checkId('id', id));
+    const jobId = checkId('id', id);
+    const rows = await q.listAttempts(await this.#db(), jobId);
     return rows.map(attemptFromRow);
   }
 
@@ -182,7 +201,7 @@ export class Client {
   async cancel(id: string | number, reason?: string): Promise<CancelOutcome> {
     const jobId = checkId('id', id);
     const why = reason === undefined ? null : checkText('reason', reason, MAX_REASON_CHARS);
-    const result = await q.cancelJob(this.#pool, jobId, why);
+    const result = await q.cancelJob(await this.#db(), jobId, why);
     if (!result.found) throw new NotFoundError(`no job ${jobId}`);
     const state = result.state!;
     const changed = result.changed === true;
@@ -200,9 +219,10 @@ export class Client {
   /** Puts a failed, timed-out or cancelled job back in the queue. */
   async retry(id: string | number): Promise<Job> {
     const jobId = checkId('id', id);
-    const row = await sqlErrors(() => q.retryJob(this.#pool, jobId));
+    const db = await this.#db();
+    const row = await sqlErrors(() => q.retryJob(db, jobId));
     if (row) return jobFromRow(row);
-    const current = await q.getJob(this.#pool, jobId);
+    const current = await q.getJob(db, jobId);
     if (!current) throw new NotFoundError(`no job ${jobId}`);
     throw new StateError(
       `job ${jobId} is ${current.state.replace('_', ' ')}; only failed, timed-out or cancelled jobs can be retried`,
@@ -235,7 +255,7 @@ export class Client {
   async *#follow(jobId: string, channels: string[], timeoutMs: number | undefined): AsyncGenerator<JobUpdate> {
     // Payloads are comma-separated ids, or a queue name (which may concern our job: read it again).
     const subscription = await Subscription.open(
-      this.#pool,
+      await this.#db(),
       channels,
       (n) => n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId),
     );
@@ -264,33 +284,34 @@ export class Client {
   // ---- workflows ----------------------------------------------------------------------
 
   /** Starts a workflow run; `options.id` is an idempotency key (the same id returns the first run, `created` false). */
-  startWorkflow<I = unknown>(name: string, input?: I, options: wf.StartWorkflowOptions = {}): Promise<{ run: wf.WorkflowRun<I>; created: boolean }> {
-    return wf.startWorkflow(this.#pool, name, input as I, options, this.#maxInputBytes);
+  async startWorkflow<I = unknown>(name: string, input?: I, options: wf.StartWorkflowOptions = {}): Promise<{ run: wf.WorkflowRun<I>; created: boolean }> {
+    return wf.startWorkflow(await this.#db(), name, input as I, options, this.#maxInputBytes);
   }
 
   /** A workflow run with its recorded steps, or null. */
-  getWorkflow(id: string): Promise<(wf.WorkflowRun & { steps: wf.WorkflowStep[] }) | null> {
-    return wf.getWorkflow(this.#pool, id);
+  async getWorkflow(id: string): Promise<(wf.WorkflowRun & { steps: wf.WorkflowStep[] }) | null> {
+    return wf.getWorkflow(await this.#db(), id);
   }
 
   /** Workflow runs, newest first. */
-  listWorkflows(filter: wf.WorkflowListFilter = {}): Promise<wf.WorkflowRun[]> {
-    return wf.listWorkflows(this.#pool, filter);
+  async listWorkflows(filter: wf.WorkflowListFilter = {}): Promise<wf.WorkflowRun[]> {
+    return wf.listWorkflows(await this.#db(), filter);
   }
 
   /** Sends an event to a run's inbox (kept until a wait takes it); NotFoundError / StateError for an unknown / finished run. */
-  sendEvent(runId: string, name: string, payload?: unknown): Promise<void> {
-    return wf.sendEvent(this.#pool, runId, name, payload ?? null, this.#maxInputBytes);
+  async sendEvent(runId: string, name: string, payload?: unknown): Promise<void> {
+    return wf.sendEvent(await this.#db(), runId, name, payload ?? null, this.#maxInputBytes);
   }
 
   /** Cancels a run at its next step (at once when suspended); its completed steps are compensated newest first. */
-  cancelWorkflow(runId: string, reason?: string): Promise<wf.WorkflowCancelOutcome> {
-    return wf.cancelWorkflow(this.#pool, runId, reason);
+  async cancelWorkflow(runId: string, reason?: string): Promise<wf.WorkflowCancelOutcome> {
+    return wf.cancelWorkflow(await this.#db(), runId, reason);
   }
 
   /** Resolves with the run once it has ended (succeeded, failed, cancelled, compensation_failed). */
-  waitForWorkflow(id: string, options: { timeoutMs?: number } = {}): Promise<wf.WorkflowRun> {
-    return wf.waitForWorkflow(this.#pool, id, checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647));
+  async waitForWorkflow(id: string, options: { timeoutMs?: number } = {}): Promise<wf.WorkflowRun> {
+    const timeoutMs = checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647);
+    return wf.waitForWorkflow(await this.#db(), id, timeoutMs);
   }
 
   /** The pool the Client uses, for callers that want to share it. */
@@ -301,6 +322,26 @@ export class Client {
   /** Closes the Client's connections (not those of a pool passed in). */
   async close(): Promise<void> {
     if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** The pool, once the database's schema has been checked. */
+  async #db(): Promise<pg.Pool> {
+    if (!this.#schemaChecked) await this.#checkSchema();
+    return this.#pool;
+  }
+
+  /** Checks the schema version once per Client; a failed check is made again by the next call. */
+  #checkSchema(): Promise<void> {
+    this.#schemaCheck ??= checkSchemaVersion(this.#pool).then(
+      () => {
+        this.#schemaChecked = true;
+      },
+      (error: unknown) => {
+        this.#schemaCheck = undefined;
+        throw error;
+      },
+    );
+    return this.#schemaCheck;
   }
 
   #queryable(client: unknown): q.Queryable {

@@ -94,3 +94,11 @@ export class WorkflowStepError extends SpindleError {
     super(message);
   }
 }
+
+/**
+ * The database has no spindle schema, or one of another version than this code's: the message names
+ * both versions and says what to do. Thrown by the first call of a Client.
+ */
+export class SchemaError extends SpindleError {
+  override name = 'SchemaError';
+}

@@ -8,7 +8,7 @@ export type { EnqueueOptions } from './validate.ts';
 export type { Job, JobState, Attempt, AttemptOutcome, JobError } from './job.ts';
 export type { JobContext } from './context.ts';
 export { migrate } from './db/migrate.ts';
-export { SpindleError, ValidationError, PermanentError, NotFoundError, TimeoutError, StateError } from './errors.ts';
+export { SpindleError, ValidationError, PermanentError, NotFoundError, TimeoutError, StateError, SchemaError } from './errors.ts';
 export type { WorkflowContext, StepOptions, WorkflowJobOptions, EventResult, WaitOptions } from './workflows/types.ts';
 export type { WorkflowRun, WorkflowStep, WorkflowState, StartWorkflowOptions, WorkflowListFilter, WorkflowCancelOutcome } from './workflows/client.ts';
 export type { WorkflowLimits } from './workflows/engine.ts';

@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dateFlag, intFlag } from '../src/cli/main.ts';
+import { dateFlag, intFlag, parse, UsageError } from '../src/cli/args.ts';
+import type { CommandName } from '../src/cli/commands.ts';
+import { messageNamingFlags } from '../src/cli/flag-names.ts';
+import { ValidationError } from '../src/errors.ts';
+import { createClient, type Client } from '../src/client.ts';
+import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const BIN = fileURLToPath(new URL('../bin/spindle.mjs', import.meta.url));
@@ -25,15 +30,35 @@ interface Run {
   stderr: string;
 }
 
-function spindle(args: string[], env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url }): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+/** The CLI in a child process: its end, and a wait for what it has written on stderr so far. */
+function launch(args: string[], env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url }) {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  const seen = new Set<() => void>();
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    for (const check of seen) check();
   });
+  const done = new Promise<Run>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  /** Resolves once stderr matches `pattern` (rejects if the process ends first). */
+  const stderrMatches = (pattern: RegExp) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!pattern.test(stderr)) return;
+        seen.delete(check);
+        resolve();
+      };
+      seen.add(check);
+      check();
+      void done.then((run) => reject(new Error(`exited ${run.code} before stderr matched ${pattern}: ${run.stderr}`)));
+    });
+  return { child, done, stderrMatches, stderr: () => stderr };
+}
+
+function spindle(args: string[], env?: NodeJS.ProcessEnv): Promise<Run> {
+  return launch(args, env).done;
 }
 
 describe('spindle commands against a database', () => {
@@ -75,7 +100,7 @@ describe('spindle commands against a database', () => {
 describe('errors are one clear line and a non-zero exit', () => {
   const cases: [string, string[], number, RegExp][] = [
     ['an unknown command', ['frobnicate'], 2, /^spindle: unknown command "frobnicate"\n/],
-    ['an unknown flag', ['jobs', '--colour'], 2, /^spindle: Unknown option '--colour'/],
+    ['an unknown flag', ['jobs', '--colour'], 2, /^spindle: unknown flag --colour\nRun 'spindle jobs --help' for usage\.\n$/],
     ['a missing argument', ['job'], 2, /^spindle: expected ID\n/],
     ['a bad job type', ['enqueue', 'bad type'], 1, /^spindle: type must be 1 to 128 characters/],
     ['bad JSON input', ['enqueue', 't', '{oops'], 1, /^spindle: input is not valid JSON/],
@@ -187,6 +212,97 @@ describe('numeric and date flags take only what they show', () => {
   });
 });
 
+describe('the CLI explains itself', () => {
+  it('prints the commands for --help, and a command\'s usage, flags and example for CMD --help and help CMD', async () => {
+    const [overall, enqueue, start] = await Promise.all([spindle(['--help']), spindle(['enqueue', '--help']), spindle(['help', 'start'])]);
+    for (const run of [overall, enqueue, start]) expect(run).toMatchObject({ code: 0, stderr: '' });
+    for (const command of ['start', 'enqueue', 'jobs', 'job', 'watch', 'cancel', 'retry', 'supervisors', 'start-workflow', 'workflows', 'workflow', 'signal', 'cancel-workflow', 'inspect', 'migrate', 'demo']) {
+      expect(overall.stdout).toMatch(new RegExp(`^  ${command} +[a-z]`, 'm'));
+    }
+    expect(enqueue.stdout).toMatch(/^Usage: spindle enqueue TYPE \[JSON\] \[FLAGS\]\n/);
+    expect(enqueue.stdout).toMatch(/^ {2}--priority N +higher runs first \(default 0\); a decimal integer, may be negative$/m);
+    expect(enqueue.stdout).toMatch(/^ {2}--database-url URL +PostgreSQL URL/m);
+    expect(enqueue.stdout).toMatch(/^Examples:\n {2}spindle enqueue primes /m);
+    expect(start.stdout).toMatch(/^ {2}--workflows DIR +directory of workflow modules/m);
+    expect(start.stdout).toMatch(/^ {2}--debug-port N +/m);
+  });
+
+  it('names the closest flag to an unknown one and the flag typed in an error from the library, and reads negative numbers as values', async () => {
+    const [stat, runAt, negative] = await Promise.all([
+      spindle(['jobs', '--stat', 'failed']),
+      // A valid date whose time in UTC is before year 1: only the Client refuses it, as options.runAt.
+      spindle(['enqueue', 't', '--run-at', '0001-01-01T00:30:00+01:00']),
+      // A negative number is a value, after a flag or as an argument, also without --.
+      spindle(['enqueue', 't', '-5', '--priority', '-3', '--queue', 'parked', '--json']),
+    ]);
+    expect(stat).toMatchObject({ code: 2, stderr: "spindle: unknown flag --stat; did you mean --state?\nRun 'spindle jobs --help' for usage.\n" });
+    expect(runAt).toMatchObject({ code: 1, stderr: 'spindle: --run-at must be a date from year 1 to 9999, got 0000-12-31T23:30:00.000Z\n' });
+    expect(JSON.parse(negative.stdout)).toMatchObject({ input: -5, priority: -3 });
+  });
+
+  // The same parser and error naming in this process: every case without a process start each.
+  it.each([
+    [['enqueue', 't', '--max', '3'], 'unknown flag --max; did you mean --max-attempts?'],
+    [['enqueue', 't', '--prority', '3'], 'unknown flag --prority; did you mean --priority?'],
+    [['jobs', '--colour'], 'unknown flag --colour'],
+    [['jobs', '-x'], 'unknown flag -x'],
+    [['enqueue', 't', '--wait=yes'], '--wait takes no value'],
+    [['enqueue', 't', '--queue'], '--queue needs a value (Q)'],
+    [['enqueue', 't', '--queue', '--wait'], "--queue needs a value (Q); for a value that starts with '-', write --queue=VALUE"],
+    [['job', '1', '2'], 'unexpected argument "2" (expected ID)'],
+  ])('parse(%j) refuses with %j', ([command, ...args], message) => {
+    expect(() => parse(command as CommandName, args)).toThrow(new UsageError(message));
+  });
+
+  it('names the flags the user gave in library errors, and leaves fields that came from elsewhere', () => {
+    const named = (command: CommandName, args: string[], error: Error) => messageNamingFlags(error, command, args);
+    expect(named('enqueue', ['t', '--queue', 'a b'], new ValidationError('options.queue', 'must be 1 to 128 characters'))).toBe(
+      '--queue must be 1 to 128 characters',
+    );
+    expect(named('start', ['--queues=a,b c'], new ValidationError('options.queues[1]', 'must be 1 to 128 characters'))).toBe(
+      '--queues must be 1 to 128 characters',
+    );
+    expect(named('enqueue', ['t', '--run-at', 'x', '--delay', '5'], new ValidationError('options.runAt', 'cannot be combined with options.delayMs'))).toBe(
+      '--run-at cannot be combined with --delay',
+    );
+    expect(named('start', [], new ValidationError('options.concurrency', 'must be an integer'))).toBe('options.concurrency must be an integer');
+  });
+
+  it('refuses a missing --workflows directory, as it does a missing --workers one, before starting anything', async () => {
+    const missing = join(tmpdir(), 'spindle-cli-no-such-dir');
+    const workflows = await spindle(['start', '--workflows', missing, '--no-socket']);
+    expect(workflows).toMatchObject({ code: 2, stdout: '' });
+    expect(workflows.stderr.split('\n')[0]).toBe(`spindle: --workflows must be a directory: ${missing} does not exist`);
+  });
+});
+
+describe('enqueue says what it did, and who will run it', () => {
+  it('warns when no supervisor runs, and says a second enqueue with the same --key was deduplicated, naming what was not applied', async () => {
+    const first = await spindle(['enqueue', 'report', '{"day":1}', '--key', 'cli-dedupe']);
+    expect(first.stdout).toMatch(/^enqueued job (\d+) \(report, queue default\)\n$/);
+    expect(first.stderr).toBe(`spindle: warning: no supervisor is running: the job waits until one that serves "report" starts ('spindle start')\n`);
+    const id = /job (\d+)/.exec(first.stdout)![1];
+
+    const second = await spindle(['enqueue', 'report', '{"day":1}', '--key', 'cli-dedupe', '--priority', '5']);
+    expect(second.stdout).toBe(`job ${id} (report, queue default) is already queued with key "cli-dedupe": deduplicated, nothing enqueued\n`);
+    expect(second.stderr.split('\n')[0]).toBe(`spindle: warning: not applied to job ${id}, which keeps its own: --priority 5 (it has 0)`);
+    const { rows } = await db.pool.query("SELECT priority FROM spindle.jobs WHERE key = 'cli-dedupe'");
+    expect(rows).toEqual([{ priority: 0 }]);
+  });
+
+  it('--wait with no supervisor says so; Ctrl-C stops the wait, says the job goes on and how to follow it', async () => {
+    const cli = launch(['enqueue', 'report', '--wait']);
+    await cli.stderrMatches(/waiting anyway/);
+    cli.child.kill('SIGINT');
+    const out = await cli.done;
+    const id = /enqueued job (\d+)/.exec(out.stderr)![1];
+    expect(out.code).toBe(130);
+    expect(out.stderr).toContain(`spindle: warning: no supervisor is running: the job waits until one that serves "report" starts ('spindle start'); waiting anyway (Ctrl-C stops the wait, not the job)\n`);
+    expect(out.stderr).toContain(`spindle: stopped waiting for job ${id}, which goes on (queued): 'spindle watch ${id}' follows it again`);
+    expect((await db.pool.query('SELECT state FROM spindle.jobs WHERE id = $1', [id])).rows).toEqual([{ state: 'queued' }]);
+  });
+});
+
 describe('with no database configured', () => {
   it('starts the embedded PostgreSQL for the command, and finds the data again next time', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'spindle-cli-'));
@@ -196,12 +312,84 @@ describe('with no database configured', () => {
     try {
       const stateDir = join(dir, '.spindle');
       const enqueued = await spindle(['enqueue', 'noop', '{"n":1}', '--state-dir', stateDir], env);
-      expect(enqueued.stderr).toBe('');
+      expect(enqueued.stderr).toMatch(/^spindle: warning: no supervisor is running/);
       expect(enqueued.stdout).toMatch(/^enqueued job 1 \(noop, queue default\)\n$/);
       const listed = await spindle(['jobs', '--state-dir', stateDir, '--json'], env);
       expect(JSON.parse(listed.stdout)).toMatchObject([{ id: '1', type: 'noop', input: { n: 1 } }]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('with a supervisor running', () => {
+  const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+  let handle: SupervisorHandle;
+  let client: Client;
+
+  beforeAll(async () => {
+    handle = await startSupervisor({
+      databaseUrl: db.url,
+      workers: {
+        echo: join(FIXTURES, 'workers/echo.ts'),
+        cooperative: join(FIXTURES, 'workers/cooperative.ts'),
+        exits: join(FIXTURES, 'termination-workers/exits.ts'),
+      },
+      workflows: { greet: join(FIXTURES, 'workflows/greet-v1.ts') },
+      queues: ['live'],
+      concurrency: 2,
+      socket: false,
+      logLevel: 'silent',
+      backoff: { baseMs: 10, maxMs: 10 },
+      // The jobs of the tests above have types nobody serves: they are not the reaper's to fail here.
+      unknownTypeGraceMs: 600_000,
+    });
+    client = createClient({ connectionString: db.url });
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await handle?.stop();
+  });
+
+  it('enqueue of a type, or on a queue, that no live supervisor serves warns, naming what they serve', async () => {
+    const [type, queue] = await Promise.all([
+      spindle(['enqueue', 'nope', '--queue', 'live']),
+      spindle(['enqueue', 'echo', '--queue', 'elsewhere']),
+    ]);
+    expect(type.stderr).toBe(
+      'spindle: warning: no live supervisor serves "nope" (they serve "cooperative", "echo", "exits"); ' +
+        'unless one that serves it starts, the leader fails the job as an unknown type (after 60 s by default)\n',
+    );
+    expect(queue.stderr).toBe('spindle: warning: no live supervisor serves "echo" on queue "elsewhere": those that serve "echo" serve the queues "live"\n');
+  });
+
+  it('--wait says which attempt ended and how before the one that succeeded', async () => {
+    const out = await spindle(['enqueue', 'exits', '{"code":3,"succeedOn":2}', '--queue', 'live', '--max-attempts', '2', '--wait']);
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual({ attempt: 2 });
+    const id = /enqueued job (\d+)/.exec(out.stderr)![1];
+    expect(out.stderr).toContain(`exits ${id} attempt 1 crashed: worker thread exited with code 3\n`);
+  });
+
+  it('--wait on a job cancelled while it runs ends with its reason, said once', async () => {
+    const cli = launch(['enqueue', 'cooperative', '{"ms":30000}', '--queue', 'live', '--wait']);
+    await cli.stderrMatches(/\[running\]/);
+    const id = /enqueued job (\d+)/.exec(cli.stderr())![1]!;
+    await client.cancel(id, 'not needed');
+    const out = await cli.done;
+    expect(out.code).toBe(4);
+    expect(out.stderr.trimEnd().split('\n').at(-1)).toBe(`job ${id} cancelled: not needed`);
+  });
+
+  it('start-workflow starts a run, --wait prints its output, and the same --id is not started again', async () => {
+    const cli = launch(['start-workflow', 'greet', '{"to":"ana"}', '--id', 'cli-greet', '--wait']);
+    await cli.stderrMatches(/^started workflow run cli-greet \(greet\); waiting for it to end\n/);
+    await client.sendEvent('cli-greet', 'go');
+    const out = await cli.done;
+    expect(out).toMatchObject({ code: 0, stderr: 'started workflow run cli-greet (greet); waiting for it to end\n' });
+    expect(JSON.parse(out.stdout)).toEqual({ bye: 'bye' });
+    const again = await spindle(['start-workflow', 'greet', '--id', 'cli-greet']);
+    expect(again).toMatchObject({ code: 0, stdout: 'workflow run cli-greet (greet, succeeded) exists already: not started again\n', stderr: '' });
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real headless Chromium (Debian's, driven by playwright-core): log in with the
- * token, watch a running job's progress move, cancel it and see it cancelled. Skipped, with a
- * message, where no Chromium is installed (set CHROMIUM_PATH, or install Debian's `chromium`).
+ * token, watch a running job's progress move, cancel it and see it cancelled; a job waiting for a
+ * thread shown as such; a retried job shown as its current attempt. Skipped, with a message, where
+ * no Chromium is installed (set CHROMIUM_PATH, or install Debian's `chromium`).
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import type { HttpServerState } from '../src/actors/http-server.ts';
 import type { Client } from '../src/client.ts';
 import type { SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';
+import { startedJobs } from './helpers/job-events.ts';
 import { actorState, nextEvent, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 /** CHROMIUM_PATH if set (and only it), else Debian's. */
 const CHROMIUM = (process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) =>
@@ -113,6 +115,59 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
     await tab.locator('#job-state[data-state="running"], #job-state[data-state="queued"]').waitFor();
     await client.cancel(job.id);
     await tab.close();
+  });
+
+  it('shows a job that waits for a thread apart from the running ones, and words its cancel by its state', async () => {
+    // A type measured short, so the supervisor claims one beyond its two busy threads.
+    await client.waitFor((await client.enqueue('quick', 'measured')).id, { timeoutMs: 15_000 });
+    const busy = startedJobs(handle, 2, (e) => e.type === 'stepper');
+    const holders = await client.enqueueMany([1, 2].map(() => ({ type: 'stepper', input: { steps: 400, stepMs: 50 } })));
+    await busy;
+    const claimed = nextEvent(handle, 'job:claimed', (e) => e.type === 'quick');
+    const waiting = await client.enqueue('quick', 'waits');
+    try {
+      await claimed;
+      await page.goto(`${base}#/`);
+      await page.locator(`#waiting tr[data-job="${waiting.id}"]`).waitFor();
+      for (const job of holders) await page.locator(`#inflight tr[data-job="${job.id}"]`).waitFor();
+      expect(await page.locator(`#inflight tr[data-job="${waiting.id}"]`).count()).toBe(0);
+      expect(await page.textContent('#running-count')).toBe('2');
+      expect(await page.textContent('#waiting-count')).toBe('1');
+      expect((await page.locator('#inflight td[data-thread]').allTextContents()).sort()).toEqual(['1', '2']);
+      await page.screenshot({ path: join(SHOTS, 'spindle-dashboard-waiting.png'), fullPage: true });
+
+      await page.goto(`${base}#/jobs/${waiting.id}`);
+      await page.locator('#job-state[data-phase="waiting"]').waitFor();
+      expect(await page.textContent('#job-state')).toBe('waiting for a thread');
+      expect(await page.textContent('#job-fields')).toContain('not yet: waiting for a thread');
+      // The job page reads only the job, yet the supervisor's uptime in the header goes on.
+      const who = await page.textContent('#who');
+      await expect.poll(() => page.textContent('#who'), { timeout: 3_000 }).not.toBe(who);
+
+      await page.click('#cancel');
+      await page.locator('#job-state[data-state="cancelled"]').waitFor();
+      expect(await page.textContent('#action-result')).toBe(`job ${waiting.id} cancelled`);
+    } finally {
+      for (const job of [waiting, ...holders]) await client.cancel(job.id);
+      await Promise.all(holders.map((job) => client.waitFor(job.id, { timeoutMs: 15_000 })));
+    }
+  });
+
+  it("shows a retried job's current attempt, and the error of the one before as that attempt's", async () => {
+    const second = startedJobs(handle, 1, (e) => e.type === 'flaky' && e.attempt === 2);
+    const job = await client.enqueue('flaky', null);
+    try {
+      await second;
+      await page.goto(`${base}#/jobs/${job.id}`);
+      await page.locator('#job-state[data-state="running"]').waitFor();
+      await expect.poll(() => page.textContent('#job-output')).toMatch(/previous attempt, 1, ended failed: Error: attempt 1 failed/);
+      expect(await page.textContent('#job-output')).toMatch(/^- \(no result yet\)/);
+      expect(await page.textContent('#job-progress')).toBe('-');
+      expect(await page.textContent('#job-fields')).toContain('2 of 3');
+    } finally {
+      await client.cancel(job.id);
+      await client.waitFor(job.id, { timeoutMs: 15_000 });
+    }
   });
 
   it('filters the jobs table', async () => {

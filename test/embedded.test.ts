@@ -16,6 +16,7 @@ import {
   type EmbeddedLogger,
   type EmbeddedServer,
 } from '../src/db/embedded.ts';
+import { alive, eventually } from './helpers/processes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..');
@@ -68,25 +69,6 @@ async function selectOne(url: string): Promise<number> {
   } finally {
     await c.end();
   }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return !/\) [ZX] /.test(st);
-}
-
-async function eventually(check: () => boolean, ms = 5_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 interface Owner {
@@ -154,7 +136,7 @@ describe('startEmbedded on a fresh state dir', () => {
     const file = join(stateDir, 'embedded.json');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const state = readEmbeddedState(stateDir);
-    expect(state).toMatchObject({ url: s.url, port: s.port, pid: s.pid, dataDir: s.dataDir, ownerPid: process.pid });
+    expect(state).toMatchObject({ url: s.url, port: s.port, pid: s.pid, dataDir: s.dataDir });
     expect(connectionStringFor(stateDir)).toBe(s.url);
 
     const t0 = performance.now();
@@ -201,7 +183,6 @@ describe('startEmbedded on a fresh state dir', () => {
     expect(s.pid).toBe(orphan.pid);
     expect(s.port).toBe(orphan.port);
     expect(await selectOne(s.url)).toBe(1);
-    expect(readEmbeddedState(stateDir)?.ownerPid).toBe(process.pid); // taken over
 
     await s.stop();
     expect(await eventually(() => !alive(orphan.pid))).toBe(true);
@@ -216,8 +197,8 @@ describe('startEmbedded on a fresh state dir', () => {
       expect(s.pid).toBe(owner.pid);
       expect(await selectOne(s.url)).toBe(1);
       await s.stop();
-      expect(alive(owner.pid)).toBe(true);
-      expect(readEmbeddedState(stateDir)?.ownerPid).toBe(owner.ownerPid);
+      expect(alive(owner.pid)).toBe(true); // its other user still holds it
+      expect(readEmbeddedState(stateDir)?.pid).toBe(owner.pid);
     } finally {
       await owner.kill();
     }
@@ -227,6 +208,64 @@ describe('startEmbedded on a fresh state dir', () => {
     expect(s.pid).toBe(owner.pid);
     await s.stop();
     expect(await eventually(() => !alive(owner.pid))).toBe(true);
+  });
+
+  it('stays up while any user holds it, and stops with the last, whichever started it', async () => {
+    const a = await start({ stateDir, fast: true });
+    const b = await start({ stateDir, fast: true });
+    expect(b).toMatchObject({ reused: true, pid: a.pid, url: a.url });
+    await a.stop(); // the user that started it leaves first
+    expect(alive(a.pid)).toBe(true);
+    expect(await selectOne(b.url)).toBe(1);
+    expect(connectionStringFor(stateDir)).toBe(b.url);
+    await b.stop();
+    expect(alive(a.pid)).toBe(false);
+    expect(readEmbeddedState(stateDir)).toBeUndefined();
+  });
+
+  it('users that come and go at once share one server and leave none behind', async () => {
+    const users = await Promise.all([1, 2, 3, 4].map(() => start({ stateDir, fast: true })));
+    expect(new Set(users.map((u) => u.pid)).size).toBe(1);
+    expect(users.filter((u) => !u.reused)).toHaveLength(1);
+    const { pid, url } = users[0]!;
+    // One joins while all the others leave: it is counted, or it sees the server stop and starts it again.
+    const [late] = await Promise.all([start({ stateDir, fast: true }), ...users.map((u) => u.stop())]);
+    expect(late!.url).toBe(url); // the same port again
+    expect(await selectOne(late!.url)).toBe(1);
+    await late!.stop();
+    expect(alive(late!.pid)).toBe(false);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('its users bring a killed server back on the same port, one starting it and the other joining', async () => {
+    const logs = [recorder(), recorder()];
+    const [a, b] = [await start({ stateDir, fast: true, logger: logs[0] }), await start({ stateDir, fast: true, logger: logs[1] })];
+    const { pid, url } = a!;
+    process.kill(pid, 'SIGKILL');
+    const back = (log: ReturnType<typeof recorder>) => log.lines.find((l) => l.msg === 'embedded PostgreSQL is back');
+    expect(await eventually(() => logs.every(back), 20_000)).toBe(true);
+    expect(logs.map((log) => (back(log)!.obj as { restartedHere: boolean }).restartedHere).sort()).toEqual([false, true]);
+    expect(a!.pid).not.toBe(pid);
+    expect(b!.pid).toBe(a!.pid);
+    expect([a!.url, b!.url]).toEqual([url, url]);
+    expect(readEmbeddedState(stateDir)?.pid).toBe(a!.pid);
+    expect(await selectOne(url)).toBe(1);
+    await a!.stop();
+    await b!.stop();
+    expect(alive(b!.pid)).toBe(false);
+  });
+
+  it('takes over the start lock of a process that died holding it, or whose pid was reused', async () => {
+    const lock = join(stateDir, 'embedded.lock');
+    for (const holder of [
+      { pid: spawnSync('true').pid!, start: null, token: 'dead' },
+      { pid: process.pid, start: 'not this process', token: 'reused pid' },
+    ]) {
+      await writeFile(lock, JSON.stringify(holder));
+      const s = await start({ stateDir, fast: true });
+      expect(fs.existsSync(lock)).toBe(false);
+      await s.stop();
+    }
   });
 
   it('replaces a left-behind server that does not answer', async () => {

@@ -553,10 +553,12 @@ describe('a restart of the (embedded) PostgreSQL in the middle of a run', () => 
       await client.close();
       // Right after the claims, while the handlers run (the ledger has their lines): the crash.
       await sup.waitFor(() => startedJobs(sup).length >= 2, 20_000, 'both jobs to start');
-      process.kill(server.pid!, 'SIGQUIT');
+      const crashed = server.pid!;
+      process.kill(crashed, 'SIGQUIT');
       const running = startedJobs(sup).map((j) => j.id);
-      await until(async () => !isAlive(server!.pid!), 10_000, 'the postmaster to exit');
-      server = await startEmbedded({ ...durable, port });
+      await until(async () => !isAlive(crashed), 10_000, 'the postmaster to exit');
+      // Its user (this test's handle) starts it again, on the same port.
+      await until(async () => server!.pid !== crashed && isAlive(server!.pid!), 30_000, 'the server back');
       expect(server.port).toBe(port);
 
       await until(

@@ -9,6 +9,7 @@ import { readOrCreateToken, type HttpServerState } from '../src/actors/http-serv
 import type { Client } from '../src/client.ts';
 import type { SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';
+import { startedJobs } from './helpers/job-events.ts';
 import { actorState, nextEvent, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 
 let db: TestDatabase;
@@ -188,6 +189,53 @@ describe('jobs', () => {
     expect(res.body.supervisorId).toBe(handle.id);
     expect(res.body.pool.maxThreads).toBe(2);
     expect(res.body.actors.children.map((c: { name: string }) => c.name)).toContain('http');
+  });
+});
+
+describe('what a job shows', () => {
+  it('shows a job queued or running again as its current attempt; what the one before left is in its attempts', async () => {
+    const second = startedJobs(handle, 1, (e) => e.type === 'flaky' && e.attempt === 2);
+    const created = await call('POST', '/api/jobs', { body: { type: 'flaky' } });
+    const id = created.body.job.id as string;
+    try {
+      expect((await second)[0]).toMatchObject({ id, attempt: 2 });
+      const running = await call('GET', `/api/jobs/${id}`);
+      expect(running.body.job).toMatchObject({ id, state: 'running', attempt: 2, error: null, progress: null, progressMessage: null });
+      expect(running.body.attempts).toMatchObject([{ attempt: 1, outcome: 'failed', error: { message: 'attempt 1 failed' } }]);
+      expect(running.body.inFlight).toMatchObject({ id, attempt: 2, startedAt: expect.any(String), thread: expect.any(Number) });
+      await client.cancel(id);
+      expect((await client.waitFor(id, { timeoutMs: 15_000 })).state).toBe('cancelled');
+
+      const retried = await call('POST', `/api/jobs/${id}/retry`);
+      expect(retried.body.job).toMatchObject({ state: 'queued', attempt: 2, error: null, startedAt: null, workerId: null, progress: null });
+    } finally {
+      await client.cancel(id);
+      await client.waitFor(id, { timeoutMs: 15_000 });
+    }
+  });
+
+  it('numbers threads 1 to the pool size, though Piscina gives each new thread a new id', async () => {
+    const exited = await call('POST', '/api/jobs', { body: { type: 'exits' } });
+    expect((await client.waitFor(exited.body.job.id, { timeoutMs: 15_000 })).error).toMatchObject({ message: 'worker thread exited with code 3' });
+    const both = startedJobs(handle, 2, (e) => e.type === 'stepper');
+    const created = await call('POST', '/api/jobs', {
+      body: [
+        { type: 'stepper', input: { steps: 1000, stepMs: 50 } },
+        { type: 'stepper', input: { steps: 1000, stepMs: 50 } },
+      ],
+    });
+    const ids = created.body.jobs.map((j: { id: string }) => j.id) as string[];
+    try {
+      await both;
+      const snapshot = await call('GET', '/api/snapshot');
+      const ours = (snapshot.body.jobs as { id: string; thread: number; threadId: number }[]).filter((j) => ids.includes(j.id));
+      // A replacement thread's id is past the pool size: the number shown is not.
+      expect(Math.max(...ours.map((j) => j.threadId))).toBeGreaterThan(2);
+      expect(ours.map((j) => j.thread).sort()).toEqual([1, 2]);
+    } finally {
+      for (const id of ids) await client.cancel(id);
+      await Promise.all(ids.map((id) => client.waitFor(id, { timeoutMs: 15_000 })));
+    }
   });
 });
 

@@ -66,6 +66,16 @@ describe('progress', () => {
     expect(statements).toBeLessThanOrEqual(Math.ceil(duration / FLUSH_MS) + 2);
   });
 
+  it("ends with the handler's last report, however soon after it the handler returns", async () => {
+    // The last reports come within the thread's 50 ms coalescing and the writer's 100 ms interval:
+    // only the outcome's write can carry them.
+    const job = await client.enqueue('chatty', { calls: 8, ms: 10 });
+    const done = await client.waitFor(job.id, { timeoutMs: 20_000 });
+    expect(done).toMatchObject({ state: 'succeeded', progress: 100, progressMessage: 'step 8 of 8', progressData: { i: 8 } });
+    const failing = await client.enqueue('stepper', { steps: 3, stepMs: 5, fail: true }, { maxAttempts: 1 });
+    expect(await client.waitFor(failing.id, { timeoutMs: 20_000 })).toMatchObject({ state: 'failed', progressMessage: 'step 3' });
+  });
+
   it('keeps ctx.log lines per attempt, shown by spindle job', async () => {
     const job = await client.enqueue('chatty', { calls: 8, ms: 10 });
     await client.waitFor(job.id, { timeoutMs: 20_000 });

@@ -212,6 +212,23 @@ describe('workflows in one supervisor', () => {
     ]);
     expect((await client.cancelWorkflow(run.id)).changed).toBe(false);
   });
+
+  it("records when a step's function began, so its time is the function's, not 0 ms", async () => {
+    await start({ timed: flow('timed') });
+    const ms = 150;
+    const { run } = await client.startWorkflow('timed', { ms });
+    expect((await client.waitForWorkflow(run.id, { timeoutMs: 15_000 })).output).toEqual({ failure: expect.stringMatching(/late failure/) });
+    const { rows } = await db.pool.query<{ name: string; state: string; ms: number }>(
+      `SELECT name, state, extract(epoch FROM finished_at - started_at)::float8 * 1000 AS ms
+         FROM spindle.workflow_steps WHERE run_id = $1 ORDER BY seq`,
+      [run.id],
+    );
+    expect(rows.map((r) => [r.name, r.state])).toEqual([['slow', 'succeeded'], ['slow-failure', 'failed']]);
+    // The start is the database's time as the supervisor reckons it; a few ms of slack for clock steps.
+    for (const row of rows) expect(row.ms, row.name).toBeGreaterThanOrEqual(ms - 10);
+    const steps = (await client.getWorkflow(run.id))!.steps;
+    for (const step of steps) expect(step.finishedAt!.getTime() - step.startedAt.getTime(), step.name).toBeGreaterThanOrEqual(ms - 10);
+  });
 });
 
 describe('values a run cannot store, broken modules, concurrent starts', () => {

@@ -152,8 +152,9 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
 
   /**
    * A finish the database refused: the attempt is recorded as failed with what the database said, not
-   * retried (its outcome would be refused again), without the output and logs that were refused. The
-   * finish is changed in place, so a retry after a lost connection writes the same.
+   * retried (its outcome would be refused again), without the output, logs and last progress that
+   * may have been refused. The finish is changed in place, so a retry after a lost connection writes
+   * the same.
    */
   async #writeRefused(finish: Finish, err: unknown): Promise<FinishedJobs> {
     this.#stats.refused++;
@@ -168,6 +169,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     };
     delete finish.outputJson;
     delete finish.delayMs;
+    delete finish.progress;
     finish.logs = null;
     try {
       return await finishJobs(this.#db, this.#workerId, [finish]);

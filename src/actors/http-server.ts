@@ -14,7 +14,7 @@
  * Routes (JSON in and out; errors are `{ "error": "..." }`):
  *   POST /api/jobs                      enqueue: { type, input?, options? }, or an array of them -> 201
  *   GET  /api/jobs?state&type&queue&limit&after     newest first
- *   GET  /api/jobs/:id                  { job, attempts }
+ *   GET  /api/jobs/:id                  { job, attempts, inFlight }
  *   POST /api/jobs/:id/cancel           { reason? } -> the cancel outcome
  *   POST /api/jobs/:id/retry            -> { job }
  *   POST /api/workflows                 start a run: { name, input?, options?: { id } } -> 201 (200: that id existed)
@@ -25,6 +25,9 @@
  *   GET  /api/queues                    jobs by queue and state (one grouped query)
  *   GET  /api/snapshot                  actors, in-flight jobs, pool (the debug snapshot)
  *   GET  /api/events[?job=ID]           Server-Sent Events: the runtime's and the actors' events
+ * A job is shown as its current attempt stands (see asCurrentAttempt): what an earlier attempt left
+ * on its row is in its attempts. `inFlight` is this supervisor's record of a job it holds (its
+ * thread's number, and when its handler started: null while it waits for a thread), else null.
  * Status codes: 400 bad input or JSON, 401 no or wrong token, 404, 405 (with Allow), 409 a state
  * that forbids the action, 413 a body over `maxBodyBytes`, 415 a body that is not JSON, 503 too many
  * event streams.
@@ -40,11 +43,13 @@ import { join, resolve } from 'node:path';
 import { Client } from '../client.ts';
 import { countJobsByQueueAndState } from '../db/queries.ts';
 import { NotFoundError, StateError, ValidationError } from '../errors.ts';
+import type { Job } from '../job.ts';
 import { describe } from '../validate.ts';
 import { mkdirp, writeSecret, type DebugSource } from './debug-server.ts';
 import { closeServer, listen } from './http-listen.ts';
 import { Actor, assertNever } from './kernel.ts';
 import { formatHost } from './metrics.ts';
+import type { InFlightView } from './supervisor.ts';
 
 /** The file, under `<stateDir>/run/`, that holds the API token. */
 export const HTTP_TOKEN_FILE = 'http.token';
@@ -343,11 +348,12 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
     const body = await this.#readJson(req);
     if (Array.isArray(body)) {
       const jobs = await this.#api.enqueueMany(body.map((spec, i) => jobSpec(spec, `[${i}]`)));
-      return sendJson(res, 201, { jobs });
+      return sendJson(res, 201, { jobs: jobs.map(asCurrentAttempt) });
     }
     const spec = jobSpec(body, '');
+    // A job with the same key may be an earlier one, already past its first attempt.
     const job = await this.#api.enqueue(spec.type, spec.input, spec.options);
-    sendJson(res, 201, { job });
+    sendJson(res, 201, { job: asCurrentAttempt(job) });
   }
 
   async #list({ res, url }: RequestContext): Promise<void> {
@@ -364,14 +370,15 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
       limit: limit === null || limit === '' ? undefined : Number(limit),
       after: q.get('after') || undefined,
     });
-    sendJson(res, 200, { jobs });
+    sendJson(res, 200, { jobs: jobs.map(asCurrentAttempt) });
   }
 
   async #get({ res, params }: RequestContext): Promise<void> {
     const job = await this.#api.get(params.id!);
     if (!job) throw new NotFoundError(`no job ${params.id}`);
     const attempts = await this.#api.attempts(job.id);
-    sendJson(res, 200, { job, attempts });
+    const inFlight = job.state === 'running' ? heldHere(this.#o.snapshot(), job) : null;
+    sendJson(res, 200, { job: asCurrentAttempt(job), attempts, inFlight });
   }
 
   async #cancel({ req, res, params }: RequestContext): Promise<void> {
@@ -389,7 +396,7 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
 
   async #retry({ req, res, params }: RequestContext): Promise<void> {
     await this.#readJson(req, true);
-    sendJson(res, 200, { job: await this.#api.retry(params.id!) });
+    sendJson(res, 200, { job: asCurrentAttempt(await this.#api.retry(params.id!)) });
   }
 
   async #startWorkflow({ req, res }: RequestContext): Promise<void> {
@@ -525,6 +532,30 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
       throw new HttpError(400, `body is not valid JSON: ${(error as Error).message}`);
     }
   }
+}
+
+/**
+ * The job as its current attempt stands. The row of a queued or running job still holds what its
+ * last attempt left: the error, and while it is queued again, that attempt's start, supervisor and
+ * progress. Shown on the job they read as the current attempt's (a retry that seems to have failed
+ * already, at 80%); the attempts list keeps them, each with its attempt.
+ */
+function asCurrentAttempt(job: Job): Job {
+  switch (job.state) {
+    case 'running':
+      return job.error === null ? job : { ...job, error: null };
+    case 'queued':
+      return { ...job, error: null, startedAt: null, workerId: null, progress: null, progressMessage: null, progressData: null };
+    default:
+      return job;
+  }
+}
+
+/** This supervisor's record of `job` (from its snapshot's in-flight jobs), if it holds this attempt of it. */
+function heldHere(snapshot: unknown, job: Job): InFlightView | null {
+  const jobs = (snapshot as { jobs?: unknown } | null)?.jobs;
+  if (!Array.isArray(jobs)) return null;
+  return (jobs as InFlightView[]).find((j) => j.id === job.id && j.attempt === job.attempt) ?? null;
 }
 
 /** `{ type, input?, options? }` from a request body, with `client` refused (it is a pg client in-process). */

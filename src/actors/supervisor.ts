@@ -54,7 +54,8 @@ const MAX_PREFETCH = 2_000;
 export interface RuntimeEvents {
   /** `waitMs`: from the job's run_at to its claim, both by the database's clock (the queue wait). */
   'job:claimed': [{ id: string; type: string; attempt: number; waitMs: number }];
-  'job:started': [{ id: string; type: string; attempt: number; threadId: number }];
+  /** `thread`: its number in the pool, 1 to the concurrency (`threadId` is Node's, which grows as threads are replaced). */
+  'job:started': [{ id: string; type: string; attempt: number; threadId: number; thread: number }];
   /** `state` is the job's state after this attempt ('queued' for a retry), null when the claim was lost. */
   'job:finished': [{ id: string; type: string; attempt: number; outcome: AttemptOutcome; state: JobState | null; ms: number }];
   'job:progress': [{ id: string; percent: number; message: string | null }];
@@ -118,7 +119,8 @@ class InFlight implements RunOptions {
     this.threadId = threadId;
     this.startedAt = Date.now();
     if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
-    this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId });
+    const thread = this.running.thread!;
+    this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId, thread });
   }
 
   onProgress(percent: number, message?: string, data?: unknown): void {
@@ -141,7 +143,10 @@ export interface InFlightView {
   type: string;
   attempt: number;
   maxAttempts: number;
+  /** Node's id of its thread (as in the log), once one has taken it. */
   threadId: number | null;
+  /** Its thread's number in the pool, 1 to the concurrency, once one has taken it: what people are shown. */
+  thread: number | null;
   claimedAt: string;
   startedAt: string | null;
   elapsedMs: number;
@@ -694,6 +699,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     );
     // A cancel that came while the attempt was already stopping (a timeout) ends the job instead of a retry.
     if (finish && job.cancelRequested && finish.nextState === 'queued') finish.nextState = 'cancelled';
+    // The outcome's write carries the last progress (the pool delivers it before the outcome): what
+    // the progress writer still held of this job is dropped, and a write of it still under way is
+    // fenced out by the outcome.
+    if (finish && job.percent !== null) finish.progress = { percent: job.percent, message: job.message, data: job.data };
     if (finish) {
       this.#completer.add(finish);
     } else {
@@ -823,6 +832,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       attempt: j.attempt,
       maxAttempts: j.maxAttempts,
       threadId: j.threadId,
+      thread: j.running.thread ?? null,
       claimedAt: new Date(j.claimedAt).toISOString(),
       startedAt: j.startedAt === null ? null : new Date(j.startedAt).toISOString(),
       elapsedMs: now - (j.startedAt ?? j.claimedAt),

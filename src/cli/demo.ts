@@ -4,10 +4,11 @@
  */
 import { fileURLToPath } from 'node:url';
 import { createClient } from '../client.ts';
+import type { SupervisorOptions } from '../config.ts';
 import type { Job, JobState } from '../job.ts';
 import { startSupervisor } from '../start.ts';
+import { intFlag, parse } from './args.ts';
 import { bar, duration, table } from './format.ts';
-import { intFlag, parse } from './main.ts';
 
 const WORKERS_DIR = fileURLToPath(new URL('../../workers/', import.meta.url));
 
@@ -29,28 +30,39 @@ interface Row {
   attempt: number;
   progress: number | null;
   message: string | null;
-  threadId: number | null;
+  thread: number | null;
   ms: number | null;
 }
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    { jobs: { type: 'string' }, concurrency: { type: 'string' }, 'log-level': { type: 'string' } },
-    { min: 0, max: 0, names: '' },
-  );
+  const { values } = parse('demo', args);
   const count = intFlag('jobs', values.jobs, 1, 10_000) ?? 16;
   const handle = await startSupervisor({
     databaseUrl: values['database-url'],
     stateDir: values['state-dir'],
     workers: WORKERS_DIR,
     concurrency: intFlag('concurrency', values.concurrency, 1, 1_024),
-    logLevel: (values['log-level'] as never) ?? 'warn',
+    logLevel: (values['log-level'] as SupervisorOptions['logLevel']) ?? 'warn',
+    // The advice of a taken debug socket names these flags (debug-server.ts).
+    socket: values['no-socket'] ? false : values.socket,
   });
   const client = createClient({ connectionString: handle.databaseUrl, maxConnections: 2 });
+  // Ctrl-C stops the demo's supervisor, and with it the embedded server if the demo was its last user.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    void client
+      .close()
+      .catch(() => {})
+      .then(() => handle.stop())
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const tty = process.stdout.isTTY === true;
   try {
     const rows = new Map<string, Row>();
+    // The pool's thread numbers (1 to the concurrency) that ran a job.
     const threads = new Set<number>();
     const events = handle.supervisor.events;
     const started = performance.now();
@@ -61,9 +73,9 @@ export async function demoCommand(args: string[]): Promise<number> {
     events.on('job:started', (e) => {
       const row = rows.get(e.id);
       if (!row) return;
-      Object.assign(row, { state: 'running', attempt: e.attempt, threadId: e.threadId });
-      threads.add(e.threadId);
-      if (!tty) console.log(`job ${e.id} ${e.type} running on thread ${e.threadId}`);
+      threads.add(e.thread);
+      Object.assign(row, { state: 'running', attempt: e.attempt, thread: e.thread });
+      if (!tty) console.log(`job ${e.id} ${e.type} running on thread ${e.thread}`);
     });
     events.on('job:progress', (e) => {
       const row = rows.get(e.id);
@@ -81,9 +93,10 @@ export async function demoCommand(args: string[]): Promise<number> {
 
     const jobs = await client.enqueueMany(demoJobs(count));
     for (const job of jobs) {
-      rows.set(job.id, { id: job.id, type: job.type, state: 'queued', attempt: 0, progress: null, message: null, threadId: null, ms: null });
+      rows.set(job.id, { id: job.id, type: job.type, state: 'queued', attempt: 0, progress: null, message: null, thread: null, ms: null });
     }
-    console.log(`spindle demo: ${jobs.length} CPU-heavy jobs on ${handle.config.concurrency} worker threads (database: ${handle.config.databaseUrl ? 'DATABASE_URL' : 'embedded PostgreSQL in .spindle/pg'})`);
+    const database = values['database-url'] ? '--database-url' : handle.config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${handle.config.stateDir}/pg`;
+    console.log(`spindle demo: ${jobs.length} CPU-heavy jobs on ${handle.config.concurrency} worker threads (database: ${database})`);
 
     let drawn = 0;
     const draw = () => {
@@ -122,6 +135,8 @@ export async function demoCommand(args: string[]): Promise<number> {
     if (!ok) console.log('some jobs did not succeed: see `spindle jobs --state failed`');
     return ok ? 0 : 1;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await client.close();
     await handle.stop();
   }
@@ -130,6 +145,6 @@ export async function demoCommand(args: string[]): Promise<number> {
 function render(rows: Row[]): string {
   return table(
     ['ID', 'TYPE', 'STATE', 'THREAD', 'PROGRESS', 'TIME', 'MESSAGE'],
-    rows.map((r) => [r.id, r.type, r.state, r.threadId ?? '-', bar(r.progress, 20), duration(r.ms), r.message ?? '']),
+    rows.map((r) => [r.id, r.type, r.state, r.thread ?? '-', bar(r.progress, 20), duration(r.ms), r.message ?? '']),
   );
 }

@@ -9,8 +9,8 @@ import { TCP_HOST, TOKEN_FILE } from '../actors/debug-server.ts';
 import type { ActorSnapshot } from '../actors/kernel.ts';
 import { SpindleError } from '../errors.ts';
 import type { RuntimeSnapshot } from '../start.ts';
-import { bar, duration, table } from './format.ts';
-import { intFlag, parse, PORT_MAX } from './main.ts';
+import { intFlag, parse, PORT_MAX } from './args.ts';
+import { bar, clip, duration, table } from './format.ts';
 
 /** How long a connection or a request may take. */
 const REQUEST_TIMEOUT_MS = 5_000;
@@ -23,11 +23,7 @@ type Target = { kind: 'unix'; path: string } | { kind: 'tcp'; port: number; toke
 
 /** `spindle inspect [--json] [--watch] [--socket PATH | --port N]`; exit 1 when no supervisor answers. */
 export async function inspectCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    { watch: { type: 'boolean' }, socket: { type: 'string' }, port: { type: 'string' } },
-    { min: 0, max: 0, names: '' },
-  );
+  const { values } = parse('inspect', args);
   const stateDir = resolve(values['state-dir'] ?? process.env.SPINDLE_STATE_DIR ?? '.spindle');
   const port = intFlag('port', values.port, 1, PORT_MAX);
   if (port !== undefined && values.socket !== undefined) {
@@ -243,12 +239,13 @@ export function renderSnapshot(s: RuntimeSnapshot, now = Date.now()): string {
   const jobs = s.jobs;
   const jobTable = jobs.length
     ? table(
+        // Node's thread id, which counts every thread the process started: an id, not a slot of the pool.
         ['ID', 'TYPE', 'ATTEMPT', 'THREAD', 'ELAPSED', 'DEADLINE', 'PROGRESS', 'MESSAGE'],
         jobs.map((j) => [
           j.id,
           j.type,
           `${j.attempt}/${j.maxAttempts}`,
-          j.threadId ?? 'waiting',
+          j.thread ?? 'waiting',
           duration(j.elapsedMs),
           j.deadline ? `in ${duration(Math.max(0, Date.parse(j.deadline) - now))}` : null,
           bar(j.progress, 20),
@@ -278,9 +275,4 @@ export function renderSnapshot(s: RuntimeSnapshot, now = Date.now()): string {
 
 function flatten(actor: ActorSnapshot): ActorSnapshot[] {
   return [actor, ...actor.children.flatMap(flatten)];
-}
-
-function clip(text: string, max: number): string {
-  const line = text.replace(/\s+/g, ' ');
-  return line.length > max ? `${line.slice(0, max - 3)}...` : line;
 }

@@ -391,6 +391,15 @@ export interface Finish {
   error?: unknown;
   delayMs?: number;
   logs?: string | null;
+  /** The last progress the handler reported, if it reported any: the outcome's write carries it. */
+  progress?: FinalProgress;
+}
+
+/** A finished attempt's last progress report. */
+export interface FinalProgress {
+  percent: number;
+  message: string | null;
+  data: unknown;
 }
 
 /**
@@ -406,7 +415,8 @@ function finishesJson(finishes: Finish[]): string {
       `{"id":${JSON.stringify(f.id)},"attempt":${f.attempt},"outcome":${JSON.stringify(f.outcome)},` +
       `"next_state":${JSON.stringify(f.nextState)},"output":${f.outputJson ?? 'null'},` +
       `"error":${f.error == null ? 'null' : JSON.stringify(f.error)},"delay_ms":${f.delayMs ?? 0},` +
-      `"logs":${f.logs == null ? 'null' : JSON.stringify(f.logs)}}`;
+      `"logs":${f.logs == null ? 'null' : JSON.stringify(f.logs)}` +
+      (f.progress === undefined ? '}' : `,"progress":${JSON.stringify(f.progress)}}`);
   }
   return json + ']';
 }
@@ -429,7 +439,7 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
     name: 'spindle.finish',
     text: `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
-         AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text)
+         AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text, progress jsonb)
      ), locked AS MATERIALIZED (
        SELECT j.id FROM spindle.jobs j JOIN d ON j.id = d.id AND j.attempt = d.attempt
         WHERE j.worker_id = $1 AND j.state = 'running'
@@ -444,7 +454,10 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
               lease_expires_at = NULL,
               run_at = CASE WHEN d.next_state = 'queued' THEN now() + d.delay_ms * interval '1 millisecond' ELSE j.run_at END,
               finished_at = CASE WHEN d.next_state = 'queued' AND j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
-              progress = CASE WHEN d.next_state = 'succeeded' THEN 100 ELSE j.progress END,
+              -- The last report, which the progress writer may not have written yet (it drops what it holds of a finished job).
+              progress = CASE WHEN d.next_state = 'succeeded' THEN 100 ELSE coalesce((d.progress->>'percent')::real, j.progress) END,
+              progress_message = CASE WHEN d.progress IS NULL THEN j.progress_message ELSE d.progress->>'message' END,
+              progress_data = CASE WHEN d.progress IS NULL THEN j.progress_data ELSE d.progress->'data' END,
               -- A shutdown does not use up an attempt.
               max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
               logs = d.logs
@@ -1142,6 +1155,11 @@ export interface StepWrite {
   jobId?: string | null;
   until?: Date | null;
   hasCompensation?: boolean;
+  /**
+   * When the step began, for a step recorded only once it is done (a `wf.step` function): by the
+   * database's clock, at most the write's time. Default: the write's time (a step recorded as it begins).
+   */
+  startedAt?: Date;
 }
 
 /**
@@ -1151,8 +1169,10 @@ export interface StepWrite {
 export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWrite): Promise<number> {
   const { rows } = await db.query<{ state_bytes: string }>(
     `WITH up AS (
-       INSERT INTO spindle.workflow_steps AS st (run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, finished_at)
-       VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END)
+       INSERT INTO spindle.workflow_steps AS st
+              (run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at)
+       VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, least(coalesce($11::timestamptz, now()), now()),
+               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END)
        ON CONFLICT (run_id, seq) DO UPDATE
          SET state = EXCLUDED.state, result = EXCLUDED.result, error = EXCLUDED.error,
              job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
@@ -1176,6 +1196,7 @@ export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWri
       s.jobId ?? null,
       s.until ?? null,
       s.hasCompensation ?? false,
+      s.startedAt ?? null,
     ],
   );
   return Number(rows[0]?.state_bytes ?? 0);

@@ -61,7 +61,7 @@ import {
   threadCell,
 } from './protocol.ts';
 
-/** The file Piscina loads in each thread: plain JS that registers tsx, then runs thread.ts. */
+/** The file Piscina loads in each thread (plain CommonJS; see thread-entry.cjs). */
 const THREAD_ENTRY = new URL('./thread-entry.cjs', import.meta.url).href;
 
 /** Default time a handler has to return after its signal fired, before its thread is terminated. */
@@ -160,7 +160,7 @@ export interface RunOptions {
    * (permanent, phase 'load') and no thread is used.
    */
   loadError?: string;
-  /** Called when a thread takes the job. */
+  /** Called when a thread takes the job (RunningJob.thread is set by then). */
   onStart?: (threadId: number) => void;
   /**
    * Called with each progress report as ctx.progress() made it, coalesced in the
@@ -176,6 +176,11 @@ export interface RunningJob {
   readonly jobId: string;
   /** The thread running it, once one has taken it. */
   readonly threadId: number | undefined;
+  /**
+   * That thread's number in its pool, 1 to maxThreads, once one has taken it. Node's thread ids
+   * grow as Piscina replaces threads; a replacement takes over the number of the thread it replaces.
+   */
+  readonly thread: number | undefined;
   /** When a thread took it (epoch ms), or undefined while it waits for one. */
   readonly startedAt: number | undefined;
   /** Why it is being stopped (its own timeout, or the first abort() call), once it is. */
@@ -276,6 +281,8 @@ class Lane {
   /** Batches handed to Piscina and not yet settled there. */
   private readonly batches = new Set<Batch>();
   private pumpQueued = false;
+  /** The number of each of its threads that has taken a job, by Node's thread id (see threadNumber). */
+  private readonly numbers = new Map<number, number>();
 
   constructor(
     readonly piscina: Piscina,
@@ -287,6 +294,23 @@ class Lane {
   /** The most tasks (threads) it runs at once. */
   get threadsMax(): number {
     return this.capacity;
+  }
+
+  /**
+   * The number, 1 to its most threads, of its thread with this id: the lowest that none of its live
+   * threads has, so a thread that replaces one takes over its number. Looked up once per job; the
+   * numbers of threads that have gone are dropped only when a new thread needs one.
+   */
+  threadNumber(threadId: number): number {
+    const known = this.numbers.get(threadId);
+    if (known !== undefined) return known;
+    const live = new Set(this.piscina.threads.map((worker) => worker.threadId));
+    for (const id of this.numbers.keys()) if (!live.has(id)) this.numbers.delete(id);
+    const taken = new Set(this.numbers.values());
+    let number = 1;
+    while (taken.has(number)) number += 1;
+    this.numbers.set(threadId, number);
+    return number;
   }
 
   /** Queues the run; it is dispatched (or fed to a batch) at the end of this tick. */
@@ -746,6 +770,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
 class JobRun implements RunningJob {
   readonly jobId: string;
   threadId: number | undefined;
+  thread: number | undefined;
   startedAt: number | undefined;
   readonly outcome: Promise<Outcome>;
   /** The job's run time as its thread measured it, once it has a result. */
@@ -929,6 +954,7 @@ class JobRun implements RunningJob {
     if (this.started) return;
     this.started = true;
     this.threadId = threadId;
+    this.thread = this.lane.threadNumber(threadId);
     this.startedAt = Date.now();
     this.startedPerf = performance.now();
     this.worker = worker ?? this.lane.piscina.threads.find((w) => w.threadId === threadId);
@@ -1420,7 +1446,15 @@ function appendLate(error: SerializedError, late: boolean): SerializedError {
 
 /** A RunningJob that never reached a thread. */
 function settledRun(jobId: string, outcome: Outcome): RunningJob {
-  return { jobId, threadId: undefined, startedAt: undefined, abortReason: undefined, abort() {}, outcome: Promise.resolve(outcome) };
+  return {
+    jobId,
+    threadId: undefined,
+    thread: undefined,
+    startedAt: undefined,
+    abortReason: undefined,
+    abort() {},
+    outcome: Promise.resolve(outcome),
+  };
 }
 
 function closedOutcome(): Outcome {

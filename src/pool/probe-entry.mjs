@@ -1,8 +1,8 @@
 /**
- * The registry's probe thread (a plain Worker, not Piscina): registers tsx the
- * same way the pool's threads do, then imports each module listed in
- * workerData and reports what it exports (probe.ts).
+ * The registry's probe thread (a plain Worker, not Piscina): loads probe.ts, which imports each
+ * module listed in workerData and reports what it exports. Awaited: a module whose top-level await
+ * never settles then ends this thread with Node's exit code 13, which the registry reports as such.
  */
-import './register-tsx.mjs';
+import { importOwn } from './own-code.mjs';
 
-await import('./probe.ts');
+await importOwn('probe');

@@ -1,16 +1,21 @@
 /**
- * Teaches the current thread TypeScript, through tsx, once. Plain JavaScript:
- * Piscina threads and the registry's probe thread start as plain Node, whatever
- * the main thread runs under (vitest's transform, `node --import tsx`, or a
- * bin script that registered tsx only for itself; hooks registered with
- * module.register() do not reach other threads).
+ * Teaches the current thread TypeScript, through tsx, once: a job thread or the probe thread, for
+ * a worker module in TypeScript that Node cannot load itself, or for spindle's own source in a
+ * checkout. Never the main thread: a library must not install a module hook in its user's process
+ * (see src/module-import.ts). Hooks registered with module.register() do not reach other threads,
+ * so each thread registers its own.
  *
- * Both halves are needed: the ESM hooks for `.ts`/`.mts` in "type": "module"
- * packages, the CommonJS hook for `.ts` files that Node treats as CommonJS
- * (no "type": "module" above them).
+ * Both halves are needed: the ESM hooks for `.ts`/`.mts` in "type": "module" packages, the
+ * CommonJS hook for `.ts` files that Node treats as CommonJS (no "type": "module" above them).
  */
-import { register as registerCommonJs } from 'tsx/cjs/api';
-import { register as registerEsm } from 'tsx/esm/api';
+const REGISTERED = Symbol.for('spindle.tsx');
 
-registerCommonJs();
-registerEsm();
+if (!globalThis[REGISTERED]) {
+  globalThis[REGISTERED] = true;
+  const [{ register: registerCommonJs }, { register: registerEsm }] = await Promise.all([
+    import('tsx/cjs/api'),
+    import('tsx/esm/api'),
+  ]);
+  registerCommonJs();
+  registerEsm();
+}

@@ -1,11 +1,9 @@
 /**
- * The entry of each worker thread, imported by thread-entry.cjs (the file
- * Piscina loads). Plain JavaScript, so plain Node can load it before tsx is
- * registered in the thread.
+ * The entry of each worker thread, imported by thread-entry.cjs (the file Piscina loads).
  */
 import './lower-priority.mjs';
-import './register-tsx.mjs';
+import { importOwn } from './own-code.mjs';
 
-const { default: runJob } = await import('./thread.ts');
+const { default: runJob } = await importOwn('thread');
 
 export default runJob;

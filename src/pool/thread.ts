@@ -16,7 +16,6 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { format, inspect } from 'node:util';
 import { parentPort, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
 import {
@@ -39,6 +38,7 @@ import {
   type ThreadTask,
   threadCell,
 } from './protocol.ts';
+import { importModule } from '../module-import.ts';
 import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from '../storable.ts';
 
 /** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
@@ -97,10 +97,9 @@ export function loadWorkerModule(modulePath: string): Promise<LoadResult> {
 }
 
 async function importWorkerModule(modulePath: string): Promise<LoadResult> {
-  const url = modulePath.startsWith('file:') ? modulePath : pathToFileURL(modulePath).href;
   let namespace: Record<string, unknown>;
   try {
-    namespace = (await import(url)) as Record<string, unknown>;
+    namespace = await importModule(modulePath, 'thread');
   } catch (err) {
     const error = serializeThrown(err, 'load', 'the module threw a non-Error value');
     return { ok: false, reason: `${error.name}: ${error.message}`, stack: error.stack, hasDefault: false };

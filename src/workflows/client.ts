@@ -55,8 +55,14 @@ export interface WorkflowStep {
   error: unknown;
   jobId: string | null;
   until: Date | null;
+  /**
+   * Null for a step without a `compensate`. `state` null: not run, which is all it ever is unless
+   * the run is cancelled (then it is pending until it succeeds or fails); `attempts` counts its tries.
+   */
   compensation: { state: 'succeeded' | 'failed' | null; attempts: number; error: unknown } | null;
+  /** When it began: a step function's start, a job's enqueue, the start of a sleep or of an event wait. */
   startedAt: Date;
+  /** When it was recorded done; null while it waits. */
   finishedAt: Date | null;
 }
 

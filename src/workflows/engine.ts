@@ -259,28 +259,32 @@ class Replay {
       return rec.result as T;
     }
     this.#frontier();
+    // The step is recorded once its function is done: its start is taken now, or it would last 0 ms.
+    const startedAt = new Date(this.#dbNow());
     let value: unknown;
     try {
       value = await fn();
     } catch (error) {
-      return this.#stepFailed(seq, name, error);
+      return this.#stepFailed(seq, name, startedAt, error);
     }
     // The function ran, but what it returned cannot be recorded: the step fails, as if it had thrown.
     const bad = findUnstorable(value, 'result');
     if (bad !== undefined) {
-      return this.#stepFailed(seq, name, outputError(`step "${name}" returned a value that cannot be stored: ${bad.path} ${bad.problem}`));
+      const error = outputError(`step "${name}" returned a value that cannot be stored: ${bad.path} ${bad.problem}`);
+      return this.#stepFailed(seq, name, startedAt, error);
     }
     const json = this.#checkResult(name, value);
-    await this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation: !!options?.compensate });
+    const hasCompensation = !!options?.compensate;
+    await this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation, startedAt });
     const result = JSON.parse(json) as T;
     this.#remember(seq, name, result, options?.compensate);
     return result;
   }
 
   /** Records a failed step and throws its error into the body. */
-  async #stepFailed(seq: number, name: string, error: unknown): Promise<never> {
+  async #stepFailed(seq: number, name: string, startedAt: Date, error: unknown): Promise<never> {
     const errJson = errorJson(error);
-    await this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson });
+    await this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson, startedAt });
     throw stepError(name, JSON.parse(errJson));
   }
 

@@ -5,8 +5,9 @@
 import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { ValidationError } from '../errors.ts';
+import { importModule } from '../module-import.ts';
 import { findUnstorable } from '../storable.ts';
 import { NAME_PATTERN } from '../validate.ts';
 import { parseCron, type CronSchedule } from './cron.ts';
@@ -54,7 +55,7 @@ export async function loadWorkflows(source: string | Record<string, string>, cwd
   const registry = new WorkflowRegistry();
   for (const { name, path } of found) {
     try {
-      const ns = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+      const ns = await importModule(path, 'process');
       registry.set(name, describeWorkflow(name, path, ns));
     } catch (err) {
       const reason = err instanceof ValidationError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;

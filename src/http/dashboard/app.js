@@ -8,6 +8,7 @@ const FINAL = ['succeeded', 'failed', 'timed_out', 'cancelled'];
 const STATES = ['queued', 'running', ...FINAL];
 const JOB_POLL_MS = 500;
 const OVERVIEW_POLL_MS = 2000;
+const TICK_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -15,6 +16,12 @@ let timer = null;
 let stream = null;
 /** The job page's id, for live progress from the event stream. */
 let currentJob = null;
+/** What the last cancel or retry on the job page did, kept to word its notice by the job's state now. */
+let notice = null;
+/** The job as the job page shows it now. */
+let shownJob = null;
+/** The supervisor's identity and uptime from its last snapshot, and when that came (Date.now()). */
+let identity = null;
 
 // ---- small helpers --------------------------------------------------------------
 
@@ -43,13 +50,52 @@ function pct(p) {
 }
 
 function duration(ms) {
-  if (ms < 1000) return `${ms} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.floor((ms % 60_000) / 1000)} s`;
+  return `${Math.floor(ms / 3_600_000)} h ${Math.floor((ms % 3_600_000) / 60_000)} min`;
+}
+
+/**
+ * A duration that goes on growing between polls: `ms` as of now, advanced by the ticker (every
+ * TICK_MS) from the page's own clock, so it never depends on the server's and the browser's agreeing.
+ */
+function ticking(ms) {
+  return h('span', { dataset: { ticks: String(ms), from: String(Date.now()) } }, duration(ms));
+}
+
+function tick() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll('[data-ticks]')) {
+    el.textContent = duration(Number(el.dataset.ticks) + now - Number(el.dataset.from));
+  }
+  if (identity) {
+    const s = identity.snapshot;
+    $('who').textContent =
+      `${s.supervisorId} · pid ${s.pid} · spindle ${s.versions.spindle} · up ${duration(s.uptimeMs + now - identity.at)}`;
+  }
 }
 
 function stateBadge(state) {
   return h('span', { class: `state ${state}`, dataset: { state } }, state.replace('_', ' '));
+}
+
+/** The job's badge: a running job this supervisor holds but no thread has taken yet is not shown running. */
+function jobBadge(job, inFlight) {
+  if (job.state !== 'running' || !inFlight || inFlight.startedAt) return stateBadge(job.state);
+  return h('span', { class: 'state waiting', dataset: { state: job.state, phase: 'waiting' } }, 'waiting for a thread');
+}
+
+/**
+ * The attempt a job is on. A queued job has not begun its next attempt (the row counts the ones
+ * begun), and its most attempts are unknown until its first claim reads them from its module.
+ */
+function attemptText(job, long) {
+  const max = job.maxAttempts;
+  if (job.state !== 'queued') return long ? `${job.attempt} of ${max ?? '-'}` : `${job.attempt}/${max ?? '-'}`;
+  const next = job.attempt + 1;
+  if (!long) return max == null ? String(next) : `${next}/${max}`;
+  return `${next}${max == null ? '' : ` of ${max}`}, not started`;
 }
 
 function miniBar(p) {
@@ -92,11 +138,14 @@ async function api(path, options = {}) {
 function route() {
   clearTimeout(timer);
   currentJob = null;
+  notice = null;
+  shownJob = null;
   showError('');
   for (const id of ['login', 'overview', 'jobs', 'job']) $(id).hidden = true;
   if (!token) return showLogin();
   $('logout').hidden = false;
   connectEvents();
+  if (!identity) api('/api/snapshot').then(remember, () => {});
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, query = ''] = hash.split('?');
   const parts = path.split('/').filter(Boolean);
@@ -175,8 +224,14 @@ function renderQueues(counts) {
   fill(table.tBodies[0], rows.length ? rows : [h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No jobs yet.'))]);
 }
 
+/** Keeps the supervisor's identity and uptime, which the header shows on every page, ticking. */
+function remember(snapshot) {
+  identity = { snapshot, at: Date.now() };
+  tick();
+}
+
 function renderSnapshot(s) {
-  $('who').textContent = `${s.supervisorId} · pid ${s.pid} · spindle ${s.versions.spindle} · up ${duration(s.uptimeMs)}`;
+  remember(s);
   const p = s.pool;
   const kv = [
     ['Threads', `${p.threads} of ${p.maxThreads}`],
@@ -187,23 +242,7 @@ function renderSnapshot(s) {
     ['Run time p50 / p99', `${p.runTimeMs.p50} / ${p.runTimeMs.p99} ms`],
   ];
   $('pool').replaceChildren(...kv.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-  fill(
-    $('inflight').tBodies[0],
-    s.jobs.length
-      ? s.jobs.map((j) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)),
-            h('td', {}, j.type),
-            h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts}`),
-            h('td', { class: 'num' }, j.threadId ?? '-'),
-            h('td', { class: 'num' }, duration(j.elapsedMs)),
-            h('td', {}, miniBar(j.progress), j.message ? ` ${j.message}` : ''),
-          ),
-        )
-      : [h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing running on this supervisor.'))],
-  );
+  renderHeld(s.jobs);
   const rows = [];
   const walk = (a, depth) => {
     rows.push(
@@ -222,6 +261,47 @@ function renderSnapshot(s) {
   };
   walk(s.actors, 0);
   fill($('actors').tBodies[0], rows);
+}
+
+/** The jobs this supervisor holds: those a thread runs, and apart, those claimed that wait for one. */
+function renderHeld(jobs) {
+  const running = jobs.filter((j) => j.startedAt);
+  const waiting = jobs.filter((j) => !j.startedAt);
+  $('running-count').textContent = String(running.length);
+  $('waiting-count').textContent = String(waiting.length);
+  const link = (j) => h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id));
+  fill(
+    $('inflight').tBodies[0],
+    running.length
+      ? running.map((j) =>
+          h(
+            'tr',
+            { dataset: { job: j.id } },
+            link(j),
+            h('td', {}, j.type),
+            h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts}`),
+            h('td', { class: 'num', dataset: { thread: '' } }, j.thread ?? '-'),
+            h('td', { class: 'num' }, ticking(j.elapsedMs)),
+            h('td', {}, miniBar(j.progress), j.message ? ` ${j.message}` : ''),
+          ),
+        )
+      : [h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing running on this supervisor.'))],
+  );
+  fill(
+    $('waiting').tBodies[0],
+    waiting.length
+      ? waiting.map((j) =>
+          h(
+            'tr',
+            { dataset: { job: j.id } },
+            link(j),
+            h('td', {}, j.type),
+            h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts}`),
+            h('td', { class: 'num' }, ticking(j.elapsedMs)),
+          ),
+        )
+      : [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No job waits for a thread here.'))],
+  );
 }
 
 // ---- jobs -----------------------------------------------------------------------
@@ -252,7 +332,7 @@ function showJobs(query) {
           h('td', {}, j.queue),
           h('td', {}, stateBadge(j.state)),
           h('td', {}, j.progress == null ? '' : miniBar(j.progress)),
-          h('td', { class: 'num' }, `${j.attempt}/${j.maxAttempts ?? '-'}`),
+          h('td', { class: 'num' }, attemptText(j, false)),
           h('td', {}, time(j.createdAt)),
         ),
       ),
@@ -267,11 +347,13 @@ function showJob(id) {
   $('job-id').textContent = id;
   $('action-result').textContent = '';
   currentJob = id;
-  every(JOB_POLL_MS, async () => {
-    const { job, attempts } = await api(`/api/jobs/${encodeURIComponent(id)}`);
-    renderJob(job, attempts);
-    return true;
-  });
+  every(JOB_POLL_MS, () => loadJob(id));
+}
+
+async function loadJob(id) {
+  const view = await api(`/api/jobs/${encodeURIComponent(id)}`);
+  // A reply that comes after the page moved on is not shown.
+  if (currentJob === id) renderJob(view);
 }
 
 function setProgress(percent, message) {
@@ -282,9 +364,14 @@ function setProgress(percent, message) {
   $('job-message').textContent = message ?? '';
 }
 
-function renderJob(job, attempts) {
-  const state = $('job-state');
-  state.replaceWith(Object.assign(stateBadge(job.state), { id: 'job-state' }));
+/**
+ * Renders `{ job, attempts, inFlight }` from GET /api/jobs/:id. The job there describes its current
+ * attempt only (what an earlier one left is in `attempts`); `inFlight` is this supervisor's record
+ * of it while it holds it, the one place that knows whether a thread has taken it.
+ */
+function renderJob({ job, attempts, inFlight }) {
+  shownJob = job;
+  $('job-state').replaceWith(Object.assign(jobBadge(job, inFlight), { id: 'job-state' }));
   setProgress(job.progress, job.progressMessage);
   $('cancel').disabled = FINAL.includes(job.state);
   $('retry').disabled = !['failed', 'timed_out', 'cancelled'].includes(job.state);
@@ -292,11 +379,11 @@ function renderJob(job, attempts) {
     ['Type', job.type],
     ['Queue', job.queue],
     ['Priority', job.priority],
-    ['Attempt', `${job.attempt} of ${job.maxAttempts ?? '-'}`],
+    ['Attempt', attemptText(job, true)],
     ['Supervisor', job.workerId ?? '-'],
+    ...threadFields(job, inFlight),
     ['Created', time(job.createdAt)],
     ['Run at', time(job.runAt)],
-    ['Started', time(job.startedAt)],
     ['Finished', time(job.finishedAt)],
     ['Timeout', job.timeoutMs == null ? '-' : duration(job.timeoutMs)],
     ['Key', job.key ?? '-'],
@@ -305,11 +392,8 @@ function renderJob(job, attempts) {
   if (job.compensation) fields.push(['Compensation', JSON.stringify(job.compensation)]);
   $('job-fields').replaceChildren(...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   $('job-input').textContent = JSON.stringify(job.input, null, 2);
-  $('job-output').textContent = job.error
-    ? `${job.error.name}: ${job.error.message}${job.error.stack ? `\n\n${job.error.stack}` : ''}`
-    : job.output === null
-      ? '-'
-      : JSON.stringify(job.output, null, 2);
+  $('job-output').textContent = outputText(job, attempts);
+  $('action-result').textContent = noticeText(job);
   fill(
     $('attempts').tBodies[0],
     attempts.length
@@ -340,16 +424,55 @@ function renderJob(job, attempts) {
   );
 }
 
+/**
+ * When it started, and on which thread: from this supervisor's record while it holds the job (the
+ * row's start is its claim, which a job waiting for a thread has had too), else from the row.
+ */
+function threadFields(job, inFlight) {
+  if (!inFlight) return [['Started', time(job.startedAt)]];
+  if (!inFlight.startedAt) return [['Started', h('span', {}, 'not yet: waiting for a thread for ', ticking(inFlight.elapsedMs))]];
+  return [
+    ['Thread', inFlight.thread ?? '-'],
+    ['Started', h('span', {}, `${time(inFlight.startedAt)}, running for `, ticking(inFlight.elapsedMs))],
+  ];
+}
+
+/** The current attempt's result; while a job is queued or running, how the attempt before it ended, labelled so. */
+function outputText(job, attempts) {
+  if (job.error) return `${job.error.name}: ${job.error.message}${job.error.stack ? `\n\n${job.error.stack}` : ''}`;
+  if (job.output !== null) return JSON.stringify(job.output, null, 2);
+  const previous = attempts.at(-1);
+  if (FINAL.includes(job.state) || !previous) return '-';
+  const how = previous.error ? `: ${previous.error.name}: ${previous.error.message}` : '';
+  return `- (no result yet)\n\nThe previous attempt, ${previous.attempt}, ended ${previous.outcome.replace('_', ' ')}${how}`;
+}
+
+/** The notice of the last cancel or retry, worded by the job's state now, so it never contradicts the badge. */
+function noticeText(job) {
+  // Once the job is on another attempt (retried, or begun the one it was queued for), the notice is history.
+  if (!notice || job.attempt !== notice.attempt) return '';
+  const state = job.state.replace('_', ' ');
+  if (notice.kind === 'retry') return job.state === 'queued' ? `job ${job.id} queued again for attempt ${job.attempt + 1}` : '';
+  if (job.state === 'cancelled') return `job ${job.id} cancelled`;
+  if (job.state === 'running') {
+    return `${notice.changed ? 'cancel requested' : 'a cancel was already requested'}: supervisor ${job.workerId ?? '?'} was asked to stop it`;
+  }
+  if (job.state === 'queued') return '';
+  return notice.changed ? `job ${job.id} ${state} before the cancel took effect` : `job ${job.id} already ${state}; nothing to cancel`;
+}
+
 async function act(kind) {
   const id = currentJob;
   if (!id) return;
-  const out = $('action-result');
   try {
     const body = await api(`/api/jobs/${encodeURIComponent(id)}/${kind}`, { method: 'POST', body: {} });
-    out.textContent = kind === 'cancel' ? body.message : `job ${id} queued again`;
+    if (currentJob !== id) return;
+    notice = { kind, attempt: kind === 'retry' ? body.job.attempt : shownJob?.attempt, changed: body.changed === true };
+    // The job as it is now, at once: the notice and the badge are worded from the same reply.
+    await loadJob(id);
   } catch (error) {
     if (error instanceof Unauthorized) return forget(error.message);
-    out.textContent = String(error.message ?? error);
+    $('action-result').textContent = String(error.message ?? error);
   }
 }
 
@@ -441,6 +564,7 @@ function init() {
   $('cancel').addEventListener('click', () => act('cancel'));
   $('retry').addEventListener('click', () => act('retry'));
   window.addEventListener('hashchange', route);
+  setInterval(tick, TICK_MS);
   route();
 }
 
