@@ -69,36 +69,26 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
   try {
     // Refuse at once, before anything starts, when another supervisor serves this debug socket.
     if (config.socket !== false) await ensureSocketFree(config.socket);
-    let databaseUrl = config.databaseUrl;
-    if (!databaseUrl) {
-      const { startEmbedded } = await import('./db/embedded.ts');
-      const server = await startEmbedded({ stateDir: config.stateDir, logger });
-      cleanup.push(() => server.stop());
-      databaseUrl = server.url;
-      logger.info({ dataDir: server.dataDir, port: server.port, reused: server.reused }, 'embedded PostgreSQL running');
-    }
-    const applied = await migrate(databaseUrl);
-    if (applied.length) logger.info({ applied }, 'migrated the database');
-
-    const registry = await loadRegistry(config.workers);
+    // The threads start loading now, while the database, the modules and the actors get ready.
+    const pool = new WorkerPool({ maxThreads: config.concurrency, abortGraceMs: config.abortGraceMs });
+    pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
+    cleanup.push(() => pool.close({ force: true }));
+    // Independent of each other, so side by side: the database and its migrations, the probe of
+    // the worker modules, the workflow modules (imported here: their bodies run on this thread).
+    const [databaseUrl, registry, workflows] = await allSettled([
+      openDatabase(config, logger, cleanup),
+      loadRegistry(config.workers),
+      loadWorkflows(config.workflows),
+    ]);
     for (const info of registry.values()) {
       if (info.loadError) logger.error({ type: info.type, error: info.loadError }, 'worker module cannot load; its jobs will fail');
     }
     if (registry.size === 0) logger.warn({ workers: config.workers }, 'no worker modules found: nothing to run');
-    // Workflow bodies run on this thread: their modules are imported here, not probed.
-    const workflows = await loadWorkflows(config.workflows);
     for (const [name, error] of workflows.broken) {
       logger.error({ workflow: name, error }, 'workflow module cannot load; its runs will be blocked');
     }
     const schedules = collectSchedules(registry, workflows, (message) => logger.error({}, message));
 
-    const pool = new WorkerPool({
-      maxThreads: config.concurrency,
-      abortGraceMs: config.abortGraceMs,
-      memoryLimitsMb: registry.memoryLimitsMb(),
-    });
-    pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
-    cleanup.push(() => pool.close({ force: true }));
     const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
     const db = new pg.Pool({
@@ -168,4 +158,27 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     await undo();
     throw error;
   }
+}
+
+/** The database's URL, migrated: the given one, or the embedded server's (joined, and left by `cleanup`). */
+async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (() => Promise<void>)[]): Promise<string> {
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    const { startEmbedded } = await import('./db/embedded.ts');
+    const server = await startEmbedded({ stateDir: config.stateDir, logger });
+    cleanup.push(() => server.stop());
+    databaseUrl = server.url;
+    logger.info({ dataDir: server.dataDir, port: server.port, reused: server.reused }, 'embedded PostgreSQL running');
+  }
+  const applied = await migrate(databaseUrl);
+  if (applied.length) logger.info({ applied }, 'migrated the database');
+  return databaseUrl;
+}
+
+/** Like Promise.all, but rejects only once every promise has settled: nothing is left starting while the caller undoes. */
+async function allSettled<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

@@ -5,7 +5,7 @@
  * worker modules and a TypeScript workflow.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,8 +35,12 @@ beforeAll(async () => {
   app = join(dir, 'app');
   cpSync(APP_FIXTURE, app, { recursive: true });
   db = await createTestDatabase();
-  // npm pack runs `prepare`, which builds dist/ from this checkout's source.
-  const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: ROOT, env: { ...process.env, PATH } });
+  // What `prepare` does when npm packs, done only when dist/ is older than the source (npm ci built it).
+  if (!isBuilt()) await run('npm', ['run', 'build'], { cwd: ROOT, env: { ...process.env, PATH } });
+  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], {
+    cwd: ROOT,
+    env: { ...process.env, PATH },
+  });
   const [{ filename }] = JSON.parse(stdout) as { filename: string }[];
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(dir, filename!)], { cwd: app, env: { ...process.env, PATH } });
 }, 180_000);
@@ -46,6 +50,16 @@ afterAll(async () => {
   await db?.drop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+/** dist/ was built after the last change to what it is built from. */
+function isBuilt(): boolean {
+  const built = join(ROOT, 'dist/index.js');
+  if (!existsSync(built)) return false;
+  const inputs = ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'].map((f) => join(ROOT, f));
+  for (const path of readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' })) inputs.push(join(ROOT, 'src', path));
+  const builtAt = statSync(built).mtimeMs;
+  return inputs.every((file) => statSync(file).mtimeMs <= builtAt);
+}
 
 /** `spindle start` from the app's node_modules/.bin, resolved once it has started. */
 async function startSpindle(args: string[], env: NodeJS.ProcessEnv): Promise<ChildProcess> {

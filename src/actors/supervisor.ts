@@ -85,6 +85,8 @@ class InFlight implements RunOptions {
   readonly info: WorkerModuleInfo;
   /** The job's timeout, from its thread's start; undefined: none. */
   readonly timeoutMs: number | undefined;
+  /** Its module's heap limit: the pool runs it in a small pool kept for that limit. */
+  readonly maxMemoryMb: number | undefined;
   /** Why its module cannot load: the pool fails it at once with this, on no thread. */
   readonly loadError: string | undefined;
   running!: RunningJob;
@@ -111,6 +113,7 @@ class InFlight implements RunOptions {
     this.input = row.input;
     this.info = info;
     this.timeoutMs = timeoutMs;
+    this.maxMemoryMb = info.options.maxMemoryMb;
     this.loadError = info.loadError;
     this.#host = host;
   }
@@ -755,7 +758,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         maxAttempts: job.maxAttempts,
         cancelReason: job.cancelReason ?? undefined,
       },
-      { timeoutMs: job.info.options.timeoutMs ?? DEFAULT_COMPENSATE_TIMEOUT_MS },
+      { timeoutMs: job.info.options.timeoutMs ?? DEFAULT_COMPENSATE_TIMEOUT_MS, maxMemoryMb: job.maxMemoryMb },
     );
     const done = running.outcome
       .then(async (outcome) => {

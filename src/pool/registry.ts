@@ -59,15 +59,6 @@ export interface WorkerModuleInfo {
 export class Registry extends Map<string, WorkerModuleInfo> {
   /** Skipped files, duplicate types, unknown options: to show at start. */
   readonly warnings: string[] = [];
-
-  /** The heap limits by type, for WorkerPoolOptions.memoryLimitsMb. */
-  memoryLimitsMb(): Record<string, number> {
-    const limits: Record<string, number> = {};
-    for (const info of this.values()) {
-      if (info.options.maxMemoryMb !== undefined) limits[info.type] = info.options.maxMemoryMb;
-    }
-    return limits;
-  }
 }
 
 /** Options of loadRegistry. */
