@@ -1,6 +1,10 @@
 /** The pino logger every part of spindle writes to. */
+import { createRequire } from 'node:module';
 import pino from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+/** pino-pretty is loaded only for a terminal: a tenth of spindle's import time, and log shippers never need it. */
+const requirePretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export type Logger = pino.Logger;
 
@@ -10,7 +14,7 @@ export function createLogger(level: string = 'info', destination: NodeJS.Writabl
   if (tty) {
     return pino(
       { level, base: undefined },
-      pretty({ colorize: true, sync: true, destination, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' }),
+      requirePretty()({ colorize: true, sync: true, destination, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' }),
     );
   }
   return pino({ level, base: undefined }, destination);

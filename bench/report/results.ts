@@ -6,6 +6,7 @@
 import type { ServerInfo } from '../database.ts';
 import type { MachineInfo } from '../machine.ts';
 import type { Metric, Metrics } from '../scenarios/types.ts';
+import { STARTUP_GOALS } from '../startup/figures.ts';
 import { median } from '../stats.ts';
 import type { SystemInfo } from '../systems/types.ts';
 
@@ -188,7 +189,28 @@ export function goals(results: Results): Goal[] {
   }
 
   list.push(...spindleOnlyGoals(results));
+  list.push(...startupGoals(results));
   return list;
+}
+
+/** How the goals of issue 20 begin (scenario 7), for the report's explanations. */
+export const STARTUP_GOAL_PREFIX = 'Start fast (issue 20)';
+
+/** The goals of issue 20 (scenario 7): from the startSupervisor() call to the first job finished. */
+function startupGoals(results: Results): Goal[] {
+  const got = standaloneResult(results, 'startup');
+  return STARTUP_GOALS.map(({ variant, language, limitMs }): Goal => {
+    const goal = `${STARTUP_GOAL_PREFIX}: startSupervisor() to the first job finished at most ${limitMs} ms, a ${language} worker module`;
+    if ('why' in got) return { goal, measured: `not measured (${got.why})`, met: undefined };
+    const r = got.result;
+    const median = r[`${variant}Written`];
+    if (median === undefined) return { goal, measured: 'not measured (no run succeeded)', met: undefined };
+    return {
+      goal,
+      measured: `${fixed(median, 0)} ms (median of ${r[`${variant}Runs`]} runs, p90 ${fixed(r[`${variant}WrittenP90`]!, 0)}; ${r.threads} threads)`,
+      met: median <= limitMs,
+    };
+  });
 }
 
 /** The standalone scenario `id`'s figures, or why there are none. */

@@ -1,17 +1,20 @@
 /**
  * The report of the spindle-only scenarios (4: progress cost, 5: cancel and
- * timeout, 6b: scale out) and of the database round-trip floor (3a) that
- * scenario 3's latency is read against, as sections drawn for the console and for
- * BENCHMARKS.md, and the "where spindle falls short" list, written from the
- * figures of the run (never from figures typed in by hand).
+ * timeout, 6b: scale out; 7, time to the first job, drawn by startup.ts) and of
+ * the database round-trip floor (3a) that scenario 3's latency is read against,
+ * as sections drawn for the console and for BENCHMARKS.md, and the "where
+ * spindle falls short" list, written from the figures of the run (never from
+ * figures typed in by hand).
  */
 import type { Metrics } from '../scenarios/types.ts';
 import { formatNumber, formatRatio, gridToMarkdown, gridToText, type Grid } from './grid.ts';
+import { startupSections, startupShortfall } from './startup.ts';
 import {
   goals,
   LIMIT_SYSTEM,
   medianOf,
   standaloneResult,
+  STARTUP_GOAL_PREFIX,
   SUBJECT,
   systemScenarioById,
   type Results,
@@ -253,7 +256,7 @@ function scaleSection(results: Results): Section {
   return { title, before, grid, after };
 }
 
-/** The sections of scenarios 3a, 4, 5 and 6b that ran or were meant to (none for scenarios not selected). */
+/** The sections of scenarios 3a, 4, 5, 6b and 7 that ran or were meant to (none for scenarios not selected). */
 function sections(results: Results): Section[] {
   const present = (id: string) => results.scenarios.some((s) => s.id === id);
   return [
@@ -261,6 +264,7 @@ function sections(results: Results): Section[] {
     present('progress') ? progressSection(results) : undefined,
     present('cancel') ? cancelSection(results) : undefined,
     present('scale') ? scaleSection(results) : undefined,
+    ...startupSections(results),
   ].filter((s): s is Section => s !== undefined);
 }
 
@@ -375,6 +379,8 @@ export function shortfalls(results: Results): string[] {
           ` The loop ignores its signal, so its thread is terminated after the grace (${n0(r.abortGraceMs!)} ms); the rest, ${n0(r.endlessP50! - r.abortGraceMs!)} ms at p50 and ${n0(r.endlessP99! - r.abortGraceMs!)} ms at p99, ` +
           `is the thread's termination and the outcome's write, which compete for the cores with everything else on the machine (load average ${formatNumber(r.loadBefore!, 2)} before this scenario, ${formatNumber(r.loadAfter!, 2)} after).`;
       }
+    } else if (g.goal.startsWith(STARTUP_GOAL_PREFIX)) {
+      why = startupShortfall(results, g.goal.includes('JavaScript') ? 'libJs' : 'libTs');
     } else if (g.goal.startsWith('Progress (issue 6): a CPU job')) {
       const got = standaloneResult(results, 'progress');
       if (!('why' in got) && Number.isFinite(got.result.cpuRatio) && got.result.cpuRatio! <= 1.05) {

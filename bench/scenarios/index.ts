@@ -1,4 +1,4 @@
-/** The scenario registry, in the order of issue 8. */
+/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20). */
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
@@ -7,6 +7,7 @@ import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
+import { startup } from './startup.ts';
 import type { Scenario, SystemScenario } from './types.ts';
 
 /** Every scenario, run (or listed, when pending) in this order. */
@@ -19,6 +20,7 @@ export const SCENARIOS: readonly Scenario[] = [
   cancelTimeoutLatency,
   claimTime,
   scaleOut,
+  startup,
 ];
 
 /** The scenario called `id`, or undefined. */

@@ -19,3 +19,8 @@ export async function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((done) => server.close(() => done()));
 }
+
+/** Brackets an IPv6 address for a URL. */
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}

@@ -46,9 +46,8 @@ import { NotFoundError, StateError, ValidationError } from '../errors.ts';
 import type { Job } from '../job.ts';
 import { describe } from '../validate.ts';
 import { mkdirp, writeSecret, type DebugSource } from './debug-server.ts';
-import { closeServer, listen } from './http-listen.ts';
+import { closeServer, formatHost, listen } from './http-listen.ts';
 import { Actor, assertNever } from './kernel.ts';
-import { formatHost } from './metrics.ts';
 import type { InFlightView } from './supervisor.ts';
 
 /** The file, under `<stateDir>/run/`, that holds the API token. */

@@ -26,7 +26,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { countJobsByQueueAndState, type Queryable } from '../db/queries.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
-import { closeServer, listen } from './http-listen.ts';
+import { closeServer, formatHost, listen } from './http-listen.ts';
 import { Actor, assertNever, type ActorEvents, type AnyActor } from './kernel.ts';
 import type { RuntimeEvents } from './supervisor.ts';
 
@@ -368,9 +368,4 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
     this.#port = null;
     if (server) await closeServer(server);
   }
-}
-
-/** Brackets an IPv6 address for a URL. */
-export function formatHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }

@@ -33,7 +33,6 @@ import { DEAD_AFTER_HEARTBEATS, Heartbeat, type BeatResult } from './heartbeat.t
 import { Actor, assertNever, type Logger } from './kernel.ts';
 import { HttpServer } from './http-server.ts';
 import { Listener } from './listener.ts';
-import { Metrics } from './metrics.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
 import { Scheduler, type ScheduleEntry } from './scheduler.ts';
@@ -357,7 +356,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         { policy: 'restart' },
       );
     }
-    this.#spawnOperations();
+    await this.#spawnOperations();
     this.every(config.pollMs, () => {
       this.#maybeMore = true;
       return { type: 'claim' };
@@ -366,7 +365,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   }
 
   /** The HTTP API and dashboard, and the metrics, when their ports are set. */
-  #spawnOperations(): void {
+  async #spawnOperations(): Promise<void> {
     const { config, db, fastDb, databaseUrl, debugSnapshot } = this.#d;
     let http: HttpServer | null = null;
     if (config.httpPort !== undefined) {
@@ -391,6 +390,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       );
     }
     if (config.metricsPort !== undefined) {
+      // Loaded only when asked for: prom-client is a quarter of spindle's import time.
+      const { Metrics } = await import('./metrics.ts');
       this.spawn(
         new Metrics({
           supervisorId: this.id,

@@ -1,0 +1,239 @@
+/**
+ * Where the time to the first job goes, read from a traced run of scenario 7 (see trace.mjs): each
+ * phase as a span in ms from the moment startSupervisor() was called (a library run) or the
+ * process was spawned (a CLI run). Pure functions of what the children reported; the phases follow
+ * src/start.ts and src/actors/supervisor.ts (named in each label).
+ */
+import type { CliTrace, JobStamps, QueryEvent, SpindleChildAnswer, ThreadEvent } from './protocol.ts';
+
+/** A phase's start and end, ms from the run's zero. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/** One phase of the breakdown. */
+export interface Phase {
+  id: string;
+  label: string;
+  /** Work beside the first job's way, never awaited by it directly (the listener, the elector). */
+  beside?: boolean;
+}
+
+/**
+ * The phases of startSupervisor() up to the first job written, each found by its own events, so
+ * the breakdown holds whatever order src/start.ts runs them in (one after another, or side by side:
+ * the timeline shows which). Between two phases is work no traced event marks: JavaScript on the
+ * main thread, or a wait for a core.
+ */
+export const LIBRARY_PHASES: readonly Phase[] = [
+  { id: 'setup', label: 'the call to the migration\'s connection (options, logger, debug-socket check, ...)' },
+  { id: 'migrateConnect', label: 'migrate(): connect (a connection of its own)' },
+  { id: 'migrateQueries', label: 'migrate(): advisory lock, CREATE ... IF NOT EXISTS, read applied, unlock (4 round trips)' },
+  { id: 'migrateClose', label: 'migrate(): close its connection (awaited)' },
+  { id: 'scan', label: 'loadRegistry(): read the workers directory, new Worker() for the probe' },
+  { id: 'probeThread', label: 'probe thread: start (created to online)' },
+  { id: 'probeOwnCode', label: "probe thread: load spindle's thread code (online to 'probing')" },
+  { id: 'probeModule', label: 'probe thread: import the worker module (probing to probed)' },
+  { id: 'probeExit', label: 'probe thread: terminate, awaited (probed to exit)' },
+  { id: 'afterProbe', label: 'probe exit to the next traced event (loadWorkflows(), schedules, new WorkerPool(), the pg pools: main-thread work)' },
+  { id: 'threads', label: "job threads: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
+  { id: 'registerConnect', label: 'supervisor.start(): the main pool connects (a new server backend)' },
+  { id: 'register', label: 'supervisor.start(): INSERT its supervisors row (the first statement on that backend)' },
+  { id: 'actors', label: "spawn the actors (to the debug server's first fs call)" },
+  { id: 'debugDirs', label: 'debug server: mkdir the state and run dirs, chmod, lstat the socket (fs calls one after another)' },
+  { id: 'debugSocket', label: 'debug server: listen() on its Unix socket' },
+  { id: 'toClaim', label: 'chmod and stat the socket, every actor started, the queued claim runs (to the claim connection)' },
+  { id: 'listener', label: 'listener actor: connect, LISTEN x3', beside: true },
+  { id: 'elector', label: "elector actor: connect, advisory lock (then, as leader, the reaper's and scheduler's sweeps)", beside: true },
+  { id: 'claimConnect', label: 'claim pool (fastDb): connect, on the first claim' },
+  { id: 'claim', label: 'first claim statement' },
+  { id: 'dispatch', label: "to a job thread (claim answered to the thread's 'started')" },
+  { id: 'moduleLoad', label: "job thread: import the worker module ('started' to its top level ran)" },
+  { id: 'handler', label: 'the handler' },
+  { id: 'outcome', label: 'outcome back to the main thread (job:finished)' },
+  { id: 'write', label: 'completer: batch, finish statement, its NOTIFY at a listening client' },
+];
+
+/** Marks on the same axis: the import before the call, the moments a user sees. */
+export interface LibraryMarks {
+  importStart: number;
+  importEnd: number;
+  /** startSupervisor() resolved. */
+  returned: number;
+  /** job:finished on the main thread, when seen. */
+  handled?: number;
+  /** The `spindle_finished` NOTIFY arrived. */
+  written: number;
+  /**
+   * Statements of the supervisor's main pool, other than its registration, sent before the first
+   * claim was answered: the new leader's reaper and scheduler sweeps, which share the server and
+   * the main thread with the claim.
+   */
+  sweepsBeforeClaim?: number;
+  /** fs calls between the supervisors row written and the claim connection, and their mean length (ms). */
+  fsCallsBeforeClaim?: number;
+  fsCallMs?: number;
+  /** Worker threads started from the call to the job written: probe threads and the pool's. */
+  probeThreads?: number;
+  jobThreads?: number;
+  /** The worker module's top level ran in the job thread before its job reached that thread (it was loaded ahead). */
+  moduleLoadedAhead?: number;
+}
+
+/** The phases of one traced library run, ms from the call; a phase whose events are missing is left out. */
+export function libraryBreakdown(
+  answer: Extract<SpindleChildAnswer, { ok: true }>,
+  stamps: JobStamps | undefined,
+  workersDir: string,
+): { phases: Record<string, Span>; marks: LibraryMarks } {
+  const zero = answer.callAt;
+  const at = (t: number | undefined) => (t === undefined ? undefined : t - zero);
+  const phases: Record<string, Span> = {};
+  const put = (id: string, start: number | undefined, end: number | undefined) => {
+    const s = at(start);
+    const e = at(end);
+    if (s !== undefined && e !== undefined) phases[id] = { start: s, end: e };
+  };
+  const marks: LibraryMarks = {
+    importStart: answer.importStart - zero,
+    importEnd: answer.importEnd - zero,
+    returned: answer.returnedAt - zero,
+    written: answer.notifiedAt - zero,
+  };
+  if (answer.handledAt !== undefined) marks.handled = answer.handledAt - zero;
+  const trace = answer.trace;
+  if (!trace) return { phases, marks };
+
+  const after = <T extends { start: number }>(list: T[], t: number) => list.filter((e) => e.start >= t);
+  const firstQuery = (from: number, test: (q: QueryEvent) => boolean) => after(trace.queries, from).find(test);
+
+  // The migration's connection is the only one spindle does not name.
+  const migrateConnect = after(trace.connects, zero).find((c) => c.app === undefined);
+  const lock = migrateConnect && firstQuery(migrateConnect.start, (q) => q.app === undefined && /pg_advisory_lock/.test(q.sql));
+  const unlock = lock && firstQuery(lock.start, (q) => q.app === undefined && /pg_advisory_unlock/.test(q.sql));
+  const migrateClose = unlock?.end !== undefined ? after(trace.closes, unlock.end).find((c) => c.app === undefined) : undefined;
+  put('setup', zero, migrateConnect?.start);
+  put('migrateConnect', migrateConnect?.start, migrateConnect?.end);
+  put('migrateQueries', lock?.start, unlock?.end);
+  put('migrateClose', migrateClose?.start, migrateClose?.end);
+
+  const threads = trace.threads.filter((t) => t.created >= zero);
+  const probe = threads.find((t) => hasMessage(t, 'probing'));
+  const scan = after(trace.fs, zero).find((f) => f.call === 'readdir' && f.path === workersDir);
+  put('scan', scan?.start, probe?.created);
+  if (probe) {
+    const probing = messageAt(probe, 'probing');
+    const probed = messageAt(probe, 'probed');
+    put('probeThread', probe.created, probe.online);
+    put('probeOwnCode', probe.online, probing);
+    put('probeModule', probing, probed);
+    put('probeExit', probed, probe.exit);
+  }
+  // Every other thread is the pool's: a job thread says 'spindle:port' first (thread-entry.cjs).
+  const jobThreads = threads.filter((t) => !hasMessage(t, 'probing'));
+  marks.probeThreads = threads.length - jobThreads.length;
+  marks.jobThreads = jobThreads.length;
+  if (jobThreads.length > 0) {
+    const ready = jobThreads.map((t) => messageAt(t, 'spindle:port') ?? t.online);
+    if (ready.every((r) => r !== undefined)) put('threads', Math.min(...jobThreads.map((t) => t.created)), Math.max(...(ready as number[])));
+  }
+
+  const supervisorApp = (app: string | undefined) => app?.startsWith('spindle:supervisor:') === true;
+  const registerConnect = after(trace.connects, zero).find((c) => supervisorApp(c.app) && !c.fast);
+  if (probe?.exit !== undefined) {
+    // Only when the probe is awaited before what follows (nothing of the kind began while it ran).
+    const next = [registerConnect?.start, ...jobThreads.map((t) => t.created)].filter((t): t is number => t !== undefined);
+    const first = next.length > 0 ? Math.min(...next) : undefined;
+    if (first !== undefined && first > probe.exit) put('afterProbe', probe.exit, first);
+  }
+  const register = firstQuery(zero, (q) => /INSERT INTO spindle\.supervisors/i.test(q.sql));
+  put('registerConnect', registerConnect?.start, registerConnect?.end);
+  put('register', register?.start, register?.end);
+  const actorConnect = (prefix: string) => after(trace.connects, zero).find((c) => c.app?.startsWith(prefix) === true);
+  const listenerConnect = actorConnect('spindle:listener:');
+  const listens = listenerConnect ? after(trace.queries, listenerConnect.start).filter((q) => q.app === listenerConnect.app && /^LISTEN/i.test(q.sql)) : [];
+  put('listener', listenerConnect?.start, listens.at(-1)?.end);
+  const electorConnect = actorConnect('spindle:elector:');
+  const lockTry = electorConnect && firstQuery(electorConnect.start, (q) => q.app === electorConnect.app);
+  put('elector', electorConnect?.start, lockTry?.end);
+  const claimConnect = after(trace.connects, zero).find((c) => supervisorApp(c.app) && c.fast === true);
+  const claim = firstQuery(zero, (q) => q.name === 'spindle.claim');
+  const toClaim = claimConnect?.start ?? claim?.start;
+  const debugServer = after(trace.servers, zero).find((s) => s.start >= (register?.end ?? zero));
+  const stateDirCall = register?.end === undefined ? undefined : after(trace.fs, register.end).find((f) => f.call === 'mkdir');
+  if (debugServer?.listening !== undefined && stateDirCall !== undefined) {
+    put('actors', register?.end, stateDirCall.start);
+    put('debugDirs', stateDirCall.start, debugServer.start);
+    put('debugSocket', debugServer.start, debugServer.listening);
+    put('toClaim', debugServer.listening, toClaim);
+  } else {
+    put('actors', register?.end, toClaim);
+  }
+  if (toClaim !== undefined && register?.end !== undefined) {
+    const calls = after(trace.fs, register.end).filter((f) => f.start < toClaim && f.end !== undefined);
+    marks.fsCallsBeforeClaim = calls.length;
+    marks.fsCallMs = calls.length === 0 ? 0 : calls.reduce((sum, f) => sum + (f.end! - f.start), 0) / calls.length;
+  }
+  put('claimConnect', claimConnect?.start, claimConnect?.end);
+  if (claim?.end !== undefined) {
+    marks.sweepsBeforeClaim = trace.queries.filter(
+      (q) => supervisorApp(q.app) && !q.fast && q !== register && q.start >= zero && q.start < claim.end!,
+    ).length;
+  }
+  put('claim', claim?.start, claim?.end);
+  put('dispatch', claim?.end, answer.startedAt);
+  if (stamps !== undefined && answer.startedAt !== undefined && stamps.loadedAt < answer.startedAt) {
+    marks.moduleLoadedAhead = stamps.loadedAt - zero;
+  } else {
+    put('moduleLoad', answer.startedAt, stamps?.loadedAt);
+  }
+  put('handler', stamps?.handlerStart, stamps?.handlerEnd);
+  put('outcome', stamps?.handlerEnd, answer.handledAt);
+  put('write', answer.handledAt ?? stamps?.handlerEnd, answer.notifiedAt);
+  return { phases, marks };
+}
+
+function hasMessage(thread: ThreadEvent, type: string): boolean {
+  return thread.messages.some((m) => m.type === type);
+}
+
+function messageAt(thread: ThreadEvent, type: string): number | undefined {
+  return thread.messages.find((m) => m.type === type)?.at;
+}
+
+/**
+ * The phases of `spindle start`, ms from the spawn: what the CLI adds before startSupervisor()
+ * begins its work, then the library's way in coarse steps (broken down by the library runs).
+ */
+export const CLI_PHASES: readonly Phase[] = [
+  { id: 'nodeStart', label: 'node starts (spawn to the first line of JavaScript)' },
+  { id: 'cliImport', label: "import of the CLI and the package, the flags, startSupervisor()'s setup (to its first PostgreSQL connection or thread)" },
+  { id: 'toHandler', label: "from there to the job's handler start (migrate check, probe, pool, supervisor.start(), claim, job thread, module import)" },
+  { id: 'probe', label: 'within it: the probe thread, created to exit' },
+  { id: 'jobDone', label: 'handler start to the NOTIFY at the parent (handler, outcome, finish statement, NOTIFY)' },
+];
+
+/** The phases of one traced CLI run, ms from the spawn. */
+export function cliBreakdown(
+  spawnAt: number,
+  notifiedAt: number,
+  cli: CliTrace,
+  stamps: JobStamps | undefined,
+  postgresPort: string,
+): Record<string, Span> {
+  const phases: Record<string, Span> = {};
+  const put = (id: string, start: number | undefined, end: number | undefined) => {
+    if (start !== undefined && end !== undefined) phases[id] = { start: start - spawnAt, end: end - spawnAt };
+  };
+  const firstDb = cli.trace.sockets.find((s) => s.target === postgresPort)?.start;
+  const firstThread = cli.trace.threads[0]?.created;
+  const begun = firstDb === undefined ? firstThread : firstThread === undefined ? firstDb : Math.min(firstDb, firstThread);
+  const probe = cli.trace.threads.find((t) => hasMessage(t, 'probing'));
+  put('nodeStart', spawnAt, cli.preloadAt);
+  put('cliImport', cli.preloadAt, begun);
+  put('toHandler', begun, stamps?.handlerStart);
+  put('probe', probe?.created, probe?.exit);
+  put('jobDone', stamps?.handlerStart, notifiedAt);
+  return phases;
+}
