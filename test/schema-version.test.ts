@@ -1,11 +1,9 @@
 /** A Client on a database without spindle's schema, or with another version of it, says so and what to do. */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import { migrate, migrationNames } from '../src/db/migrate.ts';
 import { SchemaError } from '../src/errors.ts';
-import { createTestDatabase, serverUrl, withDatabase, type TestDatabase } from './helpers/database.ts';
+import { createBareDatabase, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const MIGRATE = 'run `spindle migrate`, or start a supervisor, which migrates';
 
@@ -83,19 +81,3 @@ describe('the schema a Client finds', () => {
     }
   });
 });
-
-/** A database with nothing of spindle in it. */
-async function createBareDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `spindle_bare_${randomBytes(5).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: serverUrl() });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  return { url: withDatabase(serverUrl(), name), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}

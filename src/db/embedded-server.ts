@@ -118,17 +118,27 @@ const PORT_RANGE_SIZE = 10_000;
 /** A logger that drops everything. */
 export const silent: EmbeddedLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
-/** Where the server of `stateDir` lives and how it runs; makes the state dir, finds the binaries. */
-export async function prepareSite(o: {
-  stateDir: string;
+export interface StartEmbeddedOptions {
+  /** Where spindle keeps its state. Default `<cwd>/.spindle`. */
+  stateDir?: string;
+  /** The PostgreSQL data directory. Default `<stateDir>/pg` (or a reachable fallback as root). */
   dataDir?: string;
+  /** TCP port on 127.0.0.1. Default: the port of the last start when free, else a free one. */
   port?: number;
+  /** pino-compatible logger. Default: silent. */
   logger?: EmbeddedLogger;
+  /** How long `postgres` may take to become ready. Default 30 s. */
   startTimeoutMs?: number;
+  /** How long a left-behind server may take to answer `SELECT 1` before it is replaced. Default 3 s. */
   probeTimeoutMs?: number;
+  /** Trade crash safety for speed (tests): initdb --no-sync, fsync/synchronous_commit/full_page_writes off. */
   fast?: boolean;
+  /** Extra arguments for `postgres`, e.g. `['-c', 'max_connections=200']`. */
   postgresFlags?: string[];
-}): Promise<ServerSite> {
+}
+
+/** Where the server of `stateDir` lives and how it runs; makes the state dir, finds the binaries. */
+export async function prepareSite(o: StartEmbeddedOptions & { stateDir: string }): Promise<ServerSite> {
   const log = o.logger ?? silent;
   const root = process.getuid?.() === 0;
   await mkdirp(o.stateDir, 0o755);

@@ -24,10 +24,11 @@ import {
   type EmbeddedLogger,
   type RunningServer,
   type ServerSite,
+  type StartEmbeddedOptions,
 } from './embedded-server.ts';
 import { defaultStateDir, removeStateIf } from './embedded-state.ts';
 
-export { EmbeddedPostgresError, type EmbeddedLogger } from './embedded-server.ts';
+export { EmbeddedPostgresError, type EmbeddedLogger, type StartEmbeddedOptions } from './embedded-server.ts';
 export {
   connectionStringFor,
   defaultStateDir,
@@ -35,25 +36,6 @@ export {
   resolveStateDir,
   type EmbeddedState,
 } from './embedded-state.ts';
-
-export interface StartEmbeddedOptions {
-  /** Where spindle keeps its state. Default `<cwd>/.spindle`. */
-  stateDir?: string;
-  /** The PostgreSQL data directory. Default `<stateDir>/pg` (or a reachable fallback as root). */
-  dataDir?: string;
-  /** TCP port on 127.0.0.1. Default: the port of the last start when free, else a free one. */
-  port?: number;
-  /** pino-compatible logger. Default: silent. */
-  logger?: EmbeddedLogger;
-  /** How long `postgres` may take to become ready. Default 30 s. */
-  startTimeoutMs?: number;
-  /** How long a left-behind server may take to answer `SELECT 1` before it is replaced. Default 3 s. */
-  probeTimeoutMs?: number;
-  /** Trade crash safety for speed (tests): initdb --no-sync, fsync/synchronous_commit/full_page_writes off. */
-  fast?: boolean;
-  /** Extra arguments for `postgres`, e.g. `['-c', 'max_connections=200']`. */
-  postgresFlags?: string[];
-}
 
 /** One user's hold on the embedded server. */
 export interface EmbeddedServer {

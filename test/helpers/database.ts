@@ -16,21 +16,29 @@ export function serverUrl(): string {
   return inject('databaseUrl');
 }
 
-/** Creates a fresh, migrated database on the shared server. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** Creates a fresh database on the shared server with nothing of spindle in it. */
+export async function createBareDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const admin = serverUrl();
   const name = `spindle_test_${randomBytes(5).toString('hex')}`;
   await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
-  const url = withDatabase(admin, name);
-  await migrate(url);
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  return {
+    url: withDatabase(admin, name),
+    drop: () => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+  };
+}
+
+/** Creates a fresh, migrated database on the shared server. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const bare = await createBareDatabase();
+  await migrate(bare.url);
+  const pool = new pg.Pool({ connectionString: bare.url, max: 4 });
   pool.on('error', () => {});
   return {
-    url,
+    url: bare.url,
     pool,
     async drop() {
       await pool.end();
-      await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      await bare.drop();
     },
   };
 }
