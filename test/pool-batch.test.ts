@@ -319,7 +319,8 @@ describe('aborts in a batch', () => {
     running!.job.abort('cancel');
     expect(await running!.job.outcome).toEqual({
       kind: 'cancelled',
-      error: { name: 'AbortError', message: 'job cancelled' },
+      // A thread descheduled between taking the job and calling its handler sees the abort first.
+      error: { name: 'AbortError', message: expect.stringMatching(/^job cancelled( \(before its handler started\))?$/) },
       terminated: false,
     });
     expect(await after!.job.outcome).toMatchObject({ kind: 'succeeded', output: { threadId: running!.job.threadId } });

@@ -234,6 +234,37 @@ describe('progress and logs', () => {
 });
 
 describe('timeouts and aborts', () => {
+  it("counts a job's timeout from its handler's start, not from its module's first import on a thread", async () => {
+    const single = new WorkerPool({ maxThreads: 1, abortGraceMs: GRACE_MS });
+    try {
+      const { options, started } = startedOn({ timeoutMs: 50 });
+      // The import takes 150 ms, three times the job's timeout.
+      expect(await start(single, 'slow-import.ts', {}, options).outcome).toEqual({ kind: 'succeeded', output: 'ran' });
+      expect(await started).toBeGreaterThan(0);
+    } finally {
+      await single.close({ force: true });
+    }
+  });
+
+  it('says a job stopped while its module loaded never started its handler', async () => {
+    const single = new WorkerPool({ maxThreads: 1, abortGraceMs: GRACE_MS });
+    try {
+      let handlerStarted = false;
+      const job = start(single, 'slow-import.ts', {}, { onStart: () => (handlerStarted = true) });
+      // Taken by the thread, which imports the module for 150 ms before it could call the handler.
+      await expect.poll(() => job.startedAt, { interval: 1 }).toBeDefined();
+      job.abort('cancel');
+      expect(await job.outcome).toEqual({
+        kind: 'cancelled',
+        error: { name: 'AbortError', message: 'job cancelled (before its handler started, while its module loaded)' },
+        terminated: false,
+      });
+      expect(handlerStarted).toBe(false);
+    } finally {
+      await single.close({ force: true });
+    }
+  });
+
   it('terminates an endless loop at its deadline plus the grace, and the pool recovers', async () => {
     // Read before the job's clock can start: however late this thread runs, the deadline and the
     // grace both lie inside `elapsed`.

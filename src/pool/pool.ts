@@ -43,6 +43,7 @@ import { ValidationError } from '../errors.ts';
 import { ThreadChannels } from './channels.ts';
 import {
   ABORT_REASONS,
+  MODULE_IMPORT_LIMIT_MS,
   SLOT_WITHDRAWN,
   describeAbort,
   type AbortMessage,
@@ -781,6 +782,8 @@ class JobRun implements RunningJob {
   /** The outcome is chosen (it may still wait for the thread to exit). */
   private decided = false;
   private started = false;
+  /** Its thread is importing its module; the handler has not been called. */
+  private loading = false;
   private startedPerf = 0;
   private finishedPerf: number | undefined;
   abortReason: AbortReason | undefined;
@@ -933,7 +936,10 @@ class JobRun implements RunningJob {
     if (this.decided) return;
     switch (message.type) {
       case 'started':
-        this.onStarted(message.threadId);
+        this.onStarted(message.threadId, undefined, message.loading === true);
+        break;
+      case 'loaded':
+        this.onLoaded();
         break;
       case 'progress':
         this.tell('onProgress', message.percent, message.message, message.data);
@@ -949,8 +955,12 @@ class JobRun implements RunningJob {
     }
   }
 
-  /** A thread took the job: its clock starts. `worker`, when the caller knows it already. */
-  onStarted(threadId: number, worker?: Worker): void {
+  /**
+   * A thread took the job. `loading`: it imports the job's module first (its first job of that module),
+   * bounded by MODULE_IMPORT_LIMIT_MS; the job's own clock starts with its handler (onLoaded).
+   * `worker`, when the caller knows it already.
+   */
+  onStarted(threadId: number, worker?: Worker, loading = false): void {
     if (this.started) return;
     this.started = true;
     this.threadId = threadId;
@@ -959,11 +969,33 @@ class JobRun implements RunningJob {
     this.startedPerf = performance.now();
     this.worker = worker ?? this.lane.piscina.threads.find((w) => w.threadId === threadId);
     this.host.runStarted(this);
+    if (!loading) {
+      this.handlerStarts();
+      return;
+    }
+    this.loading = true;
+    if (this.abortReason === undefined) {
+      this.timeoutTimer = setTimeout(() => this.abort('timeout', `${MODULE_IMPORT_LIMIT_MS} ms`), MODULE_IMPORT_LIMIT_MS);
+    }
+  }
+
+  /** Its thread has imported its module: the handler starts now, unless the job was stopped meanwhile. */
+  private onLoaded(): void {
+    if (!this.loading) return;
+    this.loading = false;
+    if (this.abortReason !== undefined) return;
+    clearTimeout(this.timeoutTimer);
+    this.startedPerf = performance.now();
+    this.handlerStarts();
+  }
+
+  /** Its handler is called: the job's clock starts. */
+  private handlerStarts(): void {
     const { timeoutMs } = this.options;
     if (timeoutMs !== undefined && this.abortReason === undefined) {
       this.timeoutTimer = setTimeout(() => this.abort('timeout', `${timeoutMs} ms`), timeoutMs);
     }
-    this.tell('onStart', threadId);
+    this.tell('onStart', this.threadId!);
   }
 
   /**
@@ -1002,7 +1034,7 @@ class JobRun implements RunningJob {
     this.threadRunMs = result.runMs;
     // An abort counts only if the handler saw it before it settled; otherwise it lost the race.
     if (this.abortReason !== undefined && result.abortedBy !== undefined) {
-      this.finish(this.abortedOutcome(false));
+      this.finish(this.abortedOutcome(false, false, result.ok ? undefined : result.notStarted));
     } else if (result.ok) {
       this.finish(
         result.noCompensate === true
@@ -1090,12 +1122,17 @@ class JobRun implements RunningJob {
     });
   }
 
-  /** Its outcome when stopped; `terminated` counts only for a handler that had started (else no handler ignored a signal). */
-  private abortedOutcome(terminated: boolean, late = false): Outcome {
+  /**
+   * Its outcome when stopped; `terminated` counts only for a handler that had started (else no handler
+   * ignored a signal). `notStarted`: the thread took the job but never called its handler.
+   */
+  private abortedOutcome(terminated: boolean, late = false, notStarted?: 'loading' | 'taken'): Outcome {
     const reason = this.abortReason ?? 'shutdown';
-    const message = this.started ? this.abortMessage : `${this.abortMessage} (before its handler started)`;
+    let message = this.abortMessage;
+    if (notStarted === 'loading' || this.loading) message += ' (before its handler started, while its module loaded)';
+    else if (notStarted === 'taken' || !this.started) message += ' (before its handler started)';
     const error: SerializedError = appendLate({ name: reason === 'timeout' ? 'TimeoutError' : 'AbortError', message }, late);
-    return { kind: ABORT_OUTCOME[reason], error, terminated: terminated && this.started };
+    return { kind: ABORT_OUTCOME[reason], error, terminated: terminated && this.started && !this.loading };
   }
 
   private finish(outcome: Outcome): void {
@@ -1277,7 +1314,7 @@ class Batch {
     }
     const run = this.runs[message.slot ?? -1];
     if (run === undefined) return;
-    if (message.type === 'started') this.onStarted(message.slot!, message.threadId);
+    if (message.type === 'started') this.onStarted(message.slot!, message.threadId, message.loading === true);
     else run.onThreadMessage(message);
   }
 
@@ -1286,11 +1323,11 @@ class Batch {
     if (message.next !== undefined) this.onStarted(message.next, message.threadId);
   }
 
-  private onStarted(slot: number, threadId: number): void {
+  private onStarted(slot: number, threadId: number, loading = false): void {
     this.threadId = threadId;
     this.worker ??= this.lane.piscina.threads.find((worker) => worker.threadId === threadId);
     this.lastStarted = slot;
-    this.runs[slot]?.onStarted(threadId, this.worker);
+    this.runs[slot]?.onStarted(threadId, this.worker, loading);
     // Its thread is on its last job: a job waiting for a thread can be fed to it now.
     if (slot === this.runs.length - 1) this.lane.pumpNow();
   }

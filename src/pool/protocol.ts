@@ -51,12 +51,14 @@ export interface JobTask {
 
 /**
  * Messages a thread posts about a task on its channel, named by `task`. 'started'
- * comes first, as soon as the thread takes the job and before it loads the module
- * (so a hanging import is covered by the job's timeout). A batch's messages name
- * their job by `slot` (its index in BatchTask.jobs).
+ * comes first, as soon as the thread takes the job. `loading`: the thread imports
+ * the job's module first and posts 'loaded' before it calls the handler; the job's
+ * timeout counts from there, the import has MODULE_IMPORT_LIMIT_MS. A batch's
+ * messages name their job by `slot` (its index in BatchTask.jobs).
  */
 export type ThreadMessage =
-  | { type: 'started'; task: number; threadId: number; slot?: number }
+  | { type: 'started'; task: number; threadId: number; slot?: number; loading?: true }
+  | { type: 'loaded'; task: number; slot?: number }
   | { type: 'progress'; task: number; percent: number; message?: string; data?: unknown; slot?: number }
   | { type: 'log'; task: number; line: string; slot?: number }
   | BatchDoneMessage;
@@ -183,7 +185,14 @@ export type TaskResult =
       /** The job's time on the thread, from start to result, in ms (the pool's guide to batching). */
       runMs?: number;
     }
-  | { ok: false; error: SerializedError; abortedBy?: AbortReason; runMs?: number };
+  | {
+      ok: false;
+      error: SerializedError;
+      abortedBy?: AbortReason;
+      runMs?: number;
+      /** Stopped before its handler was called: 'loading' while its module loaded on this thread. */
+      notStarted?: 'loading' | 'taken';
+    };
 
 /**
  * Posted by a thread on its parentPort (Piscina re-emits it as the pool's
@@ -228,6 +237,9 @@ export type ProbeMessage =
   | { type: 'probed'; path: string; report: ModuleReport };
 
 /** The readable text of an abort, the same on both sides: 'job timed out after 5000 ms'. */
+/** How long a worker module's import may take: when the registry probes it, and on each thread. */
+export const MODULE_IMPORT_LIMIT_MS = 10_000;
+
 export function describeAbort(reason: AbortReason, detail?: string): string {
   switch (reason) {
     case 'timeout':

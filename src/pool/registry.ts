@@ -15,12 +15,12 @@ import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import { ValidationError } from '../errors.ts';
 import { NAME_PATTERN } from '../validate.ts';
 import { MIN_MEMORY_MB } from './pool.ts';
-import type { ModuleReport, ProbeMessage, ProbeRequest } from './protocol.ts';
+import { MODULE_IMPORT_LIMIT_MS, type ModuleReport, type ProbeMessage, type ProbeRequest } from './protocol.ts';
 
 /** File extensions of worker modules, in the order preferred when two files give the same type. */
 export const WORKER_MODULE_EXTENSIONS: readonly string[] = ['.ts', '.mts', '.js', '.mjs'];
-/** Default bound on importing one module (and on starting the probe thread). */
-export const DEFAULT_PROBE_TIMEOUT_MS = 10_000;
+/** Default bound on importing one module (and on starting the probe thread): the same as on a job's thread. */
+export const DEFAULT_PROBE_TIMEOUT_MS = MODULE_IMPORT_LIMIT_MS;
 
 const PROBE_ENTRY = new URL('./probe-entry.mjs', import.meta.url);
 const TEST_FILE = /\.(test|spec)\.[cm]?[jt]s$/;

@@ -309,7 +309,10 @@ class JobScope {
   /** Runs the handler (or compensate) and returns what the pool should see; `checkClone`: see below. */
   async execute(checkClone: boolean): Promise<TaskResult> {
     const { task } = this;
-    const loaded = loadedModules.get(task.modulePath) ?? (await loadWorkerModule(task.modulePath));
+    const cached = loadedModules.get(task.modulePath);
+    const loaded = cached ?? (await loadWorkerModule(task.modulePath));
+    // Its 'started' said loading: the job's clock starts now.
+    if (cached === undefined) this.post({ type: 'loaded', task: this.taskId });
     if (!loaded.ok) {
       const error: SerializedError = {
         name: 'LoadError',
@@ -322,10 +325,11 @@ class JobScope {
       return this.finish({ ok: false, error });
     }
     const { module } = loaded;
-    // Stopped while the module loaded: do not start the handler at all.
+    // Stopped before the handler began (while its module loaded, or as the job was taken): never start it.
     this.pollAbort();
     if (this.signalFired) {
-      return this.finish({ ok: false, error: serializeThrown(this.abortError, 'handler') });
+      const error = serializeThrown(this.abortError, 'handler');
+      return this.finish({ ok: false, error, notStarted: cached === undefined ? 'loading' : 'taken' });
     }
     const { compensate } = module;
     if (task.mode === 'compensate' && compensate === undefined) {
@@ -626,6 +630,14 @@ export default function runTask(task: ThreadTask, port: MessagePort): Promise<Ta
   return task.mode === 'batch' ? runBatch(task, port) : runJob(task, port);
 }
 
+/** A job's 'started', saying whether this thread must import its module first. */
+function startedMessage(job: BatchJob, task: number, slot?: number): ThreadMessage & { type: 'started' } {
+  const message: ThreadMessage & { type: 'started' } = { type: 'started', task, threadId };
+  if (slot !== undefined) message.slot = slot;
+  if (!loadedModules.has(job.modulePath)) message.loading = true;
+  return message;
+}
+
 /** One job as a task of its own. */
 async function runJob(task: JobTask, port: MessagePort): Promise<TaskResult> {
   installProcessHandlers();
@@ -639,7 +651,7 @@ async function runJob(task: JobTask, port: MessagePort): Promise<TaskResult> {
   current = job;
   let result: TaskResult;
   try {
-    job.post({ type: 'started', task: task.task, threadId });
+    job.post(startedMessage(task, task.task));
     result = await jobs.run(job, () => job.execute(true));
   } catch (err) {
     // Only a fault in this file gets here; the pool still gets a value.
@@ -683,13 +695,15 @@ async function runBatch(task: BatchTask, port: MessagePort): Promise<BatchResult
       // An error no job owns: leave the rest for another thread (they have not started).
       if (exitPending) break;
       if (Atomics.compareExchange(flags, slot, 0, SLOT_STARTED) !== 0) continue;
-      if (done === undefined) {
-        port.postMessage({ type: 'started', task: task.task, threadId, slot } satisfies ThreadMessage);
-      } else {
+      const started = startedMessage(batch[slot]!, task.task, slot);
+      if (done !== undefined && started.loading === undefined) {
         done.next = slot;
         postDone(port, done);
-        done = undefined;
+      } else {
+        if (done !== undefined) postDone(port, done);
+        port.postMessage(started);
       }
+      done = undefined;
       const job = new JobScope(batch[slot]!, { port, task: task.task, flags, slot, drain });
       current = job;
       let result: TaskResult;
