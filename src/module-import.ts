@@ -17,7 +17,7 @@ const TYPESCRIPT_UNSUPPORTED = new Set([
   'ERR_MODULE_NOT_FOUND',
 ]);
 
-/** 'thread': one of spindle's job or probe threads; 'process': a thread that is the user's. */
+/** 'thread': one of spindle's pool threads; 'process': a thread that is the user's. */
 export type ImportScope = 'thread' | 'process';
 
 export async function importModule(path: string, scope: ImportScope): Promise<Record<string, unknown>> {

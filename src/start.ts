@@ -74,10 +74,11 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
     // Independent of each other, so side by side: the database and its migrations, the probe of
-    // the worker modules, the workflow modules (imported here: their bodies run on this thread).
+    // the worker modules (on a thread of the pool, which keeps them loaded), the workflow modules
+    // (imported here: their bodies run on this thread).
     const [databaseUrl, registry, workflows] = await allSettled([
       openDatabase(config, logger, cleanup),
-      loadRegistry(config.workers),
+      loadRegistry(config.workers, { pool }),
       loadWorkflows(config.workflows),
     ]);
     for (const info of registry.values()) {

@@ -252,7 +252,7 @@ describe('timeouts and aborts', () => {
       let handlerStarted = false;
       const job = start(single, 'slow-import.ts', {}, { onStart: () => (handlerStarted = true) });
       // Taken by the thread, which imports the module for 150 ms before it could call the handler.
-      await expect.poll(() => job.startedAt, { interval: 1 }).toBeDefined();
+      await expect.poll(() => job.startedAt, { interval: 1, timeout: 10_000 }).toBeDefined();
       job.abort('cancel');
       expect(await job.outcome).toEqual({
         kind: 'cancelled',

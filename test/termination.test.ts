@@ -456,7 +456,7 @@ describe('misbehaving handlers', () => {
     const job = await client.enqueue('exits-at-import', null, { maxAttempts: 3 });
     const done = await waitFor(job);
     expect(done).toMatchObject({ state: 'failed', attempt: 1, error: { name: 'LoadError' } });
-    expect(done.error?.message).toMatch(/^cannot load worker module "exits-at-import" \(.*\): it ended the probe thread with exit code 7$/);
+    expect(done.error?.message).toMatch(/^cannot load worker module "exits-at-import" \(.*\): it ended its thread with exit code 7$/);
     expect((await outcomes(job)).map((a) => a.outcome)).toEqual(['failed']);
   });
 

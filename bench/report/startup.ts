@@ -127,7 +127,7 @@ function cpuLine(r: Metrics): string {
   ].filter((s): s is string => s !== undefined);
   return (
     `From the call, spindle (JavaScript module) spent ${n0(r.libJsCpuProcess)} ms of CPU in ${n0(r.libJsWritten)} ms, ${n0(others('libJs'))} ms of it outside its main thread: ` +
-    `${n0(r.libJsTraced_mark_probeThreads)} probe thread and ${n0(r.libJsTraced_mark_jobThreads)} job threads each start a Node environment and load spindle\'s thread code before the first job runs` +
+    `${n0(r.libJsTraced_mark_jobThreads)} pool threads each start a Node environment and load spindle\'s thread code before the first job runs` +
     (peers.length ? ` (${peers.join('; ')})` : '') +
     `. On busy cores that CPU is also wall time: the main thread waited ${n0(r.libJsCpuMainWait)} ms for a core.`
   );
@@ -173,29 +173,27 @@ function overlapLines(r: Metrics): string[] {
   const js = 'libJsTraced';
   const ts = 'libTsTraced';
   const migrate = ['migrateConnect', 'migrateQueries', 'migrateClose'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
-  const probe = ['scan', 'probeThread', 'probeOwnCode', 'probeModule', 'probeExit'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
-  const sideBySide = overlapped(r, js, ['migrateConnect', 'migrateClose'], ['scan', 'probeExit']);
+  const probe = ['scan', 'probeModule'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
+  const sideBySide = overlapped(r, js, ['migrateConnect', 'migrateClose'], ['scan', 'probeModule']);
   out.push(
     `**The migrate check and the module probe ${sideBySide ? 'ran side by side' : 'ran one after the other'}** (the median JavaScript run): ` +
       `the migrate check ${n0(migrate)} ms (its own connection: connect, 4 round trips, close), the probe ${n0(probe)} ms ` +
       `(${n0(ms(ts, 'probeModule'))} ms of it importing the TypeScript module, in the TypeScript runs)` +
       (sideBySide ? '.' : ': neither needs the other.'),
   );
-  const threadsBeforeProbe = (at(js, 'threads', 'start') ?? Infinity) < (at(js, 'scan', 'start') ?? -Infinity);
   out.push(
-    `**Threads.** ${n0(r.libJsTraced_mark_probeThreads)} probe thread and ${n0(r.libJsTraced_mark_jobThreads)} job threads start before the first job runs; ` +
-      `the job threads are created at ${n0(at(js, 'threads', 'start'))} ms (JavaScript) / ${n0(at(ts, 'threads', 'start'))} ms (TypeScript), ` +
-      `${threadsBeforeProbe ? 'before the probe' : 'after the probe'}, and run their entry ${n0(ms(js, 'threads'))} / ${n0(ms(ts, 'threads'))} ms later; ` +
-      `the first job then waits ${n0(ms(js, 'dispatch'))} / ${n0(ms(ts, 'dispatch'))} ms from its claim to a thread ('started'). ` +
-      `The probe thread is a thread of its own, started (${n0(ms(js, 'probeThread'))} ms; a bare thread, measured apart: ${n0(r.thread_threadStartMs)} ms) and terminated for one import.`,
+    `**Threads.** ${n0(r.libJsTraced_mark_jobThreads)} pool threads start before the first job runs, created at ${n0(at(js, 'threads', 'start'))} ms (JavaScript) / ` +
+      `${n0(at(ts, 'threads', 'start'))} ms (TypeScript) and ready ${n0(ms(js, 'threads'))} / ${n0(ms(ts, 'threads'))} ms later; one of them runs the probe, ` +
+      `which imports the worker module there (${n0(ms(js, 'probeModule'))} / ${n0(ms(ts, 'probeModule'))} ms, from the probe's start on that thread); ` +
+      `the first job then waits ${n0(ms(js, 'dispatch'))} / ${n0(ms(ts, 'dispatch'))} ms from its claim to its handler.`,
   );
   const ahead = r.libTsTraced_mark_moduleLoadedAhead;
   out.push(
     ahead === undefined
-      ? `**The worker module is imported again, in the job thread, when its first job arrives**: ${n0(ms(js, 'moduleLoad'))} ms for JavaScript, ${n0(ms(ts, 'moduleLoad'))} ms for TypeScript ` +
-          `(each thread that loads a TypeScript module registers tsx on this Node, after the probe thread did the same in ${n0(ms(ts, 'probeModule'))} ms; ` +
-          `measured apart, registering tsx in a fresh thread takes ${n0(r.thread_tsxRegisterMs)} ms and the module's import through it ${n0(r.thread_tsImportMs)} ms).`
-      : `**The worker module was imported in the job thread ahead of its first job** (TypeScript: its top level ran at ${n0(ahead)} ms, before the job reached the thread); ` +
+      ? `**The worker module is imported again, on another thread, when its first job arrives**: ${n0(ms(js, 'moduleLoad'))} ms for JavaScript, ${n0(ms(ts, 'moduleLoad'))} ms for TypeScript ` +
+          `(a thread that loads a TypeScript module registers tsx on this Node; measured apart, registering tsx in a fresh thread takes ${n0(r.thread_tsxRegisterMs)} ms ` +
+          `and the module's import through it ${n0(r.thread_tsImportMs)} ms).`
+      : `**The first job ran on the thread that probed, with its module loaded** (TypeScript: its top level ran at ${n0(ahead)} ms, before the job was claimed); ` +
           `measured apart, registering tsx in a fresh thread takes ${n0(r.thread_tsxRegisterMs)} ms and the module's import through it ${n0(r.thread_tsImportMs)} ms.`,
   );
   out.push(

@@ -13,7 +13,7 @@
  *
  * No measured process loads tsx in its main thread: the children are plain JavaScript run by plain
  * node (no execArgv, no NODE_OPTIONS). A TypeScript worker module is loaded by spindle the way a
- * user's is: in its probe and job threads.
+ * user's is: on its pool threads (the probe's, then the jobs').
  *
  * Traced runs of spindle (startup/trace.mjs: pg connections and queries, sockets, threads, the job's
  * own thread-side times) give the breakdown (startup/breakdown.ts); they run apart from the plain

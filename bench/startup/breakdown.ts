@@ -31,13 +31,9 @@ export const LIBRARY_PHASES: readonly Phase[] = [
   { id: 'migrateConnect', label: 'migrate(): connect (a connection of its own)' },
   { id: 'migrateQueries', label: 'migrate(): advisory lock, CREATE ... IF NOT EXISTS, read applied, unlock (4 round trips)' },
   { id: 'migrateClose', label: 'migrate(): close its connection (awaited)' },
-  { id: 'scan', label: 'loadRegistry(): read the workers directory, new Worker() for the probe' },
-  { id: 'probeThread', label: 'probe thread: start (created to online)' },
-  { id: 'probeOwnCode', label: "probe thread: load spindle's thread code (online to 'probing')" },
-  { id: 'probeModule', label: 'probe thread: import the worker module (probing to probed)' },
-  { id: 'probeExit', label: 'probe thread: terminate, awaited (probed to exit)' },
-  { id: 'afterProbe', label: 'probe exit to the next traced event (loadWorkflows(), schedules, new WorkerPool(), the pg pools: main-thread work)' },
-  { id: 'threads', label: "job threads: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
+  { id: 'threads', label: "pool threads: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
+  { id: 'scan', label: "loadRegistry(): read the workers directory, to the probe task on a pool thread (its 'spindle:probing')" },
+  { id: 'probeModule', label: "pool thread: the probe imports the worker module ('spindle:probing' to its top level ran)" },
   { id: 'registerConnect', label: 'supervisor.start(): the main pool connects (a new server backend)' },
   { id: 'register', label: 'supervisor.start(): INSERT its supervisors row (the first statement on that backend)' },
   { id: 'actors', label: "spawn the actors (to the debug server's first fs call)" },
@@ -48,8 +44,8 @@ export const LIBRARY_PHASES: readonly Phase[] = [
   { id: 'elector', label: "elector actor: connect, advisory lock (then, as leader, the reaper's and scheduler's sweeps)", beside: true },
   { id: 'claimConnect', label: 'claim pool (fastDb): connect, on the first claim' },
   { id: 'claim', label: 'first claim statement' },
-  { id: 'dispatch', label: "to a job thread (claim answered to the thread's 'started')" },
-  { id: 'moduleLoad', label: "job thread: import the worker module ('started' to its top level ran)" },
+  { id: 'moduleLoad', label: "job thread: to the worker module's import, when that thread had not loaded it (claim answered to its top level ran)" },
+  { id: 'dispatch', label: 'to the handler on a job thread (to job:started: the handler is called)' },
   { id: 'handler', label: 'the handler' },
   { id: 'outcome', label: 'outcome back to the main thread (job:finished)' },
   { id: 'write', label: 'completer: batch, finish statement, its NOTIFY at a listening client' },
@@ -74,10 +70,9 @@ export interface LibraryMarks {
   /** fs calls between the supervisors row written and the claim connection, and their mean length (ms). */
   fsCallsBeforeClaim?: number;
   fsCallMs?: number;
-  /** Worker threads started from the call to the job written: probe threads and the pool's. */
-  probeThreads?: number;
+  /** The pool's threads started from the call to the job written. */
   jobThreads?: number;
-  /** The worker module's top level ran in the job thread before its job reached that thread (it was loaded ahead). */
+  /** The worker module's top level ran in the job's thread before its job reached it (the probe imported it there). */
   moduleLoadedAhead?: number;
 }
 
@@ -118,35 +113,19 @@ export function libraryBreakdown(
   put('migrateQueries', lock?.start, unlock?.end);
   put('migrateClose', migrateClose?.start, migrateClose?.end);
 
-  const threads = trace.threads.filter((t) => t.created >= zero);
-  const probe = threads.find((t) => hasMessage(t, 'probing'));
-  const scan = after(trace.fs, zero).find((f) => f.call === 'readdir' && f.path === workersDir);
-  put('scan', scan?.start, probe?.created);
-  if (probe) {
-    const probing = messageAt(probe, 'probing');
-    const probed = messageAt(probe, 'probed');
-    put('probeThread', probe.created, probe.online);
-    put('probeOwnCode', probe.online, probing);
-    put('probeModule', probing, probed);
-    put('probeExit', probed, probe.exit);
-  }
-  // Every other thread is the pool's: a job thread says 'spindle:port' first (thread-entry.cjs).
-  const jobThreads = threads.filter((t) => !hasMessage(t, 'probing'));
-  marks.probeThreads = threads.length - jobThreads.length;
+  // The pool's threads: each says 'spindle:port' first (thread-entry.cjs); one of them runs the probe.
+  const jobThreads = trace.threads.filter((t) => t.created >= zero);
   marks.jobThreads = jobThreads.length;
   if (jobThreads.length > 0) {
     const ready = jobThreads.map((t) => messageAt(t, 'spindle:port') ?? t.online);
     if (ready.every((r) => r !== undefined)) put('threads', Math.min(...jobThreads.map((t) => t.created)), Math.max(...(ready as number[])));
   }
+  const probing = jobThreads.map((t) => messageAt(t, 'spindle:probing')).find((at) => at !== undefined);
+  const scan = after(trace.fs, zero).find((f) => f.call === 'readdir' && f.path === workersDir);
+  put('scan', scan?.start, probing);
 
   const supervisorApp = (app: string | undefined) => app?.startsWith('spindle:supervisor:') === true;
   const registerConnect = after(trace.connects, zero).find((c) => supervisorApp(c.app) && !c.fast);
-  if (probe?.exit !== undefined) {
-    // Only when the probe is awaited before what follows (nothing of the kind began while it ran).
-    const next = [registerConnect?.start, ...jobThreads.map((t) => t.created)].filter((t): t is number => t !== undefined);
-    const first = next.length > 0 ? Math.min(...next) : undefined;
-    if (first !== undefined && first > probe.exit) put('afterProbe', probe.exit, first);
-  }
   const register = firstQuery(zero, (q) => /INSERT INTO spindle\.supervisors/i.test(q.sql));
   put('registerConnect', registerConnect?.start, registerConnect?.end);
   put('register', register?.start, register?.end);
@@ -182,20 +161,23 @@ export function libraryBreakdown(
     ).length;
   }
   put('claim', claim?.start, claim?.end);
-  put('dispatch', claim?.end, answer.startedAt);
-  if (stamps !== undefined && answer.startedAt !== undefined && stamps.loadedAt < answer.startedAt) {
+  // The job ran on the thread that probed: the module's top level ran before its claim was answered.
+  if (probing !== undefined && stamps !== undefined && claim?.end !== undefined && stamps.loadedAt < claim.end) {
+    put('probeModule', probing, stamps.loadedAt);
+  }
+  // No import for the job can begin before its claim: a top level that ran earlier was the probe's.
+  const loadedAhead = stamps !== undefined && claim?.end !== undefined && stamps.loadedAt < claim.end;
+  if (loadedAhead) {
     marks.moduleLoadedAhead = stamps.loadedAt - zero;
+    put('dispatch', claim?.end, answer.startedAt);
   } else {
-    put('moduleLoad', answer.startedAt, stamps?.loadedAt);
+    put('moduleLoad', claim?.end, stamps?.loadedAt);
+    put('dispatch', stamps?.loadedAt, answer.startedAt);
   }
   put('handler', stamps?.handlerStart, stamps?.handlerEnd);
   put('outcome', stamps?.handlerEnd, answer.handledAt);
   put('write', answer.handledAt ?? stamps?.handlerEnd, answer.notifiedAt);
   return { phases, marks };
-}
-
-function hasMessage(thread: ThreadEvent, type: string): boolean {
-  return thread.messages.some((m) => m.type === type);
 }
 
 function messageAt(thread: ThreadEvent, type: string): number | undefined {
@@ -210,7 +192,6 @@ export const CLI_PHASES: readonly Phase[] = [
   { id: 'nodeStart', label: 'node starts (spawn to the first line of JavaScript)' },
   { id: 'cliImport', label: "import of the CLI and the package, the flags, startSupervisor()'s setup (to its first PostgreSQL connection or thread)" },
   { id: 'toHandler', label: "from there to the job's handler start (migrate check, probe, pool, supervisor.start(), claim, job thread, module import)" },
-  { id: 'probe', label: 'within it: the probe thread, created to exit' },
   { id: 'jobDone', label: 'handler start to the NOTIFY at the parent (handler, outcome, finish statement, NOTIFY)' },
 ];
 
@@ -229,11 +210,9 @@ export function cliBreakdown(
   const firstDb = cli.trace.sockets.find((s) => s.target === postgresPort)?.start;
   const firstThread = cli.trace.threads[0]?.created;
   const begun = firstDb === undefined ? firstThread : firstThread === undefined ? firstDb : Math.min(firstDb, firstThread);
-  const probe = cli.trace.threads.find((t) => hasMessage(t, 'probing'));
   put('nodeStart', spawnAt, cli.preloadAt);
   put('cliImport', cli.preloadAt, begun);
   put('toHandler', begun, stamps?.handlerStart);
-  put('probe', probe?.created, probe?.exit);
   put('jobDone', stamps?.handlerStart, notifiedAt);
   return phases;
 }

@@ -14,8 +14,8 @@
  *   ...): each is a round trip through libuv's thread pool. Wrapped on the fs.promises object, then
  *   made visible to modules that imported them by name with module.syncBuiltinESMExports().
  * - threads: every worker thread (process 'worker' event): created, online (its JavaScript
- *   started), the `type` of its first messages (the probe's 'probing' / 'probed', a job thread's
- *   'spindle:port'), exit.
+ *   started), the `type` of its first messages (a pool thread's 'spindle:port', the probe's
+ *   'spindle:probing'), exit.
  *
  * Times are epoch milliseconds with sub-millisecond resolution (`performance.timeOrigin +
  * performance.now()`), comparable across the processes and threads of one machine.

@@ -53,7 +53,10 @@ import {
   type BatchTask,
   type FeedMessage,
   type JobTask,
+  type ModuleReport,
   type PortHandoff,
+  type ProbeTask,
+  type ProbingMessage,
   type SerializedError,
   type TaskResult,
   type ThreadErrorReport,
@@ -478,6 +481,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly runs = new Set<JobRun>();
   private readonly host: RunHost;
   private readonly channels = new ThreadChannels();
+  /** The registry's probes under way, by number: see listen(). */
+  private readonly probes = new Map<number, (message: ProbingMessage) => void>();
   private closed: Promise<void> | undefined;
   private busy = 0;
   private completed = 0;
@@ -625,6 +630,17 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     };
   }
 
+  /** Runs a task of the registry's probe on a thread of the main lane (ProbeHost, see probe.ts). */
+  runProbe(task: ProbeTask, signal?: AbortSignal): Promise<ModuleReport[]> {
+    return this.main.piscina.run(task, signal === undefined ? {} : { signal }) as Promise<ModuleReport[]>;
+  }
+
+  /** Routes a probe's 'spindle:probing' messages to `listener` until the returned function is called. */
+  listen(probe: number, listener: (message: ProbingMessage) => void): () => void {
+    this.probes.set(probe, listener);
+    return () => this.probes.delete(probe);
+  }
+
   /**
    * Stops the pool. Without `force`, waits for every job handed to it; with
    * `force`, aborts them (reason 'shutdown': outcome 'interrupted'). Then all
@@ -711,6 +727,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private onPiscinaMessage(message: unknown): void {
     if (isPortHandoff(message)) {
       this.channels.adopt(message);
+      return;
+    }
+    if (isProbingMessage(message)) {
+      this.probes.get(message.probe)?.(message);
       return;
     }
     if (!isThreadErrorReport(message)) return;
@@ -1504,6 +1524,10 @@ function closedOutcome(): Outcome {
 
 function isPortHandoff(message: unknown): message is PortHandoff {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'spindle:port';
+}
+
+function isProbingMessage(message: unknown): message is ProbingMessage {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'spindle:probing';
 }
 
 function isThreadErrorReport(message: unknown): message is ThreadErrorReport {

@@ -1,40 +1,77 @@
 /**
- * Thread side of the registry: imports each worker module named in workerData,
- * one after the other, and posts what it exports, without running a handler.
- * User code is imported here and never in the main thread; if a module ends
- * or hangs this thread, the registry starts a new probe for the rest.
+ * Main side of the registry's probe: each worker module is imported on a thread of the pool, one
+ * after the other (probe-task.ts), never in this thread. A module that exits, crashes or hangs its
+ * thread at import is failed with the reason, that thread is replaced, and the rest are probed on
+ * another. The thread that probed keeps the modules loaded for its jobs.
  */
-import { parentPort, workerData } from 'node:worker_threads';
-import type { ModuleReport, ProbeMessage, ProbeRequest } from './protocol.ts';
-import { loadWorkerModule, serializeThrown } from './thread.ts';
+import type { ModuleReport, ProbeTask, ProbingMessage } from './protocol.ts';
 
-function post(message: ProbeMessage): void {
-  parentPort?.postMessage(message);
+/** What the probe needs of the pool. */
+export interface ProbeHost {
+  /** Runs a task on a thread of the main lane; aborting `signal` terminates that thread. */
+  runProbe(task: ProbeTask, signal?: AbortSignal): Promise<ModuleReport[]>;
+  /** Sends the probe's 'spindle:probing' messages to `listener` until the returned function is called. */
+  listen(probe: number, listener: (message: ProbingMessage) => void): () => void;
 }
 
-async function probe(path: string): Promise<ModuleReport> {
-  const loaded = await loadWorkerModule(path);
-  if (!loaded.ok) return { ok: false, error: loaded.reason };
-  const { module } = loaded;
-  const report: ModuleReport = {
-    ok: true,
-    options: module.options,
-    hasDefault: true,
-    hasCompensate: module.compensate !== undefined,
-  };
-  if (module.schedule !== undefined) report.schedule = module.schedule;
-  for (const [name, value] of [['options', module.options], ['schedule', module.schedule]] as const) {
-    try {
-      structuredClone(value);
-    } catch (err) {
-      return { ok: false, error: `its "${name}" export cannot be cloned: ${serializeThrown(err, 'load').message}` };
-    }
+let lastProbe = 0;
+
+/** A report per path; `timeoutMs` bounds each module's import. */
+export async function probeModules(host: ProbeHost, paths: string[], timeoutMs: number): Promise<Map<string, ModuleReport>> {
+  const reports = new Map<string, ModuleReport>();
+  let remaining = paths;
+  while (remaining.length > 0) {
+    await probeOnce(host, remaining, timeoutMs, reports);
+    remaining = remaining.filter((path) => !reports.has(path));
   }
-  return report;
+  return reports;
 }
 
-const { paths } = workerData as ProbeRequest;
-for (const path of paths) {
-  post({ type: 'probing', path });
-  post({ type: 'probed', path, report: await probe(path) });
+async function probeOnce(host: ProbeHost, paths: string[], timeoutMs: number, reports: Map<string, ModuleReport>): Promise<void> {
+  const probe = (lastProbe += 1);
+  const controller = new AbortController();
+  let current: string | undefined;
+  let failure: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const fail = (reason: string): void => {
+    failure ??= reason;
+    controller.abort();
+  };
+  // Armed before the thread takes the task: the bound also covers a thread that is still starting.
+  const arm = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fail(`importing it did not finish within ${timeoutMs} ms (a top-level await that never settles?)`), timeoutMs);
+  };
+  arm();
+  const stop = host.listen(probe, (message) => {
+    current = message.path;
+    arm();
+  });
+  try {
+    const results = await host.runProbe({ mode: 'probe', probe, paths }, controller.signal);
+    paths.forEach((path, i) => reports.set(path, results[i]!));
+  } catch (err) {
+    failure ??= describeThreadEnd(err);
+  } finally {
+    clearTimeout(timer);
+    stop();
+  }
+  if (failure === undefined) return;
+  // The modules before `current` were imported; their reports went with the task's result, which
+  // a dead thread never sends: probe them again. Only the one being imported is failed.
+  if (current !== undefined) {
+    reports.set(current, { ok: false, error: failure });
+    return;
+  }
+  // The thread failed before importing anything: no module is to blame, and retrying would loop.
+  for (const path of paths) reports.set(path, { ok: false, error: `the probe's thread failed: ${failure}` });
+}
+
+function describeThreadEnd(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = /worker exited with code: (-?\d+)/.exec(message)?.[1];
+  if (code === '0') return 'its thread ended while importing it';
+  if (code !== undefined) return `it ended its thread with exit code ${code}`;
+  const name = err instanceof Error ? err.name : 'Error';
+  return `it crashed its thread: ${name}: ${message}`;
 }

@@ -161,7 +161,7 @@ export interface BatchResult {
 }
 
 /** Either kind of Piscina task. */
-export type ThreadTask = JobTask | BatchTask;
+export type ThreadTask = JobTask | BatchTask | ProbeTask;
 
 /** An error as it crosses the thread boundary: always readable, whatever was thrown. */
 export interface SerializedError {
@@ -213,7 +213,7 @@ export interface ThreadErrorReport {
 /** The exit code of a thread that ends itself after a ThreadErrorReport. */
 export const THREAD_ERROR_EXIT_CODE = 70;
 
-/** What the registry's probe thread learns about one module, without running its handler. */
+/** What the registry's probe learns about one module, without running its handler. */
 export type ModuleReport =
   | {
       ok: true;
@@ -226,20 +226,29 @@ export type ModuleReport =
     }
   | { ok: false; error: string };
 
-/** The probe thread's workerData. */
-export interface ProbeRequest {
+/**
+ * The registry's probe, as a task on a pool thread: import each module of `paths`, one after
+ * another, without running a handler. The thread keeps them loaded for its jobs. Its result: one
+ * report per path, in order.
+ */
+export interface ProbeTask {
+  mode: 'probe';
+  /** Names the probe's messages. */
+  probe: number;
   paths: string[];
 }
 
-/** Messages the probe thread posts on its parentPort, in order, per module. */
-export type ProbeMessage =
-  | { type: 'probing'; path: string }
-  | { type: 'probed'; path: string; report: ModuleReport };
+/** What a probe task posts on its parentPort (Piscina's 'message' event) as it starts each module. */
+export interface ProbingMessage {
+  type: 'spindle:probing';
+  probe: number;
+  path: string;
+}
 
-/** The readable text of an abort, the same on both sides: 'job timed out after 5000 ms'. */
 /** How long a worker module's import may take: when the registry probes it, and on each thread. */
 export const MODULE_IMPORT_LIMIT_MS = 10_000;
 
+/** The readable text of an abort, the same on both sides: 'job timed out after 5000 ms'. */
 export function describeAbort(reason: AbortReason, detail?: string): string {
   switch (reason) {
     case 'timeout':

@@ -1,6 +1,6 @@
 /**
- * Teaches the current thread TypeScript, through tsx, once (a module runs once per thread): a job
- * thread or the probe thread, for a worker module in TypeScript that Node cannot load itself, or
+ * Teaches the current thread TypeScript, through tsx, once (a module runs once per thread): a pool
+ * thread, for a worker module in TypeScript that Node cannot load itself, or
  * for spindle's own source in a checkout. Never the main thread: a library must not install a
  * module hook in its user's process (see src/module-import.ts). Hooks registered with
  * module.register() do not reach other threads, so each thread registers its own.

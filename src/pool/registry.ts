@@ -1,28 +1,27 @@
 /**
  * Finds the worker modules (one job type each) and reads what they export,
  * without importing user code into the main thread: every module is imported
- * in a short-lived probe thread (probe.ts), one after the other. A module that
+ * on a thread of the pool (probe.ts), one after the other. A module that
  * throws, exits its thread or hangs at import gets a `loadError` and stays in
  * the registry, so its jobs are claimed and failed with that error rather
- * than left queued forever; the other modules are probed in a fresh thread.
+ * than left queued forever; the other modules are probed on another thread.
  */
 import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import { ValidationError } from '../errors.ts';
 import { NAME_PATTERN } from '../validate.ts';
-import { MIN_MEMORY_MB } from './pool.ts';
-import { MODULE_IMPORT_LIMIT_MS, type ModuleReport, type ProbeMessage, type ProbeRequest } from './protocol.ts';
+import { MIN_MEMORY_MB, WorkerPool } from './pool.ts';
+import { probeModules, type ProbeHost } from './probe.ts';
+import { MODULE_IMPORT_LIMIT_MS, type ModuleReport } from './protocol.ts';
 
 /** File extensions of worker modules, in the order preferred when two files give the same type. */
 export const WORKER_MODULE_EXTENSIONS: readonly string[] = ['.ts', '.mts', '.js', '.mjs'];
-/** Default bound on importing one module (and on starting the probe thread): the same as on a job's thread. */
+/** Default bound on importing one module (and on the start of the thread that imports it): as on a job's thread. */
 export const DEFAULT_PROBE_TIMEOUT_MS = MODULE_IMPORT_LIMIT_MS;
 
-const PROBE_ENTRY = new URL('./probe-entry.mjs', import.meta.url);
 const TEST_FILE = /\.(test|spec)\.[cm]?[jt]s$/;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/;
 const MAX_TIMER_MS = 2_147_483_647;
@@ -30,7 +29,7 @@ const KNOWN_OPTIONS = ['timeoutMs', 'maxAttempts', 'concurrency', 'maxMemoryMb',
 
 /** A worker module's `options` export, validated. Absent fields take the runtime's defaults. */
 export interface WorkerOptions {
-  /** Abort an attempt this long (ms) after a thread takes it. */
+  /** Abort an attempt this long (ms) after its handler is called. */
   timeoutMs?: number;
   /** Attempts a job of this type may use in all. */
   maxAttempts?: number;
@@ -65,8 +64,10 @@ export class Registry extends Map<string, WorkerModuleInfo> {
 export interface LoadRegistryOptions {
   /** Relative paths are resolved from here (default: process.cwd()). */
   cwd?: string;
-  /** Bound (ms) on importing one module, and on the probe thread's start (default 10 s). */
+  /** Bound (ms) on importing one module, and on the start of the thread that imports it (default 10 s). */
   probeTimeoutMs?: number;
+  /** The pool whose threads import the modules (and keep them for their jobs); default: a pool of one thread, closed after. */
+  pool?: ProbeHost;
 }
 
 /**
@@ -88,10 +89,18 @@ export async function loadRegistry(
     typeof source === 'string'
       ? await scanDirectory(resolvePath(source, cwd), registry.warnings)
       : fromMap(source, cwd);
-  const reports = await probeModules(
-    modules.map((m) => m.path),
-    timeoutMs,
-  );
+  const paths = modules.map((m) => m.path);
+  let reports: Map<string, ModuleReport>;
+  if (options.pool !== undefined) {
+    reports = await probeModules(options.pool, paths, timeoutMs);
+  } else {
+    const pool = new WorkerPool({ maxThreads: 1 });
+    try {
+      reports = await probeModules(pool, paths, timeoutMs);
+    } finally {
+      await pool.close({ force: true });
+    }
+  }
   for (const { type, path } of modules) {
     const report = reports.get(path) ?? { ok: false, error: 'it was not probed' };
     registry.set(type, describeModule(type, path, report, registry.warnings));
@@ -161,67 +170,6 @@ function fromMap(source: Record<string, string>, cwd: string): FoundModule[] {
     }
     return { type, path: resolvePath(path, cwd) };
   });
-}
-
-/** Probes modules in a thread; one that kills or hangs it is failed and the rest go to a fresh one. */
-async function probeModules(paths: string[], timeoutMs: number): Promise<Map<string, ModuleReport>> {
-  const reports = new Map<string, ModuleReport>();
-  let remaining = paths;
-  while (remaining.length > 0) {
-    await probeOnce(remaining, timeoutMs, reports);
-    remaining = remaining.filter((path) => !reports.has(path));
-  }
-  return reports;
-}
-
-function probeOnce(paths: string[], timeoutMs: number, reports: Map<string, ModuleReport>): Promise<void> {
-  return new Promise((done) => {
-    const request: ProbeRequest = { paths };
-    const worker = new Worker(PROBE_ENTRY, { workerData: request });
-    let current: string | undefined;
-    let finished = false;
-    let timer: NodeJS.Timeout | undefined;
-    const finish = (failure?: string): void => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      if (failure !== undefined) {
-        if (current !== undefined) {
-          reports.set(current, { ok: false, error: failure });
-        } else {
-          // The probe failed before importing anything: no module is to blame, and retrying would loop.
-          for (const path of paths) {
-            if (!reports.has(path)) reports.set(path, { ok: false, error: `the probe thread failed: ${failure}` });
-          }
-        }
-      }
-      void worker.terminate().then(() => done());
-    };
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => finish(`importing it did not finish within ${timeoutMs} ms`), timeoutMs);
-    };
-    arm();
-    worker.on('message', (message: ProbeMessage) => {
-      if (message.type === 'probing') {
-        current = message.path;
-        arm();
-        return;
-      }
-      reports.set(message.path, message.report);
-      current = undefined;
-      if (paths.every((path) => reports.has(path))) finish();
-    });
-    worker.on('error', (err: Error) => finish(`it crashed the probe thread: ${err.name}: ${err.message}`));
-    worker.on('exit', (code) => finish(describeExit(code)));
-  });
-}
-
-function describeExit(code: number): string {
-  // 13 is Node's exit code for a top-level await that can never settle.
-  if (code === 13) return 'a top-level await in it never settles (the probe thread ended with exit code 13)';
-  if (code === 0) return 'the probe thread ended while importing it';
-  return `it ended the probe thread with exit code ${code}`;
 }
 
 function describeModule(type: string, path: string, report: ModuleReport, warnings: string[]): WorkerModuleInfo {

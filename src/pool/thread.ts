@@ -16,7 +16,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
-import { format, inspect } from 'node:util';
+import { format } from 'node:util';
 import { parentPort, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
 import {
   ABORT_REASONS,
@@ -30,6 +30,7 @@ import {
   type BatchResult,
   type BatchTask,
   type JobTask,
+  type ModuleReport,
   type SerializedError,
   type SupervisorMessage,
   type TaskResult,
@@ -38,8 +39,10 @@ import {
   type ThreadTask,
   threadCell,
 } from './protocol.ts';
-import { importModule } from '../module-import.ts';
-import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from '../storable.ts';
+import { loadedModule, loadWorkerModule, type ThreadJobContext } from './loader.ts';
+import { runProbe } from './probe-task.ts';
+import { describeValue, isErrorLike, serializeThrown, truncate } from './thrown.ts';
+import { findUnstorable, storableText } from '../storable.ts';
 
 /** At most one progress message per job per this many ms; the latest value wins, the last one is always sent. */
 export const PROGRESS_INTERVAL_MS = 50;
@@ -49,157 +52,10 @@ export const MAX_LOG_LINES = 1000;
 export const MAX_LOG_LINE_CHARS = 8192;
 /** Characters kept of a progress message. */
 const MAX_PROGRESS_MESSAGE_CHARS = 1024;
-/** Characters kept when describing a thrown non-Error value. */
-const MAX_VALUE_CHARS = 1024;
-/** Characters kept of an error's name. */
-const MAX_ERROR_NAME_CHARS = 200;
 
-/** What a handler receives as its second argument. */
-export interface ThreadJobContext {
-  readonly jobId: string;
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly threadId: number;
-  readonly signal: AbortSignal;
-  progress(percent: number, message?: string, data?: unknown): void;
-  log(...args: unknown[]): void;
-}
-
-type Handler = (input: unknown, ctx: ThreadJobContext) => unknown;
-type Compensator = (input: unknown, reason: string, ctx: ThreadJobContext) => unknown;
-
-/** A worker module after loading: its handler and what else it exports. */
-export interface LoadedModule {
-  handler: Handler;
-  compensate?: Compensator;
-  options: unknown;
-  schedule?: unknown;
-}
-
-/** The result of loading a module: never a rejection. */
-export type LoadResult =
-  | { ok: true; module: LoadedModule }
-  | { ok: false; reason: string; stack?: string; hasDefault: boolean };
-
-const moduleCache = new Map<string, Promise<LoadResult>>();
-/** The settled entries of moduleCache: a job of a module loaded already need not wait a tick for it. */
-const loadedModules = new Map<string, LoadResult>();
-
-/** Imports a worker module once per thread (failures are cached too, as ESM caches them). */
-export function loadWorkerModule(modulePath: string): Promise<LoadResult> {
-  let loading = moduleCache.get(modulePath);
-  if (loading === undefined) {
-    loading = importWorkerModule(modulePath);
-    moduleCache.set(modulePath, loading);
-    void loading.then((result) => loadedModules.set(modulePath, result));
-  }
-  return loading;
-}
-
-async function importWorkerModule(modulePath: string): Promise<LoadResult> {
-  let namespace: Record<string, unknown>;
-  try {
-    namespace = await importModule(modulePath, 'thread');
-  } catch (err) {
-    const error = serializeThrown(err, 'load', 'the module threw a non-Error value');
-    return { ok: false, reason: `${error.name}: ${error.message}`, stack: error.stack, hasDefault: false };
-  }
-  // A TypeScript file outside a "type": "module" package is compiled to CommonJS
-  // by tsx; its ES exports then arrive as properties of `default`.
-  const inner = namespace.default;
-  if (typeof inner !== 'function' && typeof inner === 'object' && inner !== null && 'default' in inner) {
-    namespace = inner as Record<string, unknown>;
-  }
-  const handler = namespace.default;
-  if (typeof handler !== 'function') {
-    return {
-      ok: false,
-      reason: 'it has no default export function (export default async function (input, ctx) { ... })',
-      hasDefault: false,
-    };
-  }
-  const compensate = namespace.compensate;
-  if (compensate !== undefined && typeof compensate !== 'function') {
-    return { ok: false, reason: `its "compensate" export is a ${typeof compensate}, not a function`, hasDefault: true };
-  }
-  return {
-    ok: true,
-    module: {
-      handler: handler as Handler,
-      compensate: compensate as Compensator | undefined,
-      options: namespace.options,
-      schedule: namespace.schedule,
-    },
-  };
-}
-
-/** Turns anything thrown into a readable SerializedError. Never throws. */
-export function serializeThrown(
-  value: unknown,
-  phase: SerializedError['phase'],
-  nonErrorPrefix = 'handler threw a non-Error value',
-): SerializedError {
-  try {
-    if (isErrorLike(value)) {
-      const name = typeof value.name === 'string' && value.name !== '' ? storableText(value.name, MAX_ERROR_NAME_CHARS) : 'Error';
-      const text = typeof value.message === 'string' ? value.message : String(value.message);
-      const error: SerializedError = {
-        name,
-        message: text !== '' ? storableText(text, MAX_ERROR_TEXT_CHARS) : `${name} (without a message)`,
-        phase,
-      };
-      if (typeof value.stack === 'string') error.stack = storableText(value.stack, MAX_ERROR_TEXT_CHARS);
-      if (value.permanent === true || name === 'PermanentError') error.permanent = true;
-      return error;
-    }
-    const error: SerializedError = { name: 'Error', message: `${nonErrorPrefix}: ${describeValue(value)}`, phase };
-    if (typeof value === 'object' && value !== null && (value as { permanent?: unknown }).permanent === true) {
-      error.permanent = true;
-    }
-    return error;
-  } catch {
-    return { name: 'Error', message: `${nonErrorPrefix} that cannot be described`, phase };
-  }
-}
-
-interface ErrorLike {
-  name: unknown;
-  message: unknown;
-  stack?: unknown;
-  permanent?: unknown;
-}
-
-function isErrorLike(value: unknown): value is ErrorLike {
-  // The tag test also catches errors from another realm, where instanceof fails.
-  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
-}
-
-function describeValue(value: unknown): string {
-  let text: string | undefined;
-  // JSON for strings and plain data ("boom", {"code":1}); inspect for the rest (NaN, 10n, functions, cycles).
-  if (typeof value === 'string' || isPlainData(value)) {
-    try {
-      text = JSON.stringify(value);
-    } catch {
-      text = undefined;
-    }
-  }
-  if (text === undefined) text = inspect(value, { depth: 2, breakLength: Infinity });
-  return storableText(truncate(text, MAX_VALUE_CHARS));
-}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
-
-function isPlainData(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return Array.isArray(value) || proto === Object.prototype || proto === null;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
 
 /** Where a job's messages go, and where its abort comes from. */
@@ -309,7 +165,7 @@ class JobScope {
   /** Runs the handler (or compensate) and returns what the pool should see; `checkClone`: see below. */
   async execute(checkClone: boolean): Promise<TaskResult> {
     const { task } = this;
-    const cached = loadedModules.get(task.modulePath);
+    const cached = loadedModule(task.modulePath);
     const loaded = cached ?? (await loadWorkerModule(task.modulePath));
     // Its 'started' said loading: the job's clock starts now.
     if (cached === undefined) this.post({ type: 'loaded', task: this.taskId });
@@ -625,8 +481,9 @@ function exitThread(): never {
   process.exit(THREAD_ERROR_EXIT_CODE);
 }
 
-/** Piscina's task function: one job, or a batch of them, start to end. */
-export default function runTask(task: ThreadTask, port: MessagePort): Promise<TaskResult | BatchResult> {
+/** Piscina's task function: one job, or a batch of them, start to end; or the registry's probe. */
+export default function runTask(task: ThreadTask, port: MessagePort): Promise<TaskResult | BatchResult | ModuleReport[]> {
+  if (task.mode === 'probe') return runProbe(task);
   return task.mode === 'batch' ? runBatch(task, port) : runJob(task, port);
 }
 
@@ -634,7 +491,7 @@ export default function runTask(task: ThreadTask, port: MessagePort): Promise<Ta
 function startedMessage(job: BatchJob, task: number, slot?: number): ThreadMessage & { type: 'started' } {
   const message: ThreadMessage & { type: 'started' } = { type: 'started', task, threadId };
   if (slot !== undefined) message.slot = slot;
-  if (!loadedModules.has(job.modulePath)) message.loading = true;
+  if (loadedModule(job.modulePath) === undefined) message.loading = true;
   return message;
 }
 
