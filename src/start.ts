@@ -73,11 +73,13 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     const pool = new WorkerPool({ maxThreads: config.concurrency, abortGraceMs: config.abortGraceMs });
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
-    // Independent of each other, so side by side: the database and its migrations, the probe of
-    // the worker modules (on a thread of the pool, which keeps them loaded), the workflow modules
-    // (imported here: their bodies run on this thread).
-    const [databaseUrl, registry, workflows] = await allSettled([
-      openDatabase(config, logger, cleanup),
+    const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    // Independent of each other, so side by side: the database and its migrations (then the
+    // supervisor's connections, opened while the rest gets ready), the probe of the worker modules
+    // (on a thread of the pool, which keeps them loaded), the workflow modules (imported here:
+    // their bodies run on this thread).
+    const [{ databaseUrl, db, fastDb }, registry, workflows] = await allSettled([
+      openDatabase(config, logger, cleanup).then((url) => openPools(url, id, logger, cleanup)),
       loadRegistry(config.workers, { pool }),
       loadWorkflows(config.workflows),
     ]);
@@ -89,30 +91,6 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       logger.error({ workflow: name, error }, 'workflow module cannot load; its runs will be blocked');
     }
     const schedules = collectSchedules(registry, workflows, (message) => logger.error({}, message));
-
-    const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
-    const db = new pg.Pool({
-      connectionString: databaseUrl,
-      max: 4,
-      application_name: `spindle:supervisor:${id}`.slice(0, 63),
-      keepAlive: true,
-      connectionTimeoutMillis: 10_000,
-    });
-    // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
-    db.on('error', (err) => logger.warn({ err }, 'database connection lost'));
-    // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
-    // durable before they are acknowledged.
-    const fastDb = new pg.Pool({
-      connectionString: databaseUrl,
-      max: 2,
-      application_name: `spindle:supervisor:${id}`.slice(0, 63),
-      keepAlive: true,
-      connectionTimeoutMillis: 10_000,
-      options: CLAIM_CONNECTION_OPTIONS,
-    });
-    fastDb.on('error', (err) => logger.warn({ err }, 'database connection lost'));
-    cleanup.push(() => db.end(), () => fastDb.end());
 
     const snapshot = (): RuntimeSnapshot => ({
       supervisorId: id,
@@ -174,6 +152,43 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
   const applied = await migrate(databaseUrl);
   if (applied.length) logger.info({ applied }, 'migrated the database');
   return databaseUrl;
+}
+
+/**
+ * The supervisor's two pools, each with its first connection opened now (a new server backend costs
+ * a round trip or more), so that the first registration and the first claim do not wait for one.
+ */
+async function openPools(
+  databaseUrl: string,
+  id: string,
+  logger: Logger,
+  cleanup: (() => Promise<void>)[],
+): Promise<{ databaseUrl: string; db: pg.Pool; fastDb: pg.Pool }> {
+  // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
+  const applicationName = `spindle:supervisor:${id}`.slice(0, 63);
+  const db = new pg.Pool({
+    connectionString: databaseUrl,
+    max: 4,
+    application_name: applicationName,
+    keepAlive: true,
+    connectionTimeoutMillis: 10_000,
+  });
+  // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
+  // durable before they are acknowledged.
+  const fastDb = new pg.Pool({
+    connectionString: databaseUrl,
+    max: 2,
+    application_name: applicationName,
+    keepAlive: true,
+    connectionTimeoutMillis: 10_000,
+    options: CLAIM_CONNECTION_OPTIONS,
+  });
+  // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
+  for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
+  cleanup.push(() => db.end(), () => fastDb.end());
+  // A connection that fails here is tried again, and reported, by the statement that needs it.
+  await Promise.all([db, fastDb].map((pool) => pool.connect().then((client) => client.release(), () => {})));
+  return { databaseUrl, db, fastDb };
 }
 
 /** Like Promise.all, but rejects only once every promise has settled: nothing is left starting while the caller undoes. */

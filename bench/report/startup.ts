@@ -289,7 +289,7 @@ export function startupSections(results: Results): StartupSection[] {
       before: [
         'Each module imported alone in a fresh node process (bare names from spindle\'s own node_modules, their CommonJS entry), medians. ' +
           'A dependency\'s figure includes its own dependencies and the ESM loader\'s start (the empty module\'s line), so the figures overlap and do not add up to the package\'s. ' +
-          'The last rows are a worker thread\'s costs before a job runs, in a process of their own: its start, and the import of the worker module in it, JavaScript, or TypeScript after registering tsx as spindle\'s job and probe threads do on this Node.',
+          'The last rows are a worker thread\'s costs before a job runs, in a process of their own: its start, and the import of the worker module in it, JavaScript, or TypeScript after registering tsx as spindle\'s pool threads do on this Node.',
       ],
       grid: importGrid(r),
       after: [],
