@@ -33,6 +33,8 @@ export interface ReaperOptions {
   intervalMs: number;
   unknownTypeGraceMs: number;
   backoff: BackoffOptions;
+  /** The types whose worker module sets its own backoff. */
+  backoffByType: Record<string, BackoffOptions>;
   retentionMs: Partial<Record<JobState, number>>;
   isLeader: () => boolean;
   onReaped: (jobs: ReapedJob[]) => void;
@@ -96,8 +98,8 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       const reaped = await reapLostJobs(db, {
         limit: REAP_BATCH,
         deadAfterBeats: DEAD_AFTER_HEARTBEATS,
-        backoffBaseMs: this.#o.backoff.baseMs,
-        backoffMaxMs: this.#o.backoff.maxMs,
+        backoff: this.#o.backoff,
+        backoffByType: this.#o.backoffByType,
       });
       if (reaped.length === 0) break;
       this.#stats.reaped += reaped.length;

@@ -316,6 +316,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         intervalMs: config.reaperIntervalMs,
         unknownTypeGraceMs: config.unknownTypeGraceMs,
         backoff: config.backoff,
+        backoffByType: Object.fromEntries(
+          [...this.#d.registry.values()].flatMap((m) => (m.options.backoff === undefined ? [] : [[m.type, m.options.backoff]])),
+        ),
         retentionMs: config.retentionMs,
         isLeader: () => this.#elector.isLeader,
         onReaped: (jobs) => this.#onReaped(jobs),

@@ -3,8 +3,10 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import type { BackoffOptions } from '../backoff.ts';
 import type { AttemptRow, JobRow, JobState } from '../job.ts';
 import type { CheckedEnqueueOptions } from '../validate.ts';
+import { backoffMsSql } from './backoff-sql.ts';
 
 /** A pool or a client: anything that runs a query. */
 export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
@@ -610,8 +612,11 @@ export interface ReapedJob {
  */
 export async function reapLostJobs(
   db: Queryable,
-  reap: { limit: number; deadAfterBeats: number; backoffBaseMs: number; backoffMaxMs: number },
+  reap: { limit: number; deadAfterBeats: number; backoff: BackoffOptions; backoffByType: Record<string, BackoffOptions> },
 ): Promise<ReapedJob[]> {
+  // A type's own backoff where this supervisor knows the type, else the supervisor's.
+  const base = `coalesce(($5::jsonb -> j.type ->> 'baseMs')::float8, $2::float8)`;
+  const max = `coalesce(($5::jsonb -> j.type ->> 'maxMs')::float8, $3::float8)`;
   const { rows } = await db.query<ReapedJob>(
     `WITH lost AS (
        SELECT j.id, s.id IS NULL AS orphaned
@@ -630,7 +635,7 @@ export async function reapLostJobs(
                 CASE WHEN lost.orphaned
                      THEN format('supervisor %s stopped heartbeating while running attempt %s', j.worker_id, j.attempt)
                      ELSE format('the lease of attempt %s (supervisor %s) expired', j.attempt, j.worker_id) END),
-              run_at = now() + least($3::float8, $2::float8 * 2 ^ (j.attempt - 1)) * (0.75 + random() / 2) * interval '1 millisecond',
+              run_at = now() + ${backoffMsSql('j.attempt', base, max)} * interval '1 millisecond',
               finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts THEN now() END,
               lease_expires_at = NULL
          FROM lost
@@ -649,7 +654,7 @@ export async function reapLostJobs(
      )
      SELECT id::text, attempt, type, worker_id, state, orphaned
        FROM reaped, (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
-    [reap.limit, reap.backoffBaseMs, reap.backoffMaxMs, reap.deadAfterBeats],
+    [reap.limit, reap.backoff.baseMs, reap.backoff.maxMs, reap.deadAfterBeats, JSON.stringify(reap.backoffByType)],
   );
   return rows;
 }
