@@ -5,6 +5,7 @@ import { resolveStateDir } from './db/embedded-state.ts';
 import * as q from './db/queries.ts';
 import { checkSchemaVersion } from './db/schema-version.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
+import { DEAD_AFTER_HEARTBEATS } from './liveness.ts';
 import { Subscription } from './subscription.ts';
 import { attemptFromRow, FINAL_STATES, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
 import {
@@ -81,6 +82,30 @@ export interface JobUpdate {
   message: string | null;
   data: unknown;
   job: Job;
+}
+
+/** A registered supervisor, as supervisors() returns it. */
+export interface SupervisorInfo {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  /** The queues it claims from; empty: every queue. */
+  queues: string[];
+  /** The job types it serves. */
+  types: string[];
+  /** Its threads. */
+  concurrency: number;
+  heartbeatMs: number;
+  startedAt: Date;
+  lastSeenAt: Date;
+  /** Jobs it holds now. */
+  running: number;
+  /** Since it started, and since it was last seen, by the database's clock (this machine's may be off). */
+  upMs: number;
+  lastSeenMs: number;
+  /** It heartbeats; a dead one stays listed until the leader removes it (its jobs come back as their leases end). */
+  live: boolean;
 }
 
 /** Checks a job again this often even without a notification, in case one was missed. */
@@ -185,6 +210,27 @@ export class Client {
     };
     const rows = await q.listJobs(await this.#db(), filters);
     return rows.map((row) => jobFromRow(row));
+  }
+
+  /** Every registered supervisor, oldest first: where it runs, what it serves, whether it is alive. */
+  async supervisors(): Promise<SupervisorInfo[]> {
+    const rows = await q.listSupervisors(await this.#db(), DEAD_AFTER_HEARTBEATS);
+    return rows.map((r) => ({
+      id: r.id,
+      host: r.host,
+      pid: r.pid,
+      version: r.version,
+      queues: r.queues,
+      types: r.types,
+      concurrency: r.concurrency,
+      heartbeatMs: r.heartbeat_ms,
+      startedAt: r.started_at,
+      lastSeenAt: r.last_seen_at,
+      running: r.running,
+      upMs: r.up_ms,
+      lastSeenMs: r.last_seen_ms,
+      live: r.live,
+    }));
   }
 
   /** Every attempt of a job, oldest first. */

@@ -1,6 +1,6 @@
 /** spindle's public API. */
 export { createClient, Client } from './client.ts';
-export type { ClientOptions, EnqueueCallOptions, JobSpec, ListFilter, CancelOutcome, JobUpdate } from './client.ts';
+export type { ClientOptions, EnqueueCallOptions, JobSpec, ListFilter, CancelOutcome, JobUpdate, SupervisorInfo } from './client.ts';
 export { startSupervisor, VERSION } from './start.ts';
 export type { StartOptions, SupervisorHandle, RuntimeSnapshot } from './start.ts';
 export type { SupervisorOptions } from './config.ts';

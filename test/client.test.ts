@@ -143,6 +143,27 @@ describe('enqueue and read', () => {
   });
 });
 
+describe('supervisors', () => {
+  it('lists every registered supervisor with what it serves, and says which ones stopped heartbeating', async () => {
+    await db.pool.query(
+      `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms, started_at, last_seen_at)
+       VALUES ('alive', 'h1', 11, '0.1.0', '{}', '{a,b}', 2, 5000, now() - interval '1 minute', now()),
+              ('gone', 'h2', 22, '0.1.0', '{q}', '{a}', 4, 1000, now() - interval '2 minutes', now() - interval '4 seconds')`,
+    );
+    try {
+      const listed = await client.supervisors();
+      expect(listed).toMatchObject([
+        { id: 'gone', host: 'h2', pid: 22, queues: ['q'], types: ['a'], concurrency: 4, heartbeatMs: 1000, running: 0, live: false },
+        { id: 'alive', host: 'h1', pid: 11, queues: [], types: ['a', 'b'], concurrency: 2, heartbeatMs: 5000, running: 0, live: true },
+      ]);
+      expect(listed[0]!.lastSeenMs).toBeGreaterThanOrEqual(4_000);
+      expect(listed[1]!.upMs).toBeGreaterThanOrEqual(60_000);
+    } finally {
+      await db.pool.query(`DELETE FROM spindle.supervisors WHERE id IN ('alive', 'gone')`);
+    }
+  });
+});
+
 describe('dedupe key', () => {
   it('returns the live job for the same key, and a new one once it finished', async () => {
     const first = await client.enqueue('report', { n: 1 }, { key: 'report:42' });

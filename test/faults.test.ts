@@ -13,7 +13,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import type { SupervisorOptions } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { listSupervisors } from '../src/db/queries.ts';
 import { startEmbedded, type EmbeddedServer } from '../src/db/embedded.ts';
 import type { Job } from '../src/job.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
@@ -197,14 +196,14 @@ describe('crash safety (child processes, real faults)', () => {
     await leader.waitFor(() => startedJobs(leader).length >= 1, 10_000, 'a job running on the leader');
     const held = startedJobs(victim).map((j) => j.id);
     // What `spindle supervisors` shows: both, with the jobs each holds.
-    const before = await listSupervisors(db.pool);
-    expect(before.map((s) => [s.id, s.pid, s.running, s.heartbeat_ms]).sort()).toEqual(
+    const before = await client.supervisors();
+    expect(before.map((s) => [s.id, s.pid, s.running, s.heartbeatMs, s.live]).sort()).toEqual(
       [
-        [leader.id, leader.pid, 2, HEARTBEAT_MS],
-        [victim.id, victim.pid, 2, HEARTBEAT_MS],
+        [leader.id, leader.pid, 2, HEARTBEAT_MS, true],
+        [victim.id, victim.pid, 2, HEARTBEAT_MS, true],
       ].sort(),
     );
-    for (const s of before) expect(s.last_seen_ms).toBeLessThan(DEAD_AFTER_MS);
+    for (const s of before) expect(s.lastSeenMs).toBeLessThan(DEAD_AFTER_MS);
 
     victim.signal('SIGKILL');
     const killedAt = await dbNow(db.pool);
@@ -233,7 +232,7 @@ describe('crash safety (child processes, real faults)', () => {
       expect(ms).toBeGreaterThan(0);
       expect(ms).toBeLessThan(RECLAIM_BOUND_MS);
     }
-    expect((await listSupervisors(db.pool)).map((s) => s.id)).toEqual([leader.id]);
+    expect((await client.supervisors()).map((s) => s.id)).toEqual([leader.id]);
   }, 40_000);
 
   it('elects another leader when the leader is SIGKILLed, and the new leader reaps', async () => {

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/queries.ts';
-import { DEAD_AFTER_HEARTBEATS } from './heartbeat.ts';
+import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** How long connecting may take before the tick gives up and tries again on the next one. */

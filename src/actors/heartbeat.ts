@@ -6,8 +6,6 @@
 import { extendLeases, markSupervisorSeen, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
 import { Actor, assertNever } from './kernel.ts';
 
-/** A supervisor unseen for this many of its heartbeat intervals is dead (its jobs come back as their leases end). */
-export const DEAD_AFTER_HEARTBEATS = 3;
 /** A failed beat is tried again after this share of the interval. */
 const RETRY_SHARE = 0.25;
 

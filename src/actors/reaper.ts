@@ -14,7 +14,7 @@ import {
   type ReapedJob,
 } from '../db/queries.ts';
 import type { JobState } from '../job.ts';
-import { DEAD_AFTER_HEARTBEATS } from './heartbeat.ts';
+import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** Rows per statement, so a sweep never holds many locks for long. */

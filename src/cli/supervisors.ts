@@ -1,7 +1,5 @@
 /** `spindle supervisors`, and who would run a job: the warnings of `enqueue` and `start-workflow`. */
-import { DEAD_AFTER_HEARTBEATS } from '../actors/heartbeat.ts';
-import type { Client } from '../client.ts';
-import { listSupervisors, type SupervisorRow } from '../db/queries.ts';
+import type { Client, SupervisorInfo } from '../client.ts';
 import { parse } from './args.ts';
 import { withClient } from './connect.ts';
 import { clip, duration, print, table } from './format.ts';
@@ -9,7 +7,7 @@ import { clip, duration, print, table } from './format.ts';
 export async function supervisorsCommand(args: string[]): Promise<number> {
   const { values } = parse('supervisors', args);
   return withClient(values, async (client) => {
-    const rows = await listSupervisors(client.pool);
+    const rows = await client.supervisors();
     print(values.json, rows, () =>
       rows.length
         ? table(
@@ -22,9 +20,8 @@ export async function supervisorsCommand(args: string[]): Promise<number> {
               s.concurrency,
               s.queues.length ? s.queues.join(',') : '*',
               clip(s.types.join(','), 40),
-              // By the database's clock, like the reaper: this machine's clock may be off.
-              duration(s.up_ms),
-              `${duration(s.last_seen_ms)} ago${isLive(s) ? '' : ' (dead)'}`,
+              duration(s.upMs),
+              `${duration(s.lastSeenMs)} ago${s.live ? '' : ' (dead)'}`,
             ]),
           )
         : 'no supervisors running',
@@ -33,18 +30,13 @@ export async function supervisorsCommand(args: string[]): Promise<number> {
   });
 }
 
-/** Whether a supervisor still heartbeats: one unseen for a few of its intervals is dead, though listed until the leader removes it. */
-function isLive(s: SupervisorRow): boolean {
-  return s.last_seen_ms <= DEAD_AFTER_HEARTBEATS * s.heartbeat_ms;
-}
-
 /** The supervisors that heartbeat. */
-export async function liveSupervisors(client: Client): Promise<SupervisorRow[]> {
-  return (await listSupervisors(client.pool)).filter(isLive);
+export async function liveSupervisors(client: Client): Promise<SupervisorInfo[]> {
+  return (await client.supervisors()).filter((s) => s.live);
 }
 
 /** Says so when no live supervisor would run a job of `type` on `queue`; undefined when one would. */
-export function noServerWarning(live: SupervisorRow[], type: string, queue: string): string | undefined {
+export function noServerWarning(live: SupervisorInfo[], type: string, queue: string): string | undefined {
   if (live.length === 0) return `no supervisor is running: the job waits until one that serves "${type}" starts ('spindle start')`;
   const ofType = live.filter((s) => s.types.includes(type));
   if (ofType.length === 0) {

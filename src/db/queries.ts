@@ -248,7 +248,7 @@ export async function removeSupervisor(db: Queryable, id: string): Promise<void>
   await db.query('DELETE FROM spindle.supervisors WHERE id = $1', [id]);
 }
 
-/** A live supervisor as `spindle supervisors` shows it. */
+/** A registered supervisor, as the Client's supervisors() and `spindle supervisors` show it. */
 export interface SupervisorRow {
   id: string;
   host: string;
@@ -265,15 +265,19 @@ export interface SupervisorRow {
   /** Milliseconds since it started, and since it was last seen, by the database's clock. */
   up_ms: number;
   last_seen_ms: number;
+  /** Seen within `deadAfterBeats` of its heartbeat intervals (a dead one is listed until the leader removes it). */
+  live: boolean;
 }
 
 /** Every registered supervisor, oldest first, with the jobs it holds. */
-export async function listSupervisors(db: Queryable): Promise<SupervisorRow[]> {
+export async function listSupervisors(db: Queryable, deadAfterBeats: number): Promise<SupervisorRow[]> {
   const { rows } = await db.query<SupervisorRow>(
     `SELECT s.*, (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running,
             (extract(epoch FROM now() - s.started_at) * 1000)::float8 AS up_ms,
-            (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS last_seen_ms
+            (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS last_seen_ms,
+            s.last_seen_at >= now() - $1 * s.heartbeat_ms * interval '1 millisecond' AS live
        FROM spindle.supervisors s ORDER BY s.started_at`,
+    [deadAfterBeats],
   );
   return rows;
 }
