@@ -155,8 +155,8 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
 }
 
 /**
- * The supervisor's two pools, each with its first connection opened now (a new server backend costs
- * a round trip or more), so that the first registration and the first claim do not wait for one.
+ * The supervisor's two pools, each with connections opened now (a new server backend costs a round
+ * trip or more), so that the registration and the first claim do not wait for one.
  */
 async function openPools(
   databaseUrl: string,
@@ -186,8 +186,11 @@ async function openPools(
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
   for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   cleanup.push(() => db.end(), () => fastDb.end());
-  // A connection that fails here is tried again, and reported, by the statement that needs it.
-  await Promise.all([db, fastDb].map((pool) => pool.connect().then((client) => client.release(), () => {})));
+  // Two each: the first claim and the heartbeat's first beat share fastDb; the registration and the
+  // leader's first sweeps share db. A connection that fails here is tried again, and reported, by the
+  // statement that needs it.
+  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().then((client) => client, () => undefined));
+  for (const client of await Promise.all(opening)) client?.release();
   return { databaseUrl, db, fastDb };
 }
 
