@@ -481,7 +481,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly runs = new Set<JobRun>();
   private readonly host: RunHost;
   private readonly channels = new ThreadChannels();
-  /** The registry's probes under way, by number: see listen(). */
+  /** The registry's probes under way, by number: see followProbe(). */
   private readonly probes = new Map<number, (message: ProbingMessage) => void>();
   private closed: Promise<void> | undefined;
   private busy = 0;
@@ -636,7 +636,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   /** Routes a probe's 'spindle:probing' messages to `listener` until the returned function is called. */
-  listen(probe: number, listener: (message: ProbingMessage) => void): () => void {
+  followProbe(probe: number, listener: (message: ProbingMessage) => void): () => void {
     this.probes.set(probe, listener);
     return () => this.probes.delete(probe);
   }

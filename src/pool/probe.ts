@@ -11,7 +11,7 @@ export interface ProbeHost {
   /** Runs a task on a thread of the main lane; aborting `signal` terminates that thread. */
   runProbe(task: ProbeTask, signal?: AbortSignal): Promise<ModuleReport[]>;
   /** Sends the probe's 'spindle:probing' messages to `listener` until the returned function is called. */
-  listen(probe: number, listener: (message: ProbingMessage) => void): () => void;
+  followProbe(probe: number, listener: (message: ProbingMessage) => void): () => void;
 }
 
 let lastProbe = 0;
@@ -43,7 +43,7 @@ async function probeOnce(host: ProbeHost, paths: string[], timeoutMs: number, re
     timer = setTimeout(() => fail(`importing it did not finish within ${timeoutMs} ms (a top-level await that never settles?)`), timeoutMs);
   };
   arm();
-  const stop = host.listen(probe, (message) => {
+  const stop = host.followProbe(probe, (message) => {
     current = message.path;
     arm();
   });
