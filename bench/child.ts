@@ -8,22 +8,8 @@ import { settle } from './database.ts';
 import { systemScenario } from './scenarios/index.ts';
 import type { Metrics } from './scenarios/types.ts';
 import { findSystem } from './systems/index.ts';
+import type { RunOutcome, RunSpec } from './isolate.ts';
 import { wallClockMs } from './work.ts';
-
-/** What the harness asks of a child. */
-export interface RunSpec {
-  system: string;
-  scenario: string;
-  run: number;
-  quick: boolean;
-  threads: number;
-  databaseUrl: string;
-}
-
-/** What a child answers. */
-export type RunOutcome =
-  | { ok: true; metrics: Metrics; unfinished: number; setupMs: number }
-  | { ok: false; error: string };
 
 async function runOnce(spec: RunSpec): Promise<RunOutcome> {
   const adapter = findSystem(spec.system);

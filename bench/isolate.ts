@@ -1,7 +1,22 @@
 /** Bench code in fresh Node processes: child.ts for one run (its answer, with a time limit), and forkTsx for any script. */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { RunOutcome, RunSpec } from './child.ts';
+import type { Metrics } from './scenarios/types.ts';
+
+/** What the harness asks of a child. */
+export interface RunSpec {
+  system: string;
+  scenario: string;
+  run: number;
+  quick: boolean;
+  threads: number;
+  databaseUrl: string;
+}
+
+/** What a child answers. */
+export type RunOutcome =
+  | { ok: true; metrics: Metrics; unfinished: number; setupMs: number }
+  | { ok: false; error: string };
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -6,9 +6,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { RunSpec } from './child.ts';
 import { openDatabase, type BenchDatabase } from './database.ts';
-import { runIsolated } from './isolate.ts';
+import { runIsolated, type RunSpec } from './isolate.ts';
 import { machineInfo } from './machine.ts';
 import { chartSvg } from './report/chart.ts';
 import { consoleSummary } from './report/console.ts';

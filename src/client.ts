@@ -2,7 +2,9 @@
 import pg from 'pg';
 import { embeddedPool } from './db/embedded-client.ts';
 import { resolveStateDir } from './db/embedded-state.ts';
-import * as q from './db/queries.ts';
+import { cancelJob, enqueueJob, enqueueJobs, getJob, insertJobs, listAttempts, listJobs, retryJob } from './db/jobs.ts';
+import type { Queryable } from './db/queryable.ts';
+import { listSupervisors } from './db/supervisors.ts';
 import { checkSchemaVersion } from './db/schema-version.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import { DEAD_AFTER_HEARTBEATS } from './liveness.ts';
@@ -160,7 +162,7 @@ export class Client {
     const checked = checkEnqueueOptions(options);
     const db = this.#queryable(options.client);
     if (!this.#schemaChecked) await this.#checkSchema();
-    const row = await sqlErrors(() => q.enqueueJob(db, type, inputJson, checked));
+    const row = await sqlErrors(() => enqueueJob(db, type, inputJson, checked));
     return jobFromRow<I>(row);
   }
 
@@ -188,14 +190,14 @@ export class Client {
     const db = this.#queryable(options.client);
     if (!this.#schemaChecked) await this.#checkSchema();
     const keyed = checked.some((spec) => spec.options.key !== undefined);
-    const rows = await sqlErrors(() => (keyed ? q.enqueueJobs(db, checked) : q.insertJobs(db, checked)));
+    const rows = await sqlErrors(() => (keyed ? enqueueJobs(db, checked) : insertJobs(db, checked)));
     return rows.map((row) => jobFromRow(row));
   }
 
   /** The job, or null when there is none with this id. */
   async get<I = unknown, O = unknown>(id: string | number): Promise<Job<I, O> | null> {
     const jobId = checkId('id', id);
-    const row = await q.getJob(await this.#db(), jobId);
+    const row = await getJob(await this.#db(), jobId);
     return row ? jobFromRow<I, O>(row) : null;
   }
 
@@ -208,13 +210,13 @@ export class Client {
       limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
       after: filter.after === undefined ? undefined : checkId('filter.after', filter.after),
     };
-    const rows = await q.listJobs(await this.#db(), filters);
+    const rows = await listJobs(await this.#db(), filters);
     return rows.map((row) => jobFromRow(row));
   }
 
   /** Every registered supervisor, oldest first: where it runs, what it serves, whether it is alive. */
   async supervisors(): Promise<SupervisorInfo[]> {
-    const rows = await q.listSupervisors(await this.#db(), DEAD_AFTER_HEARTBEATS);
+    const rows = await listSupervisors(await this.#db(), DEAD_AFTER_HEARTBEATS);
     return rows.map((r) => ({
       id: r.id,
       host: r.host,
@@ -236,7 +238,7 @@ export class Client {
   /** Every attempt of a job, oldest first. */
   async attempts(id: string | number): Promise<Attempt[]> {
     const jobId = checkId('id', id);
-    const rows = await q.listAttempts(await this.#db(), jobId);
+    const rows = await listAttempts(await this.#db(), jobId);
     return rows.map(attemptFromRow);
   }
 
@@ -247,7 +249,7 @@ export class Client {
   async cancel(id: string | number, reason?: string): Promise<CancelOutcome> {
     const jobId = checkId('id', id);
     const why = reason === undefined ? null : checkText('reason', reason, MAX_REASON_CHARS);
-    const result = await q.cancelJob(await this.#db(), jobId, why);
+    const result = await cancelJob(await this.#db(), jobId, why);
     if (!result.found) throw new NotFoundError(`no job ${jobId}`);
     const state = result.state!;
     const changed = result.changed === true;
@@ -266,9 +268,9 @@ export class Client {
   async retry(id: string | number): Promise<Job> {
     const jobId = checkId('id', id);
     const db = await this.#db();
-    const row = await sqlErrors(() => q.retryJob(db, jobId));
+    const row = await sqlErrors(() => retryJob(db, jobId));
     if (row) return jobFromRow(row);
-    const current = await q.getJob(db, jobId);
+    const current = await getJob(db, jobId);
     if (!current) throw new NotFoundError(`no job ${jobId}`);
     throw new StateError(
       `job ${jobId} is ${current.state.replace('_', ' ')}; only failed, timed-out or cancelled jobs can be retried`,
@@ -309,7 +311,7 @@ export class Client {
     let last = '';
     try {
       for (;;) {
-        const row = await q.getJob(subscription.connection, jobId);
+        const row = await getJob(subscription.connection, jobId);
         if (!row) return;
         const job = jobFromRow(row);
         const seen = JSON.stringify([job.state, job.progress, job.progressMessage, job.progressData, job.attempt]);
@@ -390,7 +392,7 @@ export class Client {
     return this.#schemaCheck;
   }
 
-  #queryable(client: unknown): q.Queryable {
+  #queryable(client: unknown): Queryable {
     if (client === undefined) return this.#pool;
     if (typeof client !== 'object' || client === null || typeof (client as pg.ClientBase).query !== 'function') {
       throw new ValidationError('options.client', 'must be a pg client (with a query method)');

@@ -1,6 +1,6 @@
 /** What a finished attempt does to its job: retry later, or end in a final state. */
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
-import type { Finish } from './db/queries.ts';
+import type { Finish } from './db/outcomes.ts';
 import type { AttemptOutcome, JobError } from './job.ts';
 import type { Outcome } from './pool/pool.ts';
 import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from './storable.ts';

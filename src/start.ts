@@ -7,7 +7,7 @@ import { ensureSocketFree, type DebugLimits } from './actors/debug-server.ts';
 import { Supervisor } from './actors/supervisor.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
-import { CLAIM_CONNECTION_OPTIONS } from './db/queries.ts';
+import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { loadRegistry } from './pool/registry.ts';

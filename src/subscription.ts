@@ -4,7 +4,7 @@
  * missed), and read again.
  */
 import type pg from 'pg';
-import { listen, unlistenAll } from './db/queries.ts';
+import { listen, unlistenAll } from './db/notifications.ts';
 
 export class Subscription {
   readonly connection: pg.PoolClient;

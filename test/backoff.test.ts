@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backoffDelay, type BackoffOptions } from '../src/backoff.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { backoffMsSql } from '../src/db/backoff-sql.ts';
-import { claimJobs, reapLostJobs } from '../src/db/queries.ts';
+import { claimJobs } from '../src/db/claims.ts';
+import { reapLostJobs } from '../src/db/maintenance.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 let db: TestDatabase;

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Completer, type CompletedBatch } from '../src/actors/completer.ts';
 import { Progress } from '../src/actors/progress.ts';
 import { createClient, type Client } from '../src/client.ts';
-import { claimJobs, type Finish } from '../src/db/queries.ts';
+import { claimJobs } from '../src/db/claims.ts';
+import type { Finish } from '../src/db/outcomes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const WORKER = 'batch-writer-test';

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLAIM_CONNECTION_OPTIONS, CLAIM_SQL } from '../src/db/queries.ts';
+import { CLAIM_CONNECTION_OPTIONS, CLAIM_SQL } from '../src/db/claims.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const QUEUED = 50_000;

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client, type JobUpdate } from '../src/client.ts';
-import { writeProgress } from '../src/db/queries.ts';
+import { writeProgress } from '../src/db/progress.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 

@@ -282,7 +282,6 @@ const anyUnit: fc.Arbitrary<string> = fc.oneof(
 );
 
 const storableString = fc.string({ unit: storableUnit, maxLength: 12 });
-const anyString = fc.string({ unit: anyUnit, maxLength: 12 });
 
 /** Keys, with the ones that name prototype machinery. */
 const storableKey = fc.oneof(

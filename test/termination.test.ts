@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { RuntimeEvents } from '../src/actors/supervisor.ts';
+import type { RuntimeEvents } from '../src/runtime-events.ts';
 import { createClient, type Client } from '../src/client.ts';
 import type { Job } from '../src/job.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { migrate } from '../../src/db/migrate.ts';
-import { claimJobs } from '../../src/db/queries.ts';
+import { claimJobs } from '../../src/db/claims.ts';
 import { median } from '../stats.ts';
 import { dropSchema } from '../systems/postgres.ts';
 import { wallClockMs } from '../work.ts';

@@ -5,7 +5,8 @@
  * bad value never holds up the others.
  */
 import { isDataError, writeIsolating } from '../db/errors.ts';
-import { finishJobs, recordedAttempts, type Finish, type FinishedJobs, type Queryable } from '../db/queries.ts';
+import { finishJobs, recordedAttempts, type Finish, type FinishedJobs } from '../db/outcomes.ts';
+import type { Queryable } from '../db/queryable.ts';
 import { storableText } from '../storable.ts';
 import { Actor, assertNever } from './kernel.ts';
 

@@ -25,13 +25,14 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { chmod, lstat, mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, stat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type ListenOptions, type Server, type Socket } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EventEmitter } from 'eventemitter3';
 import { SpindleError, ValidationError } from '../errors.ts';
 import { Actor, assertNever, type ActorEventBase, type ActorEvents, type AnyActor } from './kernel.ts';
-import type { RuntimeEvents } from './supervisor.ts';
+import type { RuntimeEvents } from '../runtime-events.ts';
+import { mkdirp, writeSecret } from './ops-files.ts';
 
 /** Default of `DebugLimits.maxLineBytes`: 64 KiB. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
@@ -682,27 +683,6 @@ function checkSocketPath(path: string): void {
 async function prepareSocketDir(socketPath: string, stateDir: string): Promise<void> {
   const dir = dirname(socketPath);
   await mkdirp(dir, 0o700, { chmodExisting: dir === join(stateDir, 'run') });
-}
-
-/** mkdir -p: every directory created gets `mode` whatever the umask; `chmodExisting` also sets it on `dir` if it existed. */
-export async function mkdirp(dir: string, mode: number, options: { chmodExisting?: boolean } = {}): Promise<void> {
-  const first = await mkdir(dir, { recursive: true, mode });
-  if (first === undefined) {
-    if (options.chmodExisting) await chmod(dir, mode);
-    return;
-  }
-  for (let d = dir; ; d = dirname(d)) {
-    await chmod(d, mode);
-    if (d === first || dirname(d) === d) break;
-  }
-}
-
-/** Writes a file readable by its owner only, replacing it atomically. */
-export async function writeSecret(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
 }
 
 function listen(server: Server, options: ListenOptions): Promise<void> {

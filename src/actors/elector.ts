@@ -4,7 +4,7 @@
  * heartbeating (paused, wedged) has its session ended by the next candidate.
  */
 import pg from 'pg';
-import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/queries.ts';
+import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/leader.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Actor, assertNever } from './kernel.ts';
 

@@ -3,7 +3,9 @@
  * which jobs it still holds: a job missing from the answer was taken away. A beat that fails is tried
  * again soon, not a whole interval later: the leases must be renewed before they end.
  */
-import { extendLeases, markSupervisorSeen, type HeldJob, type Queryable, type SupervisorRecord } from '../db/queries.ts';
+import { extendLeases, type HeldJob } from '../db/leases.ts';
+import type { Queryable } from '../db/queryable.ts';
+import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 /** A failed beat is tried again after this share of the interval. */

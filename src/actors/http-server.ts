@@ -41,14 +41,15 @@ import { lstat, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join, resolve } from 'node:path';
 import { Client } from '../client.ts';
-import { countJobsByQueueAndState } from '../db/queries.ts';
+import { countJobsByQueueAndState } from '../db/jobs.ts';
 import { NotFoundError, StateError, ValidationError } from '../errors.ts';
 import type { Job } from '../job.ts';
 import { describe } from '../validate.ts';
-import { mkdirp, writeSecret, type DebugSource } from './debug-server.ts';
+import type { DebugSource } from './debug-server.ts';
+import { mkdirp, writeSecret } from './ops-files.ts';
 import { closeServer, formatHost, listen } from './http-listen.ts';
 import { Actor, assertNever } from './kernel.ts';
-import type { InFlightView } from './supervisor.ts';
+import type { InFlightView } from '../runtime-events.ts';
 
 /** The file, under `<stateDir>/run/`, that holds the API token. */
 export const HTTP_TOKEN_FILE = 'http.token';
@@ -472,7 +473,7 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
         res.write(`event: dropped\ndata: ${JSON.stringify({ count: dropped })}\n\n`);
         dropped = 0;
       }
-      res.write(`event: ${event}\ndata: ${toJson(data)}\n\n`);
+      res.write(`event: ${event}\ndata: ${wireJson(data)}\n\n`);
     };
     const unsubscribe = this.#o.source.subscribe((event, data) => {
       if (jobFilter && event.startsWith('job:') && (data as { id?: unknown }).id !== jobFilter) return;
@@ -605,7 +606,7 @@ function decodeSegment(segment: string): string {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = toJson(body);
+  const text = wireJson(body);
   res.writeHead(status, {
     ...SECURITY_HEADERS,
     ...headers,
@@ -617,7 +618,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 }
 
 /** JSON for the wire: errors become { name, message }, bigints strings. */
-function toJson(value: unknown): string {
+function wireJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => {
     if (v instanceof Error) return { name: v.name, message: v.message };
     if (typeof v === 'bigint') return v.toString();

@@ -3,7 +3,7 @@
  * with backoff when the connection drops, and says so, because notifications sent meanwhile are lost.
  */
 import pg from 'pg';
-import { listen } from '../db/queries.ts';
+import { listen } from '../db/notifications.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 const RECONNECT_MS = [100, 250, 500, 1_000, 2_000, 5_000];

@@ -23,12 +23,13 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countJobsByQueueAndState, type Queryable } from '../db/queries.ts';
+import { countJobsByQueueAndState } from '../db/jobs.ts';
+import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
 import { closeServer, formatHost, listen } from './http-listen.ts';
 import { Actor, assertNever, type ActorEvents, type AnyActor } from './kernel.ts';
-import type { RuntimeEvents } from './supervisor.ts';
+import type { RuntimeEvents } from '../runtime-events.ts';
 
 /** Buckets of the run-time histogram, in seconds: 1 ms to 10 min. */
 const RUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

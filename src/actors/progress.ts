@@ -4,7 +4,8 @@
  * database refuses for its data is split off and dropped; the others are written.
  */
 import { writeIsolating } from '../db/errors.ts';
-import { writeProgress, type ProgressUpdate, type Queryable } from '../db/queries.ts';
+import { writeProgress, type ProgressUpdate } from '../db/progress.ts';
+import type { Queryable } from '../db/queryable.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 type ProgressMsg = { type: 'report'; report: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };

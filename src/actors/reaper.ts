@@ -5,14 +5,8 @@
  * batches. Every time it compares is the database's (`now()`).
  */
 import type { BackoffOptions } from '../backoff.ts';
-import {
-  deleteFinishedJobs,
-  failUnknownTypes,
-  reapLostJobs,
-  removeDeadSupervisors,
-  type Queryable,
-  type ReapedJob,
-} from '../db/queries.ts';
+import { deleteFinishedJobs, failUnknownTypes, reapLostJobs, removeDeadSupervisors, type ReapedJob } from '../db/maintenance.ts';
+import type { Queryable } from '../db/queryable.ts';
 import type { JobState } from '../job.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Actor, assertNever } from './kernel.ts';

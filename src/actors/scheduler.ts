@@ -7,14 +7,8 @@
  * notification can be missed.
  */
 import type pg from 'pg';
-import {
-  claimWorkflowRuns,
-  extendWorkflowLeases,
-  fireCronJob,
-  fireCronWorkflow,
-  lastCronTicks,
-  unblockWorkflowRuns,
-} from '../db/queries.ts';
+import { fireCronJob, fireCronWorkflow, lastCronTicks } from '../db/cron.ts';
+import { claimWorkflowRuns, extendWorkflowLeases, unblockWorkflowRuns } from '../db/workflows.ts';
 import { ticksBetween } from '../workflows/cron.ts';
 import { resumeRun, type ResumeOutcome, type WorkflowLimits } from '../workflows/engine.ts';
 import type { ModuleSchedule, WorkflowRegistry } from '../workflows/registry.ts';

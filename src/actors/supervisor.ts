@@ -7,25 +7,17 @@ import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import type { SupervisorConfig } from '../config.ts';
-import {
-  cancelRequests,
-  claimJobs,
-  recordCompensation,
-  registerSupervisor,
-  removeSupervisor,
-  releaseJobs,
-  type ClaimedJob,
-  type ClaimType,
-  type Finish,
-  type HeldJob,
-  type ReapedJob,
-  type SupervisorRecord,
-} from '../db/queries.ts';
-import type { AttemptOutcome, JobState } from '../job.ts';
+import { claimJobs, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
+import { cancelRequests, type HeldJob } from '../db/leases.ts';
+import type { ReapedJob } from '../db/maintenance.ts';
+import { recordCompensation, type Finish } from '../db/outcomes.ts';
+import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
 import { finishFor, toJson } from '../outcome.ts';
 import type { Outcome, RunOptions, RunningJob, WorkerPool } from '../pool/pool.ts';
-import type { AbortReason } from '../pool/protocol.ts';
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
+import type { AttemptOutcome } from '../job.ts';
+import type { AbortReason } from '../pool/protocol.ts';
+import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
 import { Elector } from './elector.ts';
@@ -49,20 +41,6 @@ const PREFETCH_TARGET_MS = 50;
 /** Run time assumed of a type not seen yet: pessimistic, so a new type is not hoarded. */
 const UNKNOWN_RUN_MS = 1_000;
 const MAX_PREFETCH = 2_000;
-
-/** What the runtime tells an inspector, beside the actors' own events. */
-export interface RuntimeEvents {
-  /** `waitMs`: from the job's run_at to its claim, both by the database's clock (the queue wait). */
-  'job:claimed': [{ id: string; type: string; attempt: number; waitMs: number }];
-  /** `thread`: its number in the pool, 1 to the concurrency (`threadId` is Node's, which grows as threads are replaced). */
-  'job:started': [{ id: string; type: string; attempt: number; threadId: number; thread: number }];
-  /** `state` is the job's state after this attempt ('queued' for a retry), null when the claim was lost. */
-  'job:finished': [{ id: string; type: string; attempt: number; outcome: AttemptOutcome; state: JobState | null; ms: number }];
-  'job:progress': [{ id: string; percent: number; message: string | null }];
-  'claim:lost': [{ id: string; attempt: number; reason: string }];
-  'job:reaped': [{ id: string; attempt: number; workerId: string | null; state: string }];
-  'leader:changed': [{ leader: boolean }];
-}
 
 /** What an InFlight job reports to, besides itself. */
 interface InFlightHost {
@@ -138,25 +116,6 @@ class InFlight implements RunOptions {
     this.logs = boundLog(this.logs + line + '\n');
     this.#host.reportProgress(this);
   }
-}
-
-/** An in-flight job as the debug socket's `jobs` op shows it. */
-export interface InFlightView {
-  id: string;
-  type: string;
-  attempt: number;
-  maxAttempts: number;
-  /** Node's id of its thread (as in the log), once one has taken it. */
-  threadId: number | null;
-  /** Its thread's number in the pool, 1 to the concurrency, once one has taken it: what people are shown. */
-  thread: number | null;
-  claimedAt: string;
-  startedAt: string | null;
-  elapsedMs: number;
-  deadline: string | null;
-  progress: number | null;
-  message: string | null;
-  aborting: AbortReason | null;
 }
 
 type SupervisorMsg =

@@ -1,6 +1,6 @@
 /** `spindle enqueue TYPE [JSON]`: one job, said to be new or deduplicated, and who will run it. */
 import type { Client } from '../client.ts';
-import { inTransaction } from '../db/queries.ts';
+import { inTransaction } from '../db/queryable.ts';
 import type { Job } from '../job.ts';
 import { MAX_DELAY_MS, type EnqueueOptions } from '../validate.ts';
 import { dateFlag, INT32_MAX, intFlag, jsonArgument, parse, UsageError } from './args.ts';

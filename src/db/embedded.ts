@@ -21,7 +21,6 @@ import {
   ensureRunning,
   prepareSite,
   shutdownPostmaster,
-  type EmbeddedLogger,
   type RunningServer,
   type ServerSite,
   type StartEmbeddedOptions,

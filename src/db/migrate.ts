@@ -1,13 +1,7 @@
 /** Applies the numbered SQL files in migrations/, each in its own transaction, under an advisory lock. */
 import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
-import {
-  appliedMigrations,
-  ensureMigrationsTable,
-  lockMigrations,
-  recordMigration,
-  unlockMigrations,
-} from './queries.ts';
+import { appliedMigrations, ensureMigrationsTable, lockMigrations, recordMigration, unlockMigrations } from './migration-queries.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 

@@ -6,7 +6,8 @@
  */
 import { SchemaError } from '../errors.ts';
 import { migrationNames } from './migrate.ts';
-import { appliedMigrations, type Queryable } from './queries.ts';
+import { appliedMigrations } from './migration-queries.ts';
+import type { Queryable } from './queryable.ts';
 
 const UNDEFINED_TABLE = '42P01';
 const INVALID_SCHEMA_NAME = '3F000';

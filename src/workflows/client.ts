@@ -1,7 +1,7 @@
 /** The Client's workflow calls: start, read, list, send events, cancel, wait. */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import * as q from '../db/queries.ts';
+import { getWorkflowRun, insertWorkflowEvent, insertWorkflowRun, listWorkflowRuns, listWorkflowSteps, requestWorkflowCancel, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
 import { Subscription } from '../subscription.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from '../errors.ts';
 import { checkInteger, checkName, checkText, describe, MAX_REASON_CHARS, serializeInput } from '../validate.ts';
@@ -101,7 +101,7 @@ function checkRunId(field: string, id: unknown): string {
   return id;
 }
 
-export function runFromRow<I, O>(row: q.WorkflowRunRow): WorkflowRun<I, O> {
+export function runFromRow<I, O>(row: WorkflowRunRow): WorkflowRun<I, O> {
   return {
     id: row.id,
     name: row.name,
@@ -123,7 +123,7 @@ export function runFromRow<I, O>(row: q.WorkflowRunRow): WorkflowRun<I, O> {
   };
 }
 
-function stepFromRow(row: q.WorkflowStepRow): WorkflowStep {
+function stepFromRow(row: WorkflowStepRow): WorkflowStep {
   return {
     seq: row.seq,
     name: row.name,
@@ -152,16 +152,16 @@ export async function startWorkflow<I>(
   checkName('name', name);
   const id = options.id === undefined ? randomUUID() : checkRunId('options.id', options.id);
   const inputJson = serializeInput(input, maxInputBytes);
-  const { row, created } = await q.insertWorkflowRun(pool, { id, name, inputJson });
+  const { row, created } = await insertWorkflowRun(pool, { id, name, inputJson });
   if (row.name !== name) throw new StateError(`run ${id} exists already, as a run of workflow "${row.name}"`);
   return { run: runFromRow<I, unknown>(row), created };
 }
 
 /** The run with its steps, or null. */
 export async function getWorkflow(pool: pg.Pool, id: string): Promise<(WorkflowRun & { steps: WorkflowStep[] }) | null> {
-  const row = await q.getWorkflowRun(pool, checkRunId('id', id));
+  const row = await getWorkflowRun(pool, checkRunId('id', id));
   if (!row) return null;
-  const steps = await q.listWorkflowSteps(pool, id);
+  const steps = await listWorkflowSteps(pool, id);
   return { ...runFromRow(row), steps: steps.map(stepFromRow) };
 }
 
@@ -170,7 +170,7 @@ export async function listWorkflows(pool: pg.Pool, filter: WorkflowListFilter): 
   if (filter.state !== undefined && !STATES.includes(filter.state)) {
     throw new ValidationError('filter.state', `must be one of ${STATES.join(', ')}, got ${describe(filter.state)}`);
   }
-  const rows = await q.listWorkflowRuns(pool, {
+  const rows = await listWorkflowRuns(pool, {
     state: filter.state,
     name: filter.name === undefined ? undefined : checkName('filter.name', filter.name),
     limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
@@ -183,7 +183,7 @@ export async function sendEvent(pool: pg.Pool, runId: string, name: string, payl
   checkRunId('runId', runId);
   checkText('name', name, 200);
   const payloadJson = serializeInput(payload, maxInputBytes, 'payload');
-  const result = await q.insertWorkflowEvent(pool, { runId, name, payloadJson });
+  const result = await insertWorkflowEvent(pool, { runId, name, payloadJson });
   if (!result) throw new NotFoundError(`no workflow run ${runId}`);
   if (result.eventId === null) throw new StateError(`workflow run ${runId} already ${result.state.replace('_', ' ')}; event "${name}" not delivered`);
 }
@@ -192,7 +192,7 @@ export async function sendEvent(pool: pg.Pool, runId: string, name: string, payl
 export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: string | undefined): Promise<WorkflowCancelOutcome> {
   checkRunId('runId', runId);
   const why = reason === undefined ? null : checkText('reason', reason, MAX_REASON_CHARS);
-  const result = await q.requestWorkflowCancel(pool, runId, why);
+  const result = await requestWorkflowCancel(pool, runId, why);
   if (!result) throw new NotFoundError(`no workflow run ${runId}`);
   const state = result.state as WorkflowState;
   const message = result.changed
@@ -212,7 +212,7 @@ export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: numb
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   try {
     for (;;) {
-      const row = await q.getWorkflowRun(subscription.connection, id);
+      const row = await getWorkflowRun(subscription.connection, id);
       if (!row) throw new NotFoundError(`no workflow run ${id}`);
       if (FINAL_WORKFLOW_STATES.includes(row.state as WorkflowState)) return runFromRow(row);
       const left = deadline - Date.now();

@@ -11,29 +11,9 @@
  * (at least once, like any side effect before its record).
  */
 import type pg from 'pg';
-import {
-  beginWorkflowCompensation,
-  blockWorkflowRun,
-  cancelJob,
-  consumeWorkflowEvent,
-  countCompensationAttempt,
-  enqueueJob,
-  finishWorkflowRun,
-  getJob,
-  inTransaction,
-  listWorkflowSteps,
-  lockWorkflowClaim,
-  recordStepCompensation,
-  releaseWorkflowRun,
-  setWorkflowVersion,
-  suspendWorkflowRun,
-  writeWorkflowStep,
-  type StepWrite,
-  type WorkflowClaim,
-  type WorkflowRunRow,
-  type WorkflowStepRow,
-  type WorkflowWait,
-} from '../db/queries.ts';
+import { cancelJob, enqueueJob, getJob } from '../db/jobs.ts';
+import { inTransaction } from '../db/queryable.ts';
+import { beginWorkflowCompensation, blockWorkflowRun, consumeWorkflowEvent, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, lockWorkflowClaim, recordStepCompensation, releaseWorkflowRun, setWorkflowVersion, suspendWorkflowRun, writeWorkflowStep, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow, type WorkflowWait } from '../db/workflows.ts';
 import {
   NonDeterminismError,
   ValidationError,

@@ -1,5 +1,5 @@
 /** Waits on the job events of a supervisor that several jobs raise. */
-import type { RuntimeEvents } from '../../src/actors/supervisor.ts';
+import type { RuntimeEvents } from '../../src/runtime-events.ts';
 import type { SupervisorHandle } from '../../src/start.ts';
 
 type Started = RuntimeEvents['job:started'][0];

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ActorSnapshot } from '../../src/actors/kernel.ts';
-import type { RuntimeEvents } from '../../src/actors/supervisor.ts';
+import type { RuntimeEvents } from '../../src/runtime-events.ts';
 import { createClient, type Client } from '../../src/client.ts';
 import { startSupervisor, type StartOptions, type SupervisorHandle } from '../../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';

@@ -1,0 +1,44 @@
+/** The leases a supervisor holds: extended by the heartbeat; the cancels asked of its jobs. */
+import { LOCK_HELD_IN_ORDER } from './locking.ts';
+import type { Queryable } from './queryable.ts';
+
+/** A job this supervisor still holds, as the heartbeat returns it. */
+export interface HeldJob {
+  id: string;
+  attempt: number;
+  cancel_requested: boolean;
+  cancel_reason: string | null;
+}
+
+/**
+ * Extends the lease of every job this supervisor holds (fenced on attempt). Returns the jobs still
+ * held, with any cancel request; one missing has been taken away.
+ */
+export async function extendLeases(
+  db: Queryable,
+  lease: { workerId: string; leaseMs: number; ids: string[]; attempts: number[] },
+): Promise<HeldJob[]> {
+  const { rows } = await db.query<HeldJob>({
+    name: 'spindle.lease',
+    text: `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
+     )
+     UPDATE spindle.jobs j
+        SET lease_expires_at = now() + $4 * interval '1 millisecond'
+       FROM locked
+      WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
+      RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
+    values: [lease.workerId, lease.ids, lease.attempts, lease.leaseMs],
+  });
+  return rows;
+}
+
+/** Running jobs of this supervisor with a cancel requested, for a sweep after a missed NOTIFY. */
+export async function cancelRequests(db: Queryable, workerId: string): Promise<HeldJob[]> {
+  const { rows } = await db.query<HeldJob>(
+    `SELECT id::text, attempt, true AS cancel_requested, cancel_reason FROM spindle.jobs
+      WHERE worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL`,
+    [workerId],
+  );
+  return rows;
+}

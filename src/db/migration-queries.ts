@@ -1,0 +1,31 @@
+/** The statements of migrate(): its lock and its record of applied migrations. */
+import type { Queryable } from './queryable.ts';
+
+/** Key of the advisory lock held while migrating. */
+const MIGRATION_LOCK = "hashtext('spindle.migrate')";
+
+export async function lockMigrations(db: Queryable): Promise<void> {
+  await db.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK})`);
+}
+
+export async function unlockMigrations(db: Queryable): Promise<void> {
+  await db.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`);
+}
+
+export async function ensureMigrationsTable(db: Queryable): Promise<void> {
+  await db.query(`
+    CREATE SCHEMA IF NOT EXISTS spindle;
+    CREATE TABLE IF NOT EXISTS spindle.migrations (
+      name       text PRIMARY KEY,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+}
+
+export async function appliedMigrations(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ name: string }>('SELECT name FROM spindle.migrations');
+  return new Set(rows.map((r) => r.name));
+}
+
+export async function recordMigration(db: Queryable, name: string): Promise<void> {
+  await db.query('INSERT INTO spindle.migrations (name) VALUES ($1)', [name]);
+}

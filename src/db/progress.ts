@@ -1,0 +1,50 @@
+/** Progress reports of running jobs, written in batches, fenced like outcomes. */
+import { LOCK_HELD_IN_ORDER } from './locking.ts';
+import type { Queryable } from './queryable.ts';
+
+/** The latest progress of one running attempt. */
+export interface ProgressUpdate {
+  id: string;
+  attempt: number;
+  percent: number;
+  message: string | null;
+  data: unknown;
+  logs: string | null;
+}
+
+/**
+ * Writes the latest progress of many jobs in one statement, fenced on (id, attempt, worker, running),
+ * and tells watchers with one NOTIFY per 300 jobs. Returns how many rows were written.
+ */
+export async function writeProgress(db: Queryable, workerId: string, updates: ProgressUpdate[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>({
+    name: 'spindle.progress',
+    text: `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
+     ), written AS (
+       UPDATE spindle.jobs j
+          SET progress = u.percent, progress_message = u.message, progress_data = u.data,
+              logs = coalesce(u.logs, j.logs)
+         FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[], $6::jsonb[], $7::text[])
+           AS u(id, attempt, percent, message, data, logs)
+         JOIN locked ON locked.id = u.id
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1 AND j.state = 'running'
+        RETURNING j.id
+     ), told AS (
+       SELECT pg_notify('spindle_progress', string_agg(id::text, ','))
+         FROM (SELECT id, row_number() OVER () / 300 AS g FROM written) w
+        GROUP BY g
+     )
+     SELECT (SELECT count(*) FROM written)::int AS n, (SELECT count(*) FROM told) AS t`,
+    values: [
+      workerId,
+      updates.map((u) => u.id),
+      updates.map((u) => u.attempt),
+      updates.map((u) => u.percent),
+      updates.map((u) => u.message),
+      updates.map((u) => (u.data === undefined ? null : JSON.stringify(u.data))),
+      updates.map((u) => u.logs),
+    ],
+  });
+  return rows[0]!.n;
+}

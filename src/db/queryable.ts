@@ -1,0 +1,27 @@
+/** What every statement runs on: a pool or a client, and a transaction on one connection. */
+import type pg from 'pg';
+
+/** A pool or a client: anything that runs a query. */
+export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
+
+/**
+ * Runs `body` in a transaction on one connection of `pool`: COMMIT when it resolves, ROLLBACK when
+ * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded.
+ */
+export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await body(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((err: Error) => {
+      broken = err;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
