@@ -19,12 +19,11 @@
  *   clock), progress, logs, abort and outcome, streamed as it ends. Stopping the
  *   running job of a batch may terminate the thread: the jobs of the batch that
  *   had not started are then 'interrupted' (back in the queue, no attempt used).
- *   A type not measured yet runs one job per task, exactly as before batching.
+ *   A type not measured yet runs one job per task.
  * - Threads do not wait for the supervisor between jobs: when every thread is
  *   busy, the next waiting job is fed to a thread whose batch is on its last
  *   job, if that job's type averages under FEED_BELOW_MS; the thread starts it
- *   the moment it is done (a round trip through this thread costs ~1 ms when
- *   the cores are busy, 5% of a 20 ms job). A thread that is free while
+ *   the moment it is done, without a round trip through this thread. A thread that is free while
  *   nothing waits takes half the jobs a batch has not started (a job far longer
  *   than its type's average holds up nothing).
  * - A compensation (a module's `compensate`, after a cancel) runs in a lane of
@@ -82,8 +81,7 @@ export const MIN_MEMORY_MB = 16;
  * then ends the thread (ERR_WORKER_OUT_OF_MEMORY); a scavenge that must promote
  * more than that aborts the whole process instead. Left to V8, the young
  * generation is 48 MB on Node 20 but 192 MB on Node 24, where a thread running
- * out of memory killed the process about every other time. 48: Node 20's size,
- * measured safe on both (0 process aborts in 30 tries, vs 6 in 12 at 192).
+ * out of memory can kill the process. 48: Node 20's size, safe on both.
  */
 const YOUNG_GENERATION_MB = 48;
 /** Idle time after which a compensation's thread ends: compensations are rare. */
@@ -91,9 +89,8 @@ const COMPENSATION_IDLE_TIMEOUT_MS = 1_000;
 /** How often a job whose thread died before starting it is dispatched again. */
 const MAX_REDISPATCHES = 3;
 /**
- * Default most jobs in one batch. Each batch cost the main thread a structured clone and a port
- * transfer (~200 µs measured): at 64 that was ~4 µs of every no-op job; BATCH_BUDGET_MS still bounds
- * how long one batch holds its thread.
+ * Default most jobs in one batch. Each batch costs the main thread a structured clone and a port
+ * transfer, shared by its jobs; BATCH_BUDGET_MS still bounds how long one batch holds its thread.
  */
 export const DEFAULT_MAX_BATCH_JOBS = 256;
 /** Default run time (ms, average on the thread) under which a job type is batched. */
@@ -104,8 +101,8 @@ const BATCH_MIN_SAMPLES = 3;
 const BATCH_BUDGET_MS = 8;
 /**
  * A waiting job is fed to a busy thread's batch only behind a job whose type
- * averages under this (ms): the round trip it saves (~1 ms on 2 busy cores) is
- * worth it for short jobs, and a job fed behind a long one could wait long.
+ * averages under this (ms): the round trip it saves is worth it for short
+ * jobs, and a job fed behind a long one could wait long.
  */
 const FEED_BELOW_MS = 50;
 /**

@@ -73,10 +73,10 @@ interface JobLink {
 }
 
 /**
- * A handler's ctx. `signal` is a getter on the prototype: one in an object
- * literal made each ctx about 50 times slower to build (4 µs, a tenth of a
- * no-op job's cost on its thread). `progress` and `log` stay own functions, so
- * a handler may take them out of ctx and call them alone.
+ * A handler's ctx. `signal` is a getter on the prototype: a getter in an object
+ * literal makes V8 build each ctx the slow way, and a ctx is built for every job.
+ * `progress` and `log` stay own functions, so a handler may take them out of ctx
+ * and call them alone.
  */
 class JobContext implements ThreadJobContext {
   readonly jobId: string;
