@@ -17,6 +17,7 @@ import type { Outcome, RunOptions, RunningJob, WorkerPool } from '../pool/pool.t
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
+import { keepWithinBudget, planClaim, RunTimes, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
@@ -36,11 +37,6 @@ const MAX_LOG_BYTES = 64 * 1024;
 /** Time a compensate() hook gets when its module says nothing. */
 const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
-/** Adaptive prefetch holds about this much work beyond the running jobs. */
-const PREFETCH_TARGET_MS = 50;
-/** Run time assumed of a type not seen yet: pessimistic, so a new type is not hoarded. */
-const UNKNOWN_RUN_MS = 1_000;
-const MAX_PREFETCH = 2_000;
 
 /** What an InFlight job reports to, besides itself. */
 interface InFlightHost {
@@ -188,10 +184,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
   #maybeMore = true;
   #claimFailures = 0;
-  /** Moving average of run time, for the adaptive prefetch; starts pessimistic (long jobs). */
-  #avgRunMs = UNKNOWN_RUN_MS;
-  /** The same per type: how many of one type to hold, so a supervisor does not hoard slow jobs. */
-  readonly #typeRunMs = new Map<string, number>();
+  /** Run times observed, for the adaptive prefetch and the per-type budgets (policy/claim-plan.ts). */
+  readonly #runTimes = new RunTimes();
   #idleWaiters: (() => void)[] = [];
   #stats = { claims: 0, claimed: 0, released: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
@@ -497,7 +491,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   // ---- claiming -------------------------------------------------------------------
 
   async #claim(): Promise<void> {
-    const { config, registry } = this.#d;
+    const { config } = this.#d;
     if (this.#draining || !this.#maybeMore) return;
     // Unseen for 3 heartbeats (paused, cut off), we may have been declared dead, and our leases may
     // be ending: wait for a beat to register us again before claiming more.
@@ -505,32 +499,15 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#claimWaitsForBeat = true;
       return;
     }
-    let free = this.#slots() - this.#inFlight.size;
+    const plan = planClaim(config, this.#runTimes, this.#servedTypes(), this.#heldByType());
+    let free = plan.free;
     if (free <= 0) return;
-
-    const running = new Map<string, number>();
-    for (const job of this.#inFlight.values()) running.set(job.type, (running.get(job.type) ?? 0) + 1);
-    const unlimited: ClaimType[] = [];
-    const limited: { type: ClaimType; free: number }[] = [];
-    let atBudget = false;
-    for (const info of registry.values()) {
-      const claimType = { type: info.type, maxAttempts: info.options.maxAttempts ?? 3 };
-      const limit = info.options.concurrency;
-      // A type this supervisor already holds enough of is left for the others.
-      if ((running.get(info.type) ?? 0) >= this.#typeBudget(info.type)) {
-        atBudget = true;
-        continue;
-      }
-      if (limit === undefined) unlimited.push(claimType);
-      else if (limit - (running.get(info.type) ?? 0) > 0) limited.push({ type: claimType, free: limit - (running.get(info.type) ?? 0) });
-      else atBudget = true;
-    }
 
     // Consumed here, not overwritten after the claim: a wake-up that arrives while this claim is in
     // flight (jobs committed after its snapshot) sets it again and must not be lost.
     this.#maybeMore = false;
     // A type left out at its budget may have more waiting: claim again as its jobs finish.
-    let full = atBudget;
+    let full = plan.atBudget;
     const take = async (types: ClaimType[], limit: number) => {
       const { kept, released } = await this.#claimBatch(types, limit);
       free -= kept;
@@ -538,8 +515,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       if (kept + released === limit || released > 0) full = true;
     };
     try {
-      if (unlimited.length > 0) await take(unlimited, free);
-      for (const { type, free: typeFree } of limited) {
+      if (plan.unlimited.length > 0) await take(plan.unlimited, free);
+      for (const { type, free: typeFree } of plan.limited) {
         if (free > 0) await take([type], Math.min(free, typeFree));
       }
       this.#claimFailures = 0;
@@ -555,26 +532,18 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (full) this.#maybeMore = true;
   }
 
-  /** Jobs this supervisor holds at most: its threads plus a prefetch that keeps them fed. */
-  #slots(): number {
-    const { concurrency, prefetch } = this.#d.config;
-    if (prefetch !== undefined) return concurrency + prefetch;
-    const adaptive = Math.ceil((concurrency * PREFETCH_TARGET_MS) / Math.max(this.#avgRunMs, 0.01));
-    return concurrency + Math.min(MAX_PREFETCH, Math.max(concurrency, adaptive));
+  /** The types it serves, as the claim plan needs them. */
+  *#servedTypes(): Iterable<ServedType> {
+    for (const info of this.#d.registry.values()) {
+      yield { type: info.type, maxAttempts: info.options.maxAttempts ?? 3, concurrency: info.options.concurrency };
+    }
   }
 
-  /** Jobs of one type this supervisor holds at most: its threads plus about 50 ms of that type's work. */
-  #typeBudget(type: string): number {
-    const { concurrency, prefetch } = this.#d.config;
-    if (prefetch !== undefined) return concurrency + prefetch;
-    const adaptive = Math.ceil((concurrency * PREFETCH_TARGET_MS) / Math.max(this.#typeRunMs.get(type) ?? UNKNOWN_RUN_MS, 0.01));
-    return concurrency + Math.min(MAX_PREFETCH, Math.max(concurrency, adaptive));
-  }
-
-  /** Claims again once half the slots are free, or at once when a thread has nothing to do. */
-  #wantsClaim(): boolean {
-    const held = this.#inFlight.size;
-    return held < this.#d.config.concurrency || this.#slots() - held >= Math.ceil(this.#slots() / 2);
+  /** The jobs it holds, by type. */
+  #heldByType(): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const job of this.#inFlight.values()) held.set(job.type, (held.get(job.type) ?? 0) + 1);
+    return held;
   }
 
   /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */
@@ -582,18 +551,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
-    // A claim sized for short jobs may bring back slow ones: keep what this type's budget allows,
-    // give the rest back at once for other supervisors, rather than hold them behind busy threads.
-    const held = new Map<string, number>();
-    for (const job of this.#inFlight.values()) held.set(job.type, (held.get(job.type) ?? 0) + 1);
-    const excess: ClaimedJob[] = [];
-    for (const row of rows) {
-      const n = held.get(row.type) ?? 0;
-      if (n >= this.#typeBudget(row.type)) {
-        excess.push(row);
-        continue;
-      }
-      held.set(row.type, n + 1);
+    // What its type's budget does not allow is given back at once for other supervisors, rather
+    // than held behind busy threads.
+    const { kept, excess } = keepWithinBudget(config, this.#runTimes, rows, this.#heldByType());
+    for (const row of kept) {
       this.#run(row);
       this.#stats.claimed++;
     }
@@ -654,11 +615,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // Only a job that reported progress or logs can have some pending there.
     if (job.percent !== null || job.logs !== '') this.#progress.forget(id);
     const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
-    if (job.startedAt !== null) {
-      this.#avgRunMs = this.#avgRunMs * 0.8 + elapsed * 0.2;
-      const typeAvg = this.#typeRunMs.get(job.type);
-      this.#typeRunMs.set(job.type, typeAvg === undefined ? elapsed : typeAvg * 0.8 + elapsed * 0.2);
-    }
+    if (job.startedAt !== null) this.#runTimes.record(job.type, elapsed);
     const finish = finishFor(
       { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs },
       outcome,
@@ -689,7 +646,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // A cancel this supervisor has not heard of yet may still turn the retry into a cancel (finishJobs).
     if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#retrying.set(finish, job);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-    if (this.#maybeMore && this.#wantsClaim()) this.#wake();
+    if (this.#maybeMore && wantsClaim(this.#d.config, this.#runTimes, this.#inFlight.size)) this.#wake();
   }
 
   #onBatch(batch: CompletedBatch): void {
