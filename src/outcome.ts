@@ -11,13 +11,23 @@ export interface FinishingAttempt {
   attempt: number;
   maxAttempts: number;
   logs: string | null;
+  /** A cancel was asked while it ran (it came as the attempt was already ending, a timeout). */
+  cancelRequested: boolean;
 }
 
 /**
  * Maps an attempt's outcome to the write that records it, or null when nothing may be written
- * (the claim was lost: the job belongs to someone else now).
+ * (the claim was lost: the job belongs to someone else now). A cancel beats a retry: a job that would
+ * go back to the queue ends `cancelled` when a cancel was asked (finishJobs' statement applies the
+ * same rule to a cancel only the row knows of).
  */
 export function finishFor(job: FinishingAttempt, outcome: Outcome, backoff: BackoffOptions): Finish | null {
+  const finish = nextStep(job, outcome, backoff);
+  if (finish !== null && job.cancelRequested && finish.nextState === 'queued') finish.nextState = 'cancelled';
+  return finish;
+}
+
+function nextStep(job: FinishingAttempt, outcome: Outcome, backoff: BackoffOptions): Finish | null {
   // Object literals, not spreads of a shared base: this runs once per job, and V8's spread with extra
   // properties costs about a microsecond a call.
   const { id, attempt, logs } = job;

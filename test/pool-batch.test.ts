@@ -353,7 +353,7 @@ describe('aborts in a batch', () => {
     expect(outcomes.slice(2)).toEqual([interruptedBy(cause), interruptedBy(cause)]);
     expect(rest.every(({ starts, job }) => starts() === 0 && job.threadId === undefined)).toBe(true);
     // The supervisor puts an interrupted job back in the queue at once, without using up an attempt.
-    const finish = finishFor({ id: rest[0]!.job.jobId, attempt: 1, maxAttempts: 3, logs: null }, outcomes[2]!, DEFAULT_BACKOFF);
+    const finish = finishFor({ id: rest[0]!.job.jobId, attempt: 1, maxAttempts: 3, logs: null, cancelRequested: false }, outcomes[2]!, DEFAULT_BACKOFF);
     expect(finish).toMatchObject({ outcome: 'interrupted', nextState: 'queued', delayMs: 0 });
     // The pool has its thread back.
     expect((await step(pool, type).job.outcome).kind).toBe('succeeded');

@@ -617,12 +617,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
     if (job.startedAt !== null) this.#runTimes.record(job.type, elapsed);
     const finish = finishFor(
-      { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs },
+      { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs, cancelRequested: job.cancelRequested },
       outcome,
       job.info.options.backoff ?? this.#d.config.backoff,
     );
-    // A cancel that came while the attempt was already stopping (a timeout) ends the job instead of a retry.
-    if (finish && job.cancelRequested && finish.nextState === 'queued') finish.nextState = 'cancelled';
     // The outcome's write carries the last progress (the pool delivers it before the outcome): what
     // the progress writer still held of this job is dropped, and a write of it still under way is
     // fenced out by the outcome.
