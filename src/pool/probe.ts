@@ -40,7 +40,7 @@ async function probeOnce(host: ProbeHost, paths: string[], timeoutMs: number, re
   // Armed before the thread takes the task: the bound also covers a thread that is still starting.
   const arm = (): void => {
     clearTimeout(timer);
-    timer = setTimeout(() => fail(`importing it did not finish within ${timeoutMs} ms (a top-level await that never settles?)`), timeoutMs);
+    timer = setTimeout(() => fail(`importing it did not finish within ${timeoutMs} ms (a loop at its top level, or a top-level await that never settles)`), timeoutMs);
   };
   arm();
   const stop = host.followProbe(probe, (message) => {
