@@ -75,6 +75,19 @@ async function batched<T>(pool: WorkerPool, submit: () => T): Promise<{ result: 
   return { result, tasks: after.tasks - before.tasks, jobs: after.jobs - before.jobs };
 }
 
+/** `promise`, or a failure after `ms` that shows where the pool stood: a hang then says what it waited for. */
+async function within<T>(promise: Promise<T>, ms: number, what: string, pool: WorkerPool): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms; the pool: ${JSON.stringify(pool.stats())}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The order in which outcomes resolve. */
 function settleOrder(jobs: StepJob[]): Promise<string[]> {
   const order: string[] = [];
@@ -149,7 +162,7 @@ describe('each job of a batch on its own', () => {
       // One thread busy with a job of a type not measured yet (so alone): the batch goes to the other.
       const busyGate = gate();
       const busy = step(two, `step-${nextType++}`, { do: 'hold', gate: busyGate });
-      await busy.started;
+      await within(busy.started, 10_000, 'the busy job started', two);
       const holdGate = gate();
       const { result: jobs, tasks } = await batched(two, () => [
         step(two, type, { do: 'hold', gate: holdGate }),
@@ -158,11 +171,11 @@ describe('each job of a batch on its own', () => {
       ]);
       expect(tasks).toBe(1);
       const [holder, ...rest] = jobs;
-      await holder!.started;
+      await within(holder!.started, 10_000, 'the holder started', two);
       open(busyGate);
-      expect((await busy.job.outcome).kind).toBe('succeeded');
+      expect((await within(busy.job.outcome, 10_000, 'the busy job ended', two)).kind).toBe('succeeded');
       // Done while the first job of their batch still holds its thread.
-      const outcomes = await Promise.all(rest.map(({ job }) => job.outcome));
+      const outcomes = await within(Promise.all(rest.map(({ job }) => job.outcome)), 10_000, 'the jobs behind the holder ended', two);
       expect(outcomes.map((o) => o.kind)).toEqual(['succeeded', 'succeeded']);
       for (const { job } of rest) expect(job.threadId).not.toBe(holder!.job.threadId);
       expect(two.stats().batches.taken).toBe(2);
