@@ -4,7 +4,7 @@ import { embeddedPool } from './db/embedded-client.ts';
 import { resolveStateDir } from './db/embedded-state.ts';
 import { cancelJob, enqueueJob, enqueueJobs, getJob, insertJobs, listAttempts, listJobs, retryJob } from './db/jobs.ts';
 import type { Queryable } from './db/queryable.ts';
-import { listSupervisors } from './db/supervisors.ts';
+import { listSupervisors, type SupervisorInfo } from './db/supervisors.ts';
 import { checkSchemaVersion } from './db/schema-version.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import { DEAD_AFTER_HEARTBEATS } from './liveness.ts';
@@ -86,29 +86,7 @@ export interface JobUpdate {
   job: Job;
 }
 
-/** A registered supervisor, as supervisors() returns it. */
-export interface SupervisorInfo {
-  id: string;
-  host: string;
-  pid: number;
-  version: string;
-  /** The queues it claims from; empty: every queue. */
-  queues: string[];
-  /** The job types it serves. */
-  types: string[];
-  /** Its threads. */
-  concurrency: number;
-  heartbeatMs: number;
-  startedAt: Date;
-  lastSeenAt: Date;
-  /** Jobs it holds now. */
-  running: number;
-  /** Since it started, and since it was last seen, by the database's clock (this machine's may be off). */
-  upMs: number;
-  lastSeenMs: number;
-  /** It heartbeats; a dead one stays listed until the leader removes it (its jobs come back as their leases end). */
-  live: boolean;
-}
+export type { SupervisorInfo };
 
 /** Checks a job again this often even without a notification, in case one was missed. */
 const WAIT_RECHECK_MS = 5_000;
@@ -216,23 +194,7 @@ export class Client {
 
   /** Every registered supervisor, oldest first: where it runs, what it serves, whether it is alive. */
   async supervisors(): Promise<SupervisorInfo[]> {
-    const rows = await listSupervisors(await this.#db(), DEAD_AFTER_HEARTBEATS);
-    return rows.map((r) => ({
-      id: r.id,
-      host: r.host,
-      pid: r.pid,
-      version: r.version,
-      queues: r.queues,
-      types: r.types,
-      concurrency: r.concurrency,
-      heartbeatMs: r.heartbeat_ms,
-      startedAt: r.started_at,
-      lastSeenAt: r.last_seen_at,
-      running: r.running,
-      upMs: r.up_ms,
-      lastSeenMs: r.last_seen_ms,
-      live: r.live,
-    }));
+    return listSupervisors(await this.#db(), DEAD_AFTER_HEARTBEATS);
   }
 
   /** Every attempt of a job, oldest first. */

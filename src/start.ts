@@ -165,31 +165,23 @@ async function openPools(
   cleanup: (() => Promise<void>)[],
 ): Promise<{ databaseUrl: string; db: pg.Pool; fastDb: pg.Pool }> {
   // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
-  const applicationName = `spindle:supervisor:${id}`.slice(0, 63);
-  const db = new pg.Pool({
+  const settings: pg.PoolConfig = {
     connectionString: databaseUrl,
-    max: 4,
-    application_name: applicationName,
+    application_name: `spindle:supervisor:${id}`.slice(0, 63),
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
-  });
+  };
+  const db = new pg.Pool({ ...settings, max: 4 });
   // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
   // durable before they are acknowledged.
-  const fastDb = new pg.Pool({
-    connectionString: databaseUrl,
-    max: 2,
-    application_name: applicationName,
-    keepAlive: true,
-    connectionTimeoutMillis: 10_000,
-    options: CLAIM_CONNECTION_OPTIONS,
-  });
+  const fastDb = new pg.Pool({ ...settings, max: 2, options: CLAIM_CONNECTION_OPTIONS });
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
   for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   cleanup.push(() => db.end(), () => fastDb.end());
   // Two each: the first claim and the heartbeat's first beat share fastDb; the registration and the
   // leader's first sweeps share db. A connection that fails here is tried again, and reported, by the
   // statement that needs it.
-  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().then((client) => client, () => undefined));
+  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().catch(() => undefined));
   for (const client of await Promise.all(opening)) client?.release();
   return { databaseUrl, db, fastDb };
 }

@@ -43,32 +43,26 @@ export async function removeSupervisor(db: Queryable, id: string): Promise<void>
 }
 
 /** A registered supervisor, as the Client's supervisors() and `spindle supervisors` show it. */
-export interface SupervisorRow {
-  id: string;
-  host: string;
-  pid: number;
-  version: string;
-  queues: string[];
-  types: string[];
-  concurrency: number;
-  heartbeat_ms: number;
-  started_at: Date;
-  last_seen_at: Date;
+export interface SupervisorInfo extends SupervisorRecord {
+  startedAt: Date;
+  lastSeenAt: Date;
   /** Jobs it holds now. */
   running: number;
-  /** Milliseconds since it started, and since it was last seen, by the database's clock. */
-  up_ms: number;
-  last_seen_ms: number;
-  /** Seen within `deadAfterBeats` of its heartbeat intervals (a dead one is listed until the leader removes it). */
+  /** Since it started, and since it was last seen, by the database's clock (this machine's may be off). */
+  upMs: number;
+  lastSeenMs: number;
+  /** It heartbeats; a dead one stays listed until the leader removes it (its jobs come back as their leases end). */
   live: boolean;
 }
 
-/** Every registered supervisor, oldest first, with the jobs it holds. */
-export async function listSupervisors(db: Queryable, deadAfterBeats: number): Promise<SupervisorRow[]> {
-  const { rows } = await db.query<SupervisorRow>(
-    `SELECT s.*, (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running,
-            (extract(epoch FROM now() - s.started_at) * 1000)::float8 AS up_ms,
-            (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS last_seen_ms,
+/** Every registered supervisor, oldest first, with the jobs it holds; dead when unseen for `deadAfterBeats` beats. */
+export async function listSupervisors(db: Queryable, deadAfterBeats: number): Promise<SupervisorInfo[]> {
+  const { rows } = await db.query<SupervisorInfo>(
+    `SELECT s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeat_ms AS "heartbeatMs",
+            s.started_at AS "startedAt", s.last_seen_at AS "lastSeenAt",
+            (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running,
+            (extract(epoch FROM now() - s.started_at) * 1000)::float8 AS "upMs",
+            (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS "lastSeenMs",
             s.last_seen_at >= now() - $1 * s.heartbeat_ms * interval '1 millisecond' AS live
        FROM spindle.supervisors s ORDER BY s.started_at`,
     [deadAfterBeats],
