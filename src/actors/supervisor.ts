@@ -10,15 +10,15 @@ import type { SupervisorConfig } from '../config.ts';
 import { claimJobs, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
 import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
-import { recordCompensation, type Finish } from '../db/outcomes.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
-import { finishFor, toJson } from '../outcome.ts';
+import { finishFor } from '../outcome.ts';
 import type { Outcome, RunOptions, RunningJob, WorkerPool } from '../pool/pool.ts';
 import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import { keepWithinBudget, planClaim, RunTimes, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
+import { Compensator, type CompensatedJob } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
 import { Elector } from './elector.ts';
@@ -34,8 +34,6 @@ import { WorkflowRegistry } from '../workflows/registry.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;
-/** Time a compensate() hook gets when its module says nothing. */
-const DEFAULT_COMPENSATE_TIMEOUT_MS = 60_000;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 
 /** What an InFlight job reports to, besides itself. */
@@ -167,11 +165,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #jobHost: InFlightHost = { events: this.events, reportProgress: (job) => this.#reportProgress(job) };
-  /** Retries of jobs with a compensate, until written: the database may end one cancelled instead. */
-  readonly #retrying = new Map<Finish, InFlight>();
-  /** Compensations running after a cancel: they hold threads too. */
-  readonly #compensating = new Set<Promise<void>>();
   #completer!: Completer;
+  #compensator!: Compensator;
   #progress!: Progress;
   #elector!: Elector;
   #reaper!: Reaper;
@@ -214,6 +209,15 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
     this.#completer = this.spawn(
       new Completer({ db, workerId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
+      { policy: 'restart' },
+    );
+    this.#compensator = this.spawn(
+      new Compensator({
+        pool: this.#d.pool,
+        db,
+        supervisorId: this.id,
+        outcomesWritten: (timeoutMs) => this.#completer.drain(timeoutMs),
+      }),
       { policy: 'restart' },
     );
     this.#progress = this.spawn(new Progress({ db: fastDb, workerId: this.id, flushMs: config.progressFlushMs }), {
@@ -391,7 +395,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       for (const job of this.#inFlight.values()) this.#abort(job, 'shutdown');
       await this.#whenIdle(config.abortGraceMs + 10_000);
     }
-    await Promise.allSettled(this.#compensating);
+    await this.#compensator.settled();
     await this.#completer.drain(30_000).catch((err) => this.logger.error({ err }, 'could not write every outcome'));
     await this.#progress.flush(5_000).catch(() => {});
     await this.stop();
@@ -640,64 +644,20 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       state: finish?.nextState ?? null,
       ms: elapsed,
     });
-    if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensate(job);
+    if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensator.compensate(compensated(job));
     // A cancel this supervisor has not heard of yet may still turn the retry into a cancel (finishJobs).
-    if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#retrying.set(finish, job);
+    if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#compensator.watchRetry(finish, compensated(job));
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     if (this.#maybeMore && wantsClaim(this.#d.config, this.#runTimes, this.#inFlight.size)) this.#wake();
   }
 
   #onBatch(batch: CompletedBatch): void {
-    for (const { finish, reason } of batch.cancelledInstead) {
-      const job = this.#retrying.get(finish);
-      if (!job) continue;
-      job.cancelReason = reason;
-      this.#compensate(job);
-    }
-    for (const finish of batch.written) this.#retrying.delete(finish);
+    this.#compensator.written(batch);
     for (const finish of batch.notWritten) {
-      this.#retrying.delete(finish);
       this.#stats.lostClaims++;
       this.logger.warn({ job: finish.id, attempt: finish.attempt }, 'lost claim: the outcome was not recorded');
       this.events.emit('claim:lost', { id: finish.id, attempt: finish.attempt, reason: 'fenced write matched nothing' });
     }
-  }
-
-  /** Runs the module's compensate() on a fresh thread after a cancel, and records what it did. */
-  #compensate(job: InFlight): void {
-    const { pool, db } = this.#d;
-    const running = pool.run(
-      {
-        mode: 'compensate',
-        jobId: job.id,
-        type: job.type,
-        modulePath: job.info.path,
-        input: job.input,
-        attempt: job.attempt,
-        maxAttempts: job.maxAttempts,
-        cancelReason: job.cancelReason ?? undefined,
-      },
-      { timeoutMs: job.info.options.timeoutMs ?? DEFAULT_COMPENSATE_TIMEOUT_MS, maxMemoryMb: job.maxMemoryMb },
-    );
-    const done = running.outcome
-      .then(async (outcome) => {
-        const json = outcome.kind === 'succeeded' ? toJson(outcome.output ?? null) : undefined;
-        const compensation =
-          json === undefined
-            ? { state: outcome.kind, error: 'error' in outcome ? outcome.error : null }
-            : json.ok
-              ? { state: 'succeeded', output: JSON.parse(json.text) as unknown }
-              : { state: 'failed', error: { name: 'OutputError', message: `compensate()'s result cannot be stored as JSON: ${json.reason}` } };
-        // The cancelled outcome must be in the row before the compensation is added to it.
-        await this.#completer.drain(30_000);
-        await recordCompensation(db, this.id, { id: job.id, attempt: job.attempt, compensation });
-        if (compensation.state !== 'succeeded') {
-          this.logger.warn({ job: job.id, compensation }, 'compensate() did not succeed');
-        }
-      })
-      .catch((err) => this.logger.error({ err, job: job.id }, 'could not record the compensation'))
-      .finally(() => this.#compensating.delete(done));
-    this.#compensating.add(done);
   }
 
   // ---- leases ---------------------------------------------------------------------
@@ -786,4 +746,19 @@ function boundLog(text: string): string {
   const cut = text.slice(text.length - MAX_LOG_BYTES);
   const newline = cut.indexOf('\n');
   return `[earlier lines dropped]\n${newline >= 0 ? cut.slice(newline + 1) : cut}`;
+}
+
+/** What the compensator needs of a job it may compensate. */
+function compensated(job: InFlight): CompensatedJob {
+  return {
+    id: job.id,
+    type: job.type,
+    modulePath: job.info.path,
+    input: job.input,
+    attempt: job.attempt,
+    maxAttempts: job.maxAttempts,
+    cancelReason: job.cancelReason,
+    timeoutMs: job.info.options.timeoutMs,
+    maxMemoryMb: job.maxMemoryMb,
+  };
 }
