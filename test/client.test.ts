@@ -328,9 +328,7 @@ describe('bad input is refused with a ValidationError naming the field, and writ
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const cases: [string, () => Promise<unknown>, RegExp][] = [
-    ['empty type', () => client.enqueue(''), /^type must be 1 to 128 characters/],
-    ['long type', () => client.enqueue('x'.repeat(129)), /^type must be/],
-    ['type with a space', () => client.enqueue('a b'), /^type must be/],
+    // Cases only a JavaScript caller can make; those the SQL function shares are in sharedCases below.
     ['type not a string', () => client.enqueue(42 as unknown as string), /^type must be/],
     ['bigint input', () => client.enqueue('t', { n: 1n }), /^input\.n is a bigint/],
     ['function input', () => client.enqueue('t', { f: () => 1 }), /^input\.f is a function/],
@@ -338,17 +336,10 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     ['NaN input', () => client.enqueue('t', [1, Number.NaN]), /^input\[1\] is NaN/],
     ['Map input', () => client.enqueue('t', { m: new Map() }), /^input\.m is a Map/],
     ['input too large', () => client.enqueue('t', 'x'.repeat(1024 * 1024)), /^input is \d+ bytes of JSON, over the limit/],
-    ['fractional priority', () => client.enqueue('t', null, { priority: 1.5 }), /^options\.priority must be an integer/],
-    ['string priority', () => client.enqueue('t', null, { priority: '1' as unknown as number }), /^options\.priority/],
     ['negative maxAttempts', () => client.enqueue('t', null, { maxAttempts: -1 }), /^options\.maxAttempts must be an integer from 1/],
-    ['zero timeout', () => client.enqueue('t', null, { timeoutMs: 0 }), /^options\.timeoutMs must be an integer from 1/],
-    ['negative delay', () => client.enqueue('t', null, { delayMs: -5 }), /^options\.delayMs/],
     ['invalid date', () => client.enqueue('t', null, { runAt: 'tomorrow-ish' }), /^options\.runAt must be a Date, an ISO 8601 date/],
     ['invalid Date object', () => client.enqueue('t', null, { runAt: new Date('x') }), /^options\.runAt must be a Date.* got an invalid Date$/],
-    ['infinite date', () => client.enqueue('t', null, { runAt: 'infinity' }), /^options\.runAt must be a Date, an ISO 8601/],
-    ['date without a zone', () => client.enqueue('t', null, { runAt: '2030-01-01T10:00:00' }), /^options\.runAt must be a Date, an ISO 8601/],
     ['year past 9999', () => client.enqueue('t', null, { runAt: new Date(8.64e15) }), /^options\.runAt must be a date from year 1 to 9999/],
-    ['delay past 100 years', () => client.enqueue('t', null, { delayMs: 2 ** 53 - 1 }), /^options\.delayMs must be an integer from 0 to 3155760000000/],
     ['NUL in input', () => client.enqueue('t', { s: 'a\u0000b' }), /^input\.s contains a NUL character \(U\+0000\)/],
     ['NUL in a key of input', () => client.enqueue('t', { 'a\u0000': 1 }), /^input\["a\\u0000"\] has a key that contains a NUL/],
     ['lone surrogate in input', () => client.enqueue('t', ['\ud800']), /^input\[0\] contains a lone surrogate \(U\+D800/],
@@ -356,10 +347,6 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     ['NUL in key', () => client.enqueue('t', null, { key: 'k\u0000' }), /^options\.key contains a NUL character/],
     ['lone surrogate in key', () => client.enqueue('t', null, { key: '\udc00k' }), /^options\.key contains a lone surrogate/],
     ['NUL in a cancel reason', () => client.cancel('1', 'why\u0000'), /^reason contains a NUL character/],
-    ['runAt with delayMs', () => client.enqueue('t', null, { runAt: new Date(), delayMs: 1 }), /^options\.runAt cannot be combined/],
-    ['bad queue', () => client.enqueue('t', null, { queue: '' }), /^options\.queue must be/],
-    ['empty key', () => client.enqueue('t', null, { key: '' }), /^options\.key must be a string/],
-    ['unknown option', () => client.enqueue('t', null, { prio: 1 } as object), /^options\.prio is not a known option/],
     ['bad id', () => client.get('abc'), /^id must be a job id/],
     ['bad state filter', () => client.list({ state: 'done' as 'failed' }), /^filter\.state must be one of/],
     ['bad limit', () => client.list({ limit: 0 }), /^filter\.limit must be an integer/],
@@ -390,20 +377,44 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     }
   });
 
-  const sqlCases: [string, string, string, RegExp][] = [
-    ['empty type', '', '{}', /^type must be 1 to 128/],
-    ['bad priority', 't', '{"priority":1.5}', /^options\.priority must be an integer/],
-    ['string timeout', 't', '{"timeoutMs":"5"}', /^options\.timeoutMs must be an integer, got string/],
-    ['zero maxAttempts', 't', '{"maxAttempts":0}', /^options\.maxAttempts must be an integer from 1/],
-    ['invalid date', 't', '{"runAt":"not a date"}', /^options\.runAt must be an ISO 8601 date/],
-    ['infinite date', 't', '{"runAt":"infinity"}', /^options\.runAt must be an ISO 8601 date/],
-    ['minus infinity', 't', '{"runAt":"-infinity"}', /^options\.runAt must be an ISO 8601 date/],
-    ['epoch', 't', '{"runAt":"epoch"}', /^options\.runAt must be an ISO 8601 date/],
-    ['date without a zone', 't', '{"runAt":"2030-01-01 10:00"}', /^options\.runAt must be an ISO 8601 date/],
-    ['delay past 100 years', 't', '{"delayMs":9007199254740991}', /^options\.delayMs must be an integer from 0 to 3155760000000/],
-    ['unknown option', 't', '{"prio":1}', /^options\.prio is not a known option/],
-    ['bad queue', 't', '{"queue":"a b"}', /^options\.queue must be/],
+  // One table of the enqueue rules that both writers hold (validate.ts for the Client, the SQL
+  // function spindle.enqueue for SQL callers): each case must be refused alike by both.
+  const sharedCases: [string, string, Record<string, unknown>, RegExp][] = [
+    ['empty type', '', {}, /^type must be 1 to 128 characters/],
+    ['long type', 'x'.repeat(129), {}, /^type must be 1 to 128 characters/],
+    ['type with a space', 'a b', {}, /^type must be/],
+    ['fractional priority', 't', { priority: 1.5 }, /^options\.priority must be an integer/],
+    ['string priority', 't', { priority: '1' }, /^options\.priority must be an integer/],
+    ['string timeout', 't', { timeoutMs: '5' }, /^options\.timeoutMs must be an integer/],
+    ['zero timeout', 't', { timeoutMs: 0 }, /^options\.timeoutMs must be an integer from 1/],
+    ['zero maxAttempts', 't', { maxAttempts: 0 }, /^options\.maxAttempts must be an integer from 1/],
+    ['negative delay', 't', { delayMs: -5 }, /^options\.delayMs must be an integer from 0/],
+    ['delay past 100 years', 't', { delayMs: 2 ** 53 - 1 }, /^options\.delayMs must be an integer from 0 to 3155760000000/],
+    ['invalid date', 't', { runAt: 'not a date' }, /^options\.runAt must be .*ISO 8601 date/],
+    ['infinite date', 't', { runAt: 'infinity' }, /^options\.runAt must be .*ISO 8601 date/],
+    ['minus infinity', 't', { runAt: '-infinity' }, /^options\.runAt must be .*ISO 8601 date/],
+    ['epoch', 't', { runAt: 'epoch' }, /^options\.runAt must be .*ISO 8601 date/],
+    ['date without a zone', 't', { runAt: '2030-01-01 10:00' }, /^options\.runAt must be .*ISO 8601 date/],
+    ['runAt with delayMs', 't', { runAt: '2030-01-01T00:00:00Z', delayMs: 1 }, /^options\.runAt cannot be combined/],
+    ['unknown option', 't', { prio: 1 }, /^options\.prio is not a known option/],
+    ['bad queue', 't', { queue: 'a b' }, /^options\.queue must be/],
+    ['empty queue', 't', { queue: '' }, /^options\.queue must be/],
+    ['empty key', 't', { key: '' }, /^options\.key must be a string/],
   ];
+  it.each(sharedCases)('Client and SQL alike: %s', async (_name, type, opts, message) => {
+    const before = await count();
+    const fromClient = await client.enqueue(type, {}, opts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(fromClient).toBeInstanceOf(ValidationError);
+    expect((fromClient as Error).message).toMatch(message);
+    const fromSql = await db.pool.query('SELECT spindle.enqueue($1, $2, $3)', [type, '{}', JSON.stringify(opts)]).catch((e) => e);
+    expect(fromSql).toMatchObject({ code: '22023' });
+    expect((fromSql as Error).message).toMatch(message);
+    expect(await count()).toBe(before);
+  });
+
   it('SQL: input nested deeper than 1000 levels', async () => {
     const before = await count();
     const deep = `${'['.repeat(1001)}${']'.repeat(1001)}`;
@@ -414,13 +425,6 @@ describe('bad input is refused with a ValidationError naming the field, and writ
     expect(await count()).toBe(before + 1);
   });
 
-  it.each(sqlCases)('SQL: %s', async (_name, type, opts, message) => {
-    const before = await count();
-    const error = await db.pool.query('SELECT spindle.enqueue($1, $2, $3)', [type, '{}', opts]).catch((e) => e);
-    expect(error).toMatchObject({ code: '22023' });
-    expect(error.message).toMatch(message);
-    expect(await count()).toBe(before);
-  });
 });
 
 describe('migrations', () => {
