@@ -3,12 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { ensureSocketFree, type DebugLimits } from './actors/debug-server.ts';
 import { Supervisor } from './actors/supervisor.ts';
+import { Client } from './client.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
 import { createLogger, type Logger } from './logger.ts';
+import type { DebugLimits } from './ops/debug-server.ts';
+import { ensureSocketFree } from './ops/debug-socket-file.ts';
+import { opsServers } from './ops/servers.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { loadRegistry } from './pool/registry.ts';
 import { loadWorkflows } from './workflows/registry.ts';
@@ -91,6 +94,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       logger.error({ workflow: name, error }, 'workflow module cannot load; its runs will be blocked');
     }
     const schedules = collectSchedules(registry, workflows, (message) => logger.error({}, message));
+    const buildOpsServers = await opsServers(config, options.debugLimits);
 
     const snapshot = (): RuntimeSnapshot => ({
       supervisorId: id,
@@ -102,7 +106,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       jobs: supervisor.jobs(),
       pool: pool.stats(),
     });
-    const supervisor = new Supervisor({
+    const supervisor: Supervisor = new Supervisor({
       id,
       config,
       databaseUrl,
@@ -112,8 +116,21 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       pool,
       version: VERSION,
       logger,
-      debugSnapshot: snapshot,
-      debugLimits: options.debugLimits,
+      // The ops servers read the supervisor's events, actors and jobs, never the supervisor itself;
+      // as its children they start after its own actors and stop before them.
+      children: () =>
+        buildOpsServers({
+          id,
+          version: VERSION,
+          events: supervisor.events,
+          root: supervisor,
+          jobs: () => supervisor.jobs(),
+          pool: () => pool.stats(),
+          snapshot,
+          db,
+          fastDb,
+          openApi: () => new Client({ connectionString: databaseUrl, maxConnections: 4 }),
+        }).map((actor) => ({ actor, supervision: { policy: 'restart' } })),
       workflows,
       schedules,
     });

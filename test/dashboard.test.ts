@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HttpServerState } from '../src/actors/http-server.ts';
+import type { HttpServerState } from '../src/ops/http-server.ts';
 import type { Client } from '../src/client.ts';
 import type { SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';

@@ -11,12 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createDebugSource,
-  DebugServer,
-  ensureSocketFree,
-  type DebugServerState,
-} from '../src/actors/debug-server.ts';
+import { DebugServer, type DebugServerState } from '../src/ops/debug-server.ts';
+import { ensureSocketFree } from '../src/ops/debug-socket-file.ts';
+import { createDebugSource } from '../src/ops/debug-source.ts';
 import { Actor, assertNever, type ActorEvents, type ActorSnapshot } from '../src/actors/kernel.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { startSupervisor, type RuntimeSnapshot, type SupervisorHandle } from '../src/start.ts';

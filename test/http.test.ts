@@ -5,7 +5,8 @@
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readOrCreateToken, type HttpServerState } from '../src/actors/http-server.ts';
+import type { HttpServerState } from '../src/ops/http-server.ts';
+import { readOrCreateToken } from '../src/ops/serving.ts';
 import type { Client } from '../src/client.ts';
 import type { SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';

@@ -3,7 +3,7 @@
  * sampled by one grouped query on a timer, never by a scrape.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MetricsState } from '../src/actors/metrics.ts';
+import type { MetricsState } from '../src/ops/metrics.ts';
 import type { Client } from '../src/client.ts';
 import { VERSION, type SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';

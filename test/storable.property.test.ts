@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HttpServerState } from '../src/actors/http-server.ts';
+import type { HttpServerState } from '../src/ops/http-server.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { ValidationError } from '../src/errors.ts';
 import type { Job } from '../src/job.ts';

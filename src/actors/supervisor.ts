@@ -1,7 +1,8 @@
 /**
  * The root actor: claims jobs, runs each on a worker thread, turns the end of each thread into an
  * outcome, and supervises the actors that keep the claims honest (heartbeat, reaper, elector,
- * listener) and the ones that write in batches (completer, progress).
+ * listener) and the ones that write in batches (completer, progress). Actors of its caller's (the
+ * ops servers, see start.ts) run beside them as its children, known here only as actors.
  */
 import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
@@ -20,12 +21,10 @@ import { keepWithinBudget, planClaim, RunTimes, wantsClaim, type ServedType } fr
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Compensator, type CompensatedJob } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
-import { createDebugSource, DebugServer, type DebugLimits } from './debug-server.ts';
 import { Elector } from './elector.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
-import { Actor, assertNever, type Logger } from './kernel.ts';
-import { HttpServer } from './http-server.ts';
+import { Actor, assertNever, type AnyActor, type Logger, type SpawnOptions } from './kernel.ts';
 import { Listener } from './listener.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
@@ -147,14 +146,21 @@ export interface SupervisorDeps {
   pool: WorkerPool;
   version: string;
   logger?: Logger;
-  /** What the debug socket's `snapshot` op returns; without it no debug server runs. */
-  debugSnapshot?: () => unknown;
-  /** Limits of the debug server (clients, idle time, buffers); the defaults suit production. */
-  debugLimits?: Partial<DebugLimits>;
+  /**
+   * Actors of the caller's to run as children (start.ts: the ops servers), spawned after the
+   * supervisor's own, so stopped before them. Called at each start, for fresh ones.
+   */
+  children?: () => readonly ChildActor[];
   /** The workflow modules this supervisor can resume (when it leads). */
   workflows?: WorkflowRegistry;
   /** The cron schedules of its worker and workflow modules (fired when it leads). */
   schedules?: ScheduleEntry[];
+}
+
+/** An actor of the caller's that the supervisor runs as a child, and how it is supervised. */
+export interface ChildActor {
+  actor: AnyActor;
+  supervision: SpawnOptions;
 }
 
 export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
@@ -296,86 +302,12 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }),
       { policy: 'restart' },
     );
-    const { debugSnapshot } = this.#d;
-    if (debugSnapshot && (config.socket !== false || config.debugPort !== undefined)) {
-      const source = createDebugSource({
-        id: this.id,
-        snapshot: debugSnapshot,
-        jobs: () => this.jobs(),
-        pool: () => this.#d.pool.stats(),
-        root: this,
-        events: this.events,
-      });
-      this.spawn(
-        new DebugServer({
-          source,
-          socketPath: config.socket === false ? null : config.socket,
-          tcpPort: config.debugPort ?? null,
-          stateDir: config.stateDir,
-          limits: this.#d.debugLimits,
-        }),
-        { policy: 'restart' },
-      );
-    }
-    await this.#spawnOperations();
+    for (const { actor, supervision } of this.#d.children?.() ?? []) this.spawn(actor, supervision);
     this.every(config.pollMs, () => {
       this.#maybeMore = true;
       return { type: 'claim' };
     });
     this.#wake();
-  }
-
-  /** The HTTP API and dashboard, and the metrics, when their ports are set. */
-  async #spawnOperations(): Promise<void> {
-    const { config, db, fastDb, databaseUrl, debugSnapshot } = this.#d;
-    let http: HttpServer | null = null;
-    if (config.httpPort !== undefined) {
-      const source = createDebugSource({
-        id: this.id,
-        snapshot: debugSnapshot ?? (() => this.snapshot()),
-        jobs: () => this.jobs(),
-        pool: () => this.#d.pool.stats(),
-        root: this,
-        events: this.events,
-      });
-      http = this.spawn(
-        new HttpServer({
-          databaseUrl,
-          stateDir: config.stateDir,
-          port: config.httpPort,
-          host: config.httpHost,
-          snapshot: debugSnapshot ?? (() => this.snapshot()),
-          source,
-        }),
-        { policy: 'restart' },
-      );
-    }
-    if (config.metricsPort !== undefined) {
-      // Loaded only when asked for: prom-client is a quarter of spindle's import time.
-      const { Metrics } = await import('./metrics.ts');
-      this.spawn(
-        new Metrics({
-          supervisorId: this.id,
-          version: this.#d.version,
-          events: this.events,
-          root: this,
-          pool: () => this.#d.pool.stats(),
-          dbPools: () => {
-            const pools = [
-              { name: 'main', pool: db },
-              { name: 'fast', pool: fastDb },
-            ];
-            const api = http?.dbPool;
-            return api ? [...pools, { name: 'api', pool: api }] : pools;
-          },
-          db,
-          sampleMs: config.metricsSampleMs,
-          port: config.metricsPort,
-          host: config.metricsHost,
-        }),
-        { policy: 'restart' },
-      );
-    }
   }
 
   /**

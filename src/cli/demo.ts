@@ -43,7 +43,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     workers: WORKERS_DIR,
     concurrency: intFlag('concurrency', values.concurrency, 1, 1_024),
     logLevel: (values['log-level'] as SupervisorOptions['logLevel']) ?? 'warn',
-    // The advice of a taken debug socket names these flags (debug-server.ts).
+    // The advice of a taken debug socket names these flags (ops/debug-socket-file.ts).
     socket: values['no-socket'] ? false : values.socket,
   });
   const client = createClient({ connectionString: handle.databaseUrl, maxConnections: 2 });

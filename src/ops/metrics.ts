@@ -27,9 +27,9 @@ import { countJobsByQueueAndState } from '../db/jobs.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
-import { closeServer, formatHost, listen } from './http-listen.ts';
-import { Actor, assertNever, type ActorEvents, type AnyActor } from './kernel.ts';
+import { Actor, assertNever, type ActorEvents, type AnyActor } from '../actors/kernel.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
+import { closeServer, formatHost, listen } from './serving.ts';
 
 /** Buckets of the run-time histogram, in seconds: 1 ms to 10 min. */
 const RUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -334,7 +334,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
       if (server.listening) this.send({ type: 'failed', error });
     });
     this.#server = server;
-    this.#port = await listen(server, this.#host, port);
+    this.#port = await listen(server, { host: this.#host, port });
     this.logger.info({ url: this.url }, 'metrics listening');
   }
 

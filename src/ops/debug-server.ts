@@ -1,11 +1,8 @@
 /**
  * The debug socket: a Unix socket (and, if asked, a token-guarded TCP port on 127.0.0.1) that shows
- * the runtime from the inside, for `spindle inspect` and any other client.
- *
- * Newline-delimited JSON, one request per line, answered in order:
- *   {"id":1,"op":"ping"}  ->  {"id":1,"ok":true,"result":{...}}  or  {"id":1,"ok":false,"error":"..."}
- * Ops: `ping`, `snapshot`, `jobs`, `pool`, and `subscribe`, after which the connection also carries
- * `{"event":"job:finished","data":{...}}` lines until the client leaves.
+ * the runtime from the inside, for `spindle inspect` and any other client. The wire format is in
+ * debug-protocol.ts, the data comes through a `DebugSource` (debug-source.ts): the server never
+ * reaches into the supervisor.
  *
  * Nothing a client sends reaches the mailbox or can throw out of the actor: requests are answered
  * from the socket callbacks, and every limit ends in an error line, a closed connection or dropped
@@ -20,19 +17,18 @@
  * The actor's own mailbox carries only its health: the socket file is watched, and if it is removed
  * or replaced (a tmp cleaner, an `rm -rf .spindle/run`), the actor crashes on purpose so that its
  * parent restarts it and it binds the path again.
- *
- * The data comes through a `DebugSource`: the server never reaches into the supervisor.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { chmod, lstat, stat, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type ListenOptions, type Server, type Socket } from 'node:net';
+import { chmod, stat } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { EventEmitter } from 'eventemitter3';
-import { SpindleError, ValidationError } from '../errors.ts';
-import { Actor, assertNever, type ActorEventBase, type ActorEvents, type AnyActor } from './kernel.ts';
-import type { RuntimeEvents } from '../runtime-events.ts';
-import { mkdirp, writeSecret } from './ops-files.ts';
+import { Actor, assertNever } from '../actors/kernel.ts';
+import { ValidationError } from '../errors.ts';
+import { errorLine, readRequest, serialise, TCP_HOST, TOKEN_FILE, UNSERIALISABLE, type DebugOp, type RequestId } from './debug-protocol.ts';
+import { checkSocketPath, DebugSocketError, ensureSocketFree, prepareSocketDir } from './debug-socket-file.ts';
+import type { DebugSource } from './debug-source.ts';
+import { listen, mkdirp, openOrRelease, prepareRunDir, runDir, tokenChecker, writeSecret } from './serving.ts';
 
 /** Default of `DebugLimits.maxLineBytes`: 64 KiB. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
@@ -42,41 +38,11 @@ export const DEFAULT_MAX_CLIENTS = 256;
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** Default of `DebugLimits.maxBufferedBytes`: 1 MiB. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
-/** The file, under `<stateDir>/run/`, that holds the TCP listener's token. */
-export const TOKEN_FILE = 'debug.token';
-/** The only address the TCP listener binds. */
-export const TCP_HOST = '127.0.0.1';
 
 /** How often the socket file is checked when no file-system event said it changed. */
 const SOCKET_CHECK_MS = 5_000;
 /** How long a closed connection may take to flush its last line before it is destroyed. */
 const CLOSE_GRACE_MS = 1_000;
-/** How long a check of an existing socket file waits for an answer to `ping`. */
-const PROBE_TIMEOUT_MS = 1_000;
-/** The longest Unix socket path the OS takes (sun_path minus its NUL). */
-const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
-
-/** The ops a client may send. */
-export const DEBUG_OPS = ['ping', 'snapshot', 'jobs', 'pool', 'subscribe'] as const;
-/** One op of the protocol. */
-export type DebugOp = (typeof DEBUG_OPS)[number];
-
-/** Receives every event of a `DebugSource`. */
-export type DebugListener = (event: string, data: unknown) => void;
-
-/** Everything the debug server shows: it knows nothing else about the runtime. */
-export interface DebugSource {
-  /** The supervisor's id, in the answer to `ping`. */
-  readonly id: string;
-  /** The `snapshot` op: actors, in-flight jobs, pool, identity. */
-  snapshot(): unknown;
-  /** The `jobs` op: the jobs in flight. */
-  jobs(): unknown;
-  /** The `pool` op: threads, utilisation, queue, run times. */
-  pool(): unknown;
-  /** Calls `listener` for every event until the returned function is called. */
-  subscribe(listener: DebugListener): () => void;
-}
 
 /** Bounds that keep a misbehaving client from costing the runtime more than a little memory. */
 export interface DebugLimits {
@@ -121,11 +87,6 @@ export interface DebugServerState {
   limits: DebugLimits;
 }
 
-/** The debug socket cannot be used: its path is taken, unusable or too long. */
-export class DebugSocketError extends SpindleError {
-  override name = 'DebugSocketError';
-}
-
 type DebugMsg = { type: 'check' } | { type: 'failed'; error: Error };
 
 interface Client {
@@ -141,9 +102,6 @@ interface Client {
   dropped: number;
 }
 
-/** A reply or event that cannot be serialised. */
-const UNSERIALISABLE = Symbol('unserialisable');
-
 /** An actor serving the debug protocol; a child of the supervisor, restarted if it crashes. */
 export class DebugServer extends Actor<DebugMsg, DebugServerState> {
   readonly #source: DebugSource;
@@ -153,6 +111,7 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
   readonly #limits: DebugLimits;
   /** One token for the actor's life, so a restart does not lock out clients that read it. */
   readonly #token = randomBytes(24).toString('hex');
+  readonly #tokenMatches = tokenChecker(this.#token);
   readonly #clients = new Set<Client>();
   #unix: Server | null = null;
   #tcp: Server | null = null;
@@ -184,7 +143,7 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
 
   /** The file holding the TCP token: `<stateDir>/run/debug.token`. */
   get tokenFile(): string {
-    return join(this.#stateDir, 'run', TOKEN_FILE);
+    return join(runDir(this.#stateDir), TOKEN_FILE);
   }
 
   /** The TCP port bound in this run, or null. */
@@ -192,14 +151,8 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
     return this.#tcpBound;
   }
 
-  protected override async onStart(): Promise<void> {
-    try {
-      await this.#open();
-    } catch (error) {
-      // onStop runs only after an onStart that completed: release what was opened here.
-      await this.#close();
-      throw error;
-    }
+  protected override onStart(): Promise<void> {
+    return openOrRelease(() => this.#open(), () => this.#close());
   }
 
   protected override async onStop(): Promise<void> {
@@ -244,13 +197,11 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
       this.every(SOCKET_CHECK_MS, () => ({ type: 'check' }));
     }
     if (this.#tcpPort !== null) {
-      await mkdirp(join(this.#stateDir, 'run'), 0o700, { chmodExisting: true });
+      await prepareRunDir(this.#stateDir);
       await writeSecret(this.tokenFile, `${this.#token}\n`);
       const server = this.#createServer('tcp');
       this.#tcp = server;
-      await listen(server, { host: TCP_HOST, port: this.#tcpPort });
-      const address = server.address();
-      this.#tcpBound = typeof address === 'object' && address !== null ? address.port : this.#tcpPort;
+      this.#tcpBound = await listen(server, { host: TCP_HOST, port: this.#tcpPort });
     }
     this.#unsubscribe = this.#source.subscribe((event, data) => this.#broadcast(event, data));
     this.logger.info(
@@ -436,30 +387,18 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
     const text = line.toString('utf8').trim();
     if (text === '') return;
     this.#stats.requests++;
-    let request: unknown;
-    try {
-      request = JSON.parse(text);
-    } catch (err) {
-      return this.#fail(client, null, `bad JSON: ${(err as Error).message}`);
-    }
-    if (typeof request !== 'object' || request === null || Array.isArray(request)) {
-      return this.#fail(client, null, 'a request is a JSON object such as {"id":1,"op":"ping"}');
-    }
-    const fields = request as { id?: unknown; op?: unknown; token?: unknown };
-    const id = typeof fields.id === 'number' || typeof fields.id === 'string' ? fields.id : null;
-    if (client.transport === 'tcp' && !this.#tokenMatches(fields.token)) {
+    const request = readRequest(text);
+    if ('malformed' in request) return this.#fail(client, null, request.malformed);
+    const { id, op } = request;
+    if (client.transport === 'tcp' && !this.#tokenMatches(request.token)) {
       this.#stats.errors++;
       this.#end(client, errorLine(id, `missing or wrong "token": every request over TCP carries the one in ${this.tokenFile}`));
       return;
     }
-    const op = fields.op;
-    if (typeof op !== 'string' || !(DEBUG_OPS as readonly string[]).includes(op)) {
-      const shown = typeof op === 'string' ? `unknown op ${JSON.stringify(op.slice(0, 64))}` : 'missing "op"';
-      return this.#fail(client, id, `${shown}; the ops are ${DEBUG_OPS.join(', ')}`);
-    }
+    if (op === null) return this.#fail(client, id, request.error);
     let result: unknown;
     try {
-      result = this.#run(client, op as DebugOp);
+      result = this.#run(client, op);
     } catch (err) {
       return this.#fail(client, id, `${op} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -490,16 +429,9 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
     }
   }
 
-  #fail(client: Client, id: string | number | null, message: string): void {
+  #fail(client: Client, id: RequestId, message: string): void {
     this.#stats.errors++;
     this.#write(client, errorLine(id, message));
-  }
-
-  #tokenMatches(token: unknown): boolean {
-    if (typeof token !== 'string') return false;
-    const given = Buffer.from(token);
-    const expected = Buffer.from(this.#token);
-    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   // ---- events ---------------------------------------------------------------------
@@ -525,182 +457,6 @@ export class DebugServer extends Actor<DebugMsg, DebugServerState> {
   }
 }
 
-// ---- the source -------------------------------------------------------------------
-
-/** The pieces a DebugSource is made of. */
-export interface DebugSourcePieces {
-  /** The supervisor's id. */
-  id: string;
-  /** What the `snapshot` op returns: the in-process `handle.snapshot()`. */
-  snapshot(): unknown;
-  /** What the `jobs` op returns. */
-  jobs(): unknown;
-  /** What the `pool` op returns. */
-  pool(): unknown;
-  /** The root actor: it re-emits the `actor:*` events of the whole tree. */
-  root: AnyActor;
-  /** The runtime's events (claims, outcomes, progress, lost claims, leadership). */
-  events?: EventEmitter<RuntimeEvents>;
-}
-
-/** Every actor event, streamed to subscribers. */
-const ACTOR_EVENT_NAMES = ['actor:start', 'actor:crash', 'actor:restart', 'actor:fail', 'actor:stop'] as const satisfies readonly (keyof ActorEvents)[];
-/** Every runtime event, streamed to subscribers. */
-const RUNTIME_EVENT_NAMES = [
-  'job:claimed',
-  'job:started',
-  'job:finished',
-  'job:progress',
-  'claim:lost',
-  'job:reaped',
-  'leader:changed',
-] as const satisfies readonly (keyof RuntimeEvents)[];
-// Compile errors when an event is added to ActorEvents or RuntimeEvents but not to the lists above.
-const everyActorEvent: Exclude<keyof ActorEvents, (typeof ACTOR_EVENT_NAMES)[number]> extends never ? true : never = true;
-const everyRuntimeEvent: Exclude<keyof RuntimeEvents, (typeof RUNTIME_EVENT_NAMES)[number]> extends never ? true : never = true;
-void everyActorEvent;
-void everyRuntimeEvent;
-
-/** Builds the DebugSource of a runtime from its parts. */
-export function createDebugSource(pieces: DebugSourcePieces): DebugSource {
-  const { root, events } = pieces;
-  return {
-    id: pieces.id,
-    snapshot: () => pieces.snapshot(),
-    jobs: () => pieces.jobs(),
-    pool: () => pieces.pool(),
-    subscribe(listener) {
-      const offs: (() => void)[] = [];
-      for (const name of ACTOR_EVENT_NAMES) {
-        const fn = (data: ActorEventBase) => listener(name, data);
-        root.on(name, fn);
-        offs.push(() => root.off(name, fn));
-      }
-      if (events) {
-        for (const name of RUNTIME_EVENT_NAMES) {
-          const fn = (data: object) => listener(name, data);
-          events.on(name, fn);
-          offs.push(() => events.off(name, fn));
-        }
-      }
-      return () => {
-        for (const off of offs.splice(0)) off();
-      };
-    },
-  };
-}
-
-// ---- the socket file --------------------------------------------------------------
-
-/**
- * Makes sure a debug socket can be bound at `path`: a socket file left by a dead process is
- * removed; a live process answering there, or a file that is not a socket, is an error.
- */
-export async function ensureSocketFree(path: string): Promise<void> {
-  checkSocketPath(path);
-  let info;
-  try {
-    info = await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!info.isSocket()) {
-    throw new DebugSocketError(`${path} exists and is not a socket; remove it, or choose another --socket`);
-  }
-  const probe = await probeSocket(path);
-  switch (probe.state) {
-    case 'dead':
-      await unlink(path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
-      return;
-    case 'live': {
-      const who = probe.supervisorId ? `supervisor ${probe.supervisorId}${probe.pid ? ` (pid ${probe.pid})` : ''}` : 'another process';
-      throw new DebugSocketError(
-        `${who} is already serving the debug socket ${path}; give this supervisor another --socket, or --no-socket`,
-      );
-    }
-    case 'silent':
-      throw new DebugSocketError(
-        `a process is listening on ${path} but does not answer ping; stop it, or choose another --socket`,
-      );
-    default:
-      return assertNever(probe);
-  }
-}
-
-type Probe = { state: 'dead' } | { state: 'silent' } | { state: 'live'; supervisorId?: string; pid?: number };
-
-/** Connects to an existing socket file and asks `ping`. */
-function probeSocket(path: string): Promise<Probe> {
-  return new Promise((done, fail) => {
-    const socket = createConnection({ path });
-    let buffer = '';
-    const finish = (probe: Probe | Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (probe instanceof Error) fail(probe);
-      else done(probe);
-    };
-    const timer = setTimeout(() => finish({ state: 'silent' }), PROBE_TIMEOUT_MS);
-    socket.on('connect', () => socket.write(`${JSON.stringify({ id: 'probe', op: 'ping' })}\n`));
-    socket.on('data', (chunk) => {
-      buffer += chunk.toString('utf8');
-      const newline = buffer.indexOf('\n');
-      if (newline < 0) return;
-      try {
-        const reply = JSON.parse(buffer.slice(0, newline)) as { result?: { supervisorId?: string; pid?: number } };
-        finish({ state: 'live', supervisorId: reply.result?.supervisorId, pid: reply.result?.pid });
-      } catch {
-        finish({ state: 'live' });
-      }
-    });
-    socket.on('end', () => finish({ state: 'silent' }));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') finish({ state: 'dead' });
-      else finish(new DebugSocketError(`cannot check the existing debug socket ${path}: ${err.message}`));
-    });
-  });
-}
-
-function checkSocketPath(path: string): void {
-  if (typeof path !== 'string' || path === '') {
-    throw new ValidationError('socket', `must be a path, got ${JSON.stringify(path)}`);
-  }
-  const bytes = Buffer.byteLength(resolve(path));
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw new DebugSocketError(
-      `the debug socket path ${resolve(path)} is ${bytes} bytes; the OS allows ${MAX_SOCKET_PATH_BYTES}: choose a shorter --socket`,
-    );
-  }
-}
-
-/**
- * Creates the socket's directory mode 0700. `<stateDir>/run` is ours and is made 0700 even if it
- * exists; a directory elsewhere that exists is left as it is (the socket itself is 0600).
- */
-async function prepareSocketDir(socketPath: string, stateDir: string): Promise<void> {
-  const dir = dirname(socketPath);
-  await mkdirp(dir, 0o700, { chmodExisting: dir === join(stateDir, 'run') });
-}
-
-function listen(server: Server, options: ListenOptions): Promise<void> {
-  return new Promise((done, fail) => {
-    const onError = (error: Error) => {
-      server.off('listening', onListening);
-      fail(error);
-    };
-    const onListening = () => {
-      server.off('error', onError);
-      done();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen(options);
-  });
-}
-
 function resolveLimits(given: Partial<DebugLimits>): DebugLimits {
   const pick = (field: keyof DebugLimits, fallback: number, min: number): number => {
     const value = given[field] ?? fallback;
@@ -716,23 +472,6 @@ function resolveLimits(given: Partial<DebugLimits>): DebugLimits {
     // At least a socket's high-water mark, so a dropping subscriber always gets a 'drain' to resume on.
     maxBufferedBytes: pick('maxBufferedBytes', DEFAULT_MAX_BUFFERED_BYTES, 16 * 1024),
   };
-}
-
-/** JSON for the wire: errors become { name, message }, bigints strings; UNSERIALISABLE if it cannot be done. */
-function serialise(value: unknown): string | typeof UNSERIALISABLE {
-  try {
-    return JSON.stringify(value, (_key, v: unknown) => {
-      if (v instanceof Error) return { name: v.name, message: v.message };
-      if (typeof v === 'bigint') return v.toString();
-      return v;
-    });
-  } catch {
-    return UNSERIALISABLE;
-  }
-}
-
-function errorLine(id: string | number | null, error: string): string {
-  return JSON.stringify({ id, ok: false, error });
 }
 
 function delay(ms: number): Promise<void> {
