@@ -336,8 +336,9 @@ describe('completer', () => {
     const workerId = 'cp-worker';
     const jobs = await claimed(workerId, 'cp-type', 3);
     const [done, retry, stale] = jobs;
-    // The third attempt was taken back and is now run by another supervisor, as attempt 2.
-    await db.pool.query(`UPDATE spindle.jobs SET attempt = attempt + 1, worker_id = 'cp-other' WHERE id = $1`, [stale!.id]);
+    // The third job's attempt 1 was taken back, and this same supervisor runs it again as attempt 2:
+    // only the attempt tells the stale outcome from the current one.
+    await db.pool.query(`UPDATE spindle.jobs SET attempt = attempt + 1 WHERE id = $1`, [stale!.id]);
     const batches: CompletedBatch[] = [];
     const completer = new Completer({ db: db.pool, workerId, onBatch: (b) => batches.push(b) });
     const finishes: Finish[] = [
@@ -359,7 +360,7 @@ describe('completer', () => {
     expect(d).toMatchObject({ state: 'succeeded', output: { ok: 1 }, lease_s: null });
     expect(r).toMatchObject({ state: 'queued', lease_s: null, error: { name: 'Error', message: 'boom' } });
     expect(r!.run_in_s).toBeGreaterThan(25);
-    expect(s).toMatchObject({ state: 'running', attempt: 2, worker_id: 'cp-other', output: null });
+    expect(s).toMatchObject({ state: 'running', attempt: 2, worker_id: workerId, output: null });
     const { rows: log } = await db.pool.query<{ job_id: string; outcome: string }>(
       `SELECT job_id::text, outcome FROM spindle.attempt_log WHERE job_id = ANY($1::bigint[])`,
       [jobs.map((j) => j.id)],
