@@ -104,13 +104,32 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     this.send({ type: 'flush' });
   }
 
+  /** Writes one batch, and after a failed write waits before the next try. */
   async #flush(): Promise<void> {
-    if (this.#pending.length === 0) return;
+    const jobs = Math.min(this.#pending.length, MAX_BATCH);
+    try {
+      await this.runOnce();
+      this.#failures = 0;
+    } catch (err) {
+      const delay = RETRY_MS[Math.min(this.#failures++, RETRY_MS.length - 1)]!;
+      this.logger.warn({ err, jobs, retryInMs: delay }, 'could not record finished jobs; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    if (this.#pending.length > 0) this.#queueFlush();
+  }
+
+  /**
+   * Writes the oldest pending finishes (up to MAX_BATCH) in one fenced statement and reports the
+   * batch to `onBatch`; returns it, or null when nothing was pending. Throws when the write fails:
+   * the batch is back at the head of the queue, to be written whole by the next try. The loop calls
+   * it through the mailbox; a test calls it on an actor not started.
+   */
+  async runOnce(): Promise<CompletedBatch | null> {
+    if (this.#pending.length === 0) return null;
     const batch = this.#pending.splice(0, MAX_BATCH);
     this.#writing = batch;
     try {
       const result = await this.#write(batch);
-      this.#failures = 0;
       const ids = new Set(result.ids);
       await this.#settleUncertain(batch, ids);
       const written = batch.filter((f) => ids.has(f.id));
@@ -120,21 +139,20 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
       this.#stats.batches++;
       this.#stats.written += written.length;
       this.#stats.notWritten += notWritten.length;
-      this.#onBatch({ written, notWritten, cancelledInstead });
+      const completed = { written, notWritten, cancelledInstead };
+      this.#onBatch(completed);
+      return completed;
     } catch (err) {
       // Fenced writes are safe to repeat: one that was applied matches nothing the second time.
-      // Put the batch back and try again after a pause.
+      // Put the batch back for the next try.
       this.#stats.failedWrites++;
       for (const f of batch) this.#uncertain.add(f);
       this.#writing = [];
       this.#pending.unshift(...batch);
-      const delay = RETRY_MS[Math.min(this.#failures++, RETRY_MS.length - 1)]!;
-      this.logger.warn({ err, jobs: batch.length, retryInMs: delay }, 'could not record finished jobs; retrying');
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      throw err;
     } finally {
       this.#writing = [];
     }
-    if (this.#pending.length > 0) this.#queueFlush();
   }
 
   /**

@@ -6,12 +6,22 @@
 import pg from 'pg';
 import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/leader.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
-import { Actor, assertNever } from './kernel.ts';
+import { Actor, assertNever, type Clock } from './kernel.ts';
 
 /** How long connecting may take before the tick gives up and tries again on the next one. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
 type ElectorMsg = { type: 'tick' };
+
+/** Leadership after one tick of the elector. */
+export interface ElectionResult {
+  /** This supervisor leads. */
+  leader: boolean;
+  /** The tick changed that: it won the lead, or found it lost. */
+  changed: boolean;
+  /** Supervisors whose leader session this tick ended (they had stopped heartbeating). */
+  staleLeadersEnded: string[];
+}
 
 export interface ElectorState {
   leader: boolean;
@@ -43,8 +53,10 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     /** A leadership the database has not confirmed for this long is not acted on (see isLeader). */
     deadAfterMs: number;
     onChange: (leader: boolean) => void;
+    /** Stamps lastChangeAt; default the parent's clock. */
+    clock?: Clock;
   }) {
-    super({ name: 'elector' });
+    super({ name: 'elector', clock: options.clock });
     this.#connectionString = options.connectionString;
     this.#applicationName = electorApplicationName(options.supervisorId);
     this.#intervalMs = options.intervalMs;
@@ -73,35 +85,44 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
   protected async handle(msg: ElectorMsg): Promise<void> {
     switch (msg.type) {
       case 'tick':
-        return this.#tick();
+        await this.runOnce();
+        return;
       default:
         return assertNever(msg.type);
     }
   }
 
-  async #tick(): Promise<void> {
+  /**
+   * One tick: a leader checks that its session still holds the lock; a candidate tries to take it,
+   * ending the session of a leader that stopped heartbeating. A failed connection is not thrown: it
+   * ends the lead (if any) and the next tick connects again. The loop calls it through the mailbox; a
+   * test calls it on an actor not started.
+   */
+  async runOnce(): Promise<ElectionResult> {
+    const before = this.#leader;
+    const staleLeadersEnded: string[] = [];
     try {
       const client = await this.#connection();
       if (this.#leader) {
         if (await holdsLeaderLock(client)) this.#confirmedAt = performance.now();
         else this.#lose();
-        return;
-      }
-      if (await tryLeaderLock(client)) {
+      } else if (await tryLeaderLock(client)) {
         this.#win();
-        return;
-      }
-      const ended = await endStaleLeader(client, DEAD_AFTER_HEARTBEATS);
-      if (ended.length > 0) {
-        this.#staleEnded += ended.length;
-        this.logger.warn({ supervisors: ended }, 'ended the session of a leader that stopped heartbeating');
-        if (await tryLeaderLock(client)) this.#win();
+      } else {
+        const ended = await endStaleLeader(client, DEAD_AFTER_HEARTBEATS);
+        if (ended.length > 0) {
+          staleLeadersEnded.push(...ended);
+          this.#staleEnded += ended.length;
+          this.logger.warn({ supervisors: ended }, 'ended the session of a leader that stopped heartbeating');
+          if (await tryLeaderLock(client)) this.#win();
+        }
       }
     } catch (err) {
       this.#connectionFailures++;
       this.logger.warn({ err }, 'leader election connection failed; trying again next tick');
       await this.#disconnect();
     }
+    return { leader: this.#leader, changed: this.#leader !== before, staleLeadersEnded };
   }
 
   async #connection(): Promise<pg.Client> {
@@ -130,7 +151,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     this.#leader = true;
     this.#confirmedAt = performance.now();
     this.#elections++;
-    this.#lastChangeAt = Date.now();
+    this.#lastChangeAt = this.clock.now();
     this.logger.info({}, 'this supervisor is now the leader');
     this.#onChange(true);
   }
@@ -138,7 +159,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
   #lose(): void {
     if (!this.#leader) return;
     this.#leader = false;
-    this.#lastChangeAt = Date.now();
+    this.#lastChangeAt = this.clock.now();
     // On a clean stop, giving up the lead is expected; any other time it is news.
     if (this.signal.aborted) this.logger.info({}, 'this supervisor gave up the lead');
     else this.logger.warn({}, 'this supervisor is no longer the leader');

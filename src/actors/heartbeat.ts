@@ -6,7 +6,7 @@
 import { extendLeases, type HeldJob } from '../db/leases.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
-import { Actor, assertNever } from './kernel.ts';
+import { Actor, assertNever, type Clock } from './kernel.ts';
 
 /** A failed beat is tried again after this share of the interval. */
 const RETRY_SHARE = 0.25;
@@ -23,6 +23,8 @@ export interface BeatResult {
   asked: HeldClaim[];
   /** Those still held, with any cancel request. */
   held: HeldJob[];
+  /** Its row was gone (a sweep had declared it dead) and the beat registered it again. */
+  registeredAgain: boolean;
 }
 
 type HeartbeatMsg = { type: 'beat' };
@@ -59,8 +61,10 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     /** The claims held right now. */
     claims: () => HeldClaim[];
     onBeat: (result: BeatResult) => void;
+    /** Stamps lastBeatAt; default the parent's clock. */
+    clock?: Clock;
   }) {
-    super({ name: 'heartbeat' });
+    super({ name: 'heartbeat', clock: options.clock });
     this.#db = options.db;
     this.#record = options.record;
     this.#intervalMs = options.intervalMs;
@@ -91,26 +95,42 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     }
   }
 
-  async #beat(): Promise<void> {
+  /**
+   * One beat: marks this supervisor seen, extends the leases of the claims held now and reports to
+   * `onBeat` which it still holds. Throws when the database cannot be reached; the timer loop then
+   * tries again soon. The loop calls it through the mailbox; a test calls it on an actor not started.
+   */
+  async runOnce(): Promise<BeatResult> {
     const asked = this.#claims();
     const started = performance.now();
+    const registeredAgain = await markSupervisorSeen(this.#db, this.#record);
+    const held = await extendLeases(this.#db, {
+      workerId: this.#record.id,
+      leaseMs: this.#leaseMs,
+      ids: asked.map((c) => c.id),
+      attempts: asked.map((c) => c.attempt),
+    });
+    this.#beats++;
+    this.#lastBeatAt = this.clock.now();
+    this.#lastOkAt = performance.now();
+    this.#lastBeatMs = this.#lastOkAt - started;
+    if (this.#failingSince !== null) {
+      this.logger.info({ downMs: Math.round(this.#lastOkAt - this.#failingSince) }, 'heartbeat reaches the database again');
+      this.#failingSince = null;
+    }
+    if (registeredAgain) {
+      // The jobs whose leases had not ended are still its own; the supervisor aborts those taken back.
+      this.logger.warn({ holding: asked.length, stillHeld: held.length }, 'this supervisor had been declared dead; registered it again');
+    }
+    const result = { asked, held, registeredAgain };
+    this.#onBeat(result);
+    return result;
+  }
+
+  async #beat(): Promise<void> {
+    const started = performance.now();
     try {
-      await markSupervisorSeen(this.#db, this.#record);
-      const held = await extendLeases(this.#db, {
-        workerId: this.#record.id,
-        leaseMs: this.#leaseMs,
-        ids: asked.map((c) => c.id),
-        attempts: asked.map((c) => c.attempt),
-      });
-      this.#beats++;
-      this.#lastBeatAt = Date.now();
-      this.#lastOkAt = performance.now();
-      this.#lastBeatMs = this.#lastOkAt - started;
-      if (this.#failingSince !== null) {
-        this.logger.info({ downMs: Math.round(this.#lastOkAt - this.#failingSince) }, 'heartbeat reaches the database again');
-        this.#failingSince = null;
-      }
-      this.#onBeat({ asked, held });
+      await this.runOnce();
     } catch (err) {
       // Not fatal while the leases last: try again soon rather than at the next tick.
       this.#failures++;

@@ -13,6 +13,16 @@ const CONNECT_TIMEOUT_MS = 5_000;
 /** `lost` names the client it is about: a closed client may still report its end after a new one is up. */
 type ListenerMsg = { type: 'connect' } | { type: 'lost'; client: pg.Client; error: Error };
 
+/** What one connect step did. */
+export interface ListenResult {
+  /** This step opened the connection and ran LISTEN; false when it was open already. */
+  connected: boolean;
+  /** It had been connected before: what was notified while it was away is lost (`onConnect(true)`). */
+  reconnected: boolean;
+  /** The channels it listens on. */
+  channels: readonly string[];
+}
+
 export interface ListenerState {
   connected: boolean;
   channels: readonly string[];
@@ -71,8 +81,26 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
     }
   }
 
+  /** Connects, or after a failure tries again with backoff. */
   async #connect(): Promise<void> {
-    if (this.#client) return;
+    try {
+      await this.runOnce();
+    } catch (err) {
+      // Connected, so it was onConnect that threw: a fault of the caller's, left to supervision.
+      if (this.#client) throw err;
+      this.logger.warn({ err }, 'cannot LISTEN; retrying');
+      this.#retry();
+    }
+  }
+
+  /**
+   * Opens the LISTEN connection if it is not open: connects, LISTENs on every channel and calls
+   * `onConnect`; from then on each notification goes to `onNotification` as it arrives. Throws when it
+   * cannot connect or LISTEN (the loop tries again with backoff). The loop calls it through the
+   * mailbox; a test calls it on an actor not started.
+   */
+  async runOnce(): Promise<ListenResult> {
+    if (this.#client) return { connected: false, reconnected: false, channels: this.#channels };
     const client = new pg.Client({
       connectionString: this.#connectionString,
       application_name: this.#applicationName,
@@ -95,9 +123,7 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
     } catch (err) {
       client.removeAllListeners('end');
       await client.end().catch(() => {});
-      this.logger.warn({ err }, 'cannot LISTEN; retrying');
-      this.#retry();
-      return;
+      throw err;
     }
     this.#client = client;
     this.#attempts = 0;
@@ -105,6 +131,7 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
     if (reconnected) this.#reconnects++;
     this.#everConnected = true;
     this.#onConnect(reconnected);
+    return { connected: true, reconnected, channels: this.#channels };
   }
 
   #retry(): void {

@@ -10,6 +10,16 @@ import { Actor, assertNever } from './kernel.ts';
 
 type ProgressMsg = { type: 'report'; report: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };
 
+/** What one flush did. */
+export interface ProgressFlush {
+  /** Jobs whose latest progress the flush tried to write. */
+  updates: number;
+  /** Rows written: a job finished or taken back meanwhile is fenced out. */
+  rowsWritten: number;
+  /** The write failed: the updates are kept for the next flush (unless a newer report came). */
+  failed: boolean;
+}
+
 export interface ProgressState {
   flushMs: number;
   dirty: number;
@@ -45,8 +55,8 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
     this.send({ type: 'forget', id });
   }
 
-  /** Writes what is pending now. */
-  flush(timeoutMs: number): Promise<void> {
+  /** Writes what is pending now, after the reports sent before. */
+  flush(timeoutMs: number): Promise<ProgressFlush> {
     return this.ask({ type: 'flush' }, { timeoutMs });
   }
 
@@ -54,7 +64,7 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
     this.every(this.#flushMs, () => ({ type: 'flush' }));
   }
 
-  protected async handle(msg: ProgressMsg): Promise<void> {
+  protected async handle(msg: ProgressMsg): Promise<ProgressFlush | void> {
     switch (msg.type) {
       case 'report': {
         this.#stats.reports++;
@@ -68,23 +78,31 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
         this.#dirty.delete(msg.id);
         return;
       case 'flush':
-        return this.#flush();
+        return this.runOnce();
       default:
         return assertNever(msg);
     }
   }
 
-  async #flush(): Promise<void> {
-    if (this.#dirty.size === 0) return;
+  /**
+   * Writes the latest progress of every job that reported since the last flush, in one statement. A
+   * failed write is not thrown: progress is advisory, and what was not written is kept for the next
+   * flush. The timer loop calls it through the mailbox (as `flush()` does); a test calls it directly.
+   */
+  async runOnce(): Promise<ProgressFlush> {
+    if (this.#dirty.size === 0) return { updates: 0, rowsWritten: 0, failed: false };
     const updates = [...this.#dirty.values()];
     this.#dirty = new Map();
     try {
-      this.#stats.rowsWritten += await this.#write(updates);
+      const rowsWritten = await this.#write(updates);
+      this.#stats.rowsWritten += rowsWritten;
+      return { updates: updates.length, rowsWritten, failed: false };
     } catch (err) {
-      // Progress is advisory: keep what is newest and try again at the next tick.
+      // Keep what is newest and try again at the next tick.
       this.#stats.failedWrites++;
       for (const u of updates) if (!this.#dirty.has(u.id)) this.#dirty.set(u.id, u);
       this.logger.warn({ err, jobs: updates.length }, 'could not write progress; will retry');
+      return { updates: updates.length, rowsWritten: 0, failed: true };
     }
   }
 

@@ -9,7 +9,7 @@ import { deleteFinishedJobs, failUnknownTypes, reapLostJobs, removeDeadSuperviso
 import type { Queryable } from '../db/queryable.ts';
 import type { JobState } from '../job.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
-import { Actor, assertNever } from './kernel.ts';
+import { Actor, assertNever, type Clock } from './kernel.ts';
 
 /** Rows per statement, so a sweep never holds many locks for long. */
 export const REAP_BATCH = 500;
@@ -32,6 +32,22 @@ export interface ReaperOptions {
   retentionMs: Partial<Record<JobState, number>>;
   isLeader: () => boolean;
   onReaped: (jobs: ReapedJob[]) => void;
+  /** Stamps lastSweepAt; default the parent's clock. */
+  clock?: Clock;
+}
+
+/** What one sweep did. */
+export interface SweepResult {
+  /** False when this supervisor does not lead: the sweep did nothing. */
+  leader: boolean;
+  /** Supervisors removed from the list of the living. */
+  deadSupervisors: string[];
+  /** Jobs taken back; each one's `state` says whether it was retried (`queued`), failed or cancelled. */
+  reaped: ReapedJob[];
+  /** Queued jobs failed because no supervisor serves their type. */
+  unknownTypeFailed: string[];
+  /** Finished jobs deleted past their retention (retention runs on every RETENTION_EVERY-th sweep). */
+  deleted: number;
 }
 
 export interface ReaperState {
@@ -50,7 +66,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
   #lastSweepAt: number | null = null;
 
   constructor(options: ReaperOptions) {
-    super({ name: 'reaper' });
+    super({ name: 'reaper', clock: options.clock });
     this.#o = options;
   }
 
@@ -66,9 +82,8 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
   protected async handle(msg: ReaperMsg): Promise<void> {
     switch (msg.type) {
       case 'sweep':
-        if (!this.#o.isLeader()) return;
         try {
-          await this.#sweep();
+          await this.runOnce();
         } catch (err) {
           this.#stats.failedSweeps++;
           this.logger.warn({ err }, 'reaper sweep failed; trying again next tick');
@@ -79,11 +94,19 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
     }
   }
 
-  async #sweep(): Promise<void> {
+  /**
+   * One sweep, when this supervisor leads. Throws when a statement fails (the timer loop counts it
+   * and sweeps again at the next tick). The loop calls it through the mailbox; a test calls it on an
+   * actor not started.
+   */
+  async runOnce(): Promise<SweepResult> {
+    const result: SweepResult = { leader: this.#o.isLeader(), deadSupervisors: [], reaped: [], unknownTypeFailed: [], deleted: 0 };
+    if (!result.leader) return result;
     const { db } = this.#o;
     this.#stats.sweeps++;
-    this.#lastSweepAt = Date.now();
+    this.#lastSweepAt = this.clock.now();
     const dead = await removeDeadSupervisors(db, { deadAfterBeats: DEAD_AFTER_HEARTBEATS, selfId: this.#o.selfId });
+    result.deadSupervisors = dead;
     if (dead.length) {
       this.#stats.deadSupervisors += dead.length;
       this.logger.warn({ supervisors: dead }, 'removed supervisors that stopped heartbeating');
@@ -96,6 +119,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
         backoffByType: this.#o.backoffByType,
       });
       if (reaped.length === 0) break;
+      result.reaped.push(...reaped);
       this.#stats.reaped += reaped.length;
       const orphaned = reaped.filter((j) => j.orphaned).length;
       this.logger.warn(
@@ -106,14 +130,18 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       if (reaped.length < REAP_BATCH || this.signal.aborted) break;
     }
     const unknown = await failUnknownTypes(db, this.#o.unknownTypeGraceMs, REAP_BATCH);
+    result.unknownTypeFailed = unknown;
     if (unknown.length) {
       this.#stats.unknownTypeFailures += unknown.length;
       this.logger.warn({ jobs: unknown }, 'failed jobs of a type no supervisor serves');
     }
-    if (this.#stats.sweeps % RETENTION_EVERY === 1) await this.#retention();
+    if (this.#stats.sweeps % RETENTION_EVERY === 1) result.deleted = await this.#retention();
+    return result;
   }
 
-  async #retention(): Promise<void> {
+  /** Deletes finished jobs past their retention; returns how many. */
+  async #retention(): Promise<number> {
+    let total = 0;
     for (const [state, ms] of Object.entries(this.#o.retentionMs) as [JobState, number][]) {
       let deleted = 0;
       for (;;) {
@@ -122,8 +150,10 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
         this.#stats.deleted += n;
         if (n < RETENTION_BATCH || this.signal.aborted || !this.#o.isLeader()) break;
       }
+      total += deleted;
       if (deleted > 0) this.logger.info({ state, deleted, olderThanMs: ms }, 'deleted finished jobs past their retention');
     }
+    return total;
   }
 
   protected override inspect(): ReaperState {

@@ -49,6 +49,16 @@ export interface SchedulerOptions {
   onResume?: (runId: string, outcome: ResumeOutcome) => void;
 }
 
+/** What one cron check did. */
+export interface CronCheck {
+  /** False when this supervisor does not lead: nothing was checked. */
+  leader: boolean;
+  /** The ticks this check fired: the job or run it created for each (a tick fired elsewhere is not here). */
+  fired: { schedule: string; tickAt: Date; id: string }[];
+  /** Missed ticks it let go (beyond a schedule's catchUp). */
+  skipped: number;
+}
+
 export interface SchedulerState {
   leader: boolean;
   resuming: string[];
@@ -99,7 +109,9 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       case 'tick':
         return this.#guarded(() => this.#tick());
       case 'cron':
-        return this.#guarded(() => this.#cron());
+        return this.#guarded(async () => {
+          await this.runOnce();
+        });
       case 'done':
         this.#resuming.delete(msg.runId);
         this.#outcomes[msg.outcome] = (this.#outcomes[msg.outcome] ?? 0) + 1;
@@ -163,25 +175,32 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     }
   }
 
-  /** Fires the due ticks of every schedule, at most `catchUp` per schedule after a gap. */
-  async #cron(): Promise<void> {
-    if (!this.#o.isLeader()) return;
+  /**
+   * One cron check, when this supervisor leads: fires the due ticks of every schedule as of the
+   * clock's now, at most `catchUp` per schedule after a gap. A tick fires once whoever fires it (its
+   * cron_ticks row). Workflow resumes are not part of it: they run on their own ticks and wake-ups.
+   * The cron timer calls it through the mailbox; a test calls it on an actor not started.
+   */
+  async runOnce(): Promise<CronCheck> {
+    const check: CronCheck = { leader: this.#o.isLeader(), fired: [], skipped: 0 };
+    if (!check.leader) return check;
     const { db, schedules } = this.#o;
     const now = this.clock.now();
     const last = await lastCronTicks(db, schedules.map((s) => s.key));
     for (const entry of schedules) {
       try {
-        await this.#fireDue(entry, now, last.get(entry.key)?.getTime());
+        await this.#fireDue(entry, now, last.get(entry.key)?.getTime(), check);
       } catch (err) {
         // One schedule that cannot fire now does not hold up the others; it is tried at the next check.
         this.logger.warn({ err, schedule: entry.key }, 'could not fire a cron schedule');
       }
     }
     this.#stats.cronChecks++;
+    return check;
   }
 
-  /** Fires the due ticks of one schedule. */
-  async #fireDue(entry: ScheduleEntry, now: number, lastFired: number | undefined): Promise<void> {
+  /** Fires the due ticks of one schedule, adding them to `check`. */
+  async #fireDue(entry: ScheduleEntry, now: number, lastFired: number | undefined, check: CronCheck): Promise<void> {
     const { db } = this.#o;
     const { cron, catchUp, input } = entry.schedule;
     const lookback = now - (cron.seconds ? CRON_LOOKBACK_MS.seconds : CRON_LOOKBACK_MS.minutes);
@@ -193,6 +212,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     const due = catchUp === 0 ? ticks.filter((t) => now - t < 4 * CRON_CHECK_MS) : ticks;
     const missed = skipped + ticks.length - due.length;
     if (missed > 0) {
+      check.skipped += missed;
       this.#stats.cronSkipped += missed;
       this.logger.warn({ schedule: entry.key, skipped: missed }, 'skipped missed cron ticks');
     }
@@ -209,7 +229,10 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
               runId: `cron:${entry.target.name}:${tickAt.toISOString()}`,
               inputJson,
             });
-      if (fired !== undefined) this.#stats.cronFired++;
+      if (fired !== undefined) {
+        check.fired.push({ schedule: entry.key, tickAt, id: fired });
+        this.#stats.cronFired++;
+      }
     }
     this.#cronCheckedUpTo.set(entry.key, now);
   }

@@ -24,7 +24,7 @@ import { Completer, type CompletedBatch } from './completer.ts';
 import { Elector } from './elector.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
-import { Actor, assertNever, type AnyActor, type Logger, type SpawnOptions } from './kernel.ts';
+import { Actor, assertNever, type AnyActor, type Clock, type Logger, type SpawnOptions } from './kernel.ts';
 import { Listener } from './listener.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
@@ -38,6 +38,8 @@ const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 /** What an InFlight job reports to, besides itself. */
 interface InFlightHost {
   readonly events: EventEmitter<RuntimeEvents>;
+  /** The supervisor's clock, in ms since the epoch. */
+  now(): number;
   reportProgress(job: InFlight): void;
 }
 
@@ -61,7 +63,7 @@ class InFlight implements RunOptions {
   /** Why its module cannot load: the pool fails it at once with this, on no thread. */
   readonly loadError: string | undefined;
   running!: RunningJob;
-  readonly claimedAt = Date.now();
+  readonly claimedAt: number;
   deadlineAt: number | null = null;
   threadId: number | null = null;
   startedAt: number | null = null;
@@ -87,11 +89,12 @@ class InFlight implements RunOptions {
     this.maxMemoryMb = info.options.maxMemoryMb;
     this.loadError = info.loadError;
     this.#host = host;
+    this.claimedAt = host.now();
   }
 
   onStart(threadId: number): void {
     this.threadId = threadId;
-    this.startedAt = Date.now();
+    this.startedAt = this.#host.now();
     if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
     const thread = this.running.thread!;
     this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId, thread });
@@ -155,6 +158,8 @@ export interface SupervisorDeps {
   workflows?: WorkflowRegistry;
   /** The cron schedules of its worker and workflow modules (fired when it leads). */
   schedules?: ScheduleEntry[];
+  /** The time of the decisions made here and in its children (the database keeps its own); default the system clock. */
+  clock?: Clock;
 }
 
 /** An actor of the caller's that the supervisor runs as a child, and how it is supervised. */
@@ -170,7 +175,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #d: SupervisorDeps;
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
-  readonly #jobHost: InFlightHost = { events: this.events, reportProgress: (job) => this.#reportProgress(job) };
+  readonly #jobHost: InFlightHost = {
+    events: this.events,
+    now: () => this.clock.now(),
+    reportProgress: (job) => this.#reportProgress(job),
+  };
   #completer!: Completer;
   #compensator!: Compensator;
   #progress!: Progress;
@@ -192,7 +201,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #finishedBy: Record<string, number> = {};
 
   constructor(deps: SupervisorDeps) {
-    super({ name: 'supervisor', logger: deps.logger });
+    super({ name: 'supervisor', logger: deps.logger, clock: deps.clock });
     this.#d = deps;
     this.id = deps.id;
     this.#record = {
@@ -550,7 +559,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#inFlight.delete(id);
     // Only a job that reported progress or logs can have some pending there.
     if (job.percent !== null || job.logs !== '') this.#progress.forget(id);
-    const elapsed = Date.now() - (job.startedAt ?? job.claimedAt);
+    const elapsed = this.clock.now() - (job.startedAt ?? job.claimedAt);
     if (job.startedAt !== null) this.#runTimes.record(job.type, elapsed);
     const finish = finishFor(
       { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs, cancelRequested: job.cancelRequested },
@@ -639,7 +648,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   /** The jobs running now, for `spindle inspect` and the debug socket. */
   jobs(): InFlightView[] {
-    const now = Date.now();
+    const now = this.clock.now();
     return [...this.#inFlight.values()].map((j) => ({
       id: j.id,
       type: j.type,

@@ -72,14 +72,18 @@ export async function listSupervisors(db: Queryable, deadAfterBeats: number): Pr
 
 /**
  * Marks a supervisor seen (registering it again if a sweep had removed it). Its own statement, apart
- * from the leases: it touches one row, so no lock on a job can delay or undo it.
+ * from the leases: it touches one row, so no lock on a job can delay or undo it. Returns true when
+ * the row had to be inserted: a sweep had declared this supervisor dead.
  */
-export async function markSupervisorSeen(db: Queryable, s: SupervisorRecord): Promise<void> {
-  await db.query({
+export async function markSupervisorSeen(db: Queryable, s: SupervisorRecord): Promise<boolean> {
+  // xmax is 0 only in a row version this statement inserted; the conflict's update locks the row and sets it.
+  const { rows } = await db.query<{ inserted: boolean }>({
     name: 'spindle.seen',
     text: `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (id) DO UPDATE SET last_seen_at = now()`,
+           ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
+           RETURNING xmax = 0 AS inserted`,
     values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs],
   });
+  return rows[0]!.inserted;
 }
