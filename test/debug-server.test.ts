@@ -17,7 +17,8 @@ import {
   ensureSocketFree,
   type DebugServerState,
 } from '../src/actors/debug-server.ts';
-import { Actor, assertNever, type ActorEvents, type ActorSnapshot } from '../src/actors/kernel.ts';
+import { Actor, assertNever } from '../src/actors/kernel.ts';
+import type { ActorEvents, ActorSnapshot } from '../src/actors/snapshot.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { startSupervisor, type RuntimeSnapshot, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';

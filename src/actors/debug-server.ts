@@ -30,7 +30,8 @@ import { createConnection, createServer, type ListenOptions, type Server, type S
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EventEmitter } from 'eventemitter3';
 import { SpindleError, ValidationError } from '../errors.ts';
-import { Actor, assertNever, type ActorEventBase, type ActorEvents, type AnyActor } from './kernel.ts';
+import { Actor, assertNever, type AnyActor } from './kernel.ts';
+import type { ActorEventBase, ActorEvents } from './snapshot.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
 import { mkdirp, writeSecret } from './ops-files.ts';
 

@@ -28,7 +28,8 @@ import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
 import { closeServer, formatHost, listen } from './http-listen.ts';
-import { Actor, assertNever, type ActorEvents, type AnyActor } from './kernel.ts';
+import { Actor, assertNever, type AnyActor } from './kernel.ts';
+import type { ActorEvents } from './snapshot.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
 
 /** Buckets of the run-time histogram, in seconds: 1 ms to 10 min. */

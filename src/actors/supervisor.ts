@@ -24,13 +24,15 @@ import { createDebugSource, DebugServer, type DebugLimits } from './debug-server
 import { Elector } from './elector.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
-import { Actor, assertNever, type Logger } from './kernel.ts';
+import type { Logger } from '../logger.ts';
+import { Actor, assertNever } from './kernel.ts';
 import { HttpServer } from './http-server.ts';
 import { Listener } from './listener.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
-import { Scheduler, type ScheduleEntry } from './scheduler.ts';
+import { Scheduler } from './scheduler.ts';
 import { WorkflowRegistry } from '../workflows/registry.ts';
+import type { ScheduleEntry } from '../workflows/schedules.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;

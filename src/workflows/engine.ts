@@ -22,7 +22,7 @@ import {
   WorkflowStepError,
 } from '../errors.ts';
 import { FINAL_STATES, type JobState } from '../job.ts';
-import type { Logger } from '../actors/kernel.ts';
+import type { Logger } from '../logger.ts';
 import { isDataError } from '../db/errors.ts';
 import { findUnstorable, MAX_ERROR_TEXT_CHARS, storableText } from '../storable.ts';
 import { checkEnqueueOptions, checkName, checkText, DEFAULT_MAX_INPUT_BYTES, serializeInput } from '../validate.ts';
