@@ -8,7 +8,7 @@ import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import { ValidationError } from './errors.ts';
 import type { JobState } from './job.ts';
 import { checkInteger, checkName, describe } from './validate.ts';
-import { DEFAULT_WORKFLOW_LIMITS, type WorkflowLimits } from './workflows/engine.ts';
+import { DEFAULT_WORKFLOW_LIMITS, type WorkflowLimits } from './workflows/limits.ts';
 
 const SECOND = 1_000;
 const DAY = 24 * 3_600 * SECOND;

@@ -102,3 +102,14 @@ export class WorkflowStepError extends SpindleError {
 export class SchemaError extends SpindleError {
   override name = 'SchemaError';
 }
+
+/** The embedded server could not be started; the message carries the reason and the log tail. */
+export class EmbeddedPostgresError extends SpindleError {
+  override name = 'EmbeddedPostgresError';
+  constructor(
+    message: string,
+    readonly logTail: string = '',
+  ) {
+    super(logTail ? `${message}\n--- last lines of the PostgreSQL log ---\n${logTail}` : message);
+  }
+}

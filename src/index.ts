@@ -11,6 +11,6 @@ export { migrate } from './db/migrate.ts';
 export { SpindleError, ValidationError, PermanentError, NotFoundError, TimeoutError, StateError, SchemaError } from './errors.ts';
 export type { WorkflowContext, StepOptions, WorkflowJobOptions, EventResult, WaitOptions } from './workflows/types.ts';
 export type { WorkflowRun, WorkflowStep, WorkflowState, StartWorkflowOptions, WorkflowListFilter, WorkflowCancelOutcome } from './workflows/client.ts';
-export type { WorkflowLimits } from './workflows/engine.ts';
+export type { WorkflowLimits } from './workflows/limits.ts';
 export { parseCron, nextTick } from './workflows/cron.ts';
 export { NonDeterminismError, WorkflowBoundsError, WorkflowJobError, WorkflowStepError } from './errors.ts';

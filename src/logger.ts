@@ -6,10 +6,25 @@ import type PinoPretty from 'pino-pretty';
 /** pino-pretty is loaded only for a terminal: a tenth of spindle's import time, and log shippers never need it. */
 const requirePretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
-export type Logger = pino.Logger;
+/**
+ * What spindle's parts log through, `(fields, message)`: the four methods of a pino logger, so any
+ * pino logger fits, and a part needs no pino to be given one.
+ */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** A pino logger, what startSupervisor() takes and createLogger() makes. */
+export type PinoLogger = pino.Logger;
+
+/** The logger used where none is given: discards everything, and loads nothing to do it. */
+export const noopLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A pino logger at `level`: pretty on a TTY, JSON lines otherwise (for log shippers). */
-export function createLogger(level: string = 'info', destination: NodeJS.WritableStream = process.stderr): Logger {
+export function createLogger(level: string = 'info', destination: NodeJS.WritableStream = process.stderr): PinoLogger {
   const tty = (destination as NodeJS.WriteStream).isTTY === true && process.env.NO_COLOR === undefined;
   if (tty) {
     return pino(
@@ -21,4 +36,4 @@ export function createLogger(level: string = 'info', destination: NodeJS.Writabl
 }
 
 /** A logger that writes nothing. */
-export const silentLogger: Logger = pino({ level: 'silent' });
+export const silentLogger: PinoLogger = pino({ level: 'silent' });

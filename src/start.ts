@@ -8,7 +8,7 @@ import { Client } from './client.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
 import { ensureSocketFree } from './ops/debug-socket-file.ts';
 import { opsServers } from './ops/servers.ts';
@@ -20,7 +20,7 @@ import { collectSchedules } from './workflows/schedules.ts';
 /** Options of startSupervisor(): the supervisor's, plus a logger of your own. */
 export interface StartOptions extends SupervisorOptions {
   /** A pino logger; default one at `logLevel` on stderr. */
-  logger?: Logger;
+  logger?: PinoLogger;
   /** Limits of the debug socket (clients, idle time, buffers); the defaults suit production. */
   debugLimits?: Partial<DebugLimits>;
 }

@@ -8,7 +8,7 @@ import { Scheduler } from '../src/actors/scheduler.ts';
 import { ValidationError } from '../src/errors.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { nextTick, parseCron, ticksBetween } from '../src/workflows/cron.ts';
-import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/engine.ts';
+import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/limits.ts';
 import { parseSchedule, WorkflowRegistry } from '../src/workflows/registry.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 

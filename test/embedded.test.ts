@@ -8,14 +8,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import {
-  connectionStringFor,
-  EmbeddedPostgresError,
-  readEmbeddedState,
-  startEmbedded,
-  type EmbeddedLogger,
-  type EmbeddedServer,
-} from '../src/db/embedded.ts';
+import { connectionStringFor, readEmbeddedState, startEmbedded, type EmbeddedServer } from '../src/db/embedded.ts';
+import { EmbeddedPostgresError } from '../src/errors.ts';
+import type { Logger } from '../src/logger.ts';
 import { alive, eventually } from './helpers/processes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,7 +42,7 @@ async function tempDir(): Promise<string> {
   return d;
 }
 
-function recorder(): EmbeddedLogger & { lines: Array<{ level: string; msg: string; obj: object }> } {
+function recorder(): Logger & { lines: Array<{ level: string; msg: string; obj: object }> } {
   const lines: Array<{ level: string; msg: string; obj: object }> = [];
   const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, msg: msg ?? '', obj });
   return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };

@@ -1,17 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  Actor,
-  assertNever,
-  type ActorEvents,
-  type AskOptions,
-  type Logger,
-  type SpawnOptions,
-} from '../src/actors/kernel.ts';
+import { Actor, assertNever, type AskOptions } from '../src/actors/kernel.ts';
+import type { ActorEvents } from '../src/actors/snapshot.ts';
+import type { SpawnOptions } from '../src/actors/supervision.ts';
 import { ActorCrashError, StateError, TimeoutError, ValidationError } from '../src/errors.ts';
+import type { Logger } from '../src/logger.ts';
 
-// A pino logger must fit the kernel's Logger (checked by tsc).
+// A pino logger must fit the Logger actors take (checked by tsc).
 const silentLogger: Logger = pino({ enabled: false });
 
 type TestMsg =

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Completer, type CompletedBatch } from '../src/actors/completer.ts';
 import { Elector } from '../src/actors/elector.ts';
 import { Heartbeat, type BeatResult } from '../src/actors/heartbeat.ts';
-import type { Clock } from '../src/actors/kernel.ts';
+import type { Clock } from '../src/clock.ts';
 import { Listener } from '../src/actors/listener.ts';
 import { Progress } from '../src/actors/progress.ts';
 import { Reaper, type SweepResult } from '../src/actors/reaper.ts';
@@ -17,7 +17,7 @@ import { claimJobs } from '../src/db/claims.ts';
 import type { ReapedJob } from '../src/db/maintenance.ts';
 import type { Finish } from '../src/db/outcomes.ts';
 import { registerSupervisor, type SupervisorRecord } from '../src/db/supervisors.ts';
-import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/engine.ts';
+import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/limits.ts';
 import { parseSchedule, WorkflowRegistry } from '../src/workflows/registry.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 

@@ -1201,7 +1201,7 @@ describe('on a running supervisor', () => {
       expect(done).toMatchObject({ state: 'failed', resumes: 1, error: { name: 'Error', message: 'the body failed' } });
     });
 
-    // Before the fix (issue 19): errorJson() (src/workflows/engine.ts) copies an Error's seq, recorded, reached, jobId,
+    // Before the fix (issue 19): errorJson() (src/workflows/signals.ts) copies an Error's seq, recorded, reached, jobId,
     // state and step members into the run's error record, and makes only string ones storable. A
     // body that throws an Error whose `state` holds a NUL (or whose `seq` is a BigInt) makes the
     // final write fail (finishWorkflowRun is not behind #tx's data-error check; JSON.stringify

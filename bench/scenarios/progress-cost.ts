@@ -14,7 +14,7 @@
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { ActorSnapshot } from '../../src/actors/kernel.ts';
+import type { ActorSnapshot } from '../../src/actors/snapshot.ts';
 import { createClient } from '../../src/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { startSupervisor, type SupervisorHandle } from '../../src/start.ts';

@@ -6,7 +6,8 @@
 import pg from 'pg';
 import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/leader.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
-import { Actor, assertNever, type Clock } from './kernel.ts';
+import type { Clock } from '../clock.ts';
+import { Actor, assertNever } from './kernel.ts';
 
 /** How long connecting may take before the tick gives up and tries again on the next one. */
 const CONNECT_TIMEOUT_MS = 5_000;

@@ -6,7 +6,8 @@
 import { extendLeases, type HeldJob } from '../db/leases.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
-import { Actor, assertNever, type Clock } from './kernel.ts';
+import type { Clock } from '../clock.ts';
+import { Actor, assertNever } from './kernel.ts';
 
 /** A failed beat is tried again after this share of the interval. */
 const RETRY_SHARE = 0.25;

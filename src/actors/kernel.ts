@@ -29,39 +29,15 @@
  * `ask`; for a `send` it is ignored. A handler that throws rejects the `ask`
  * with that error, and the actor crashes.
  *
- * Status, as shown by `snapshot().status`:
- * - `idle`: constructed, never started. Messages are queued and run after start.
- * - `starting`: `onStart()` and the start of the children spawned in it are in
- *   progress. Messages are queued.
- * - `running`: draining the mailbox.
- * - `restarting`: crashed; its parent restarts it after a backoff. Messages are
- *   queued and the mailbox survives the restart (only the message that threw is
- *   lost).
- * - `stopping`: `stop()` in progress. New messages are dropped.
- * - `stopped`: stopped on request. Messages are dropped; `start()` starts it again.
- * - `failed`: crashed and given up on (policy `stop`, too many restarts,
- *   `escalate`, or no parent). Messages are dropped; `start()` starts it again.
- *
- * Crashes: when `handle()` or `onStart()` throws, the actor halts (timers
- * cleared, `signal` aborted, children stopped in reverse order, `onStop()` run if
- * `onStart()` had completed) and its parent's policy for it applies:
- * - `restart`: start again after `backoffMs`, doubling per restart within
- *   `windowMs`, capped at `maxBackoffMs`; after `maxRestarts` restarts within
- *   `windowMs` it fails instead.
- * - `stop`: it fails; the parent carries on.
- * - `escalate`: it fails and its parent crashes with an `ActorCrashError`, to
- *   which the grandparent's policy applies.
- * A root actor (no parent) that crashes fails: it stops its children and emits
- * `actor:fail` with reason `unsupervised`. Nothing the kernel does throws out of
- * a timer or leaves a promise rejection unhandled.
+ * Status (`snapshot().status`) is described at `ActorStatus` (snapshot.ts). A crash halts the actor
+ * and its parent's policy for it applies (supervision.ts); a root actor that crashes fails.
+ * Nothing the kernel does throws out of a timer or leaves a promise rejection unhandled.
  *
  * Children live for one run of their parent: spawn them in `onStart()` (or in
  * `handle()`); they are stopped and forgotten whenever the parent stops or
  * crashes, so a restarted parent spawns fresh ones from its `onStart()`.
  *
- * Events (`actor:start`, `actor:crash`, `actor:restart`, `actor:fail`,
- * `actor:stop`) are emitted on the actor and on every ancestor, so an inspector
- * subscribes to the root only.
+ * Its events (`ActorEvents`, snapshot.ts) are emitted on the actor and on every ancestor.
  *
  * Deadlocks to avoid: `stop()` waits for the message in progress and for a
  * start in progress, so `handle()` and `onStart()` must not await their own
@@ -69,33 +45,13 @@
  * actor can only time out.
  */
 import { EventEmitter } from 'eventemitter3';
+import { systemClock, type Clock } from '../clock.ts';
 import { ActorCrashError, StateError, TimeoutError, ValidationError } from '../errors.ts';
-
-/** Where an actor is in its lifecycle; see the file comment for each value. */
-export type ActorStatus = 'idle' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
-
-/** What a parent does when a child crashes. */
-export type SupervisionPolicy = 'restart' | 'stop' | 'escalate';
-
-/** A pino-compatible logger; the kernel logs `(fields, message)`. */
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-/** The time source, injectable for tests. */
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-}
-
-/** The logger used when none is given: discards everything. */
-export const noopLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-/** The clock used when none is given. */
-export const systemClock: Clock = { now: () => Date.now() };
+import { noopLogger, type Logger } from '../logger.ts';
+import { Mailbox, type Envelope } from './mailbox.ts';
+import type { ActorEventBase, ActorEvents, ActorSnapshot, ActorStatus } from './snapshot.ts';
+import { decide, supervisionFrom, type Decision, type FailReason, type SpawnOptions, type Supervision } from './supervision.ts';
+import { RunTimers } from './timers.ts';
 
 /** Options of every actor. */
 export interface ActorOptions {
@@ -113,75 +69,6 @@ export interface AskOptions {
   timeoutMs: number;
 }
 
-/** How a parent supervises a child, given to `spawn`. */
-export interface SpawnOptions {
-  /** What to do when the child crashes. */
-  policy: SupervisionPolicy;
-  /** Restarts allowed within `windowMs` before the child fails instead; default 5. */
-  maxRestarts?: number;
-  /** The window in which restarts are counted, in ms; default 60 000. */
-  windowMs?: number;
-  /** Delay before the first restart, doubled for each restart in the window; default 100 ms. */
-  backoffMs?: number;
-  /** Cap on the restart delay; default 5 000 ms. */
-  maxBackoffMs?: number;
-}
-
-/** Default of `SpawnOptions.maxRestarts`. */
-export const DEFAULT_MAX_RESTARTS = 5;
-/** Default of `SpawnOptions.windowMs`. */
-export const DEFAULT_RESTART_WINDOW_MS = 60_000;
-/** Default of `SpawnOptions.backoffMs`. */
-export const DEFAULT_BACKOFF_MS = 100;
-/** Default of `SpawnOptions.maxBackoffMs`. */
-export const DEFAULT_MAX_BACKOFF_MS = 5_000;
-
-/** A JSON-safe view of an actor and its children. */
-export interface ActorSnapshot<State = unknown> {
-  name: string;
-  /** Names from the root down, joined by `/`. */
-  path: string;
-  status: ActorStatus;
-  /** Messages waiting in the mailbox (not counting the one in progress). */
-  mailbox: number;
-  /** Messages handled (the handler returned or threw). */
-  processed: number;
-  /** Messages refused or discarded because the actor was stopping, stopped or failed. */
-  dropped: number;
-  /** Restarts so far, over the actor's whole life. */
-  restarts: number;
-  /** The last crash; `at` is an ISO timestamp. */
-  lastError: { message: string; at: string } | null;
-  /** What `inspect()` returns. */
-  state: State | null;
-  children: ActorSnapshot[];
-}
-
-/** Fields common to every actor event. */
-export interface ActorEventBase {
-  name: string;
-  path: string;
-  /** ISO timestamp. */
-  at: string;
-}
-
-/** Why an actor ended up `failed`. */
-export type FailReason = 'policy' | 'max-restarts' | 'escalated' | 'unsupervised';
-
-/** The events of an actor, also re-emitted by each of its ancestors. */
-export interface ActorEvents {
-  /** Started on request (not after a crash; see `actor:restart`). */
-  'actor:start': [ActorEventBase];
-  /** `handle()` or `onStart()` threw; `action` is what happens next. */
-  'actor:crash': [ActorEventBase & { error: Error; action: SupervisionPolicy }];
-  /** Running again after a crash; `restarts` counts them, `delayMs` was the backoff. */
-  'actor:restart': [ActorEventBase & { restarts: number; delayMs: number }];
-  /** Given up on: the actor is now `failed`. */
-  'actor:fail': [ActorEventBase & { error: Error; reason: FailReason }];
-  /** Halted for good, `stopped` on request or `failed`. */
-  'actor:stop': [ActorEventBase & { status: 'stopped' | 'failed' }];
-}
-
 /** Ends an exhaustive `switch (msg.type)`: compiles only when every case is handled. */
 export function assertNever(x: never): never {
   let shown: string;
@@ -196,31 +83,6 @@ export function assertNever(x: never): never {
 /** Any actor, whatever its messages and state (for code that holds children or walks a tree). */
 export type AnyActor = Actor<{ type: string }, unknown>;
 
-interface Supervision {
-  policy: SupervisionPolicy;
-  maxRestarts: number;
-  windowMs: number;
-  backoffMs: number;
-  maxBackoffMs: number;
-}
-
-type Decision =
-  | { action: 'restart'; delayMs: number }
-  | { action: 'stop'; reason: FailReason }
-  | { action: 'escalate' };
-
-interface TimerEntry {
-  handle: ReturnType<typeof setTimeout> | undefined;
-  /** A tick of this timer is in the mailbox: `every` does not queue another. */
-  pending: boolean;
-}
-
-interface Envelope<Msg> {
-  msg: Msg;
-  reply?: { resolve(value: unknown): void; reject(error: Error): void };
-  timer?: TimerEntry;
-}
-
 const noop = (): void => {};
 
 /** An actor: a mailbox drained one message at a time, a lifecycle, children and a snapshot. */
@@ -232,9 +94,8 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
   #clock: Clock | undefined;
   #path: string;
   #status: ActorStatus = 'idle';
-  readonly #mailbox: Envelope<Msg>[] = [];
+  readonly #mailbox = new Mailbox<Msg>();
   #processed = 0;
-  #dropped = 0;
   #restarts = 0;
   #lastError: { message: string; at: string } | null = null;
   #lastCrash: Error | null = null;
@@ -242,7 +103,7 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
   #supervision: Supervision | null = null;
   #children: AnyActor[] = [];
   #childStarts: Promise<void>[] = [];
-  readonly #timers = new Set<TimerEntry>();
+  readonly #timers = new RunTimers();
   #backoff: ReturnType<typeof setTimeout> | null = null;
   #restartTimes: number[] = [];
   #recovering: Decision | null = null;
@@ -362,9 +223,9 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
       name: this.name,
       path: this.#path,
       status: this.#status,
-      mailbox: this.#mailbox.length,
+      mailbox: this.#mailbox.size,
       processed: this.#processed,
-      dropped: this.#dropped,
+      dropped: this.#mailbox.dropped,
       restarts: this.#restarts,
       lastError: this.#lastError ? { ...this.#lastError } : null,
       state,
@@ -403,9 +264,7 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
   /** Sends `message()` to self every `ms`, skipping a tick while the previous one is still queued; cleared on stop and crash. Returns a cancel function. */
   protected every(ms: number, message: () => Msg): () => void {
     if (!this.#timersAllowed('every', ms)) return noop;
-    const entry: TimerEntry = { handle: undefined, pending: false };
-    entry.handle = setInterval(() => {
-      if (entry.pending) return;
+    return this.#timers.every(ms, (entry) => {
       let msg: Msg;
       try {
         msg = message();
@@ -416,21 +275,13 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
       // Set before enqueueing: the drain may take the tick (and clear the flag) synchronously; a drop clears it too.
       entry.pending = true;
       this.#enqueue({ msg, timer: entry });
-    }, ms);
-    this.#timers.add(entry);
-    return () => this.#clearTimer(entry);
+    });
   }
 
   /** Sends `msg` to self once after `ms`; cleared on stop and crash. Returns a cancel function. */
   protected after(ms: number, msg: Msg): () => void {
     if (!this.#timersAllowed('after', ms)) return noop;
-    const entry: TimerEntry = { handle: undefined, pending: false };
-    entry.handle = setTimeout(() => {
-      this.#timers.delete(entry);
-      this.#enqueue({ msg });
-    }, ms);
-    this.#timers.add(entry);
-    return () => this.#clearTimer(entry);
+    return this.#timers.after(ms, () => this.#enqueue({ msg }));
   }
 
   #timersAllowed(what: string, ms: number): boolean {
@@ -444,16 +295,6 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
     return this.#status === 'starting' || this.#status === 'running';
   }
 
-  #clearTimer(entry: TimerEntry): void {
-    clearTimeout(entry.handle);
-    this.#timers.delete(entry);
-  }
-
-  #clearTimers(): void {
-    for (const entry of this.#timers) clearTimeout(entry.handle);
-    this.#timers.clear();
-  }
-
   /** False while stopping, stopped or failed: a message sent now would be dropped. */
   protected get acceptsMessages(): boolean {
     const status = this.#status;
@@ -465,26 +306,22 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
       this.#drop(envelope);
       return false;
     }
-    this.#mailbox.push(envelope);
+    this.#mailbox.put(envelope);
     this.#schedule();
     return true;
   }
 
   #drop(envelope: Envelope<Msg>): void {
-    this.#dropped++;
-    if (envelope.timer) envelope.timer.pending = false;
     this.logger.debug({ actor: this.#path, type: envelope.msg.type }, 'actor dropped a message');
-    envelope.reply?.reject(
-      new StateError(`actor "${this.#path}" is ${this.#status}: message "${envelope.msg.type}" dropped`),
-    );
+    this.#mailbox.drop(envelope, new StateError(`actor "${this.#path}" is ${this.#status}: message "${envelope.msg.type}" dropped`));
   }
 
   #dropMailbox(): void {
-    for (const envelope of this.#mailbox.splice(0)) this.#drop(envelope);
+    for (const envelope of this.#mailbox.takeAll()) this.#drop(envelope);
   }
 
   #schedule(): void {
-    if (this.#draining || this.#status !== 'running' || this.#mailbox.length === 0) return;
+    if (this.#draining || this.#status !== 'running' || this.#mailbox.size === 0) return;
     // The flag is set before #drain runs, because a synchronous handler can finish the whole drain before it returns.
     this.#draining = true;
     this.#idle = this.#drain().catch((err: unknown) => {
@@ -495,9 +332,8 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
   async #drain(): Promise<void> {
     try {
       while (this.#status === 'running') {
-        const envelope = this.#mailbox.shift();
+        const envelope = this.#mailbox.take();
         if (!envelope) break;
-        if (envelope.timer) envelope.timer.pending = false;
         let result: unknown;
         try {
           result = await this.handle(envelope.msg);
@@ -579,7 +415,7 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
 
   /** Ends this run: timers, in-flight message, children (reverse order), onStop. */
   async #halt(dropMailbox: boolean): Promise<void> {
-    this.#clearTimers();
+    this.#timers.clear();
     if (this.#backoff) {
       clearTimeout(this.#backoff);
       this.#backoff = null;
@@ -613,7 +449,7 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
       this.logger.warn({ actor: this.#path, err: error, status: this.#status }, 'actor threw while halting');
       return;
     }
-    this.#clearTimers();
+    this.#timers.clear();
     const decision = this.#decide();
     this.#recovering = decision;
     this.#status = decision.action === 'restart' ? 'restarting' : 'failed';
@@ -623,23 +459,9 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
   }
 
   #decide(): Decision {
-    const supervision = this.#supervision;
-    if (!supervision || !this.#parent) return { action: 'stop', reason: 'unsupervised' };
-    switch (supervision.policy) {
-      case 'stop':
-        return { action: 'stop', reason: 'policy' };
-      case 'escalate':
-        return { action: 'escalate' };
-      case 'restart': {
-        const now = this.clock.now();
-        this.#restartTimes = this.#restartTimes.filter((t) => now - t < supervision.windowMs);
-        const recent = this.#restartTimes.length;
-        if (recent >= supervision.maxRestarts) return { action: 'stop', reason: 'max-restarts' };
-        return { action: 'restart', delayMs: Math.min(supervision.maxBackoffMs, supervision.backoffMs * 2 ** recent) };
-      }
-      default:
-        return assertNever(supervision.policy);
-    }
+    const { decision, restartTimes } = decide(this.#parent ? this.#supervision : null, this.#restartTimes, this.clock);
+    this.#restartTimes = restartTimes;
+    return decision;
   }
 
   async #recover(decision: Decision, error: Error): Promise<void> {
@@ -689,31 +511,6 @@ export abstract class Actor<Msg extends { type: string }, State = unknown> exten
       }
     }
   }
-}
-
-function supervisionFrom(options: SpawnOptions): Supervision {
-  const policy = options?.policy;
-  if (policy !== 'restart' && policy !== 'stop' && policy !== 'escalate') {
-    throw new ValidationError('options.policy', "must be 'restart', 'stop' or 'escalate'");
-  }
-  const maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
-  if (!Number.isInteger(maxRestarts) || maxRestarts < 0) {
-    throw new ValidationError('options.maxRestarts', 'must be a non-negative integer');
-  }
-  return {
-    policy,
-    maxRestarts,
-    windowMs: positive('options.windowMs', options.windowMs ?? DEFAULT_RESTART_WINDOW_MS),
-    backoffMs: positive('options.backoffMs', options.backoffMs ?? DEFAULT_BACKOFF_MS),
-    maxBackoffMs: positive('options.maxBackoffMs', options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS),
-  };
-}
-
-function positive(field: string, value: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new ValidationError(field, 'must be a positive number of milliseconds');
-  }
-  return value;
 }
 
 function toError(value: unknown): Error {

@@ -9,7 +9,8 @@ import { deleteFinishedJobs, failUnknownTypes, reapLostJobs, removeDeadSuperviso
 import type { Queryable } from '../db/queryable.ts';
 import type { JobState } from '../job.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
-import { Actor, assertNever, type Clock } from './kernel.ts';
+import type { Clock } from '../clock.ts';
+import { Actor, assertNever } from './kernel.ts';
 
 /** Rows per statement, so a sweep never holds many locks for long. */
 export const REAP_BATCH = 500;

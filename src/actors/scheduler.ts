@@ -7,12 +7,15 @@
  * notification can be missed.
  */
 import type pg from 'pg';
+import type { Clock } from '../clock.ts';
 import { fireCronJob, fireCronWorkflow, lastCronTicks } from '../db/cron.ts';
 import { claimWorkflowRuns, extendWorkflowLeases, unblockWorkflowRuns } from '../db/workflows.ts';
 import { ticksBetween } from '../workflows/cron.ts';
-import { resumeRun, type ResumeOutcome, type WorkflowLimits } from '../workflows/engine.ts';
-import type { ModuleSchedule, WorkflowRegistry } from '../workflows/registry.ts';
-import { Actor, assertNever, type Clock } from './kernel.ts';
+import { resumeRun, type ResumeOutcome } from '../workflows/engine.ts';
+import type { WorkflowLimits } from '../workflows/limits.ts';
+import type { WorkflowRegistry } from '../workflows/registry.ts';
+import type { ScheduleEntry } from '../workflows/schedules.ts';
+import { Actor, assertNever } from './kernel.ts';
 
 /** Resumes in progress at once, per supervisor. */
 export const DEFAULT_MAX_RESUMES = 32;
@@ -22,14 +25,6 @@ export const CRON_CHECK_MS = 250;
 const CRON_LOOKBACK_MS = { seconds: 3_600_000, minutes: 7 * 86_400_000 };
 /** How long the last resumes may take to finish on stop. */
 const STOP_GRACE_MS = 10_000;
-
-/** A schedule the leader fires: jobs of a worker module or runs of a workflow. */
-export interface ScheduleEntry {
-  /** Unique: `job:<type>` or `workflow:<name>`. */
-  key: string;
-  target: { kind: 'job'; type: string } | { kind: 'workflow'; name: string };
-  schedule: ModuleSchedule;
-}
 
 type SchedulerMsg = { type: 'claim' } | { type: 'tick' } | { type: 'cron' } | { type: 'done'; runId: string; outcome: ResumeOutcome };
 

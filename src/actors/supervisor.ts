@@ -24,12 +24,16 @@ import { Completer, type CompletedBatch } from './completer.ts';
 import { Elector } from './elector.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
-import { Actor, assertNever, type AnyActor, type Clock, type Logger, type SpawnOptions } from './kernel.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../logger.ts';
+import { Actor, assertNever, type AnyActor } from './kernel.ts';
+import type { SpawnOptions } from './supervision.ts';
 import { Listener } from './listener.ts';
 import { Progress } from './progress.ts';
 import { Reaper } from './reaper.ts';
-import { Scheduler, type ScheduleEntry } from './scheduler.ts';
+import { Scheduler } from './scheduler.ts';
 import { WorkflowRegistry } from '../workflows/registry.ts';
+import type { ScheduleEntry } from '../workflows/schedules.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
 const MAX_LOG_BYTES = 64 * 1024;

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { TCP_HOST, TOKEN_FILE } from '../ops/debug-protocol.ts';
-import type { ActorSnapshot } from '../actors/kernel.ts';
+import type { ActorSnapshot } from '../actors/snapshot.ts';
 import { SpindleError } from '../errors.ts';
 import type { RuntimeSnapshot } from '../start.ts';
 import { intFlag, parse, PORT_MAX } from './args.ts';

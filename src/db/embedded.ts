@@ -16,18 +16,12 @@
 import type pg from 'pg';
 import * as path from 'node:path';
 import { isLastMember, joinMembers } from './embedded-members.ts';
-import {
-  EmbeddedPostgresError,
-  ensureRunning,
-  prepareSite,
-  shutdownPostmaster,
-  type RunningServer,
-  type ServerSite,
-  type StartEmbeddedOptions,
-} from './embedded-server.ts';
+import { EmbeddedPostgresError } from '../errors.ts';
+import { shutdownPostmaster } from './embedded-process.ts';
+import { ensureRunning, prepareSite, type RunningServer, type ServerSite, type StartEmbeddedOptions } from './embedded-server.ts';
 import { defaultStateDir, removeStateIf } from './embedded-state.ts';
 
-export { EmbeddedPostgresError, type EmbeddedLogger, type StartEmbeddedOptions } from './embedded-server.ts';
+export type { StartEmbeddedOptions } from './embedded-server.ts';
 export {
   connectionStringFor,
   defaultStateDir,

@@ -4,7 +4,8 @@
  * supervisor.
  */
 import type { EventEmitter } from 'eventemitter3';
-import type { ActorEventBase, ActorEvents, AnyActor } from '../actors/kernel.ts';
+import type { AnyActor } from '../actors/kernel.ts';
+import type { ActorEventBase, ActorEvents } from '../actors/snapshot.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
 
 /** Receives every event of a `DebugSource`. */

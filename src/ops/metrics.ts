@@ -27,7 +27,8 @@ import { countJobsByQueueAndState } from '../db/jobs.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
-import { Actor, assertNever, type ActorEvents, type AnyActor } from '../actors/kernel.ts';
+import { Actor, assertNever, type AnyActor } from '../actors/kernel.ts';
+import type { ActorEvents } from '../actors/snapshot.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
 import { closeServer, formatHost, listen } from './serving.ts';
 

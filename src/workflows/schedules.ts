@@ -1,7 +1,14 @@
 /** The cron schedules a supervisor fires when it leads: of its worker modules and its workflows. */
-import type { ScheduleEntry } from '../actors/scheduler.ts';
 import type { Registry } from '../pool/registry.ts';
-import { parseSchedule, type WorkflowRegistry } from './registry.ts';
+import { parseSchedule, type ModuleSchedule, type WorkflowRegistry } from './registry.ts';
+
+/** A schedule the leader fires: jobs of a worker module or runs of a workflow. */
+export interface ScheduleEntry {
+  /** Unique: `job:<type>` or `workflow:<name>`. */
+  key: string;
+  target: { kind: 'job'; type: string } | { kind: 'workflow'; name: string };
+  schedule: ModuleSchedule;
+}
 
 /**
  * Reads every `schedule` export. A worker module's is a cron string or `{ cron, timezone?,

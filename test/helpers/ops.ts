@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ActorSnapshot } from '../../src/actors/kernel.ts';
+import type { ActorSnapshot } from '../../src/actors/snapshot.ts';
 import type { RuntimeEvents } from '../../src/runtime-events.ts';
 import { createClient, type Client } from '../../src/client.ts';
 import { startSupervisor, type StartOptions, type SupervisorHandle } from '../../src/start.ts';
