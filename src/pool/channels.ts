@@ -19,56 +19,56 @@ const DEAD_CHANNEL_KEEP_MS = 1_000;
 const CHANNEL_WAIT_MS = 1_000;
 
 export class ThreadChannels {
-  private readonly ports = new Map<number, MessagePort>();
-  private readonly owners = new Map<number, TaskOwner>();
+  readonly #ports = new Map<number, MessagePort>();
+  readonly #owners = new Map<number, TaskOwner>();
   /** Messages about later tasks that a drain took off a thread's channel, delivered next (see drain). */
-  private readonly held = new Map<number, ThreadMessage[]>();
+  readonly #held = new Map<number, ThreadMessage[]>();
   /** Work waiting for a thread's channel, which is posted before any task reaches the thread. */
-  private readonly waiting = new Map<number, (() => void)[]>();
-  private nextTask = 1;
+  readonly #waiting = new Map<number, (() => void)[]>();
+  #nextTask = 1;
 
   /** A thread's channel has come (Piscina re-emits it as the pool's 'message' event). */
   adopt(handoff: PortHandoff): void {
     const { threadId, port } = handoff;
-    this.ports.set(threadId, port);
+    this.#ports.set(threadId, port);
     port.on('message', (message: ThreadMessage) => {
-      const held = this.held.get(threadId);
-      if (held === undefined) this.route(message);
+      const held = this.#held.get(threadId);
+      if (held === undefined) this.#route(message);
       else held.push(message);
     });
     // Tasks keep the process alive while they run (Piscina); an idle channel must not.
     port.unref();
-    const waiting = this.waiting.get(threadId);
+    const waiting = this.#waiting.get(threadId);
     if (waiting === undefined) return;
-    this.waiting.delete(threadId);
+    this.#waiting.delete(threadId);
     for (const fn of waiting) fn();
   }
 
   /** The thread is gone: its channel is closed once whoever must drain it has done so. */
   forget(threadId: number): void {
-    const port = this.ports.get(threadId);
+    const port = this.#ports.get(threadId);
     if (port === undefined) return;
     setTimeout(() => {
-      if (this.ports.get(threadId) !== port) return;
-      this.ports.delete(threadId);
+      if (this.#ports.get(threadId) !== port) return;
+      this.#ports.delete(threadId);
       port.close();
     }, DEAD_CHANNEL_KEEP_MS).unref();
   }
 
   /** A number for a new task; its messages go to `owner` until close(). */
   open(owner: TaskOwner): number {
-    const task = this.nextTask++;
-    this.owners.set(task, owner);
+    const task = this.#nextTask++;
+    this.#owners.set(task, owner);
     return task;
   }
 
   close(task: number): void {
-    this.owners.delete(task);
+    this.#owners.delete(task);
   }
 
   /** Posts to the thread; false if its channel is not here (not come yet, or long dead). Throws what postMessage throws. */
   post(threadId: number, message: SupervisorMessage): boolean {
-    const port = this.ports.get(threadId);
+    const port = this.#ports.get(threadId);
     if (port === undefined) return false;
     port.postMessage(message);
     return true;
@@ -82,30 +82,30 @@ export class ThreadChannels {
    * two threads briefly counted three jobs running.
    */
   drain(threadId: number, task: number): void {
-    const port = this.ports.get(threadId);
+    const port = this.#ports.get(threadId);
     if (port === undefined) return;
     const later: ThreadMessage[] = [];
     const take = (message: ThreadMessage): void => {
-      if (message.task === task) this.route(message);
+      if (message.task === task) this.#route(message);
       else later.push(message);
     };
     // Held ones first: they were posted first.
-    const held = this.held.get(threadId);
-    this.held.delete(threadId);
+    const held = this.#held.get(threadId);
+    this.#held.delete(threadId);
     if (held !== undefined) for (const message of held) take(message);
     for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
       take(entry.message as ThreadMessage);
     }
     if (later.length === 0) return;
-    this.held.set(threadId, later);
-    queueMicrotask(() => this.release(threadId));
+    this.#held.set(threadId, later);
+    queueMicrotask(() => this.#release(threadId));
   }
 
-  private release(threadId: number): void {
-    const held = this.held.get(threadId);
+  #release(threadId: number): void {
+    const held = this.#held.get(threadId);
     if (held === undefined) return;
-    this.held.delete(threadId);
-    for (const message of held) this.route(message);
+    this.#held.delete(threadId);
+    for (const message of held) this.#route(message);
   }
 
   /**
@@ -115,7 +115,7 @@ export class ThreadChannels {
    * CHANNEL_WAIT_MS it runs anyway. `threadId` 0: no thread took the task, nothing to wait for.
    */
   whenReady(threadId: number, fn: () => void): void {
-    if (threadId === 0 || this.ports.has(threadId)) {
+    if (threadId === 0 || this.#ports.has(threadId)) {
       fn();
       return;
     }
@@ -127,19 +127,19 @@ export class ThreadChannels {
       fn();
     };
     const timer = setTimeout(once, CHANNEL_WAIT_MS);
-    let list = this.waiting.get(threadId);
-    if (list === undefined) this.waiting.set(threadId, (list = []));
+    let list = this.#waiting.get(threadId);
+    if (list === undefined) this.#waiting.set(threadId, (list = []));
     list.push(once);
   }
 
   closeAll(): void {
-    for (const port of this.ports.values()) port.close();
-    this.ports.clear();
-    this.owners.clear();
-    this.held.clear();
+    for (const port of this.#ports.values()) port.close();
+    this.#ports.clear();
+    this.#owners.clear();
+    this.#held.clear();
   }
 
-  private route(message: ThreadMessage): void {
-    this.owners.get(message.task)?.onThreadMessage(message);
+  #route(message: ThreadMessage): void {
+    this.#owners.get(message.task)?.onThreadMessage(message);
   }
 }
