@@ -185,6 +185,19 @@ describe('workflows in one supervisor', () => {
     expect((await client.getWorkflow(run.id))!.resumes).toBe(resumes);
   });
 
+  it('replays concurrent branches, a race and two calls of one name as they first ran, each step once', async () => {
+    await start({ branches: flow('branches') });
+    const log = join(dir, 'branches.log');
+    const { run } = await client.startWorkflow('branches', { log, slowMs: 300 });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 20_000 });
+    expect(done.error).toBeNull();
+    expect(done.state).toBe('succeeded');
+    expect(done.output).toEqual({ a: 'A1A2', b: 'B1B2', raced: 'fast', twins: ['first', 'second'] });
+    // Every sleep suspended the run: each part after one ran behind a replay of what came before.
+    expect(done.resumes).toBeGreaterThanOrEqual(4);
+    expect(lines(log).sort()).toEqual(['A-1', 'A-2', 'B-1', 'B-2', 'fast', 'slow', 'twin:first', 'twin:second']);
+  });
+
   it('fails a run whose step result is over the bound, with a clear error', async () => {
     await start({ big: flow('big') }, { workflowLimits: { maxStepResultBytes: 1_000 } });
     const { run } = await client.startWorkflow('big', null);
@@ -357,6 +370,29 @@ describe('workflows across SIGKILL', () => {
     expect(count(all, 'step:ship')).toBe(1);
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM spindle.jobs WHERE key = $1`, [`wf:${run.id}:2`]);
     expect(rows[0].n).toBe(1);
+    await kill(sup);
+  }, 60_000);
+
+  it('concurrent branches killed mid-run: the replay interleaves them as they ran, each step once', async () => {
+    const workflows = { branches: flow('branches') };
+    const log = join(dir, 'branches-crash.log');
+    let sup = await spawnSupervisor(workflows);
+    const { run } = await client.startWorkflow('branches', { log, slowMs: 800 });
+    // Killed while A-1 still runs and B has gone ahead to B-2 and its sleep.
+    await until('branch B ahead of A', async () => lines(log).includes('B-2') && !lines(log).includes('A-2'));
+    await kill(sup);
+    sup = await spawnSupervisor(workflows);
+    // And again while the race's slow step runs.
+    await until('the race', async () => lines(log).includes('slow'));
+    await kill(sup);
+    sup = await spawnSupervisor(workflows);
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 30_000 });
+    expect(done.error).toBeNull();
+    expect(done.output).toEqual({ a: 'A1A2', b: 'B1B2', raced: 'fast', twins: ['first', 'second'] });
+    const all = lines(log);
+    // A-1 and slow were running when their supervisor died: they may run again (at least once);
+    // every step that was recorded ran once.
+    for (const name of ['A-2', 'B-1', 'B-2', 'fast', 'twin:first', 'twin:second']) expect(count(all, name)).toBe(1);
     await kill(sup);
   }, 60_000);
 

@@ -51,6 +51,8 @@ export interface WorkflowStepRow {
   compensation_error: unknown;
   started_at: Date;
   finished_at: Date | null;
+  /** Where the call's end falls among the run's ends (see StepWrite.doneSeq); null while it waits. */
+  done_seq: number | null;
 }
 
 /** The claim a resume holds; its writes are fenced on it. */
@@ -268,6 +270,11 @@ export interface StepWrite {
    * database's clock, at most the write's time. Default: the write's time (a step recorded as it begins).
    */
   startedAt?: Date;
+  /**
+   * For a call that ended (succeeded or failed): its place in the order in which the run's body saw
+   * its calls end, so that a replay hands results back in the same order.
+   */
+  doneSeq?: number;
 }
 
 /**
@@ -278,13 +285,14 @@ export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWri
   const { rows } = await db.query<{ state_bytes: string }>(
     `WITH up AS (
        INSERT INTO spindle.workflow_steps AS st
-              (run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at)
+              (run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at, done_seq)
        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, least(coalesce($11::timestamptz, now()), now()),
-               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END)
+               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END, $12)
        ON CONFLICT (run_id, seq) DO UPDATE
          SET state = EXCLUDED.state, result = EXCLUDED.result, error = EXCLUDED.error,
              job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
-             has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at
+             has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at,
+             done_seq = EXCLUDED.done_seq
        RETURNING (xmax = 0) AS inserted
      )
      UPDATE spindle.workflow_runs r
@@ -305,6 +313,7 @@ export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWri
       s.until ?? null,
       s.hasCompensation ?? false,
       s.startedAt ?? null,
+      s.doneSeq ?? null,
     ],
   );
   return Number(rows[0]?.state_bytes ?? 0);

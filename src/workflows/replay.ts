@@ -1,9 +1,12 @@
 /**
- * The replay of one resume: the body runs from the start; each `wf.*` call takes the next sequence
- * number and, when a step is recorded under it, returns the record. The first call that must wait (a
- * job, a sleep, an event) records what it waits for and stops the body with a signal (signals.ts).
- * Every write is fenced on the claim (lockWorkflowClaim in the same transaction), so a resume whose
- * claim was taken writes nothing.
+ * The replay of one resume: the body runs from the start; each `wf.*` call is told by its kind, its
+ * name and how many calls of that kind and name the body made before it (the second `step "fetch"`),
+ * so branches that run side by side find their own records whatever order they call in. A recorded
+ * call returns its record, in the order the body first saw the calls end (replay-gate.ts); a call
+ * not recorded yet takes the next sequence number, does its work and records it. The first call that
+ * must wait (a job, a sleep, an event) records what it waits for and stops the body with a signal
+ * (signals.ts). Every write is fenced on the claim (lockWorkflowClaim in the same transaction), so a
+ * resume whose claim was taken writes nothing.
  */
 import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
@@ -15,6 +18,7 @@ import { isDataError } from '../db/errors.ts';
 import { findUnstorable } from '../storable.ts';
 import { checkEnqueueOptions, checkName, checkText, DEFAULT_MAX_INPUT_BYTES, serializeInput } from '../validate.ts';
 import type { WorkflowLimits } from './limits.ts';
+import { ReplayGate } from './replay-gate.ts';
 import { Cancel, ClaimLost, errorJson, Fatal, Infra, jobError, outputError, refusedWrite, stepError, Suspend, WorkflowSignal } from './signals.ts';
 import type { EventResult, StepOptions, WaitOptions, WorkflowContext, WorkflowJobOptions } from './types.ts';
 
@@ -26,8 +30,8 @@ export interface Compensation {
 }
 
 /**
- * The calls of one resume of a run: each `wf.*` call takes the next sequence number and returns what
- * is recorded under it, or does its work and records it, fenced on the claim.
+ * The calls of one resume of a run: each `wf.*` call returns what is recorded for it, or does its
+ * work and records it, fenced on the claim.
  */
 export class Replay {
   readonly #db: pg.Pool;
@@ -35,9 +39,21 @@ export class Replay {
   readonly #claim: WorkflowClaim;
   readonly #row: WorkflowRunRow;
   readonly #recorded = new Map<number, WorkflowStepRow>();
+  /** The records of each call (callKey), in the order the body made the calls. */
+  readonly #recordedByCall = new Map<string, WorkflowStepRow[]>();
+  /** Calls made so far in this resume, by callKey. */
+  readonly #made = new Map<string, number>();
+  /** Calls made so far that have a record. */
+  #matched = 0;
+  readonly #gate: ReplayGate;
   readonly #compensations = new Map<number, Compensation>();
   readonly #pending = new Set<Promise<unknown>>();
+  /** The highest sequence number taken: a new call takes the next. */
   #seq = 0;
+  /** The highest done_seq given: the next call to end takes the next. */
+  #done = 0;
+  /** The ends written so far, in order: the body sees each after the one before (see #ending). */
+  #endings: Promise<unknown> = Promise.resolve();
   #signal: WorkflowSignal | null = null;
   #cancelRequested: boolean;
   /** The database's clock at the claim, and the local one then: dbNow() is the database's time. */
@@ -60,7 +76,24 @@ export class Replay {
     this.#limits = limits;
     this.#claim = claim;
     this.#row = row;
-    for (const step of steps) this.#recorded.set(step.seq, step);
+    const ended: WorkflowStepRow[] = [];
+    for (const step of steps) {
+      this.#recorded.set(step.seq, step);
+      const key = callKey(step.kind, step.name);
+      const calls = this.#recordedByCall.get(key);
+      if (calls) calls.push(step);
+      else this.#recordedByCall.set(key, [step]);
+      if (step.state !== 'waiting') ended.push(step);
+      this.#seq = Math.max(this.#seq, step.seq);
+      this.#done = Math.max(this.#done, step.done_seq ?? 0);
+    }
+    // Rows written before done_seq existed ended before every row that has one; among themselves they
+    // are in the order of their calls, which for the sequential bodies that wrote them is the same.
+    ended.sort((a, b) => (a.done_seq ?? 0) - (b.done_seq ?? 0) || a.seq - b.seq);
+    this.#gate = new ReplayGate(
+      ended.map((step) => ({ seq: step.seq, label: callLabel(step.kind, step.name) })),
+      (due, reached) => this.#stop(new Fatal(new NonDeterminismError(row.id, due.seq, due.label, reached ?? 'no further call'))),
+    );
     this.#cancelRequested = row.cancel_requested_at !== null || row.state === 'compensating';
     this.#dbBase = row.db_now.getTime();
     this.#stateBytes = Number(row.state_bytes);
@@ -80,8 +113,12 @@ export class Replay {
     });
   }
 
-  /** Waits for the calls the body started but did not await (Promise.all with a rejection), so their writes are done. */
+  /**
+   * After the body returned or threw: waits for the calls it started but did not await (Promise.all
+   * with a rejection), so their writes are done.
+   */
   async settle(): Promise<void> {
+    this.#gate.bodySettled();
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
@@ -117,7 +154,7 @@ export class Replay {
     if (options?.compensate !== undefined && typeof options.compensate !== 'function') {
       throw new ValidationError('options.compensate', 'must be a function');
     }
-    const { seq, rec } = this.#next('step', name);
+    const { seq, rec } = await this.#next('step', name);
     if (rec?.state === 'failed') throw stepError(name, rec.error);
     if (rec?.state === 'succeeded') {
       this.#remember(seq, name, rec.result, options?.compensate);
@@ -140,7 +177,9 @@ export class Replay {
     }
     const json = this.#checkResult(name, value);
     const hasCompensation = !!options?.compensate;
-    await this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation, startedAt });
+    await this.#ending((doneSeq) =>
+      this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation, startedAt, doneSeq }),
+    );
     const result = JSON.parse(json) as T;
     this.#remember(seq, name, result, options?.compensate);
     return result;
@@ -149,13 +188,13 @@ export class Replay {
   /** Records a failed step and throws its error into the body. */
   async #stepFailed(seq: number, name: string, startedAt: Date, error: unknown): Promise<never> {
     const errJson = errorJson(error);
-    await this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson, startedAt });
+    await this.#ending((doneSeq) => this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson, startedAt, doneSeq }));
     throw stepError(name, JSON.parse(errJson));
   }
 
   async #run(type: string, input: unknown, options: WorkflowJobOptions = {}): Promise<unknown> {
     checkName('type', type);
-    const { seq, rec } = this.#next('job', type);
+    const { seq, rec } = await this.#next('job', type);
     if (rec?.state === 'succeeded') return rec.result;
     if (rec?.state === 'failed') throw jobError(rec);
     if (this.#cancelRequested && rec?.job_id) this.#frontierJob = String(rec.job_id);
@@ -177,11 +216,12 @@ export class Replay {
     if (job && state && !FINAL_STATES.includes(state)) throw this.#stop(new Suspend({ state: 'waiting', wakeAt: null, jobId }));
     if (job && state === 'succeeded') {
       const json = this.#checkResult(type, job.output);
-      await this.#write({ seq, name: type, kind: 'job', state: 'succeeded', resultJson: json, errorJson: null, jobId });
+      await this.#ending((doneSeq) => this.#write({ seq, name: type, kind: 'job', state: 'succeeded', resultJson: json, errorJson: null, jobId, doneSeq }));
       return JSON.parse(json);
     }
     const failure = { jobId, state: state ?? 'deleted', error: job?.error ?? { message: 'the job no longer exists' } };
-    await this.#write({ seq, name: type, kind: 'job', state: 'failed', resultJson: null, errorJson: JSON.stringify(failure), jobId });
+    const failureJson = JSON.stringify(failure);
+    await this.#ending((doneSeq) => this.#write({ seq, name: type, kind: 'job', state: 'failed', resultJson: null, errorJson: failureJson, jobId, doneSeq }));
     throw new WorkflowJobError(jobId, failure.state, failure.error);
   }
 
@@ -192,13 +232,13 @@ export class Replay {
     else if (typeof duration === 'object' && duration?.until instanceof Date && !Number.isNaN(duration.until.getTime())) {
       untilMs = duration.until.getTime();
     } else throw new ValidationError('duration', 'must be a number of milliseconds or { until: Date }');
-    const { seq, rec } = this.#next('sleep', name);
+    const { seq, rec } = await this.#next('sleep', name);
     if (rec?.state === 'succeeded') return;
     this.#frontier();
     const until = rec?.until ?? new Date(untilMs);
     if (!rec) await this.#write({ seq, name, kind: 'sleep', state: 'waiting', resultJson: null, errorJson: null, until });
     if (this.#dbNow() >= until.getTime()) {
-      await this.#write({ seq, name, kind: 'sleep', state: 'succeeded', resultJson: null, errorJson: null, until });
+      await this.#ending((doneSeq) => this.#write({ seq, name, kind: 'sleep', state: 'succeeded', resultJson: null, errorJson: null, until, doneSeq }));
       return;
     }
     throw this.#stop(new Suspend({ state: 'sleeping', wakeAt: until }));
@@ -212,59 +252,73 @@ export class Replay {
     if (options.timeoutMs !== undefined && !(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0)) {
       throw new ValidationError('options.timeoutMs', 'must be a non-negative number of milliseconds');
     }
-    const { seq, rec } = this.#next('event', name);
+    const { seq, rec } = await this.#next('event', name);
     if (rec?.state === 'succeeded') return rec.result as EventResult;
     this.#frontier();
     const deadline =
       rec?.until ??
       (options.timeoutMs !== undefined ? new Date(this.#dbNow() + options.timeoutMs) : (options.until ?? null));
-    const got = await this.inClaim(async (db, dbNow) => {
+    const got = await this.#ending((doneSeq) => this.inClaim(async (db, dbNow) => {
       const event = await consumeWorkflowEvent(db, { runId: this.#row.id, name, seq });
       let result: EventResult | null = null;
       if (event) result = { timedOut: false, payload: event.payload };
       else if (deadline && dbNow.getTime() >= deadline.getTime()) result = { timedOut: true, payload: null };
       if (result) {
         const json = this.#checkResult(name, result);
-        await this.#writeOn(db, { seq, name, kind: 'event', state: 'succeeded', resultJson: json, errorJson: null, until: deadline });
+        await this.#writeOn(db, { seq, name, kind: 'event', state: 'succeeded', resultJson: json, errorJson: null, until: deadline, doneSeq });
       } else if (!rec) {
         await this.#writeOn(db, { seq, name, kind: 'event', state: 'waiting', resultJson: null, errorJson: null, until: deadline });
       }
       return result;
-    });
+    }));
     if (got) return got;
     throw this.#stop(new Suspend({ state: 'waiting', wakeAt: deadline, event: name }));
   }
 
   async #recordedValue(kind: 'now' | 'random', make: () => number): Promise<number> {
-    const { seq, rec } = this.#next(kind, kind);
+    const { seq, rec } = await this.#next(kind, kind);
     if (rec) return rec.result as number;
     this.#frontier();
     const value = make();
-    await this.#write({ seq, name: kind, kind, state: 'succeeded', resultJson: JSON.stringify(value), errorJson: null });
+    await this.#ending((doneSeq) => this.#write({ seq, name: kind, kind, state: 'succeeded', resultJson: JSON.stringify(value), errorJson: null, doneSeq }));
     return value;
   }
 
   async #patched(id: string): Promise<boolean> {
     checkStepName('id', id);
     if (this.#signal) throw this.#signal;
-    const rec = this.#recorded.get(this.#seq + 1);
-    if (rec && !(rec.kind === 'patch' && rec.name === id)) return false; // recorded before the patch existed
-    const { seq } = this.#next('patch', id);
-    if (!rec) await this.#write({ seq, name: id, kind: 'patch', state: 'succeeded', resultJson: 'true', errorJson: null });
+    const key = callKey('patch', id);
+    const rec = this.#recordedByCall.get(key)?.[this.#made.get(key) ?? 0];
+    // Unreached records and none of this patch: the run went past this point before the patch existed.
+    if (!rec && this.#matched < this.#recorded.size) return false;
+    const { seq } = await this.#next('patch', id);
+    if (!rec) {
+      await this.#ending((doneSeq) => this.#write({ seq, name: id, kind: 'patch', state: 'succeeded', resultJson: 'true', errorJson: null, doneSeq }));
+    }
     return true;
   }
 
   // ---- helpers --------------------------------------------------------------------------------
 
-  /** Takes the next sequence number; a record of another call there fails the run. */
-  #next(kind: string, name: string): { seq: number; rec: WorkflowStepRow | undefined } {
+  /**
+   * The record of this call, when its turn comes (replay-gate.ts); or, for a call not recorded yet,
+   * the next sequence number once every recorded result has been handed back.
+   */
+  async #next(kind: string, name: string): Promise<{ seq: number; rec: WorkflowStepRow | undefined }> {
     if (this.#signal) throw this.#signal;
-    const seq = ++this.#seq;
-    const rec = this.#recorded.get(seq);
-    if (rec && (rec.kind !== kind || rec.name !== name)) {
-      throw this.#stop(new Fatal(new NonDeterminismError(this.#row.id, seq, `${rec.kind} "${rec.name}"`, `${kind} "${name}"`)));
+    const key = callKey(kind, name);
+    const made = this.#made.get(key) ?? 0;
+    this.#made.set(key, made + 1);
+    const rec = this.#recordedByCall.get(key)?.[made];
+    if (rec) this.#matched += 1;
+    if (!this.#gate.open) {
+      const label = callLabel(kind, name);
+      await (rec && rec.state !== 'waiting' ? this.#gate.turn(rec.seq, label) : this.#gate.pass(label));
+      if (this.#signal) throw this.#signal;
     }
-    if (!rec && seq > this.#limits.maxSteps) {
+    if (rec) return { seq: rec.seq, rec };
+    const seq = ++this.#seq;
+    if (seq > this.#limits.maxSteps) {
       throw this.#stop(
         new Fatal(new WorkflowBoundsError(`workflow run ${this.#row.id} reached maxSteps (${this.#limits.maxSteps}) at ${kind} "${name}"`)),
       );
@@ -279,7 +333,21 @@ export class Replay {
 
   #stop(signal: WorkflowSignal): WorkflowSignal {
     this.#signal ??= signal;
+    this.#gate.fail(this.#signal);
     return this.#signal;
+  }
+
+  /**
+   * Writes how a call ended, as `write(doneSeq)`. The body sees the ends in the order of their
+   * done_seq, each after it has reacted to the one before (a macrotask), as a replay hands them back:
+   * so the interleaving of concurrent branches is the same in both.
+   */
+  #ending<T>(write: (doneSeq: number) => Promise<T>): Promise<T> {
+    const written = write(++this.#done);
+    const inOrder = this.#endings.then(() => written);
+    const reacted = () => new Promise<void>((resolve) => setImmediate(resolve));
+    this.#endings = inOrder.then(reacted, reacted);
+    return inOrder;
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -363,4 +431,14 @@ export class Replay {
 
 function checkStepName(field: string, name: unknown): void {
   checkText(field, name, 200);
+}
+
+/** How a call is told from the others of its run, with how many of it came before. */
+function callKey(kind: string, name: string): string {
+  return `${kind}\u0000${name}`;
+}
+
+/** How a call reads in an error: `step "charge"`. */
+function callLabel(kind: string, name: string): string {
+  return `${kind} "${name}"`;
 }
