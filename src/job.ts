@@ -35,6 +35,9 @@ export interface Job<Input = unknown, Output = unknown> {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** The supervisor that holds it, or last held it. */
+  supervisorId: string | null;
+  /** @deprecated The same as supervisorId, its earlier name. */
   workerId: string | null;
   leaseExpiresAt: Date | null;
   progress: number | null;
@@ -49,6 +52,9 @@ export interface Job<Input = unknown, Output = unknown> {
 export interface Attempt {
   jobId: string;
   attempt: number;
+  /** The supervisor that ran the attempt. */
+  supervisorId: string | null;
+  /** @deprecated The same as supervisorId, its earlier name. */
   workerId: string | null;
   outcome: AttemptOutcome;
   error: JobError | null;
@@ -115,6 +121,7 @@ export function jobFromRow<I = unknown, O = unknown>(row: JobRow): Job<I, O> {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    supervisorId: row.worker_id,
     workerId: row.worker_id,
     leaseExpiresAt: row.lease_expires_at,
     progress: row.progress,
@@ -130,6 +137,7 @@ export function attemptFromRow(row: AttemptRow): Attempt {
   return {
     jobId: String(row.job_id),
     attempt: row.attempt,
+    supervisorId: row.worker_id,
     workerId: row.worker_id,
     outcome: row.outcome,
     error: row.error ?? null,

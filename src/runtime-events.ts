@@ -15,7 +15,7 @@ export interface RuntimeEvents {
   'job:finished': [{ id: string; type: string; attempt: number; outcome: AttemptOutcome; state: JobState | null; ms: number }];
   'job:progress': [{ id: string; percent: number; message: string | null }];
   'claim:lost': [{ id: string; attempt: number; reason: string }];
-  'job:reaped': [{ id: string; attempt: number; workerId: string | null; state: string }];
+  'job:reaped': [{ id: string; attempt: number; supervisorId: string | null; state: string }];
   'leader:changed': [{ leader: boolean }];
 }
 

@@ -50,7 +50,7 @@ describe('backoff', () => {
   it("puts a job whose lease ended back after its type's own backoff, within its maxMs", async () => {
     const own = await client.enqueue('own-backoff', {}, { maxAttempts: 3 });
     const other = await client.enqueue('default-backoff', {}, { maxAttempts: 3 });
-    await claimJobs(db.pool, { workerId: 'gone', queues: [], types: [{ type: 'own-backoff', maxAttempts: 3 }, { type: 'default-backoff', maxAttempts: 3 }], limit: 2, leaseMs: 60_000 });
+    await claimJobs(db.pool, { supervisorId: 'gone', queues: [], types: [{ type: 'own-backoff', maxAttempts: 3 }, { type: 'default-backoff', maxAttempts: 3 }], limit: 2, leaseMs: 60_000 });
     await db.pool.query(`UPDATE spindle.jobs SET lease_expires_at = now() - interval '1 second' WHERE id IN ($1, $2)`, [own.id, other.id]);
     const reaped = await reapLostJobs(db.pool, {
       limit: 10,

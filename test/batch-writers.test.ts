@@ -29,7 +29,7 @@ afterAll(async () => {
 /** `n` jobs enqueued and claimed by WORKER: what a supervisor holds while their attempts run. */
 async function claimed(type: string, n: number): Promise<{ id: string; attempt: number }[]> {
   await client.enqueueMany(Array.from({ length: n }, (_, i) => ({ type, input: i })));
-  const rows = await claimJobs(db.pool, { workerId: WORKER, queues: [], types: [{ type, maxAttempts: 3 }], limit: n, leaseMs: 60_000 });
+  const rows = await claimJobs(db.pool, { supervisorId: WORKER, queues: [], types: [{ type, maxAttempts: 3 }], limit: n, leaseMs: 60_000 });
   expect(rows).toHaveLength(n);
   return rows.map((r) => ({ id: r.id, attempt: r.attempt }));
 }
@@ -38,7 +38,7 @@ describe('batch writers isolate what the database refuses', () => {
   it('the completer records a refused outcome as its own failure and writes the rest of the batch', async () => {
     const jobs = await claimed('finish-mix', 9);
     const batches: CompletedBatch[] = [];
-    const completer = new Completer({ db: db.pool, workerId: WORKER, onBatch: (b) => batches.push(b) });
+    const completer = new Completer({ db: db.pool, supervisorId: WORKER, onBatch: (b) => batches.push(b) });
     await completer.start();
     try {
       const bad = jobs[4]!;
@@ -70,7 +70,7 @@ describe('batch writers isolate what the database refuses', () => {
 
   it('the progress writer drops a refused report and writes the others', async () => {
     const jobs = await claimed('progress-mix', 5);
-    const progress = new Progress({ db: db.pool, workerId: WORKER, flushMs: 60_000 });
+    const progress = new Progress({ db: db.pool, supervisorId: WORKER, flushMs: 60_000 });
     await progress.start();
     try {
       for (const job of jobs) {

@@ -247,7 +247,7 @@ describe('crash safety (child processes, real faults)', () => {
     const killedAt = Date.now();
     const elected = await follower.waitFor((l) => l.event === 'leader:changed' && l.leader === true, 5_000, 'leadership');
     const reaped = await follower.waitFor(
-      (l) => l.event === 'job:reaped' && l.workerId === leader.id,
+      (l) => l.event === 'job:reaped' && l.supervisorId === leader.id,
       5_000,
       'the old leader’s jobs reaped',
     );

@@ -208,7 +208,7 @@ describe('what a job shows', () => {
       expect((await client.waitFor(id, { timeoutMs: 15_000 })).state).toBe('cancelled');
 
       const retried = await call('POST', `/api/jobs/${id}/retry`);
-      expect(retried.body.job).toMatchObject({ state: 'queued', attempt: 2, error: null, startedAt: null, workerId: null, progress: null });
+      expect(retried.body.job).toMatchObject({ state: 'queued', attempt: 2, error: null, startedAt: null, supervisorId: null, progress: null });
     } finally {
       await client.cancel(id);
       await client.waitFor(id, { timeoutMs: 15_000 });

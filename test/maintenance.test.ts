@@ -57,10 +57,10 @@ function record(id: string, types: string[] = [], heartbeatMs = 1_000): Supervis
   return { id, host: 'test', pid: 1, version: 'test', queues: [], types, concurrency: 1, heartbeatMs };
 }
 
-/** Jobs enqueued and claimed by `workerId`: what a supervisor holds while their attempts run. */
-async function claimed(workerId: string, type: string, n: number, maxAttempts = 3): Promise<{ id: string; attempt: number }[]> {
+/** Jobs enqueued and claimed by `supervisorId`: what a supervisor holds while their attempts run. */
+async function claimed(supervisorId: string, type: string, n: number, maxAttempts = 3): Promise<{ id: string; attempt: number }[]> {
   await client.enqueueMany(Array.from({ length: n }, (_, i) => ({ type, input: i, options: { maxAttempts } })));
-  const rows = await claimJobs(db.pool, { workerId, queues: [], types: [{ type, maxAttempts }], limit: n, leaseMs: 60_000 });
+  const rows = await claimJobs(db.pool, { supervisorId, queues: [], types: [{ type, maxAttempts }], limit: n, leaseMs: 60_000 });
   expect(rows).toHaveLength(n);
   return rows.map((r) => ({ id: r.id, attempt: r.attempt })).sort((a, b) => Number(a.id) - Number(b.id));
 }
@@ -333,14 +333,14 @@ describe('elector', () => {
 
 describe('completer', () => {
   it('writes a batch of outcomes in one statement, fenced: the outcome of an attempt taken back is refused', async () => {
-    const workerId = 'cp-worker';
-    const jobs = await claimed(workerId, 'cp-type', 3);
+    const supervisorId = 'cp-worker';
+    const jobs = await claimed(supervisorId, 'cp-type', 3);
     const [done, retry, stale] = jobs;
     // The third job's attempt 1 was taken back, and this same supervisor runs it again as attempt 2:
     // only the attempt tells the stale outcome from the current one.
     await db.pool.query(`UPDATE spindle.jobs SET attempt = attempt + 1 WHERE id = $1`, [stale!.id]);
     const batches: CompletedBatch[] = [];
-    const completer = new Completer({ db: db.pool, workerId, onBatch: (b) => batches.push(b) });
+    const completer = new Completer({ db: db.pool, supervisorId, onBatch: (b) => batches.push(b) });
     const finishes: Finish[] = [
       { ...done!, outcome: 'succeeded', nextState: 'succeeded', outputJson: '{"ok":1}', logs: null },
       { ...retry!, outcome: 'failed', nextState: 'queued', error: { name: 'Error', message: 'boom' }, delayMs: 30_000, logs: 'a line\n' },
@@ -360,7 +360,7 @@ describe('completer', () => {
     expect(d).toMatchObject({ state: 'succeeded', output: { ok: 1 }, lease_s: null });
     expect(r).toMatchObject({ state: 'queued', lease_s: null, error: { name: 'Error', message: 'boom' } });
     expect(r!.run_in_s).toBeGreaterThan(25);
-    expect(s).toMatchObject({ state: 'running', attempt: 2, worker_id: workerId, output: null });
+    expect(s).toMatchObject({ state: 'running', attempt: 2, worker_id: supervisorId, output: null });
     const { rows: log } = await db.pool.query<{ job_id: string; outcome: string }>(
       `SELECT job_id::text, outcome FROM spindle.attempt_log WHERE job_id = ANY($1::bigint[])`,
       [jobs.map((j) => j.id)],
@@ -376,11 +376,11 @@ describe('completer', () => {
 
 describe('progress', () => {
   it("flushes each job's latest progress only, in one statement, fenced on the attempt", async () => {
-    const workerId = 'pg-worker';
-    const [first, second, gone] = await claimed(workerId, 'pg-type', 3);
+    const supervisorId = 'pg-worker';
+    const [first, second, gone] = await claimed(supervisorId, 'pg-type', 3);
     // Reports arrive as messages, so the actor runs (its timer too far off to fire); flush() is
     // runOnce() through the mailbox, after the reports sent before it.
-    const progress = new Progress({ db: db.pool, workerId, flushMs: 3_600_000 });
+    const progress = new Progress({ db: db.pool, supervisorId, flushMs: 3_600_000 });
     await progress.start();
     try {
       progress.report({ ...first!, percent: 10, message: 'early', data: null, logs: null });

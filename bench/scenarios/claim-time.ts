@@ -37,7 +37,7 @@ async function timeClaims(client: pg.Client): Promise<number> {
     try {
       const start = wallClockMs();
       const rows = await claimJobs(client, {
-        workerId: 'bench-claim',
+        supervisorId: 'bench-claim',
         queues: [],
         types: [{ type: TYPE, maxAttempts: 3 }],
         limit: LIMIT,

@@ -41,7 +41,7 @@ export interface CompletedBatch {
 
 export class Completer extends Actor<CompleterMsg, CompleterState> {
   readonly #db: Queryable;
-  readonly #workerId: string;
+  readonly #supervisorId: string;
   readonly #onBatch: (batch: CompletedBatch) => void;
   #pending: Finish[] = [];
   /** The batch being written now. */
@@ -52,10 +52,10 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   readonly #uncertain = new WeakSet<Finish>();
   #stats = { written: 0, notWritten: 0, batches: 0, failedWrites: 0, refused: 0 };
 
-  constructor(options: { db: Queryable; workerId: string; onBatch: (batch: CompletedBatch) => void }) {
+  constructor(options: { db: Queryable; supervisorId: string; onBatch: (batch: CompletedBatch) => void }) {
     super({ name: 'completer' });
     this.#db = options.db;
-    this.#workerId = options.workerId;
+    this.#supervisorId = options.supervisorId;
     this.#onBatch = options.onBatch;
   }
 
@@ -163,7 +163,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   #write(batch: Finish[]): Promise<FinishedJobs> {
     return writeIsolating(
       batch,
-      (finishes) => finishJobs(this.#db, this.#workerId, finishes),
+      (finishes) => finishJobs(this.#db, this.#supervisorId, finishes),
       (finish, err) => this.#writeRefused(finish, err),
       (a, b) => ({ ids: [...a.ids, ...b.ids], cancelled: [...a.cancelled, ...b.cancelled] }),
     );
@@ -191,7 +191,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     delete finish.progress;
     finish.logs = null;
     try {
-      return await finishJobs(this.#db, this.#workerId, [finish]);
+      return await finishJobs(this.#db, this.#supervisorId, [finish]);
     } catch (again) {
       if (!isDataError(again)) throw again;
       // Cannot happen with the fields above; if it does, the lease ends and the reaper takes the job back.
@@ -208,7 +208,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     const unsure = batch.filter((f) => !ids.has(f.id) && this.#uncertain.has(f));
     if (unsure.length === 0) return;
     try {
-      for (const id of await recordedAttempts(this.#db, this.#workerId, unsure)) ids.add(id);
+      for (const id of await recordedAttempts(this.#db, this.#supervisorId, unsure)) ids.add(id);
     } catch (err) {
       this.logger.warn({ err, jobs: unsure.length }, 'could not check retried outcomes; counting them as lost claims');
     }

@@ -106,7 +106,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     const started = performance.now();
     const registeredAgain = await markSupervisorSeen(this.#db, this.#record);
     const held = await extendLeases(this.#db, {
-      workerId: this.#record.id,
+      supervisorId: this.#record.id,
       leaseMs: this.#leaseMs,
       ids: asked.map((c) => c.id),
       attempts: asked.map((c) => c.attempt),

@@ -33,15 +33,15 @@ export interface ProgressState {
 
 export class Progress extends Actor<ProgressMsg, ProgressState> {
   readonly #db: Queryable;
-  readonly #workerId: string;
+  readonly #supervisorId: string;
   readonly #flushMs: number;
   #dirty = new Map<string, ProgressUpdate>();
   #stats = { reports: 0, statements: 0, rowsWritten: 0, failedWrites: 0, refused: 0 };
 
-  constructor(options: { db: Queryable; workerId: string; flushMs: number }) {
+  constructor(options: { db: Queryable; supervisorId: string; flushMs: number }) {
     super({ name: 'progress' });
     this.#db = options.db;
-    this.#workerId = options.workerId;
+    this.#supervisorId = options.supervisorId;
     this.#flushMs = options.flushMs;
   }
 
@@ -112,7 +112,7 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
       updates,
       (batch) => {
         this.#stats.statements++;
-        return writeProgress(this.#db, this.#workerId, batch);
+        return writeProgress(this.#db, this.#supervisorId, batch);
       },
       async (update, err) => {
         this.#stats.refused++;

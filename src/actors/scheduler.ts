@@ -152,9 +152,9 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       const free = (this.#o.maxResumes ?? DEFAULT_MAX_RESUMES) - this.#resuming.size;
       if (free <= 0 || this.signal.aborted) return;
       this.#stats.claims++;
-      const rows = await claimWorkflowRuns(db, { workerId: selfId, limit: free, leaseMs, exclude: [...this.#resuming.keys()] });
+      const rows = await claimWorkflowRuns(db, { supervisorId: selfId, limit: free, leaseMs, exclude: [...this.#resuming.keys()] });
       for (const row of rows) {
-        const done = resumeRun({ db, workerId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
+        const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
           (outcome) => {
             this.#o.onResume?.(row.id, outcome);
             this.send({ type: 'done', runId: row.id, outcome });

@@ -227,7 +227,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     await registerSupervisor(db, this.#record);
     const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
     this.#completer = this.spawn(
-      new Completer({ db, workerId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
+      new Completer({ db, supervisorId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
       { policy: 'restart' },
     );
     this.#compensator = this.spawn(
@@ -239,7 +239,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }),
       { policy: 'restart' },
     );
-    this.#progress = this.spawn(new Progress({ db: fastDb, workerId: this.id, flushMs: config.progressFlushMs }), {
+    this.#progress = this.spawn(new Progress({ db: fastDb, supervisorId: this.id, flushMs: config.progressFlushMs }), {
       policy: 'restart',
     });
     this.#heartbeat = this.spawn(
@@ -427,6 +427,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     }
     if (channel === 'spindle_cancel') {
       try {
+        // The payload's field is named by the SQL that sends it (migrations 0001, 0003).
         const note = JSON.parse(payload) as { id: string; workerId: string | null; attempt: number; reason: string | null };
         if (note.workerId === this.id) {
           this.send({ type: 'cancel', id: String(note.id), attempt: note.attempt, reason: note.reason ?? null });
@@ -499,7 +500,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
-    const rows = await claimJobs(fastDb, { workerId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
+    const rows = await claimJobs(fastDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
     // What its type's budget does not allow is given back at once for other supervisors, rather
     // than held behind busy threads.
     const { kept, excess } = keepWithinBudget(config, this.#runTimes, rows, this.#heldByType());
@@ -643,7 +644,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   #onReaped(jobs: ReapedJob[]): void {
     for (const j of jobs) {
-      this.events.emit('job:reaped', { id: j.id, attempt: j.attempt, workerId: j.worker_id, state: j.state });
+      this.events.emit('job:reaped', { id: j.id, attempt: j.attempt, supervisorId: j.worker_id, state: j.state });
     }
     this.#wake();
   }

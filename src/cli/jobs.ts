@@ -55,7 +55,7 @@ export function describeJob(job: Job, attempts: Attempt[]): string {
       attempts.map((a) => [
         a.attempt,
         a.outcome,
-        a.workerId,
+        a.supervisorId,
         a.startedAt ? duration(a.finishedAt.getTime() - a.startedAt.getTime()) : '-',
         a.error?.message ?? '',
       ]),

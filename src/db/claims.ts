@@ -65,7 +65,7 @@ export const CLAIM_SQL = `WITH picked AS (
  */
 export async function claimJobs(
   db: Queryable,
-  claim: { workerId: string; queues: string[]; types: ClaimType[]; limit: number; leaseMs: number },
+  claim: { supervisorId: string; queues: string[]; types: ClaimType[]; limit: number; leaseMs: number },
 ): Promise<ClaimedJob[]> {
   const { rows } = await db.query<{ jobs: ClaimedJob[] }>({
     name: 'spindle.claim',
@@ -74,7 +74,7 @@ export async function claimJobs(
       claim.types.map((t) => t.type),
       claim.queues,
       claim.limit,
-      claim.workerId,
+      claim.supervisorId,
       claim.leaseMs,
       claim.types.map((t) => t.maxAttempts),
     ],
@@ -86,7 +86,7 @@ export async function claimJobs(
  * Gives back claimed jobs this supervisor will not run soon (it claimed more of a slow type than its
  * threads can start): they are queued again as if never claimed, and other supervisors are woken.
  */
-export async function releaseJobs(db: Queryable, workerId: string, jobs: { id: string; attempt: number }[]): Promise<number> {
+export async function releaseJobs(db: Queryable, supervisorId: string, jobs: { id: string; attempt: number }[]): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
     `WITH locked AS MATERIALIZED (
        ${LOCK_HELD_IN_ORDER}
@@ -100,7 +100,7 @@ export async function releaseJobs(db: Queryable, workerId: string, jobs: { id: s
        SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM released) q
      )
      SELECT (SELECT count(*) FROM released)::int AS n, (SELECT count(*) FROM woken) AS w`,
-    [workerId, jobs.map((j) => j.id), jobs.map((j) => j.attempt)],
+    [supervisorId, jobs.map((j) => j.id), jobs.map((j) => j.attempt)],
   );
   return rows[0]!.n;
 }

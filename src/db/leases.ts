@@ -16,7 +16,7 @@ export interface HeldJob {
  */
 export async function extendLeases(
   db: Queryable,
-  lease: { workerId: string; leaseMs: number; ids: string[]; attempts: number[] },
+  lease: { supervisorId: string; leaseMs: number; ids: string[]; attempts: number[] },
 ): Promise<HeldJob[]> {
   const { rows } = await db.query<HeldJob>({
     name: 'spindle.lease',
@@ -28,17 +28,17 @@ export async function extendLeases(
        FROM locked
       WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
       RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
-    values: [lease.workerId, lease.ids, lease.attempts, lease.leaseMs],
+    values: [lease.supervisorId, lease.ids, lease.attempts, lease.leaseMs],
   });
   return rows;
 }
 
 /** Running jobs of this supervisor with a cancel requested, for a sweep after a missed NOTIFY. */
-export async function cancelRequests(db: Queryable, workerId: string): Promise<HeldJob[]> {
+export async function cancelRequests(db: Queryable, supervisorId: string): Promise<HeldJob[]> {
   const { rows } = await db.query<HeldJob>(
     `SELECT id::text, attempt, true AS cancel_requested, cancel_reason FROM spindle.jobs
       WHERE worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL`,
-    [workerId],
+    [supervisorId],
   );
   return rows;
 }

@@ -57,7 +57,7 @@ export interface FinishedJobs {
  * a row whose claim was lost matches nothing and is left alone.
  * A succeeded attempt gets no attempt_log row: the job row is its record (see the attempts view).
  */
-export async function finishJobs(db: Queryable, workerId: string, finishes: Finish[]): Promise<FinishedJobs> {
+export async function finishJobs(db: Queryable, supervisorId: string, finishes: Finish[]): Promise<FinishedJobs> {
   const { rows } = await db.query<FinishedJobs>({
     name: 'spindle.finish',
     text: `WITH d AS (
@@ -103,7 +103,7 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
             coalesce((SELECT json_agg(json_build_object('id', id::text, 'reason', cancel_reason)) FROM done
                        WHERE state = 'cancelled' AND next_state <> 'cancelled'), '[]') AS cancelled,
             (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
-    values: [workerId, finishesJson(finishes)],
+    values: [supervisorId, finishesJson(finishes)],
   });
   return rows[0]!;
 }
@@ -115,7 +115,7 @@ export async function finishJobs(db: Queryable, workerId: string, finishes: Fini
  */
 export async function recordedAttempts(
   db: Queryable,
-  workerId: string,
+  supervisorId: string,
   finishes: Pick<Finish, 'id' | 'attempt' | 'outcome'>[],
 ): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
@@ -124,7 +124,7 @@ export async function recordedAttempts(
        JOIN unnest($2::bigint[], $3::int[], $4::text[]) AS f(id, attempt, outcome)
          ON a.job_id = f.id AND a.attempt = f.attempt AND a.outcome = f.outcome
       WHERE a.worker_id = $1`,
-    [workerId, finishes.map((f) => f.id), finishes.map((f) => f.attempt), finishes.map((f) => f.outcome)],
+    [supervisorId, finishes.map((f) => f.id), finishes.map((f) => f.attempt), finishes.map((f) => f.outcome)],
   );
   return rows.map((r) => r.id);
 }
@@ -132,13 +132,13 @@ export async function recordedAttempts(
 /** Records what a module's compensate() did after a cancel, fenced on the cancelled attempt. */
 export async function recordCompensation(
   db: Queryable,
-  workerId: string,
+  supervisorId: string,
   c: { id: string; attempt: number; compensation: unknown },
 ): Promise<boolean> {
   const { rowCount } = await db.query(
     `UPDATE spindle.jobs SET compensation = $4
       WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'cancelled'`,
-    [c.id, c.attempt, workerId, JSON.stringify(c.compensation)],
+    [c.id, c.attempt, supervisorId, JSON.stringify(c.compensation)],
   );
   return rowCount === 1;
 }

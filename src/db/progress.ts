@@ -16,7 +16,7 @@ export interface ProgressUpdate {
  * Writes the latest progress of many jobs in one statement, fenced on (id, attempt, worker, running),
  * and tells watchers with one NOTIFY per 300 jobs. Returns how many rows were written.
  */
-export async function writeProgress(db: Queryable, workerId: string, updates: ProgressUpdate[]): Promise<number> {
+export async function writeProgress(db: Queryable, supervisorId: string, updates: ProgressUpdate[]): Promise<number> {
   const { rows } = await db.query<{ n: number }>({
     name: 'spindle.progress',
     text: `WITH locked AS MATERIALIZED (
@@ -37,7 +37,7 @@ export async function writeProgress(db: Queryable, workerId: string, updates: Pr
      )
      SELECT (SELECT count(*) FROM written)::int AS n, (SELECT count(*) FROM told) AS t`,
     values: [
-      workerId,
+      supervisorId,
       updates.map((u) => u.id),
       updates.map((u) => u.attempt),
       updates.map((u) => u.percent),

@@ -58,7 +58,7 @@ export interface WorkflowStepRow {
 /** The claim a resume holds; its writes are fenced on it. */
 export interface WorkflowClaim {
   runId: string;
-  workerId: string;
+  supervisorId: string;
   claimSeq: number;
 }
 
@@ -177,12 +177,12 @@ export async function requestWorkflowCancel(
 /**
  * Claims up to `limit` runs to resume: woken (wake time passed, their job ended, their event came),
  * or claimed by a supervisor whose lease on them expired (as for jobs, a claim holds until its lease
- * ends, whatever its supervisor's heartbeat says). Leases them to `workerId`.
+ * ends, whatever its supervisor's heartbeat says). Leases them to `supervisorId`.
  * Returns the rows and the database's clock.
  */
 export async function claimWorkflowRuns(
   db: Queryable,
-  c: { workerId: string; limit: number; leaseMs: number; exclude: string[] },
+  c: { supervisorId: string; limit: number; leaseMs: number; exclude: string[] },
 ): Promise<(WorkflowRunRow & { db_now: Date })[]> {
   const { rows } = await db.query<WorkflowRunRow & { db_now: Date }>(
     `WITH picked AS (
@@ -207,7 +207,7 @@ export async function claimWorkflowRuns(
             lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now()
        FROM picked WHERE r.id = picked.id
       RETURNING r.*, now() AS db_now`,
-    [c.workerId, c.limit, c.leaseMs, c.exclude],
+    [c.supervisorId, c.limit, c.leaseMs, c.exclude],
   );
   return rows;
 }
@@ -215,7 +215,7 @@ export async function claimWorkflowRuns(
 /** Extends the leases of the runs this supervisor is resuming; returns the ids still held. */
 export async function extendWorkflowLeases(
   db: Queryable,
-  workerId: string,
+  supervisorId: string,
   claims: { runId: string; claimSeq: number }[],
   leaseMs: number,
 ): Promise<string[]> {
@@ -224,7 +224,7 @@ export async function extendWorkflowLeases(
        FROM unnest($3::text[], $4::int[]) AS c(id, seq)
       WHERE r.id = c.id AND r.claim_seq = c.seq AND r.claimed_by = $1
       RETURNING r.id`,
-    [workerId, leaseMs, claims.map((c) => c.runId), claims.map((c) => c.claimSeq)],
+    [supervisorId, leaseMs, claims.map((c) => c.runId), claims.map((c) => c.claimSeq)],
   );
   return rows.map((r) => r.id);
 }
@@ -240,7 +240,7 @@ export async function lockWorkflowClaim(
   const { rows } = await db.query<{ cancel_requested: boolean; db_now: Date }>(
     `SELECT cancel_requested_at IS NOT NULL AS cancel_requested, now() AS db_now FROM spindle.workflow_runs
       WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3 FOR UPDATE`,
-    [claim.runId, claim.workerId, claim.claimSeq],
+    [claim.runId, claim.supervisorId, claim.claimSeq],
   );
   const row = rows[0];
   return row ? { cancelRequested: row.cancel_requested, dbNow: row.db_now } : undefined;
@@ -250,7 +250,7 @@ export async function lockWorkflowClaim(
 export async function setWorkflowVersion(db: Queryable, claim: WorkflowClaim, version: string): Promise<void> {
   await db.query(
     'UPDATE spindle.workflow_runs SET version = $4 WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3 AND version IS NULL',
-    [claim.runId, claim.workerId, claim.claimSeq, version],
+    [claim.runId, claim.supervisorId, claim.claimSeq, version],
   );
 }
 
@@ -359,7 +359,7 @@ export async function suspendWorkflowRun(db: Queryable, claim: WorkflowClaim, wa
               WHEN r.cancel_requested_at IS NOT NULL THEN now()
               ELSE $5::timestamptz END
       WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3`,
-    [claim.runId, claim.workerId, claim.claimSeq, wait.state, wait.wakeAt, wait.jobId ?? null, wait.event ?? null],
+    [claim.runId, claim.supervisorId, claim.claimSeq, wait.state, wait.wakeAt, wait.jobId ?? null, wait.event ?? null],
   );
   return rowCount === 1;
 }
@@ -370,7 +370,7 @@ export async function releaseWorkflowRun(db: Queryable, claim: WorkflowClaim, re
     `UPDATE spindle.workflow_runs
         SET claimed_by = NULL, lease_expires_at = NULL, wake_at = now() + $4 * interval '1 millisecond', updated_at = now()
       WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3`,
-    [claim.runId, claim.workerId, claim.claimSeq, retryInMs],
+    [claim.runId, claim.supervisorId, claim.claimSeq, retryInMs],
   );
   return rowCount === 1;
 }
@@ -390,7 +390,7 @@ export async function finishWorkflowRun(
         RETURNING id
      )
      SELECT id, pg_notify('spindle_workflow_finished', id) FROM done`,
-    [claim.runId, claim.workerId, claim.claimSeq, end.state, end.outputJson, end.errorJson],
+    [claim.runId, claim.supervisorId, claim.claimSeq, end.state, end.outputJson, end.errorJson],
   );
   return rows.length === 1;
 }
@@ -401,7 +401,7 @@ export async function blockWorkflowRun(db: Queryable, claim: WorkflowClaim, reas
     `UPDATE spindle.workflow_runs
         SET state = 'blocked', blocked_reason = $4, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
       WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3`,
-    [claim.runId, claim.workerId, claim.claimSeq, reason],
+    [claim.runId, claim.supervisorId, claim.claimSeq, reason],
   );
   return rowCount === 1;
 }

@@ -213,7 +213,7 @@ function asCurrentAttempt(job: Job): Job {
     case 'running':
       return job.error === null ? job : { ...job, error: null };
     case 'queued':
-      return { ...job, error: null, startedAt: null, workerId: null, progress: null, progressMessage: null, progressData: null };
+      return { ...job, error: null, startedAt: null, supervisorId: null, workerId: null, progress: null, progressMessage: null, progressData: null };
     default:
       return job;
   }

@@ -29,7 +29,7 @@ export type ResumeOutcome = 'suspended' | 'succeeded' | 'failed' | 'cancelled' |
 /** What a resume needs of its supervisor. */
 export interface EngineDeps {
   db: pg.Pool;
-  workerId: string;
+  supervisorId: string;
   limits: WorkflowLimits;
   logger: Logger;
 }
@@ -43,10 +43,10 @@ export async function resumeRun(
   module: WorkflowModule | undefined,
   loadError?: string,
 ): Promise<ResumeOutcome> {
-  const claim: WorkflowClaim = { runId: row.id, workerId: deps.workerId, claimSeq: row.claim_seq };
+  const claim: WorkflowClaim = { runId: row.id, supervisorId: deps.supervisorId, claimSeq: row.claim_seq };
   try {
     if (!module) {
-      const reason = loadError ?? `no workflow module named "${row.name}" on supervisor ${deps.workerId}`;
+      const reason = loadError ?? `no workflow module named "${row.name}" on supervisor ${deps.supervisorId}`;
       return (await blockWorkflowRun(deps.db, claim, reason)) ? 'blocked' : 'lost';
     }
     const version = row.version ?? module.version;

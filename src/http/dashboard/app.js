@@ -380,7 +380,7 @@ function renderJob({ job, attempts, inFlight }) {
     ['Queue', job.queue],
     ['Priority', job.priority],
     ['Attempt', attemptText(job, true)],
-    ['Supervisor', job.workerId ?? '-'],
+    ['Supervisor', job.supervisorId ?? '-'],
     ...threadFields(job, inFlight),
     ['Created', time(job.createdAt)],
     ['Run at', time(job.runAt)],
@@ -403,7 +403,7 @@ function renderJob({ job, attempts, inFlight }) {
             {},
             h('td', { class: 'num' }, a.attempt),
             h('td', {}, stateBadge(a.outcome)),
-            h('td', {}, a.workerId ?? '-'),
+            h('td', {}, a.supervisorId ?? '-'),
             h('td', {}, time(a.startedAt)),
             h('td', {}, time(a.finishedAt)),
             h('td', { class: 'error' }, a.error ? `${a.error.name}: ${a.error.message}` : ''),
@@ -455,7 +455,7 @@ function noticeText(job) {
   if (notice.kind === 'retry') return job.state === 'queued' ? `job ${job.id} queued again for attempt ${job.attempt + 1}` : '';
   if (job.state === 'cancelled') return `job ${job.id} cancelled`;
   if (job.state === 'running') {
-    return `${notice.changed ? 'cancel requested' : 'a cancel was already requested'}: supervisor ${job.workerId ?? '?'} was asked to stop it`;
+    return `${notice.changed ? 'cancel requested' : 'a cancel was already requested'}: supervisor ${job.supervisorId ?? '?'} was asked to stop it`;
   }
   if (job.state === 'queued') return '';
   return notice.changed ? `job ${job.id} ${state} before the cancel took effect` : `job ${job.id} already ${state}; nothing to cancel`;
