@@ -13,15 +13,16 @@ import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
 import { finishFor } from '../outcome.ts';
-import type { Outcome, RunOptions, RunningJob, WorkerPool } from '../pool/pool.ts';
-import type { Registry, WorkerModuleInfo } from '../pool/registry.ts';
+import type { Outcome, WorkerPool } from '../pool/pool.ts';
+import type { Registry } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import { keepWithinBudget, planClaim, RunTimes, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
-import { Compensator, type CompensatedJob } from './compensator.ts';
+import { Compensator } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { Elector } from './elector.ts';
+import { InFlight, type InFlightHost } from './in-flight.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
 import type { Clock } from '../clock.ts';
@@ -35,88 +36,7 @@ import { Scheduler } from './scheduler.ts';
 import { WorkflowRegistry } from '../workflows/registry.ts';
 import type { ScheduleEntry } from '../workflows/schedules.ts';
 
-/** Bound on the log lines kept per attempt (the oldest are dropped). */
-const MAX_LOG_BYTES = 64 * 1024;
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
-
-/** What an InFlight job reports to, besides itself. */
-interface InFlightHost {
-  readonly events: EventEmitter<RuntimeEvents>;
-  /** The supervisor's clock, in ms since the epoch. */
-  now(): number;
-  reportProgress(job: InFlight): void;
-}
-
-/**
- * A job this supervisor holds: claimed, waiting for a thread or running. It is also the pool's
- * RunOptions for the job: the thread's reports arrive as its methods, not as closures made for each
- * job (those, their context and tsx's keepNames wrapper were 0.9 of the 5.5 KB the main thread
- * allocated per no-op job).
- */
-class InFlight implements RunOptions {
-  readonly id: string;
-  readonly type: string;
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly input: unknown;
-  readonly info: WorkerModuleInfo;
-  /** The job's timeout, from its thread's start; undefined: none. */
-  readonly timeoutMs: number | undefined;
-  /** Its module's heap limit: the pool runs it in a small pool kept for that limit. */
-  readonly maxMemoryMb: number | undefined;
-  /** Why its module cannot load: the pool fails it at once with this, on no thread. */
-  readonly loadError: string | undefined;
-  running!: RunningJob;
-  readonly claimedAt: number;
-  deadlineAt: number | null = null;
-  threadId: number | null = null;
-  startedAt: number | null = null;
-  percent: number | null = null;
-  message: string | null = null;
-  data: unknown = null;
-  logs = '';
-  /** Why we stopped it, if we did. */
-  abortedFor: AbortReason | null = null;
-  cancelReason: string | null = null;
-  /** A cancel was requested for this attempt, perhaps after it had begun to stop for another reason. */
-  cancelRequested = false;
-  readonly #host: InFlightHost;
-
-  constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {
-    this.id = String(row.id);
-    this.type = row.type;
-    this.attempt = row.attempt;
-    this.maxAttempts = row.max_attempts;
-    this.input = row.input;
-    this.info = info;
-    this.timeoutMs = timeoutMs;
-    this.maxMemoryMb = info.options.maxMemoryMb;
-    this.loadError = info.loadError;
-    this.#host = host;
-    this.claimedAt = host.now();
-  }
-
-  onStart(threadId: number): void {
-    this.threadId = threadId;
-    this.startedAt = this.#host.now();
-    if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
-    const thread = this.running.thread!;
-    this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId, thread });
-  }
-
-  onProgress(percent: number, message?: string, data?: unknown): void {
-    this.percent = percent;
-    this.message = message ?? null;
-    this.data = data ?? null;
-    this.#host.reportProgress(this);
-    this.#host.events.emit('job:progress', { id: this.id, percent, message: this.message });
-  }
-
-  onLog(line: string): void {
-    this.logs = boundLog(this.logs + line + '\n');
-    this.#host.reportProgress(this);
-  }
-}
 
 type SupervisorMsg =
   | { type: 'claim' }
@@ -590,9 +510,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       state: finish?.nextState ?? null,
       ms: elapsed,
     });
-    if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensator.compensate(compensated(job));
+    if (finish?.nextState === 'cancelled' && job.info.hasCompensate) this.#compensator.compensate(job.compensated());
     // A cancel this supervisor has not heard of yet may still turn the retry into a cancel (finishJobs).
-    if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#compensator.watchRetry(finish, compensated(job));
+    if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#compensator.watchRetry(finish, job.compensated());
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     if (this.#maybeMore && wantsClaim(this.#d.config, this.#runTimes, this.#inFlight.size)) this.#wake();
   }
@@ -654,21 +574,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** The jobs running now, for `spindle inspect` and the debug socket. */
   jobs(): InFlightView[] {
     const now = this.clock.now();
-    return [...this.#inFlight.values()].map((j) => ({
-      id: j.id,
-      type: j.type,
-      attempt: j.attempt,
-      maxAttempts: j.maxAttempts,
-      threadId: j.threadId,
-      thread: j.running.thread ?? null,
-      claimedAt: new Date(j.claimedAt).toISOString(),
-      startedAt: j.startedAt === null ? null : new Date(j.startedAt).toISOString(),
-      elapsedMs: now - (j.startedAt ?? j.claimedAt),
-      deadline: j.deadlineAt === null ? null : new Date(j.deadlineAt).toISOString(),
-      progress: j.percent,
-      message: j.message,
-      aborting: j.running.abortReason ?? null,
-    }));
+    return [...this.#inFlight.values()].map((job) => job.view(now));
   }
 
   protected override inspect(): SupervisorState {
@@ -684,27 +590,4 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       finished: { ...this.#finishedBy },
     };
   }
-}
-
-/** Keeps the last MAX_LOG_BYTES of a log, cut at a line start. */
-function boundLog(text: string): string {
-  if (text.length <= MAX_LOG_BYTES) return text;
-  const cut = text.slice(text.length - MAX_LOG_BYTES);
-  const newline = cut.indexOf('\n');
-  return `[earlier lines dropped]\n${newline >= 0 ? cut.slice(newline + 1) : cut}`;
-}
-
-/** What the compensator needs of a job it may compensate. */
-function compensated(job: InFlight): CompensatedJob {
-  return {
-    id: job.id,
-    type: job.type,
-    modulePath: job.info.path,
-    input: job.input,
-    attempt: job.attempt,
-    maxAttempts: job.maxAttempts,
-    cancelReason: job.cancelReason,
-    timeoutMs: job.info.options.timeoutMs,
-    maxMemoryMb: job.maxMemoryMb,
-  };
 }

@@ -1,0 +1,131 @@
+/** A job a supervisor holds, as the supervisor and the pool see it. */
+import type { EventEmitter } from 'eventemitter3';
+import type { ClaimedJob } from '../db/claims.ts';
+import type { RunOptions, RunningJob } from '../pool/pool.ts';
+import type { AbortReason } from '../pool/protocol.ts';
+import type { WorkerModuleInfo } from '../pool/registry.ts';
+import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
+import type { CompensatedJob } from './compensator.ts';
+
+/** Bound on the log lines kept per attempt (the oldest are dropped). */
+const MAX_LOG_BYTES = 64 * 1024;
+
+/** What an InFlight job reports to, besides itself. */
+export interface InFlightHost {
+  readonly events: EventEmitter<RuntimeEvents>;
+  /** The supervisor's clock, in ms since the epoch. */
+  now(): number;
+  reportProgress(job: InFlight): void;
+}
+
+/**
+ * A job this supervisor holds: claimed, waiting for a thread or running. It is also the pool's
+ * RunOptions for the job: the thread's reports arrive as its methods, so that no closures are made
+ * for each job on the supervisor's main thread.
+ */
+export class InFlight implements RunOptions {
+  readonly id: string;
+  readonly type: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly input: unknown;
+  readonly info: WorkerModuleInfo;
+  /** The job's timeout, from its thread's start; undefined: none. */
+  readonly timeoutMs: number | undefined;
+  /** Its module's heap limit: the pool runs it in a small pool kept for that limit. */
+  readonly maxMemoryMb: number | undefined;
+  /** Why its module cannot load: the pool fails it at once with this, on no thread. */
+  readonly loadError: string | undefined;
+  running!: RunningJob;
+  readonly claimedAt: number;
+  deadlineAt: number | null = null;
+  threadId: number | null = null;
+  startedAt: number | null = null;
+  percent: number | null = null;
+  message: string | null = null;
+  data: unknown = null;
+  logs = '';
+  /** Why we stopped it, if we did. */
+  abortedFor: AbortReason | null = null;
+  cancelReason: string | null = null;
+  /** A cancel was requested for this attempt, perhaps after it had begun to stop for another reason. */
+  cancelRequested = false;
+  readonly #host: InFlightHost;
+
+  constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {
+    this.id = String(row.id);
+    this.type = row.type;
+    this.attempt = row.attempt;
+    this.maxAttempts = row.max_attempts;
+    this.input = row.input;
+    this.info = info;
+    this.timeoutMs = timeoutMs;
+    this.maxMemoryMb = info.options.maxMemoryMb;
+    this.loadError = info.loadError;
+    this.#host = host;
+    this.claimedAt = host.now();
+  }
+
+  onStart(threadId: number): void {
+    this.threadId = threadId;
+    this.startedAt = this.#host.now();
+    if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
+    const thread = this.running.thread!;
+    this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId, thread });
+  }
+
+  onProgress(percent: number, message?: string, data?: unknown): void {
+    this.percent = percent;
+    this.message = message ?? null;
+    this.data = data ?? null;
+    this.#host.reportProgress(this);
+    this.#host.events.emit('job:progress', { id: this.id, percent, message: this.message });
+  }
+
+  onLog(line: string): void {
+    this.logs = boundLog(this.logs + line + '\n');
+    this.#host.reportProgress(this);
+  }
+
+  /** What inspectors see of it. */
+  view(now: number): InFlightView {
+    return {
+      id: this.id,
+      type: this.type,
+      attempt: this.attempt,
+      maxAttempts: this.maxAttempts,
+      threadId: this.threadId,
+      thread: this.running.thread ?? null,
+      claimedAt: new Date(this.claimedAt).toISOString(),
+      startedAt: this.startedAt === null ? null : new Date(this.startedAt).toISOString(),
+      elapsedMs: now - (this.startedAt ?? this.claimedAt),
+      deadline: this.deadlineAt === null ? null : new Date(this.deadlineAt).toISOString(),
+      progress: this.percent,
+      message: this.message,
+      aborting: this.running.abortReason ?? null,
+    };
+  }
+
+  /** What the compensator needs of it. */
+  compensated(): CompensatedJob {
+    return {
+      id: this.id,
+      type: this.type,
+      modulePath: this.info.path,
+      input: this.input,
+      attempt: this.attempt,
+      maxAttempts: this.maxAttempts,
+      cancelReason: this.cancelReason,
+      timeoutMs: this.info.options.timeoutMs,
+      maxMemoryMb: this.maxMemoryMb,
+    };
+  }
+}
+
+/** Keeps the last MAX_LOG_BYTES of a log, cut at a line start. */
+function boundLog(text: string): string {
+  if (text.length <= MAX_LOG_BYTES) return text;
+  const cut = text.slice(text.length - MAX_LOG_BYTES);
+  const newline = cut.indexOf('\n');
+  return `[earlier lines dropped]\n${newline >= 0 ? cut.slice(newline + 1) : cut}`;
+}
