@@ -3,7 +3,8 @@
  * how many of each type, and what it gives back. No database, no threads.
  */
 import { describe, expect, it } from 'vitest';
-import { holdLimit, keepWithinBudget, MAX_PREFETCH, planClaim, RunTimes, UNKNOWN_RUN_MS, wantsClaim } from '../src/policy/claim-plan.ts';
+import { holdLimit, keepWithinBudget, MAX_PREFETCH, planClaim, wantsClaim } from '../src/policy/claim-plan.ts';
+import { RunTimes, UNKNOWN_RUN_MS } from '../src/policy/run-times.ts';
 
 const ADAPTIVE = { concurrency: 2, prefetch: undefined };
 

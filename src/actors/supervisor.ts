@@ -17,7 +17,7 @@ import type { Outcome, WorkerPool } from '../pool/pool.ts';
 import type { Registry } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
-import { keepWithinBudget, planClaim, RunTimes, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
+import { keepWithinBudget, planClaim, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Compensator } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
@@ -118,8 +118,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
   #maybeMore = true;
   #claimFailures = 0;
-  /** Run times observed, for the adaptive prefetch and the per-type budgets (policy/claim-plan.ts). */
-  readonly #runTimes = new RunTimes();
   #idleWaiters: (() => void)[] = [];
   #stats = { claims: 0, claimed: 0, released: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
@@ -369,7 +367,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#claimWaitsForBeat = true;
       return;
     }
-    const plan = planClaim(config, this.#runTimes, this.#servedTypes(), this.#heldByType());
+    const plan = planClaim(config, this.#d.pool.runTimes, this.#servedTypes(), this.#heldByType());
     let free = plan.free;
     if (free <= 0) return;
 
@@ -423,7 +421,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     const rows = await claimJobs(fastDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
     // What its type's budget does not allow is given back at once for other supervisors, rather
     // than held behind busy threads.
-    const { kept, excess } = keepWithinBudget(config, this.#runTimes, rows, this.#heldByType());
+    const { kept, excess } = keepWithinBudget(config, this.#d.pool.runTimes, rows, this.#heldByType());
     for (const row of kept) {
       this.#run(row);
       this.#stats.claimed++;
@@ -485,7 +483,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // Only a job that reported progress or logs can have some pending there.
     if (job.percent !== null || job.logs !== '') this.#progress.forget(id);
     const elapsed = this.clock.now() - (job.startedAt ?? job.claimedAt);
-    if (job.startedAt !== null) this.#runTimes.record(job.type, elapsed);
     const finish = finishFor(
       { id, attempt: job.attempt, maxAttempts: job.maxAttempts, logs: job.logs === '' ? null : job.logs, cancelRequested: job.cancelRequested },
       outcome,
@@ -514,7 +511,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // A cancel this supervisor has not heard of yet may still turn the retry into a cancel (finishJobs).
     if (finish?.nextState === 'queued' && job.info.hasCompensate) this.#compensator.watchRetry(finish, job.compensated());
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-    if (this.#maybeMore && wantsClaim(this.#d.config, this.#runTimes, this.#inFlight.size)) this.#wake();
+    if (this.#maybeMore && wantsClaim(this.#d.config, this.#d.pool.runTimes, this.#inFlight.size)) this.#wake();
   }
 
   #onBatch(batch: CompletedBatch): void {

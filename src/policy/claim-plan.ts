@@ -1,42 +1,19 @@
 /**
- * How much a supervisor claims, and of which types: pure rules, no I/O. The supervisor measures
- * (RunTimes), holds jobs and asks these rules; the claim statement (db/claims.ts) takes their plan.
+ * How much a supervisor claims, and of which types: pure rules, no I/O. The supervisor holds jobs
+ * and asks these rules with its pool's RunTimes; the claim statement (db/claims.ts) takes their plan.
  *
  * A supervisor holds its threads' jobs plus a prefetch: about PREFETCH_TARGET_MS of work at the run
- * time observed, so short jobs are claimed in batches of hundreds and long ones one per free thread.
+ * time measured on the threads (run-times.ts), so short jobs are claimed in batches of hundreds and long ones one per free thread.
  * Each type has a budget of its own by the same rule, so a supervisor trained on fast jobs does not
  * hoard slow ones; a type with `concurrency` is claimed in a statement of its own, within it.
  */
 import type { ClaimType } from '../db/claims.ts';
+import type { RunTimes } from './run-times.ts';
 
 /** Adaptive prefetch holds about this much work beyond the running jobs. */
 export const PREFETCH_TARGET_MS = 50;
-/** Run time assumed of a type not seen yet: pessimistic, so a new type is not hoarded. */
-export const UNKNOWN_RUN_MS = 1_000;
 /** The most jobs a prefetch adds, however short the jobs. */
 export const MAX_PREFETCH = 2_000;
-
-/** Moving averages of run time (ms), over all jobs and per type; they start pessimistic. */
-export class RunTimes {
-  #all = UNKNOWN_RUN_MS;
-  readonly #byType = new Map<string, number>();
-
-  /** A job of `type` ran `ms` on its thread. */
-  record(type: string, ms: number): void {
-    this.#all = this.#all * 0.8 + ms * 0.2;
-    const typeAvg = this.#byType.get(type);
-    this.#byType.set(type, typeAvg === undefined ? ms : typeAvg * 0.8 + ms * 0.2);
-  }
-
-  get all(): number {
-    return this.#all;
-  }
-
-  /** The average of `type`, or UNKNOWN_RUN_MS before its first job. */
-  of(type: string): number {
-    return this.#byType.get(type) ?? UNKNOWN_RUN_MS;
-  }
-}
 
 /** What the rules need of the supervisor's settings. */
 export interface ClaimSettings {

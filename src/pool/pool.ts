@@ -17,6 +17,7 @@ import { EventEmitter } from 'eventemitter3';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { ValidationError } from '../errors.ts';
+import { RunTimes } from '../policy/run-times.ts';
 import { BatchRules } from './batch-rules.ts';
 import { ThreadChannels } from './channels.ts';
 import { JobRun } from './job-run.ts';
@@ -140,7 +141,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   readonly maxBatchJobs: number;
   readonly batchBelowMs: number;
   readonly #memoryLimitsMb: ReadonlyMap<string, number>;
-  readonly #rules: BatchRules;
+  /** Each job type's run time on its threads: read by the batching rules and by the claim plan. */
+  readonly runTimes = new RunTimes();
   #batchTasks = 0;
   #batchedJobs = 0;
   #fedJobs = 0;
@@ -168,7 +170,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     lost: 0,
     interrupted: 0,
   };
-  readonly #runTimes = createHistogram();
+  readonly #runTimeHistogram = createHistogram();
 
   constructor(options: WorkerPoolOptions) {
     super();
@@ -208,8 +210,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       }
     }
     this.#memoryLimitsMb = limits;
-    const rules = new BatchRules(this.batchBelowMs, this.maxBatchJobs);
-    this.#rules = rules;
+    const rules = new BatchRules(this.runTimes, this.batchBelowMs, this.maxBatchJobs);
     const pool = this;
     this.#host = {
       channels: this.#channels,
@@ -277,7 +278,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     let busyMs = this.#finishedRunTimeMs;
     for (const run of this.#runs) busyMs += run.elapsedMs(now);
     const uptimeMs = now - this.#createdAt;
-    const h = this.#runTimes;
+    const h = this.#runTimeHistogram;
     const count = h.count;
     const ms = (ns: number): number => (count === 0 ? 0 : Math.round(ns / 1000) / 1000);
     return {
@@ -427,9 +428,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     if (run.startedAt !== undefined) {
       this.#busy -= 1;
       this.#finishedRunTimeMs += runTimeMs;
-      this.#runTimes.record(Math.max(1, Math.round(runTimeMs * 1e6)));
+      this.#runTimeHistogram.record(Math.max(1, Math.round(runTimeMs * 1e6)));
       // The thread's own measure when it sent one: the main thread's adds hop latency, large under load.
-      if (run.mode === 'run') this.#rules.record(run.type, run.threadRunMs ?? runTimeMs);
+      if (run.mode === 'run') this.runTimes.record(run.type, run.threadRunMs ?? runTimeMs);
     }
     this.#completed += 1;
     this.#outcomes[outcome.kind] += 1;
