@@ -244,6 +244,33 @@ describe('workflows in one supervisor', () => {
   });
 });
 
+describe('workflows across supervisors', () => {
+  /** How many resumes a supervisor's scheduler made, by how they ended. */
+  const resumesOf = (handle: SupervisorHandle) =>
+    (handle.snapshot().actors.children.find((c) => c.name === 'scheduler')!.state as { resumes: Record<string, number> }).resumes;
+
+  it('every supervisor resumes the runs it serves: a run goes on on one that does not lead', async () => {
+    const leader = await start({});
+    await until('the first supervisor to lead', async () => leader.supervisor.isLeader);
+    const follower = await start({ order: flow('order') });
+    const log = join(dir, 'follower.log');
+    const { run } = await client.startWorkflow('order', { log, jobMs: 10, sleepMs: 100 });
+    await until('the wait for the event', async () => {
+      const current = await client.getWorkflow(run.id);
+      return current?.state === 'waiting' && 'event' in (current.waitingFor ?? {}) ? current : undefined;
+    });
+    await client.sendEvent(run.id, 'approved', { by: 'ann' });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('succeeded');
+    expect(leader.supervisor.isLeader).toBe(true);
+    expect(follower.supervisor.isLeader).toBe(false);
+    // The leader serves no workflow: every resume was the follower's.
+    expect(resumesOf(leader)).toEqual({});
+    expect(Object.values(resumesOf(follower)).reduce((a, b) => a + b, 0)).toBe(done.resumes);
+    expect(lines(log)).toEqual(['step:reserve', 'job:charge', 'step:ship']);
+  });
+});
+
 describe('values a run cannot store, broken modules, concurrent starts', () => {
   it('160 concurrent startWorkflow calls over 20 ids return 20 runs and no error', async () => {
     const ids = Array.from({ length: 20 }, (_, i) => `same-${i}`);

@@ -1,10 +1,12 @@
 /**
- * The leader's workflow scheduler: claims runs that can go on (wake time passed, their job ended,
- * their event came, their claim's lease ended) with FOR UPDATE SKIP LOCKED and a lease, resumes each
- * (src/workflows/engine.ts), keeps the leases of the resumes in progress, lets blocked runs go again
- * when this supervisor has a module that serves them, and fires cron ticks. Woken by NOTIFY
- * (spindle_workflows: a run started, an event came, a job of a run ended) and by a timer, since a
- * notification can be missed.
+ * The workflow scheduler of every supervisor: claims runs that can go on (wake time passed, their job
+ * ended, their event came, their claim's lease ended) with FOR UPDATE SKIP LOCKED and a lease, of
+ * the names and versions its modules serve, resumes each (src/workflows/engine.ts), keeps the leases
+ * of the resumes in progress, and lets blocked runs go again when it has a module that serves them.
+ * So workflow throughput grows with supervisors, and a run goes on wherever it is claimed. The
+ * leader also claims the runs nobody here serves (to block them, visibly, with the reason) and fires
+ * cron ticks. Woken by NOTIFY (spindle_workflows: a run started, an event came, a job of a run
+ * ended) and by a timer, since a notification can be missed.
  */
 import type pg from 'pg';
 import type { Clock } from '../clock.ts';
@@ -74,10 +76,15 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   #stats = { claims: 0, cronFired: 0, cronSkipped: 0, cronChecks: 0, errors: 0 };
   #outcomes: Record<string, number> = {};
   #wasLeader = false;
+  /** The names and versions its modules serve. */
+  readonly #servable: { name: string; version: string }[];
 
   constructor(options: SchedulerOptions) {
     super({ name: 'scheduler', clock: options.clock });
     this.#o = options;
+    this.#servable = [...options.workflows.values()].flatMap((m) =>
+      [m.version, ...m.supports].map((version) => ({ name: m.name, version })),
+    );
   }
 
   /** Looks for runs to resume now (a notification came). */
@@ -130,29 +137,29 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     const leader = this.#o.isLeader();
     const became = leader && !this.#wasLeader;
     this.#wasLeader = leader;
-    if (!leader) return;
-    const { db, selfId, leaseMs, workflows } = this.#o;
+    const { db, selfId, leaseMs } = this.#o;
     if (this.#resuming.size > 0) {
       const claims = [...this.#resuming].map(([runId, r]) => ({ runId, claimSeq: r.claimSeq }));
       await extendWorkflowLeases(db, selfId, claims, leaseMs);
     }
-    const servable = [...workflows.values()].flatMap((m) => [m.version, ...m.supports].map((version) => ({ name: m.name, version })));
-    if (servable.length > 0) {
-      const unblocked = await unblockWorkflowRuns(db, servable);
+    if (this.#servable.length > 0) {
+      const unblocked = await unblockWorkflowRuns(db, this.#servable);
       if (unblocked.length > 0) this.logger.info({ runs: unblocked }, 'blocked workflow runs can go on: a module serves them');
     }
-    if (became) this.logger.info({}, 'leading: resuming workflow runs');
+    if (became) this.logger.info({}, 'leading: also resuming the workflow runs no module here serves, to block them');
     await this.#claim();
   }
 
   async #claim(): Promise<void> {
-    if (!this.#o.isLeader()) return;
     const { db, selfId, leaseMs } = this.#o;
+    const any = this.#o.isLeader();
+    if (!any && this.#servable.length === 0) return;
     for (;;) {
       const free = (this.#o.maxResumes ?? DEFAULT_MAX_RESUMES) - this.#resuming.size;
       if (free <= 0 || this.signal.aborted) return;
       this.#stats.claims++;
-      const rows = await claimWorkflowRuns(db, { supervisorId: selfId, limit: free, leaseMs, exclude: [...this.#resuming.keys()] });
+      const exclude = [...this.#resuming.keys()];
+      const rows = await claimWorkflowRuns(db, { supervisorId: selfId, limit: free, leaseMs, exclude, servable: this.#servable, any });
       for (const row of rows) {
         const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
           (outcome) => {

@@ -182,13 +182,29 @@ export async function requestWorkflowCancel(
  */
 export async function claimWorkflowRuns(
   db: Queryable,
-  c: { supervisorId: string; limit: number; leaseMs: number; exclude: string[] },
+  c: {
+    supervisorId: string;
+    limit: number;
+    leaseMs: number;
+    exclude: string[];
+    /** The names and versions this supervisor's modules serve: it claims their runs. */
+    servable: { name: string; version: string }[];
+    /**
+     * Also the runs nobody here serves that have waited a lease for one that does (the leader's
+     * claim, so that it blocks them, visibly, with the reason).
+     */
+    any: boolean;
+  },
 ): Promise<(WorkflowRunRow & { db_now: Date })[]> {
   const { rows } = await db.query<WorkflowRunRow & { db_now: Date }>(
     `WITH picked AS (
        SELECT r.id FROM spindle.workflow_runs r
         WHERE r.state IN ${ACTIVE_RUN_STATES}
           AND NOT (r.id = ANY($4::text[]))
+          AND (EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) AS s(name, version)
+                        WHERE s.name = r.name AND (r.version IS NULL OR r.version = s.version))
+               -- A run nobody here serves, once it has waited a lease for a supervisor that does.
+               OR ($7 AND r.updated_at < now() - $3 * interval '1 millisecond'))
           AND CASE WHEN r.claimed_by IS NOT NULL
                 THEN r.lease_expires_at < now()
                 ELSE r.wake_at <= now()
@@ -207,7 +223,7 @@ export async function claimWorkflowRuns(
             lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now()
        FROM picked WHERE r.id = picked.id
       RETURNING r.*, now() AS db_now`,
-    [c.supervisorId, c.limit, c.leaseMs, c.exclude],
+    [c.supervisorId, c.limit, c.leaseMs, c.exclude, c.servable.map((s) => s.name), c.servable.map((s) => s.version), c.any],
   );
   return rows;
 }
