@@ -15,6 +15,7 @@ import { Scheduler } from '../src/actors/scheduler.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { claimJobs } from '../src/db/claims.ts';
 import type { ReapedJob } from '../src/db/maintenance.ts';
+import type { JobState } from '../src/job.ts';
 import type { Finish } from '../src/db/outcomes.ts';
 import { registerSupervisor, type SupervisorRecord } from '../src/db/supervisors.ts';
 import { DEFAULT_WORKFLOW_LIMITS } from '../src/workflows/limits.ts';
@@ -97,7 +98,13 @@ async function unseenFor(id: string): Promise<number | null> {
   return rows[0]?.s ?? null;
 }
 
-function newReaper(selfId: string, clock: Clock, reaped: ReapedJob[] = [], isLeader = () => true): Reaper {
+function newReaper(
+  selfId: string,
+  clock: Clock,
+  reaped: ReapedJob[] = [],
+  isLeader = () => true,
+  retentionMs: Partial<Record<JobState, number>> = { succeeded: 60_000 },
+): Reaper {
   return new Reaper({
     db: db.pool,
     selfId,
@@ -105,7 +112,7 @@ function newReaper(selfId: string, clock: Clock, reaped: ReapedJob[] = [], isLea
     unknownTypeGraceMs: 3_600_000,
     backoff: { baseMs: 60_000, maxMs: 60_000 },
     backoffByType: {},
-    retentionMs: { succeeded: 60_000 },
+    retentionMs,
     isLeader,
     onReaped: (jobs) => reaped.push(...jobs),
     clock,
@@ -226,7 +233,15 @@ describe('reaper', () => {
 
     let leading = false;
     const reaper = newReaper(self.id, clock, [], () => leading);
-    expect(await reaper.runOnce()).toEqual({ leader: false, deadSupervisors: [], reaped: [], unknownTypeFailed: [], deleted: 0 });
+    expect(await reaper.runOnce()).toEqual({
+      leader: false,
+      deadSupervisors: [],
+      reaped: [],
+      unknownTypeFailed: [],
+      deleted: 0,
+      deletedRuns: 0,
+      deletedCronTicks: 0,
+    });
     expect(await unseenFor(dead.id)).not.toBeNull();
 
     leading = true;
@@ -240,6 +255,46 @@ describe('reaper', () => {
     expect(await unseenFor(self.id)).not.toBeNull();
     expect(await jobRows([old.id])).toEqual([]);
     expect((await jobRows([orphan!.id]))[0]).toMatchObject({ state: 'queued', lease_s: null, error: { name: 'LostError' } });
+  });
+
+  it('applies retention to finished workflow runs, their steps and events, and to cron ticks but the newest of each schedule', async () => {
+    const clock = fixedClock('2030-01-02T03:04:05.000Z');
+    const runs: [string, string, string | null][] = [
+      ['rt-old-ok', 'succeeded', '1 hour'],
+      ['rt-old-compensation-failed', 'compensation_failed', '1 hour'],
+      ['rt-new-ok', 'succeeded', '1 second'],
+      ['rt-running', 'running', null],
+    ];
+    for (const [id, state, age] of runs) {
+      await db.pool.query(
+        `INSERT INTO spindle.workflow_runs (id, name, state, finished_at)
+         VALUES ($1, 'rt', $2, now() - $3::interval)`,
+        [id, state, age],
+      );
+      await db.pool.query(`INSERT INTO spindle.workflow_steps (run_id, seq, name, kind, state) VALUES ($1, 1, 's', 'step', 'succeeded')`, [id]);
+    }
+    // A run that failed its compensation takes the retention of failed.
+    const reaper = newReaper('rp-retention', clock, [], () => true, { succeeded: 60_000, failed: 1_000 });
+    await db.pool.query(
+      `INSERT INTO spindle.cron_ticks (schedule, tick_at, created_at) VALUES
+         ('rt-every-minute', now() - interval '3 hours', now() - interval '3 hours'),
+         ('rt-every-minute', now() - interval '2 hours', now() - interval '2 hours'),
+         ('rt-hourly', now() - interval '5 hours', now() - interval '5 hours')`,
+    );
+
+    const result = await reaper.runOnce();
+
+    expect(result.deletedRuns).toBe(2);
+    const { rows: left } = await db.pool.query(`SELECT id FROM spindle.workflow_runs WHERE name = 'rt' ORDER BY id`);
+    expect(left.map((r) => r.id)).toEqual(['rt-new-ok', 'rt-running']);
+    const { rows: steps } = await db.pool.query(`SELECT run_id FROM spindle.workflow_steps WHERE run_id LIKE 'rt-%' ORDER BY run_id`);
+    expect(steps.map((r) => r.run_id)).toEqual(['rt-new-ok', 'rt-running']);
+    expect(result.deletedCronTicks).toBe(1);
+    const { rows: ticks } = await db.pool.query(`SELECT schedule, tick_at < now() - interval '150 minutes' AS oldest FROM spindle.cron_ticks WHERE schedule LIKE 'rt-%' ORDER BY schedule`);
+    expect(ticks).toEqual([
+      { schedule: 'rt-every-minute', oldest: false },
+      { schedule: 'rt-hourly', oldest: true },
+    ]);
   });
 });
 

@@ -5,8 +5,10 @@
  * batches. Every time it compares is the database's (`now()`).
  */
 import type { BackoffOptions } from '../backoff.ts';
+import { deleteOldCronTicks } from '../db/cron.ts';
 import { deleteFinishedJobs, failUnknownTypes, reapLostJobs, removeDeadSupervisors, type ReapedJob } from '../db/maintenance.ts';
 import type { Queryable } from '../db/queryable.ts';
+import { deleteFinishedRuns } from '../db/workflows.ts';
 import type { JobState } from '../job.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import type { Clock } from '../clock.ts';
@@ -49,6 +51,10 @@ export interface SweepResult {
   unknownTypeFailed: string[];
   /** Finished jobs deleted past their retention (retention runs on every RETENTION_EVERY-th sweep). */
   deleted: number;
+  /** Finished workflow runs deleted past their retention, with their steps and events. */
+  deletedRuns: number;
+  /** Cron ticks deleted past the longest retention (each schedule's newest is kept). */
+  deletedCronTicks: number;
 }
 
 export interface ReaperState {
@@ -101,7 +107,15 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
    * actor not started.
    */
   async runOnce(): Promise<SweepResult> {
-    const result: SweepResult = { leader: this.#o.isLeader(), deadSupervisors: [], reaped: [], unknownTypeFailed: [], deleted: 0 };
+    const result: SweepResult = {
+      leader: this.#o.isLeader(),
+      deadSupervisors: [],
+      reaped: [],
+      unknownTypeFailed: [],
+      deleted: 0,
+      deletedRuns: 0,
+      deletedCronTicks: 0,
+    };
     if (!result.leader) return result;
     const { db } = this.#o;
     this.#stats.sweeps++;
@@ -136,25 +150,41 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       this.#stats.unknownTypeFailures += unknown.length;
       this.logger.warn({ jobs: unknown }, 'failed jobs of a type no supervisor serves');
     }
-    if (this.#stats.sweeps % RETENTION_EVERY === 1) result.deleted = await this.#retention();
+    if (this.#stats.sweeps % RETENTION_EVERY === 1) {
+      result.deleted = await this.#retention('jobs', (state, ms) => deleteFinishedJobs(db, state, ms, RETENTION_BATCH));
+      // A run's final states take the retention of the job state of the same name (a run that failed
+      // its compensation, that of failed).
+      result.deletedRuns = await this.#retention('workflow runs', (state, ms) =>
+        deleteFinishedRuns(db, state === 'failed' ? ['failed', 'compensation_failed'] : [state], ms, RETENTION_BATCH),
+      );
+      const longest = Math.max(...Object.values(this.#o.retentionMs));
+      if (Number.isFinite(longest)) {
+        result.deletedCronTicks = await this.#deleteAll(() => deleteOldCronTicks(db, longest, RETENTION_BATCH));
+      }
+    }
     return result;
   }
 
-  /** Deletes finished jobs past their retention; returns how many. */
-  async #retention(): Promise<number> {
+  /** Deletes finished rows of each state past its retention, with `remove`; returns how many. */
+  async #retention(what: string, remove: (state: JobState, olderThanMs: number) => Promise<number>): Promise<number> {
     let total = 0;
     for (const [state, ms] of Object.entries(this.#o.retentionMs) as [JobState, number][]) {
-      let deleted = 0;
-      for (;;) {
-        const n = await deleteFinishedJobs(this.#o.db, state, ms, RETENTION_BATCH);
-        deleted += n;
-        this.#stats.deleted += n;
-        if (n < RETENTION_BATCH || this.signal.aborted || !this.#o.isLeader()) break;
-      }
+      const deleted = await this.#deleteAll(() => remove(state, ms));
       total += deleted;
-      if (deleted > 0) this.logger.info({ state, deleted, olderThanMs: ms }, 'deleted finished jobs past their retention');
+      if (deleted > 0) this.logger.info({ state, deleted, olderThanMs: ms }, `deleted finished ${what} past their retention`);
     }
     return total;
+  }
+
+  /** Runs a deletion of one batch until it deletes less than a batch; returns how many in all. */
+  async #deleteAll(batch: () => Promise<number>): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const n = await batch();
+      deleted += n;
+      this.#stats.deleted += n;
+      if (n < RETENTION_BATCH || this.signal.aborted || !this.#o.isLeader()) return deleted;
+    }
   }
 
   protected override inspect(): ReaperState {

@@ -54,3 +54,20 @@ export async function fireCronWorkflow(
   );
   return rows[0]?.id;
 }
+
+/**
+ * Deletes up to `limit` ticks fired more than `olderThanMs` ago, keeping each schedule's newest (the
+ * next tick counts from it); returns how many.
+ */
+export async function deleteOldCronTicks(db: Queryable, olderThanMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM spindle.cron_ticks t
+      WHERE (t.schedule, t.tick_at) IN (
+              SELECT o.schedule, o.tick_at FROM spindle.cron_ticks o
+               WHERE o.created_at < now() - $1 * interval '1 millisecond'
+                 AND o.tick_at < (SELECT max(n.tick_at) FROM spindle.cron_ticks n WHERE n.schedule = o.schedule)
+               LIMIT $2)`,
+    [olderThanMs, limit],
+  );
+  return rowCount ?? 0;
+}

@@ -470,3 +470,22 @@ export async function recordStepCompensation(
     [c.runId, c.seq, c.state, c.errorJson],
   );
 }
+
+/**
+ * Deletes up to `limit` finished runs in `states` that finished more than `olderThanMs` ago, oldest
+ * first, their steps and events with them (ON DELETE CASCADE); returns how many runs.
+ */
+export async function deleteFinishedRuns(db: Queryable, states: string[], olderThanMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM spindle.workflow_runs
+      WHERE id IN (
+              SELECT id FROM spindle.workflow_runs
+               WHERE state = ANY($1::text[]) AND finished_at < now() - $2 * interval '1 millisecond'
+               ORDER BY finished_at
+               LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+        AND state = ANY($1::text[]) AND finished_at < now() - $2 * interval '1 millisecond'`,
+    [states, olderThanMs, limit],
+  );
+  return rowCount ?? 0;
+}
