@@ -198,6 +198,25 @@ describe('workflows in one supervisor', () => {
     expect(lines(log).sort()).toEqual(['A-1', 'A-2', 'B-1', 'B-2', 'fast', 'slow', 'twin:first', 'twin:second']);
   });
 
+  it("retries a step as its retry option says, fails one past its timeoutMs, and records each step's attempts", async () => {
+    await start({ retrying: flow('retrying') });
+    const log = join(dir, 'retrying.log');
+    const { run } = await client.startWorkflow('retrying', { log });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.output).toEqual({
+      flaky: 3,
+      broken: 'broken, always',
+      slow: 'step "slow" took longer than its timeoutMs (50 ms)',
+      bad: 'options.retry.maxAttempts must be an integer from 1 to 100, got 0',
+    });
+    const all = lines(log);
+    expect([count(all, 'flaky'), count(all, 'broken'), count(all, 'slow')]).toEqual([3, 2, 1]);
+    const steps = (await client.getWorkflow(run.id))!.steps;
+    expect(steps.map((s) => `${s.name}:${s.state}`)).toEqual(['flaky:succeeded', 'broken:failed', 'slow:failed']);
+    expect(steps[1]!.error).toMatchObject({ message: 'broken, always', attempts: 2 });
+    expect(steps[2]!.error).toMatchObject({ name: 'TimeoutError' });
+  });
+
   it('fails a run whose step result is over the bound, with a clear error', async () => {
     await start({ big: flow('big') }, { workflowLimits: { maxStepResultBytes: 1_000 } });
     const { run } = await client.startWorkflow('big', null);

@@ -12,7 +12,8 @@ import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
 import { inTransaction } from '../db/queryable.ts';
 import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStep, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
-import { NonDeterminismError, ValidationError, WorkflowBoundsError, WorkflowJobError } from '../errors.ts';
+import { backoffDelay, type BackoffOptions } from '../backoff.ts';
+import { NonDeterminismError, TimeoutError, ValidationError, WorkflowBoundsError, WorkflowJobError } from '../errors.ts';
 import { FINAL_STATES, type JobState } from '../job.ts';
 import { isDataError } from '../db/errors.ts';
 import { findUnstorable } from '../storable.ts';
@@ -154,6 +155,7 @@ export class Replay {
     if (options?.compensate !== undefined && typeof options.compensate !== 'function') {
       throw new ValidationError('options.compensate', 'must be a function');
     }
+    const attempts = checkStepAttempts(options);
     const { seq, rec } = await this.#next('step', name);
     if (rec?.state === 'failed') throw stepError(name, rec.error);
     if (rec?.state === 'succeeded') {
@@ -164,10 +166,15 @@ export class Replay {
     // The step is recorded once its function is done: its start is taken now, or it would last 0 ms.
     const startedAt = new Date(this.#dbNow());
     let value: unknown;
-    try {
-      value = await fn();
-    } catch (error) {
-      return this.#stepFailed(seq, name, startedAt, error);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        value = await attemptStep(name, fn, options?.timeoutMs);
+        break;
+      } catch (error) {
+        if (attempt >= attempts.max) return this.#stepFailed(seq, name, startedAt, error, attempt);
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, attempts.backoff)));
+        if (this.#signal) throw this.#signal;
+      }
     }
     // The function ran, but what it returned cannot be recorded: the step fails, as if it had thrown.
     const bad = findUnstorable(value, 'result');
@@ -185,9 +192,9 @@ export class Replay {
     return result;
   }
 
-  /** Records a failed step and throws its error into the body. */
-  async #stepFailed(seq: number, name: string, startedAt: Date, error: unknown): Promise<never> {
-    const errJson = errorJson(error);
+  /** Records a failed step (with how many times its function ran) and throws its error into the body. */
+  async #stepFailed(seq: number, name: string, startedAt: Date, error: unknown, attempts = 1): Promise<never> {
+    const errJson = attempts === 1 ? errorJson(error) : JSON.stringify({ ...(JSON.parse(errorJson(error)) as object), attempts });
     await this.#ending((doneSeq) => this.#write({ seq, name, kind: 'step', state: 'failed', resultJson: null, errorJson: errJson, startedAt, doneSeq }));
     throw stepError(name, JSON.parse(errJson));
   }
@@ -441,4 +448,44 @@ function callKey(kind: string, name: string): string {
 /** How a call reads in an error: `step "charge"`. */
 function callLabel(kind: string, name: string): string {
   return `${kind} "${name}"`;
+}
+
+/** The default wait between the attempts of a step with `retry`. */
+const STEP_BACKOFF: BackoffOptions = { baseMs: 1_000, maxMs: 60_000 };
+/** The most attempts a step may ask for. */
+const MAX_STEP_ATTEMPTS = 100;
+
+/** A step's attempts and backoff from its options, checked (each bad field named). */
+function checkStepAttempts(options: Pick<StepOptions<unknown>, 'retry' | 'timeoutMs'> | undefined): { max: number; backoff: BackoffOptions } {
+  const retry = options?.retry;
+  if (options?.timeoutMs !== undefined && !(Number.isInteger(options.timeoutMs) && options.timeoutMs > 0)) {
+    throw new ValidationError('options.timeoutMs', `must be a positive integer of milliseconds, got ${String(options.timeoutMs)}`);
+  }
+  if (retry === undefined) return { max: 1, backoff: STEP_BACKOFF };
+  const max = retry?.maxAttempts;
+  if (!(Number.isInteger(max) && max >= 1 && max <= MAX_STEP_ATTEMPTS)) {
+    throw new ValidationError('options.retry.maxAttempts', `must be an integer from 1 to ${MAX_STEP_ATTEMPTS}, got ${String(max)}`);
+  }
+  const backoff = retry.backoff ?? STEP_BACKOFF;
+  for (const field of ['baseMs', 'maxMs'] as const) {
+    const value = backoff[field];
+    if (!(Number.isInteger(value) && value >= 0)) {
+      throw new ValidationError(`options.retry.backoff.${field}`, `must be a non-negative integer of milliseconds, got ${String(value)}`);
+    }
+  }
+  return { max, backoff };
+}
+
+/** One run of a step's function, failed with a TimeoutError past `timeoutMs` (the function goes on, unheard). */
+async function attemptStep<T>(name: string, fn: () => T | Promise<T>, timeoutMs: number | undefined): Promise<T> {
+  if (timeoutMs === undefined) return fn();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`step "${name}" took longer than its timeoutMs (${timeoutMs} ms)`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([Promise.resolve().then(fn), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -7,6 +7,18 @@ export interface StepOptions<T> {
    * a durable step of its own (retried; a crash resumes compensation where it stopped).
    */
   compensate?: (result: T) => unknown;
+  /**
+   * Runs of the function before the step fails (`maxAttempts`, default 1: no retry), and the wait
+   * between them (default 1 s, doubling, at most 1 min, with jitter). The attempts of one resume are
+   * counted together; a crash between them starts the count again.
+   */
+  retry?: { maxAttempts: number; backoff?: { baseMs: number; maxMs: number } };
+  /**
+   * Time (ms) an attempt may take: past it, it fails with a TimeoutError (and is retried if `retry`
+   * allows). The function is not stopped: it runs on the supervisor's main thread; work that must be
+   * stopped belongs in `wf.run`, on a thread.
+   */
+  timeoutMs?: number;
 }
 
 /** Options of the job `wf.run()` enqueues (its key is the workflow's own). */
