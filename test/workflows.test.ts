@@ -245,6 +245,27 @@ describe('workflows in one supervisor', () => {
     expect((await client.cancelWorkflow(run.id)).changed).toBe(false);
   });
 
+  it('a compensation that fails for good stops the others, unless its step asked to continue; each step says what became of it', async () => {
+    await start({ 'undo-chain': flow('undo-chain') }, { workflowLimits: { compensationAttempts: 2 } });
+    const log = join(dir, 'undo-chain.log');
+    const { run } = await client.startWorkflow('undo-chain', { log });
+    await runIn(run.id, 'waiting');
+    await client.cancelWorkflow(run.id, 'no trip');
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('compensation_failed');
+    expect(done.error).toMatchObject({ step: 'car', attempts: 2, failed: [{ step: 'car' }, { step: 'hotel' }] });
+    expect(lines(log)).toEqual(['undo:car', 'undo:car', 'undo:hotel', 'undo:hotel']);
+    const steps = (await client.getWorkflow(run.id))!.steps;
+    expect(steps.map((s) => [s.name, s.compensation?.state, s.compensation?.attempts])).toEqual([
+      ['flight', 'skipped', 0],
+      ['hotel', 'failed', 2],
+      ['car', 'failed', 2],
+      ['never', undefined, undefined],
+    ]);
+    // Each failed attempt let the run go until its backoff passed: the tries were resumes of their own.
+    expect(done.resumes).toBeGreaterThanOrEqual(4);
+  });
+
   it("records when a step's function began, so its time is the function's, not 0 ms", async () => {
     await start({ timed: flow('timed') });
     const ms = 150;

@@ -157,7 +157,6 @@ function describeRun(run: WorkflowRun, steps: WorkflowStep[]): string {
   return lines.join('\n');
 }
 
-/** A step's compensation: not due unless the run is cancelled; else its state and attempts, counted right. */
 /** A step's compensation that has not run, by where its run stands. */
 function compensationNotRun(state: WorkflowRun['state']): string {
   switch (state) {
@@ -174,7 +173,9 @@ function compensationNotRun(state: WorkflowRun['state']): string {
   }
 }
 
+/** A step's compensation: not due unless the run is cancelled; else its state and attempts, counted right. */
 function compensationCell(run: WorkflowRun, c: NonNullable<WorkflowStep['compensation']>): string {
+  if (c.state === 'skipped') return 'skipped';
   if (c.state === null && c.attempts === 0) return compensationNotRun(run.state);
   const attempts = `${c.attempts} attempt${c.attempts === 1 ? '' : 's'}`;
   return `${c.state ?? 'pending'} (${attempts})`;

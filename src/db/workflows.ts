@@ -46,7 +46,7 @@ export interface WorkflowStepRow {
   job_id: string | null;
   until: Date | null;
   has_compensation: boolean;
-  compensation_state: 'succeeded' | 'failed' | null;
+  compensation_state: 'succeeded' | 'failed' | 'skipped' | null;
   compensation_attempts: number;
   compensation_error: unknown;
   started_at: Date;
@@ -468,6 +468,15 @@ export async function recordStepCompensation(
     `UPDATE spindle.workflow_steps SET compensation_state = $3, compensation_error = $4::jsonb
       WHERE run_id = $1 AND seq = $2`,
     [c.runId, c.seq, c.state, c.errorJson],
+  );
+}
+
+/** Records that these steps' compensations will not run (one before them failed for good). */
+export async function skipStepCompensations(db: Queryable, runId: string, seqs: number[]): Promise<void> {
+  await db.query(
+    `UPDATE spindle.workflow_steps SET compensation_state = 'skipped'
+      WHERE run_id = $1 AND seq = ANY($2::int[]) AND compensation_state IS NULL`,
+    [runId, seqs],
   );
 }
 

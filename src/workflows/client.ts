@@ -59,7 +59,7 @@ export interface WorkflowStep {
    * Null for a step without a `compensate`. `state` null: not run, which is all it ever is unless
    * the run is cancelled (then it is pending until it succeeds or fails); `attempts` counts its tries.
    */
-  compensation: { state: 'succeeded' | 'failed' | null; attempts: number; error: unknown } | null;
+  compensation: { state: 'succeeded' | 'failed' | 'skipped' | null; attempts: number; error: unknown } | null;
   /** When it began: a step function's start, a job's enqueue, the start of a sleep or of an event wait. */
   startedAt: Date;
   /** When it was recorded done; null while it waits. */

@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { cancelJob } from '../db/jobs.ts';
-import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, setWorkflowVersion, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
+import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, setWorkflowVersion, skipStepCompensations, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
 import { NonDeterminismError, WorkflowBoundsError } from '../errors.ts';
 import { isDataError } from '../db/errors.ts';
 import type { Logger } from '../logger.ts';
@@ -114,50 +114,68 @@ async function finishRun(db: pg.Pool, claim: WorkflowClaim, state: FinalState, o
   return (await finishWorkflowRun(db, claim, { state, outputJson, errorJson: errJson })) ? state : 'lost';
 }
 
-/** Writes the plan (completed steps with a compensate, newest first) and runs what is left of it. */
+/**
+ * Writes the plan (completed steps with a compensate, newest first) and runs what is left of it, one
+ * attempt per step and resume: a failed attempt lets the run go until its backoff has passed (the
+ * attempts are counted in the step's row, so a crash or a restart loses no count). A compensation
+ * that fails for good ends the run `compensation_failed`, the ones after it skipped, unless its step
+ * asked to continue past its error.
+ */
 async function compensate(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunRow, replay: Replay): Promise<ResumeOutcome> {
   const { db, limits, logger } = deps;
   const runId = row.id;
   const frontierJob = replay.frontierJob;
   if (frontierJob) await cancelJob(db, frontierJob, 'its workflow run was cancelled').catch(() => undefined);
   let plan = row.compensation_plan;
+  const failed: { step: string; seq: number; attempts: number; error: unknown }[] = [];
   try {
     if (!plan) {
       const newestFirst = replay.compensable();
       await replay.inClaim((c) => beginWorkflowCompensation(c, runId, newestFirst));
       plan = newestFirst;
     }
-    for (const seq of plan) {
+    for (const [index, seq] of plan.entries()) {
       const rec = replay.recorded(seq);
-      if (rec?.compensation_state === 'succeeded') continue;
+      if (rec?.compensation_state === 'succeeded' || rec?.compensation_state === 'skipped') continue;
       const compensation = replay.compensation(seq);
       if (!compensation) {
         const error = new NonDeterminismError(runId, seq, `step "${rec?.name ?? '?'}" with a compensate`, 'no such step on replay');
         return finishRun(db, claim, 'compensation_failed', null, errorJson(error));
       }
-      for (;;) {
-        const attempt = await replay.inClaim((c) => countCompensationAttempt(c, runId, seq));
-        try {
-          await compensation.fn(compensation.result);
-          await replay.inClaim((c) => recordStepCompensation(c, { runId, seq, state: 'succeeded', errorJson: null }));
-          break;
-        } catch (error) {
-          if (error instanceof WorkflowSignal) throw error;
-          logger.warn({ run: runId, step: compensation.name, attempt, err: error }, 'compensation failed');
-          if (attempt >= limits.compensationAttempts) {
-            const errJson = errorJson(error);
-            await replay.inClaim((c) => recordStepCompensation(c, { runId, seq, state: 'failed', errorJson: errJson }));
-            const detail = { ...(JSON.parse(errJson) as object), step: compensation.name, seq, attempts: attempt };
-            return finishRun(db, claim, 'compensation_failed', null, JSON.stringify(detail));
-          }
-          await new Promise((resolve) => setTimeout(resolve, COMPENSATION_BACKOFF_MS * 2 ** (attempt - 1)));
+      if (rec?.compensation_state === 'failed') {
+        failed.push({ step: compensation.name, seq, attempts: rec.compensation_attempts, error: rec.compensation_error });
+        continue;
+      }
+      const attempt = await replay.inClaim((c) => countCompensationAttempt(c, runId, seq));
+      try {
+        await compensation.fn(compensation.result);
+        await replay.inClaim((c) => recordStepCompensation(c, { runId, seq, state: 'succeeded', errorJson: null }));
+        continue;
+      } catch (error) {
+        if (error instanceof WorkflowSignal) throw error;
+        logger.warn({ run: runId, step: compensation.name, attempt, err: error }, 'compensation failed');
+        if (attempt < limits.compensationAttempts) {
+          const backoffMs = COMPENSATION_BACKOFF_MS * 2 ** (attempt - 1);
+          return (await releaseWorkflowRun(db, claim, backoffMs)) ? 'suspended' : 'lost';
         }
+        const errJson = errorJson(error);
+        await replay.inClaim((c) => recordStepCompensation(c, { runId, seq, state: 'failed', errorJson: errJson }));
+        failed.push({ step: compensation.name, seq, attempts: attempt, error: JSON.parse(errJson) as unknown });
+        if (compensation.continueOnError) continue;
+        const rest = plan.slice(index + 1);
+        if (rest.length > 0) await replay.inClaim((c) => skipStepCompensations(c, runId, rest));
+        break;
       }
     }
   } catch (error) {
     if (error instanceof ClaimLost) return 'lost';
     if (error instanceof Infra) throw error.error;
     throw error;
+  }
+  if (failed.length > 0) {
+    const first = failed[0]!;
+    const detail = { ...(first.error as object), step: first.step, seq: first.seq, attempts: first.attempts, failed };
+    return finishRun(db, claim, 'compensation_failed', null, JSON.stringify(detail));
   }
   const reason = { name: 'Cancelled', message: row.cancel_reason ?? 'cancelled', compensated: plan.length };
   return finishRun(db, claim, 'cancelled', null, JSON.stringify(reason));

@@ -28,6 +28,8 @@ export interface Compensation {
   name: string;
   fn: (result: unknown) => unknown;
   result: unknown;
+  /** When it fails for good, the compensations of the steps before it still run. */
+  continueOnError: boolean;
 }
 
 /**
@@ -159,7 +161,7 @@ export class Replay {
     const { seq, rec } = await this.#next('step', name);
     if (rec?.state === 'failed') throw stepError(name, rec.error);
     if (rec?.state === 'succeeded') {
-      this.#remember(seq, name, rec.result, options?.compensate);
+      this.#remember(seq, name, rec.result, options as StepOptions<never> | undefined);
       return rec.result as T;
     }
     this.#frontier();
@@ -188,7 +190,7 @@ export class Replay {
       this.#write({ seq, name, kind: 'step', state: 'succeeded', resultJson: json, errorJson: null, hasCompensation, startedAt, doneSeq }),
     );
     const result = JSON.parse(json) as T;
-    this.#remember(seq, name, result, options?.compensate);
+    this.#remember(seq, name, result, options as StepOptions<never> | undefined);
     return result;
   }
 
@@ -364,8 +366,10 @@ export class Replay {
     return promise;
   }
 
-  #remember(seq: number, name: string, result: unknown, fn: ((result: never) => unknown) | undefined): void {
-    if (fn) this.#compensations.set(seq, { name, fn: fn as (result: unknown) => unknown, result });
+  #remember(seq: number, name: string, result: unknown, options: StepOptions<never> | undefined): void {
+    const fn = options?.compensate;
+    if (!fn) return;
+    this.#compensations.set(seq, { name, fn: fn as (result: unknown) => unknown, result, continueOnError: options.continueOnError === true });
   }
 
   #dbNow(): number {

@@ -8,6 +8,12 @@ export interface StepOptions<T> {
    */
   compensate?: (result: T) => unknown;
   /**
+   * When this step's compensation fails for good (after `compensationAttempts`), go on with the
+   * compensations of the steps before it; the run still ends `compensation_failed`. Default: stop
+   * there, and record the rest as skipped.
+   */
+  continueOnError?: boolean;
+  /**
    * Runs of the function before the step fails (`maxAttempts`, default 1: no retry), and the wait
    * between them (default 1 s, doubling, at most 1 min, with jitter). The attempts of one resume are
    * counted together; a crash between them starts the count again.
