@@ -246,6 +246,7 @@ function checkWorkflowLimits(value: Partial<WorkflowLimits> | undefined): Workfl
     maxStepResultBytes: limit('maxStepResultBytes', 256 * 1024 * 1024),
     maxStateBytes: limit('maxStateBytes', 1024 * 1024 * 1024),
     compensationAttempts: limit('compensationAttempts', 1_000),
+    maxIdleMs: limit('maxIdleMs', 24 * 3_600_000),
   };
 }
 

@@ -266,6 +266,16 @@ describe('workflows in one supervisor', () => {
     expect(done.resumes).toBeGreaterThanOrEqual(4);
   });
 
+  it('fails a run whose body waits past maxIdleMs on something that is not a wf.* call, naming the bound', async () => {
+    await start({ hangs: flow('hangs') }, { workflowLimits: { maxIdleMs: 200 } });
+    const { run } = await client.startWorkflow('hangs', null);
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 15_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({ name: 'WorkflowBoundsError' });
+    expect(done.error!.message).toMatch(/waited 200 ms \(maxIdleMs\) on something that is not a wf\.\* call/);
+    expect((await client.getWorkflow(run.id))!.steps.map((s) => `${s.name}:${s.state}`)).toEqual(['first:succeeded']);
+  });
+
   it("records when a step's function began, so its time is the function's, not 0 ms", async () => {
     await start({ timed: flow('timed') });
     const ms = 150;

@@ -80,11 +80,14 @@ async function execute(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunR
   let output: unknown;
   let thrown: unknown;
   let threw = false;
+  const idle = replay.watchIdle();
   try {
-    output = await module.run(row.input, replay.api);
+    output = await Promise.race([module.run(row.input, replay.api), replay.idleGaveUp]);
   } catch (error) {
     threw = true;
     thrown = error;
+  } finally {
+    idle.stop();
   }
   await replay.settle();
   const signal = replay.stopped ?? (thrown instanceof WorkflowSignal ? thrown : null);

@@ -8,6 +8,11 @@ export interface WorkflowLimits {
   maxStateBytes: number;
   /** Attempts of each compensation before the run ends `compensation_failed`. */
   compensationAttempts: number;
+  /**
+   * Time (ms) a resume's body may wait on something that is not a `wf.*` call (a promise that
+   * never settles, a timer, I/O outside a step) before the run fails: no record could ever resume it.
+   */
+  maxIdleMs: number;
 }
 
 /** Default WorkflowLimits. */
@@ -16,4 +21,5 @@ export const DEFAULT_WORKFLOW_LIMITS: WorkflowLimits = {
   maxStepResultBytes: 256 * 1024,
   maxStateBytes: 16 * 1024 * 1024,
   compensationAttempts: 3,
+  maxIdleMs: 5 * 60_000,
 };

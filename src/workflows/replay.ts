@@ -51,6 +51,9 @@ export class Replay {
   readonly #gate: ReplayGate;
   readonly #compensations = new Map<number, Compensation>();
   readonly #pending = new Set<Promise<unknown>>();
+  /** Since when no wf.* call is in progress; null while one is. */
+  #idleSince: number | null = Date.now();
+  readonly #idle = rejectable();
   /** The highest sequence number taken: a new call takes the next. */
   #seq = 0;
   /** The highest done_seq given: the next call to end takes the next. */
@@ -361,9 +364,41 @@ export class Replay {
 
   #track<T>(promise: Promise<T>): Promise<T> {
     this.#pending.add(promise);
-    const forget = () => this.#pending.delete(promise);
+    this.#idleSince = null;
+    const forget = () => {
+      this.#pending.delete(promise);
+      if (this.#pending.size === 0) this.#idleSince = Date.now();
+    };
     promise.then(forget, forget);
     return promise;
+  }
+
+  /**
+   * Fails the run, through the body, once it has waited `maxIdleMs` with no `wf.*` call in progress:
+   * it awaits something no record could ever resume. Call `stop()` once the body has settled.
+   */
+  watchIdle(): { stop(): void } {
+    const limit = this.#limits.maxIdleMs;
+    const timer = setInterval(() => {
+      if (this.#idleSince === null || Date.now() - this.#idleSince < limit) return;
+      clearInterval(timer);
+      this.#stop(
+        new Fatal(
+          new WorkflowBoundsError(
+            `workflow run ${this.#row.id} waited ${limit} ms (maxIdleMs) on something that is not a wf.* call: ` +
+              'a workflow body may wait only on wf.* calls (I/O and timers belong in a step)',
+          ),
+        ),
+      );
+      this.#idle.reject(this.#signal);
+    }, Math.min(1_000, Math.max(10, limit / 4)));
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+
+  /** Rejects when watchIdle() gives up on the body. */
+  get idleGaveUp(): Promise<never> {
+    return this.#idle.promise;
   }
 
   #remember(seq: number, name: string, result: unknown, options: StepOptions<never> | undefined): void {
@@ -492,4 +527,12 @@ async function attemptStep<T>(name: string, fn: () => T | Promise<T>, timeoutMs:
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A promise to reject later; never resolves, and an unheard rejection is not an error. */
+function rejectable(): { promise: Promise<never>; reject(error: unknown): void } {
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<never>((_, no) => (reject = no));
+  promise.catch(() => {});
+  return { promise, reject };
 }
