@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import { NotFoundError, StateError } from '../src/errors.ts';
@@ -274,6 +275,17 @@ describe('workflows in one supervisor', () => {
     expect(done.error).toMatchObject({ name: 'WorkflowBoundsError' });
     expect(done.error!.message).toMatch(/waited 200 ms \(maxIdleMs\) on something that is not a wf\.\* call/);
     expect((await client.getWorkflow(run.id))!.steps.map((s) => `${s.name}:${s.state}`)).toEqual(['first:succeeded']);
+  });
+
+  it('warns of a step whose function holds the event loop, naming the step and for how long', async () => {
+    const logged: { msg: string; step?: string; blockedMs?: number; level: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => logged.push(JSON.parse(line)) });
+    await start({ blocks: flow('blocks') }, { logger });
+    const { run } = await client.startWorkflow('blocks', null);
+    expect((await client.waitForWorkflow(run.id, { timeoutMs: 15_000 })).output).toBe(true);
+    const warning = logged.find((l) => l.step === 'crunch');
+    expect(warning).toMatchObject({ level: 40, msg: expect.stringMatching(/^step "crunch" held the event loop for \d+ ms/) });
+    expect(warning!.blockedMs).toBeGreaterThanOrEqual(1_000);
   });
 
   it("records when a step's function began, so its time is the function's, not 0 ms", async () => {

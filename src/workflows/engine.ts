@@ -58,7 +58,7 @@ export async function resumeRun(
     }
     if (row.version === null) await setWorkflowVersion(deps.db, claim, module.version);
     const steps = await listWorkflowSteps(deps.db, row.id);
-    const replay = new Replay(deps.db, deps.limits, claim, row, version, steps);
+    const replay = new Replay(deps.db, deps.limits, claim, row, version, steps, deps.logger);
     return await execute(deps, claim, row, replay, module);
   } catch (error) {
     // A write refused for what it carried would be refused at every resume: the run fails instead.

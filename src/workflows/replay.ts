@@ -18,6 +18,7 @@ import { FINAL_STATES, type JobState } from '../job.ts';
 import { isDataError } from '../db/errors.ts';
 import { findUnstorable } from '../storable.ts';
 import { checkEnqueueOptions, checkName, checkText, DEFAULT_MAX_INPUT_BYTES, serializeInput } from '../validate.ts';
+import type { Logger } from '../logger.ts';
 import type { WorkflowLimits } from './limits.ts';
 import { ReplayGate } from './replay-gate.ts';
 import { Cancel, ClaimLost, errorJson, Fatal, Infra, jobError, outputError, refusedWrite, stepError, Suspend, WorkflowSignal } from './signals.ts';
@@ -38,6 +39,7 @@ export interface Compensation {
  */
 export class Replay {
   readonly #db: pg.Pool;
+  readonly #logger: Logger;
   readonly #limits: WorkflowLimits;
   readonly #claim: WorkflowClaim;
   readonly #row: WorkflowRunRow;
@@ -77,7 +79,9 @@ export class Replay {
     row: WorkflowRunRow & { db_now: Date },
     version: string,
     steps: WorkflowStepRow[],
+    logger: Logger,
   ) {
+    this.#logger = logger;
     this.#db = db;
     this.#limits = limits;
     this.#claim = claim;
@@ -173,7 +177,7 @@ export class Replay {
     let value: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
-        value = await attemptStep(name, fn, options?.timeoutMs);
+        value = await attemptStep(name, this.#timed(name, fn), options?.timeoutMs);
         break;
       } catch (error) {
         if (attempt >= attempts.max) return this.#stepFailed(seq, name, startedAt, error, attempt);
@@ -195,6 +199,27 @@ export class Replay {
     const result = JSON.parse(json) as T;
     this.#remember(seq, name, result, options as StepOptions<never> | undefined);
     return result;
+  }
+
+  /**
+   * `fn`, timed: a step whose function holds the event loop past BLOCKING_WARN_MS is warned of, since
+   * the supervisor's heartbeats, claims and other runs wait meanwhile.
+   */
+  #timed<T>(name: string, fn: () => T | Promise<T>): () => T | Promise<T> {
+    return () => {
+      const began = performance.now();
+      try {
+        return fn();
+      } finally {
+        const blockedMs = Math.round(performance.now() - began);
+        if (blockedMs >= BLOCKING_WARN_MS) {
+          this.#logger.warn(
+            { run: this.#row.id, step: name, blockedMs },
+            `step "${name}" held the event loop for ${blockedMs} ms: the supervisor's heartbeats and claims waited; CPU work belongs in wf.run, on a thread`,
+          );
+        }
+      }
+    };
   }
 
   /** Records a failed step (with how many times its function ran) and throws its error into the body. */
@@ -489,6 +514,8 @@ function callLabel(kind: string, name: string): string {
   return `${kind} "${name}"`;
 }
 
+/** A step function that holds the event loop this long (ms) at once is warned of. */
+const BLOCKING_WARN_MS = 1_000;
 /** The default wait between the attempts of a step with `retry`. */
 const STEP_BACKOFF: BackoffOptions = { baseMs: 1_000, maxMs: 60_000 };
 /** The most attempts a step may ask for. */
