@@ -485,6 +485,25 @@ describe('workflows across SIGKILL', () => {
     await kill(sup);
   }, 60_000);
 
+  it('a step that holds its main thread past the lease runs once: the lease keeper keeps the claim', async () => {
+    const workflows = { overrun: flow('overrun') };
+    const log = join(dir, 'overrun.log');
+    const [a, b] = [await spawnSupervisor(workflows), await spawnSupervisor(workflows)];
+    // Past the first beat of both (their lease keepers start with it).
+    await until('a beat of both supervisors', async () => {
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM spindle.supervisors WHERE last_seen_at > started_at`);
+      return rows[0].n === 2;
+    });
+    const { run } = await client.startWorkflow('overrun', { log, ms: 2 * FAST.leaseMs });
+    const done = await client.waitForWorkflow(run.id, { timeoutMs: 30_000 });
+    expect(done.state).toBe('succeeded');
+    expect(lines(log)).toEqual(['crunch', 'after']);
+    expect(done.resumes).toBe(1);
+    // The supervisor that ran it says its main thread was held up and the keeper stood in.
+    await until('the keeper\'s report', async () => [...a.lines, ...b.lines].some((l) => l.includes('the lease keeper kept its leases')));
+    await Promise.all([kill(a), kill(b)]);
+  }, 60_000);
+
   it('a supervisor killed during compensation: a new one resumes it where it stopped', async () => {
     const workflows = { trip: flow('trip') };
     const log = join(dir, 'trip-crash.log');

@@ -1,16 +1,22 @@
 /**
  * Marks this supervisor seen and extends the leases of every job it holds, each tick, and reports
  * which jobs it still holds: a job missing from the answer was taken away. A beat that fails is tried
- * again soon, not a whole interval later: the leases must be renewed before they end.
+ * again soon, not a whole interval later: the leases must be renewed before they end. Each beat also
+ * tells the lease keeper (lease-keeper-thread.ts) what is held, and that the main thread is alive:
+ * the keeper beats in its stead while the main thread is held up.
  */
+import { Worker } from 'node:worker_threads';
 import { extendLeases, type HeldJob } from '../db/leases.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import type { Clock } from '../clock.ts';
 import { Actor, assertNever } from './kernel.ts';
+import type { KeeperHeld, KeeperReport, KeeperSettings } from './lease-keeper-thread.ts';
 
 /** A failed beat is tried again after this share of the interval. */
 const RETRY_SHARE = 0.25;
+/** The lease keeper starts at this beat (the first comes an interval after the start, not in its busy first moments). */
+const KEEPER_FROM_BEAT = 1;
 
 /** A job as the supervisor holds it: the fence the heartbeat checks. */
 export interface HeldClaim {
@@ -37,6 +43,8 @@ export interface HeartbeatState {
   failures: number;
   lastBeatAt: string | null;
   lastBeatMs: number | null;
+  /** Beats the lease keeper made while the main thread was held up. */
+  keeperBeats: number;
 }
 
 export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
@@ -53,6 +61,10 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   /** performance.now() of the last beat that reached the database (or of the registration before the first). */
   #lastOkAt = performance.now();
   #failingSince: number | null = null;
+  readonly #runs: () => KeeperHeld['runs'];
+  readonly #keeperSettings: Omit<KeeperSettings, 'record' | 'intervalMs' | 'leaseMs'> | undefined;
+  #keeper: Worker | null = null;
+  #keeperStoodIn = 0;
 
   constructor(options: {
     db: Queryable;
@@ -61,6 +73,10 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     leaseMs: number;
     /** The claims held right now. */
     claims: () => HeldClaim[];
+    /** The workflow runs held right now (the lease keeper extends their leases too). */
+    runs?: () => KeeperHeld['runs'];
+    /** Where the lease keeper connects, and how long it may stand in; without it, no keeper runs. */
+    keeper?: { connectionString: string; maxStandInMs: number };
     onBeat: (result: BeatResult) => void;
     /** Stamps lastBeatAt; default the parent's clock. */
     clock?: Clock;
@@ -72,6 +88,8 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     this.#leaseMs = options.leaseMs;
     this.#claims = options.claims;
     this.#onBeat = options.onBeat;
+    this.#runs = options.runs ?? (() => []);
+    this.#keeperSettings = options.keeper;
   }
 
   /**
@@ -124,8 +142,47 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       this.logger.warn({ holding: asked.length, stillHeld: held.length }, 'this supervisor had been declared dead; registered it again');
     }
     const result = { asked, held, registeredAgain };
+    this.#tellKeeper(asked);
     this.#onBeat(result);
     return result;
+  }
+
+  protected override onStop(): void {
+    void this.#keeper?.terminate();
+    this.#keeper = null;
+  }
+
+  /**
+   * Tells the lease keeper what is held now, between beats: a workflow run claimed just now is
+   * covered before its body may hold up the main thread.
+   */
+  tellKeeper(): void {
+    if (this.#keeper) this.#tellKeeper(this.#claims());
+  }
+
+  /** Tells the lease keeper what is held now (starting it at KEEPER_FROM_BEAT). */
+  #tellKeeper(jobs: HeldClaim[]): void {
+    const settings = this.#keeperSettings;
+    if (!settings || this.status !== 'running') return;
+    if (!this.#keeper) {
+      if (this.#beats < KEEPER_FROM_BEAT) return;
+      const workerData: KeeperSettings = { ...settings, record: this.#record, intervalMs: this.#intervalMs, leaseMs: this.#leaseMs };
+      const keeper = new Worker(new URL('./lease-keeper-entry.mjs', import.meta.url), { workerData });
+      keeper.unref();
+      keeper.on('message', (report: KeeperReport) => this.#heardFromKeeper(report));
+      keeper.on('error', (err) => this.logger.warn({ err }, 'the lease keeper failed; leases depend on the main thread alone'));
+      this.#keeper = keeper;
+    }
+    const message: KeeperHeld = { jobs: jobs.map((j) => ({ id: j.id, attempt: j.attempt })), runs: this.#runs() };
+    this.#keeper.postMessage(message);
+  }
+
+  #heardFromKeeper(report: KeeperReport): void {
+    this.#keeperStoodIn += report.beats;
+    this.logger.warn(
+      { silentMs: report.silentMs, keeperBeats: report.beats, keeperFailures: report.failed, lastError: report.lastError },
+      `the main thread was held up for about ${report.silentMs} ms; the lease keeper kept its leases meanwhile`,
+    );
   }
 
   async #beat(): Promise<void> {
@@ -150,6 +207,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       failures: this.#failures,
       lastBeatAt: this.#lastBeatAt === null ? null : new Date(this.#lastBeatAt).toISOString(),
       lastBeatMs: this.#lastBeatMs === null ? null : Math.round(this.#lastBeatMs * 10) / 10,
+      keeperBeats: this.#keeperStoodIn,
     };
   }
 }

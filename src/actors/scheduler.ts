@@ -42,6 +42,8 @@ export interface SchedulerOptions {
   maxResumes?: number;
   /** The time cron ticks are computed from; default the parent's clock. */
   clock?: Clock;
+  /** Called when runs were claimed, before they are resumed (the lease keeper learns of them). */
+  onClaimed?: () => void;
   /** Called after each resume (tests and the debug socket watch it). */
   onResume?: (runId: string, outcome: ResumeOutcome) => void;
 }
@@ -85,6 +87,11 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     this.#servable = [...options.workflows.values()].flatMap((m) =>
       [m.version, ...m.supports].map((version) => ({ name: m.name, version })),
     );
+  }
+
+  /** The runs being resumed now, with their claims (the lease keeper extends their leases too). */
+  heldRuns(): { runId: string; claimSeq: number }[] {
+    return [...this.#resuming].map(([runId, r]) => ({ runId, claimSeq: r.claimSeq }));
   }
 
   /** Looks for runs to resume now (a notification came). */
@@ -160,6 +167,8 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       this.#stats.claims++;
       const exclude = [...this.#resuming.keys()];
       const rows = await claimWorkflowRuns(db, { supervisorId: selfId, limit: free, leaseMs, exclude, servable: this.#servable, any });
+      for (const row of rows) this.#resuming.set(row.id, { claimSeq: row.claim_seq, done: Promise.resolve() });
+      if (rows.length > 0) this.#o.onClaimed?.();
       for (const row of rows) {
         const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
           (outcome) => {

@@ -37,6 +37,12 @@ import { WorkflowRegistry } from '../workflows/registry.ts';
 import type { ScheduleEntry } from '../workflows/schedules.ts';
 
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+/**
+ * How long the lease keeper may beat for a main thread that is held up: long enough for a workflow
+ * step that computes for minutes, short enough that a main thread that never comes back lets its
+ * work go (at least 4 leases).
+ */
+const MAX_STAND_IN_MS = 5 * 60_000;
 
 type SupervisorMsg =
   | { type: 'claim' }
@@ -172,6 +178,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           ...this.#completer.held(),
         ],
         onBeat: (result) => this.send({ type: 'beat', result }),
+        runs: () => this.#scheduler?.heldRuns() ?? [],
+        keeper: { connectionString: databaseUrl, maxStandInMs: Math.max(MAX_STAND_IN_MS, 4 * config.leaseMs) },
       }),
       { policy: 'restart' },
     );
@@ -230,6 +238,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         leaseMs: config.leaseMs,
         pollMs: config.pollMs,
         isLeader: () => this.#elector.isLeader,
+        onClaimed: () => this.#heartbeat.tellKeeper(),
       }),
       { policy: 'restart' },
     );
