@@ -21,6 +21,8 @@ import { Actor, assertNever } from './kernel.ts';
 
 /** Resumes in progress at once, per supervisor. */
 export const DEFAULT_MAX_RESUMES = 32;
+/** Free resume slots at which an ended resume leads to a claim (fewer wait for more, or the tick). */
+const CLAIM_WHEN_FREE = 8;
 /** How often cron schedules are checked. */
 export const CRON_CHECK_MS = 250;
 /** How far back a schedule looks for missed ticks (bounds the work after a long outage). */
@@ -78,6 +80,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   #stats = { claims: 0, cronFired: 0, cronSkipped: 0, cronChecks: 0, errors: 0 };
   #outcomes: Record<string, number> = {};
   #wasLeader = false;
+  #claimQueued = false;
   /** The names and versions its modules serve. */
   readonly #servable: { name: string; version: string }[];
 
@@ -96,7 +99,15 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
 
   /** Looks for runs to resume now (a notification came). */
   wake(): void {
-    this.send({ type: 'claim' });
+    this.#queueClaim();
+  }
+
+  /** Queues one claim; wake-ups and ended resumes meanwhile share it. */
+  #queueClaim(): void {
+    if (this.#claimQueued) return;
+    // Set before sending: an idle mailbox handles the claim (and clears the flag) inside send().
+    this.#claimQueued = true;
+    if (!this.send({ type: 'claim' })) this.#claimQueued = false;
   }
 
   protected override onStart(): void {
@@ -114,6 +125,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   protected async handle(msg: SchedulerMsg): Promise<void> {
     switch (msg.type) {
       case 'claim':
+        this.#claimQueued = false;
         return this.#guarded(() => this.#claim());
       case 'tick':
         return this.#guarded(() => this.#tick());
@@ -124,8 +136,11 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       case 'done':
         this.#resuming.delete(msg.runId);
         this.#outcomes[msg.outcome] = (this.#outcomes[msg.outcome] ?? 0) + 1;
-        // A run that suspended may be runnable at once (its event was already there).
-        return this.#guarded(() => this.#claim());
+        // A run that suspended may be runnable at once (its event was already there). Claimed once
+        // enough resumes have ended: a claim scans the runnable runs, so one per ended resume would
+        // cost the database more than the resumes themselves.
+        if (this.#resuming.size === 0 || this.#free() >= CLAIM_WHEN_FREE) this.#queueClaim();
+        return;
       default:
         return assertNever(msg);
     }
@@ -157,12 +172,17 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
     await this.#claim();
   }
 
+  /** Resumes it may start now. */
+  #free(): number {
+    return (this.#o.maxResumes ?? DEFAULT_MAX_RESUMES) - this.#resuming.size;
+  }
+
   async #claim(): Promise<void> {
     const { db, selfId, leaseMs } = this.#o;
     const any = this.#o.isLeader();
     if (!any && this.#servable.length === 0) return;
     for (;;) {
-      const free = (this.#o.maxResumes ?? DEFAULT_MAX_RESUMES) - this.#resuming.size;
+      const free = this.#free();
       if (free <= 0 || this.signal.aborted) return;
       this.#stats.claims++;
       const exclude = [...this.#resuming.keys()];

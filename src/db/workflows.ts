@@ -293,6 +293,38 @@ export interface StepWrite {
   doneSeq?: number;
 }
 
+/** The columns of a step's row, in the order STEP_VALUES lists them ($1 to $12). */
+const STEP_COLUMNS = 'run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at, done_seq';
+const STEP_VALUES = `$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, least(coalesce($11::timestamptz, now()), now()),
+               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END, $12`;
+/** A step written again (a waiting one that ended) keeps its start and takes the rest. */
+const STEP_ON_CONFLICT = `ON CONFLICT (run_id, seq) DO UPDATE
+         SET state = EXCLUDED.state, result = EXCLUDED.result, error = EXCLUDED.error,
+             job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
+             has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at,
+             done_seq = EXCLUDED.done_seq`;
+/** The run's state size and step count after a step's write (`up` is the step's insert). */
+const STEP_RUN_TOTALS = `step_count = r.step_count + (SELECT count(*) FROM up WHERE inserted),
+            state_bytes = r.state_bytes + coalesce(octet_length($6::text), 0) + coalesce(octet_length($7::text), 0),
+            updated_at = now()`;
+
+function stepValues(runId: string, s: StepWrite): unknown[] {
+  return [
+    runId,
+    s.seq,
+    s.name,
+    s.kind,
+    s.state,
+    s.resultJson,
+    s.errorJson,
+    s.jobId ?? null,
+    s.until ?? null,
+    s.hasCompensation ?? false,
+    s.startedAt ?? null,
+    s.doneSeq ?? null,
+  ];
+}
+
 /**
  * Writes a step (under a lock taken by lockWorkflowClaim) and adds its bytes to the run's state
  * size and step count. Returns the run's state size after the write.
@@ -300,39 +332,51 @@ export interface StepWrite {
 export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWrite): Promise<number> {
   const { rows } = await db.query<{ state_bytes: string }>(
     `WITH up AS (
-       INSERT INTO spindle.workflow_steps AS st
-              (run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at, done_seq)
-       VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, least(coalesce($11::timestamptz, now()), now()),
-               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END, $12)
-       ON CONFLICT (run_id, seq) DO UPDATE
-         SET state = EXCLUDED.state, result = EXCLUDED.result, error = EXCLUDED.error,
-             job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
-             has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at,
-             done_seq = EXCLUDED.done_seq
+       INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
+       VALUES (${STEP_VALUES})
+       ${STEP_ON_CONFLICT}
        RETURNING (xmax = 0) AS inserted
      )
      UPDATE spindle.workflow_runs r
-        SET step_count = r.step_count + (SELECT count(*) FROM up WHERE inserted),
-            state_bytes = r.state_bytes + coalesce(octet_length($6::text), 0) + coalesce(octet_length($7::text), 0),
-            updated_at = now()
+        SET ${STEP_RUN_TOTALS}
       WHERE r.id = $1
       RETURNING r.state_bytes`,
-    [
-      runId,
-      s.seq,
-      s.name,
-      s.kind,
-      s.state,
-      s.resultJson,
-      s.errorJson,
-      s.jobId ?? null,
-      s.until ?? null,
-      s.hasCompensation ?? false,
-      s.startedAt ?? null,
-      s.doneSeq ?? null,
-    ],
+    stepValues(runId, s),
   );
   return Number(rows[0]?.state_bytes ?? 0);
+}
+
+/**
+ * Writes a step fenced on the claim, in one statement of its own (one round trip and one commit, no
+ * transaction around it): the run's row is locked where the claim is still this resume's, and the
+ * step is written only then. Returns the run's state size and whether a cancel was asked, or
+ * undefined when the claim was taken (nothing was written).
+ */
+export async function writeWorkflowStepFenced(
+  db: Queryable,
+  claim: WorkflowClaim,
+  s: StepWrite,
+): Promise<{ stateBytes: number; cancelRequested: boolean } | undefined> {
+  const { rows } = await db.query<{ state_bytes: string; cancel_requested: boolean }>(
+    `WITH claim AS (
+       SELECT id, cancel_requested_at FROM spindle.workflow_runs
+        WHERE id = $1 AND claimed_by = $13 AND claim_seq = $14
+          FOR UPDATE
+     ), up AS (
+       INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
+       SELECT ${STEP_VALUES} FROM claim
+       ${STEP_ON_CONFLICT}
+       RETURNING (xmax = 0) AS inserted
+     )
+     UPDATE spindle.workflow_runs r
+        SET ${STEP_RUN_TOTALS}
+       FROM claim
+      WHERE r.id = claim.id
+      RETURNING r.state_bytes, claim.cancel_requested_at IS NOT NULL AS cancel_requested`,
+    [...stepValues(claim.runId, s), claim.supervisorId, claim.claimSeq],
+  );
+  const row = rows[0];
+  return row ? { stateBytes: Number(row.state_bytes), cancelRequested: row.cancel_requested } : undefined;
 }
 
 /** Takes the oldest unconsumed event of `name` for the run (under the claim lock); undefined if none. */

@@ -11,7 +11,7 @@
 import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
 import { inTransaction } from '../db/queryable.ts';
-import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStep, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
+import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStep, writeWorkflowStepFenced, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
 import { NonDeterminismError, TimeoutError, ValidationError, WorkflowBoundsError, WorkflowJobError } from '../errors.ts';
 import { FINAL_STATES, type JobState } from '../job.ts';
@@ -474,13 +474,16 @@ export class Replay {
         return body(db, lock.dbNow);
       });
     } catch (error) {
-      if (error instanceof Fatal || error instanceof ValidationError) throw error;
-      // Refused for what it carries, the write would be refused at every resume: the run fails instead.
-      if (isDataError(error)) {
-        throw this.#stop(new Fatal(new Error(refusedWrite(this.#row.id, error))));
-      }
-      throw this.#stop(error instanceof WorkflowSignal ? error : new Infra(error));
+      throw this.#writeFailed(error);
     }
+  }
+
+  /** What stops the run when a write under the claim failed with `error`. */
+  #writeFailed(error: unknown): unknown {
+    if (error instanceof Fatal || error instanceof ValidationError) return error;
+    // Refused for what it carries, the write would be refused at every resume: the run fails instead.
+    if (isDataError(error)) return this.#stop(new Fatal(new Error(refusedWrite(this.#row.id, error))));
+    return this.#stop(error instanceof WorkflowSignal ? error : new Infra(error));
   }
 
   async #guard<T>(read: () => Promise<T>): Promise<T> {
@@ -491,8 +494,18 @@ export class Replay {
     }
   }
 
-  #write(step: StepWrite): Promise<void> {
-    return this.inClaim((db) => this.#writeOn(db, step));
+  /** Writes a step under the claim, in one statement (writeWorkflowStepFenced). */
+  async #write(step: StepWrite): Promise<void> {
+    let written;
+    try {
+      written = await writeWorkflowStepFenced(this.#db, this.#claim, step);
+    } catch (error) {
+      throw this.#writeFailed(error);
+    }
+    if (!written) throw this.#stop(new ClaimLost());
+    // A cancel that comes now takes effect at the next call: this one's record is written.
+    if (written.cancelRequested) this.#cancelRequested = true;
+    this.#stateBytes = written.stateBytes;
   }
 
   async #writeOn(db: pg.PoolClient, step: StepWrite): Promise<void> {
