@@ -262,14 +262,6 @@ export async function lockWorkflowClaim(
   return row ? { cancelRequested: row.cancel_requested, dbNow: row.db_now } : undefined;
 }
 
-/** Records the version of the module that runs a run for the first time. */
-export async function setWorkflowVersion(db: Queryable, claim: WorkflowClaim, version: string): Promise<void> {
-  await db.query(
-    'UPDATE spindle.workflow_runs SET version = $4 WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3 AND version IS NULL',
-    [claim.runId, claim.supervisorId, claim.claimSeq, version],
-  );
-}
-
 /** One step to record (insert, or update a waiting one). */
 export interface StepWrite {
   seq: number;
@@ -303,12 +295,16 @@ const STEP_ON_CONFLICT = `ON CONFLICT (run_id, seq) DO UPDATE
              job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
              has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at,
              done_seq = EXCLUDED.done_seq`;
-/** The run's state size and step count after a step's write (`up` is the step's insert). */
-const STEP_RUN_TOTALS = `step_count = r.step_count + (SELECT count(*) FROM up WHERE inserted),
+/**
+ * The run's state size and step count after a step's write (`up` is the step's insert), and the
+ * version of the module that runs it, from its first write on ($13).
+ */
+const STEP_RUN_TOTALS = `version = coalesce(r.version, $13),
+            step_count = r.step_count + (SELECT count(*) FROM up WHERE inserted),
             state_bytes = r.state_bytes + coalesce(octet_length($6::text), 0) + coalesce(octet_length($7::text), 0),
             updated_at = now()`;
 
-function stepValues(runId: string, s: StepWrite): unknown[] {
+function stepValues(runId: string, version: string, s: StepWrite): unknown[] {
   return [
     runId,
     s.seq,
@@ -322,14 +318,16 @@ function stepValues(runId: string, s: StepWrite): unknown[] {
     s.hasCompensation ?? false,
     s.startedAt ?? null,
     s.doneSeq ?? null,
+    version,
   ];
 }
 
 /**
  * Writes a step (under a lock taken by lockWorkflowClaim) and adds its bytes to the run's state
- * size and step count. Returns the run's state size after the write.
+ * size and step count; a run's first write records the `version` of its module. Returns the run's
+ * state size after the write.
  */
-export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWrite): Promise<number> {
+export async function writeWorkflowStep(db: Queryable, runId: string, version: string, s: StepWrite): Promise<number> {
   const { rows } = await db.query<{ state_bytes: string }>(
     `WITH up AS (
        INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
@@ -341,7 +339,7 @@ export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWri
         SET ${STEP_RUN_TOTALS}
       WHERE r.id = $1
       RETURNING r.state_bytes`,
-    stepValues(runId, s),
+    stepValues(runId, version, s),
   );
   return Number(rows[0]?.state_bytes ?? 0);
 }
@@ -355,12 +353,13 @@ export async function writeWorkflowStep(db: Queryable, runId: string, s: StepWri
 export async function writeWorkflowStepFenced(
   db: Queryable,
   claim: WorkflowClaim,
+  version: string,
   s: StepWrite,
 ): Promise<{ stateBytes: number; cancelRequested: boolean } | undefined> {
   const { rows } = await db.query<{ state_bytes: string; cancel_requested: boolean }>(
     `WITH claim AS (
        SELECT id, cancel_requested_at FROM spindle.workflow_runs
-        WHERE id = $1 AND claimed_by = $13 AND claim_seq = $14
+        WHERE id = $1 AND claimed_by = $14 AND claim_seq = $15
           FOR UPDATE
      ), up AS (
        INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
@@ -373,7 +372,7 @@ export async function writeWorkflowStepFenced(
        FROM claim
       WHERE r.id = claim.id
       RETURNING r.state_bytes, claim.cancel_requested_at IS NOT NULL AS cancel_requested`,
-    [...stepValues(claim.runId, s), claim.supervisorId, claim.claimSeq],
+    [...stepValues(claim.runId, version, s), claim.supervisorId, claim.claimSeq],
   );
   const row = rows[0];
   return row ? { stateBytes: Number(row.state_bytes), cancelRequested: row.cancel_requested } : undefined;

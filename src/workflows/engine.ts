@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { cancelJob } from '../db/jobs.ts';
-import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, setWorkflowVersion, skipStepCompensations, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
+import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, skipStepCompensations, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
 import { NonDeterminismError, WorkflowBoundsError } from '../errors.ts';
 import { isDataError } from '../db/errors.ts';
 import type { Logger } from '../logger.ts';
@@ -56,8 +56,8 @@ export async function resumeRun(
         ` and does not list "${version}" in its supports export`;
       return (await blockWorkflowRun(deps.db, claim, reason)) ? 'blocked' : 'lost';
     }
-    if (row.version === null) await setWorkflowVersion(deps.db, claim, module.version);
-    const steps = await listWorkflowSteps(deps.db, row.id);
+    // A run with no step recorded (step_count counts every row written) has none to read.
+    const steps = row.step_count === 0 ? [] : await listWorkflowSteps(deps.db, row.id);
     const replay = new Replay(deps.db, deps.limits, claim, row, version, steps, deps.logger);
     return await execute(deps, claim, row, replay, module);
   } catch (error) {

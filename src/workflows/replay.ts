@@ -40,6 +40,8 @@ export interface Compensation {
 export class Replay {
   readonly #db: pg.Pool;
   readonly #logger: Logger;
+  /** The version of the module the run is recorded with (its first write records it). */
+  readonly #version: string;
   readonly #limits: WorkflowLimits;
   readonly #claim: WorkflowClaim;
   readonly #row: WorkflowRunRow;
@@ -82,6 +84,7 @@ export class Replay {
     logger: Logger,
   ) {
     this.#logger = logger;
+    this.#version = version;
     this.#db = db;
     this.#limits = limits;
     this.#claim = claim;
@@ -498,7 +501,7 @@ export class Replay {
   async #write(step: StepWrite): Promise<void> {
     let written;
     try {
-      written = await writeWorkflowStepFenced(this.#db, this.#claim, step);
+      written = await writeWorkflowStepFenced(this.#db, this.#claim, this.#version, step);
     } catch (error) {
       throw this.#writeFailed(error);
     }
@@ -509,7 +512,7 @@ export class Replay {
   }
 
   async #writeOn(db: pg.PoolClient, step: StepWrite): Promise<void> {
-    this.#stateBytes = await writeWorkflowStep(db, this.#row.id, step);
+    this.#stateBytes = await writeWorkflowStep(db, this.#row.id, this.#version, step);
   }
 }
 
