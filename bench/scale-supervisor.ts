@@ -19,6 +19,8 @@ export interface ScaleChildSpec {
   concurrency: number;
   /** Job type -> worker module path. */
   workers: Record<string, string>;
+  /** Workflow name -> workflow module path (scenario 8). */
+  workflows?: Record<string, string>;
 }
 
 /** Messages a scale child sends. */
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
     handle = await startSupervisor({
       databaseUrl: spec.databaseUrl,
       workers: spec.workers,
+      workflows: spec.workflows ?? {},
       concurrency: spec.concurrency,
       logLevel: 'silent',
       socket: false,

@@ -9,6 +9,7 @@
 import type { Metrics } from '../scenarios/types.ts';
 import { formatNumber, formatRatio, gridToMarkdown, gridToText, type Grid } from './grid.ts';
 import { startupSections, startupShortfall } from './startup.ts';
+import { workflowsSections } from './workflows.ts';
 import {
   goals,
   LIMIT_SYSTEM,
@@ -256,7 +257,7 @@ function scaleSection(results: Results): Section {
   return { title, before, grid, after };
 }
 
-/** The sections of scenarios 3a, 4, 5, 6b and 7 that ran or were meant to (none for scenarios not selected). */
+/** The sections of scenarios 3a, 4, 5, 6b, 7 and 8 that ran or were meant to (none for scenarios not selected). */
 function sections(results: Results): Section[] {
   const present = (id: string) => results.scenarios.some((s) => s.id === id);
   return [
@@ -265,6 +266,7 @@ function sections(results: Results): Section[] {
     present('cancel') ? cancelSection(results) : undefined,
     present('scale') ? scaleSection(results) : undefined,
     ...startupSections(results),
+    ...workflowsSections(results),
   ].filter((s): s is Section => s !== undefined);
 }
 

@@ -1,4 +1,4 @@
-/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20). */
+/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22). */
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
@@ -8,6 +8,7 @@ import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
 import { startup } from './startup.ts';
+import { workflows } from './workflows.ts';
 import type { Scenario, SystemScenario } from './types.ts';
 
 /** Every scenario, run (or listed, when pending) in this order. */
@@ -21,6 +22,7 @@ export const SCENARIOS: readonly Scenario[] = [
   claimTime,
   scaleOut,
   startup,
+  workflows,
 ];
 
 /** The scenario called `id`, or undefined. */
