@@ -190,6 +190,7 @@ export function goals(results: Results): Goal[] {
 
   list.push(...spindleOnlyGoals(results));
   list.push(...startupGoals(results));
+  list.push(workflowsGoal(results));
   return list;
 }
 
@@ -211,6 +212,17 @@ function startupGoals(results: Results): Goal[] {
       met: median <= limitMs,
     };
   });
+}
+
+/** The goal of issue 22 (scenario 8): 3-step workflows, one process, beside DBOS Transact. */
+function workflowsGoal(results: Results): Goal {
+  const goal = 'Workflows (issue 22): 3-step runs/s with one supervisor process at least 1.5x DBOS Transact';
+  const got = standaloneResult(results, 'workflows');
+  if ('why' in got) return { goal, measured: `not measured (${got.why})`, met: undefined };
+  const ours = got.result.spindle1_3;
+  const theirs = got.result.dbos_3;
+  if (ours === undefined || theirs === undefined) return { goal, measured: 'not measured (no run succeeded)', met: undefined };
+  return { goal, measured: `${fixed(ours, 0)} vs ${fixed(theirs, 0)} runs/s = ${fixed(ours / theirs, 2)}x`, met: ours / theirs >= 1.5 };
 }
 
 /** The standalone scenario `id`'s figures, or why there are none. */
