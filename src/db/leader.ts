@@ -42,6 +42,12 @@ export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
 }
 
 /**
+ * How long ending a stale leader's session waits for its backend to exit, and so for its lock to be
+ * free: the caller tries the lock right after.
+ */
+const TERMINATE_WAIT_MS = 1_000;
+
+/**
  * Ends the session of a leader whose supervisor is unseen for `deadAfterBeats` of its heartbeats
  * (paused, or its process wedged): its lock goes with the session, so another supervisor can lead.
  * Only this database's lock counts (advisory locks are per database). Returns the application
@@ -49,7 +55,7 @@ export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
  */
 export async function endStaleLeader(db: Queryable, deadAfterBeats: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT substr(a.application_name, ${ELECTOR_PREFIX.length + 1}) AS id, pg_terminate_backend(a.pid) AS ended
+    `SELECT substr(a.application_name, ${ELECTOR_PREFIX.length + 1}) AS id, pg_terminate_backend(a.pid, $4) AS ended
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -59,7 +65,7 @@ export async function endStaleLeader(db: Queryable, deadAfterBeats: number): Pro
           SELECT 1 FROM spindle.supervisors s
            WHERE a.application_name = ${ELECTOR_NAME_SQL}
              AND s.last_seen_at >= now() - $3 * s.heartbeat_ms * interval '1 millisecond')`,
-    [LOCK_SPACE, LEADER_KEY, deadAfterBeats],
+    [LOCK_SPACE, LEADER_KEY, deadAfterBeats, TERMINATE_WAIT_MS],
   );
   return rows.map((r) => r.id);
 }
