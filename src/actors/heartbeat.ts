@@ -170,7 +170,11 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       const keeper = new Worker(new URL('./lease-keeper-entry.mjs', import.meta.url), { workerData });
       keeper.unref();
       keeper.on('message', (report: KeeperReport) => this.#heardFromKeeper(report));
-      keeper.on('error', (err) => this.logger.warn({ err }, 'the lease keeper failed; leases depend on the main thread alone'));
+      keeper.on('error', (err) => this.logger.warn({ err }, 'the lease keeper failed; a new one starts at the next beat'));
+      // A keeper that ended is replaced at the next beat.
+      keeper.on('exit', () => {
+        if (this.#keeper === keeper) this.#keeper = null;
+      });
       this.#keeper = keeper;
     }
     const message: KeeperHeld = { jobs: jobs.map((j) => ({ id: j.id, attempt: j.attempt })), runs: this.#runs() };

@@ -61,15 +61,21 @@ export function keepLeases(settings: KeeperSettings = workerData as KeeperSettin
     const silentMs = performance.now() - heardAt;
     if (beating || silentMs < settings.intervalMs * 1.5 || silentMs > settings.maxStandInMs) return;
     beating = true;
-    report ??= { silentMs: 0, beats: 0, failed: 0, lastError: null };
-    report.silentMs = Math.round(silentMs);
+    // This beat's own report and connection: the main thread may speak (and reset both) meanwhile.
+    const beat = (report ??= { silentMs: 0, beats: 0, failed: 0, lastError: null });
+    beat.silentMs = Math.round(silentMs);
+    let db = client;
     try {
-      if (!client) {
-        client = new pg.Client({ connectionString: settings.connectionString, application_name: `spindle:keeper:${settings.record.id}`.slice(0, 63) });
-        client.on('error', () => {});
-        await client.connect();
+      if (!db) {
+        db = new pg.Client({
+          connectionString: settings.connectionString,
+          application_name: `spindle:keeper:${settings.record.id}`.slice(0, 63),
+          connectionTimeoutMillis: settings.intervalMs,
+        });
+        db.on('error', () => {});
+        client = db;
+        await db.connect();
       }
-      const db = client;
       const { record, leaseMs } = settings;
       await markSupervisorSeen(db, record);
       const { jobs, runs } = held;
@@ -77,12 +83,12 @@ export function keepLeases(settings: KeeperSettings = workerData as KeeperSettin
         await extendLeases(db, { supervisorId: record.id, leaseMs, ids: jobs.map((j) => j.id), attempts: jobs.map((j) => j.attempt) });
       }
       if (runs.length > 0) await extendWorkflowLeases(db, record.id, runs, leaseMs);
-      report.beats += 1;
+      beat.beats += 1;
     } catch (error) {
-      report.failed += 1;
-      report.lastError = error instanceof Error ? error.message : String(error);
-      void client?.end().catch(() => {});
-      client = null;
+      beat.failed += 1;
+      beat.lastError = error instanceof Error ? error.message : String(error);
+      void db?.end().catch(() => {});
+      if (client === db) client = null;
     } finally {
       beating = false;
     }

@@ -38,11 +38,11 @@ import type { ScheduleEntry } from '../workflows/schedules.ts';
 
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 /**
- * How long the lease keeper may beat for a main thread that is held up: long enough for a workflow
- * step that computes for minutes, short enough that a main thread that never comes back lets its
- * work go (at least 4 leases).
+ * How long the lease keeper may beat for a main thread that is held up (at least 4 leases): long
+ * enough for a step that computes for a while, short enough that the work of a main thread that
+ * never comes back goes elsewhere, and that a held-up leader's sweeps and cron wait no longer.
  */
-const MAX_STAND_IN_MS = 5 * 60_000;
+const MAX_STAND_IN_MS = 60_000;
 
 type SupervisorMsg =
   | { type: 'claim' }
@@ -435,6 +435,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#run(row);
       this.#stats.claimed++;
     }
+    // The lease keeper learns of them now, not at the next beat: the main thread may be held up before.
+    if (kept.length > 0) this.#heartbeat.tellKeeper();
     if (excess.length > 0) {
       this.#stats.released += await releaseJobs(fastDb, this.id, excess.map((r) => ({ id: r.id, attempt: r.attempt })));
     }

@@ -2,8 +2,9 @@
  * Workflow runs, steps and events.
  *
  * A run is resumed by the one supervisor that holds its claim (claimed_by, claim_seq, lease). Every
- * write of a resume first locks the run row where the claim is still ours (lockWorkflowClaim), in
- * the same transaction as the write: a resume whose claim was taken writes nothing.
+ * write of a resume first locks the run row where the claim is still ours: in the statement itself
+ * (writeWorkflowStepFenced, a step), or with lockWorkflowClaim in the same transaction (a job's
+ * enqueue with its step, an event taken with its step): a resume whose claim was taken writes nothing.
  */
 import type { Queryable } from './queryable.ts';
 
@@ -203,8 +204,10 @@ export async function claimWorkflowRuns(
           AND NOT (r.id = ANY($4::text[]))
           AND (EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) AS s(name, version)
                         WHERE s.name = r.name AND (r.version IS NULL OR r.version = s.version))
-               -- A run nobody here serves, once it has waited a lease for a supervisor that does.
-               OR ($7 AND r.updated_at < now() - $3 * interval '1 millisecond'))
+               -- A run nobody here serves, once it has been runnable a lease long, unclaimed by any
+               -- supervisor that serves it.
+               OR ($7 AND coalesce(CASE WHEN r.claimed_by IS NOT NULL THEN r.lease_expires_at ELSE r.wake_at END, r.updated_at)
+                          < now() - $3 * interval '1 millisecond'))
           AND CASE WHEN r.claimed_by IS NOT NULL
                 THEN r.lease_expires_at < now()
                 ELSE r.wake_at <= now()

@@ -94,9 +94,12 @@ async function execute(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunR
   const finish = (state: FinalState, outputJson: string | null, errJson: string | null) => finishRun(deps.db, claim, state, outputJson, errJson);
   if (signal instanceof ClaimLost) return 'lost';
   if (signal instanceof Infra) throw signal.error;
-  if (signal instanceof Fatal) return finish('failed', null, errorJson(signal.error));
+  // A run that cannot replay while it compensates cannot compensate either.
+  if (signal instanceof Fatal) return finish(row.state === 'compensating' ? 'compensation_failed' : 'failed', null, errorJson(signal.error));
   if (signal instanceof Cancel || row.state === 'compensating') return compensate(deps, claim, row, replay);
-  if (signal instanceof Suspend) return (await suspendWorkflowRun(deps.db, claim, signal.wait)) ? 'suspended' : 'lost';
+  // A wait of a branch that lost a race does not hold up a body that has ended on its own.
+  const bodyEnded = !(thrown instanceof WorkflowSignal);
+  if (signal instanceof Suspend && !bodyEnded) return (await suspendWorkflowRun(deps.db, claim, signal.wait)) ? 'suspended' : 'lost';
   if (threw) return finish('failed', null, errorJson(thrown));
   const bad = findUnstorable(output, 'output');
   if (bad !== undefined) {
@@ -127,8 +130,7 @@ async function finishRun(db: pg.Pool, claim: WorkflowClaim, state: FinalState, o
 async function compensate(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunRow, replay: Replay): Promise<ResumeOutcome> {
   const { db, limits, logger } = deps;
   const runId = row.id;
-  const frontierJob = replay.frontierJob;
-  if (frontierJob) await cancelJob(db, frontierJob, 'its workflow run was cancelled').catch(() => undefined);
+  for (const job of replay.frontierJobs) await cancelJob(db, job, 'its workflow run was cancelled').catch(() => undefined);
   let plan = row.compensation_plan;
   const failed: { step: string; seq: number; attempts: number; error: unknown }[] = [];
   try {
@@ -147,7 +149,8 @@ async function compensate(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowR
       }
       if (rec?.compensation_state === 'failed') {
         failed.push({ step: compensation.name, seq, attempts: rec.compensation_attempts, error: rec.compensation_error });
-        continue;
+        if (compensation.continueOnError) continue;
+        break;
       }
       const attempt = await replay.inClaim((c) => countCompensationAttempt(c, runId, seq));
       try {
@@ -162,11 +165,14 @@ async function compensate(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowR
           return (await releaseWorkflowRun(db, claim, backoffMs)) ? 'suspended' : 'lost';
         }
         const errJson = errorJson(error);
-        await replay.inClaim((c) => recordStepCompensation(c, { runId, seq, state: 'failed', errorJson: errJson }));
+        // Its failure and the skips it causes are one write: a resume after it finds both.
+        const skipped = compensation.continueOnError ? [] : plan.slice(index + 1);
+        await replay.inClaim(async (c) => {
+          await recordStepCompensation(c, { runId, seq, state: 'failed', errorJson: errJson });
+          if (skipped.length > 0) await skipStepCompensations(c, runId, skipped);
+        });
         failed.push({ step: compensation.name, seq, attempts: attempt, error: JSON.parse(errJson) as unknown });
         if (compensation.continueOnError) continue;
-        const rest = plan.slice(index + 1);
-        if (rest.length > 0) await replay.inClaim((c) => skipStepCompensations(c, runId, rest));
         break;
       }
     }

@@ -5,8 +5,8 @@
  * call returns its record, in the order the body first saw the calls end (replay-gate.ts); a call
  * not recorded yet takes the next sequence number, does its work and records it. The first call that
  * must wait (a job, a sleep, an event) records what it waits for and stops the body with a signal
- * (signals.ts). Every write is fenced on the claim (lockWorkflowClaim in the same transaction), so a
- * resume whose claim was taken writes nothing.
+ * (signals.ts). Every write is fenced on the claim (in its statement, or lockWorkflowClaim in its
+ * transaction), so a resume whose claim was taken writes nothing.
  */
 import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
@@ -70,8 +70,8 @@ export class Replay {
   readonly #dbBase: number;
   readonly #localBase = Date.now();
   #stateBytes: number;
-  /** An unfinished job at the point where a cancel took effect: it is cancelled too. */
-  #frontierJob: string | null = null;
+  /** The unfinished jobs at the points where a cancel took effect: they are cancelled too. */
+  #frontierJobs: string[] = [];
   readonly api: WorkflowContext;
 
   constructor(
@@ -140,9 +140,9 @@ export class Replay {
     return this.#signal;
   }
 
-  /** An unfinished job at the point where a cancel took effect: it is cancelled too. */
-  get frontierJob(): string | null {
-    return this.#frontierJob;
+  /** The unfinished jobs at the points where a cancel took effect: they are cancelled too. */
+  get frontierJobs(): readonly string[] {
+    return this.#frontierJobs;
   }
 
   /** The record under `seq`, as it was when the resume began. */
@@ -237,7 +237,7 @@ export class Replay {
     const { seq, rec } = await this.#next('job', type);
     if (rec?.state === 'succeeded') return rec.result;
     if (rec?.state === 'failed') throw jobError(rec);
-    if (this.#cancelRequested && rec?.job_id) this.#frontierJob = String(rec.job_id);
+    if (this.#cancelRequested && rec?.job_id) this.#frontierJobs.push(String(rec.job_id));
     this.#frontier();
     let jobId = rec?.job_id == null ? null : String(rec.job_id);
     if (jobId === null) {
@@ -384,6 +384,8 @@ export class Replay {
    */
   #ending<T>(write: (doneSeq: number) => Promise<T>): Promise<T> {
     const written = write(++this.#done);
+    // Handled at its turn; until then its failure must not count as an unhandled rejection.
+    written.catch(() => {});
     const inOrder = this.#endings.then(() => written);
     const reacted = () => new Promise<void>((resolve) => setImmediate(resolve));
     this.#endings = inOrder.then(reacted, reacted);
@@ -534,14 +536,16 @@ function callLabel(kind: string, name: string): string {
 const BLOCKING_WARN_MS = 1_000;
 /** The default wait between the attempts of a step with `retry`. */
 const STEP_BACKOFF: BackoffOptions = { baseMs: 1_000, maxMs: 60_000 };
+/** The longest a timer can wait (setTimeout fires at once past it). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The most attempts a step may ask for. */
 const MAX_STEP_ATTEMPTS = 100;
 
 /** A step's attempts and backoff from its options, checked (each bad field named). */
 function checkStepAttempts(options: Pick<StepOptions<unknown>, 'retry' | 'timeoutMs'> | undefined): { max: number; backoff: BackoffOptions } {
   const retry = options?.retry;
-  if (options?.timeoutMs !== undefined && !(Number.isInteger(options.timeoutMs) && options.timeoutMs > 0)) {
-    throw new ValidationError('options.timeoutMs', `must be a positive integer of milliseconds, got ${String(options.timeoutMs)}`);
+  if (options?.timeoutMs !== undefined && !(Number.isInteger(options.timeoutMs) && options.timeoutMs > 0 && options.timeoutMs <= MAX_TIMER_MS)) {
+    throw new ValidationError('options.timeoutMs', `must be an integer of milliseconds from 1 to ${MAX_TIMER_MS}, got ${String(options.timeoutMs)}`);
   }
   if (retry === undefined) return { max: 1, backoff: STEP_BACKOFF };
   const max = retry?.maxAttempts;
@@ -551,8 +555,8 @@ function checkStepAttempts(options: Pick<StepOptions<unknown>, 'retry' | 'timeou
   const backoff = retry.backoff ?? STEP_BACKOFF;
   for (const field of ['baseMs', 'maxMs'] as const) {
     const value = backoff[field];
-    if (!(Number.isInteger(value) && value >= 0)) {
-      throw new ValidationError(`options.retry.backoff.${field}`, `must be a non-negative integer of milliseconds, got ${String(value)}`);
+    if (!(Number.isInteger(value) && value >= 0 && value <= MAX_TIMER_MS)) {
+      throw new ValidationError(`options.retry.backoff.${field}`, `must be an integer of milliseconds from 0 to ${MAX_TIMER_MS}, got ${String(value)}`);
     }
   }
   return { max, backoff };

@@ -46,8 +46,9 @@ export interface WaitOptions {
 
 /**
  * The second argument of a workflow's body. The body runs again from the start on every resume:
- * each call below is numbered in the order it is made, and a call already recorded returns its
- * recorded value without running anything. Results are JSON (undefined becomes null, a Date a string).
+ * each call below is known by its kind, its name and how many calls of that name came before it,
+ * and a call already recorded returns its recorded value, in the order the calls first ended,
+ * without running anything. Results are JSON (undefined becomes null, a Date a string).
  */
 export interface WorkflowContext {
   /** The run's id (its idempotency key). */
