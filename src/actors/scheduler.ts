@@ -99,7 +99,9 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
 
   /** Looks for runs to resume now (a notification came). */
   wake(): void {
-    this.#queueClaim();
+    // With its resumes nearly all busy it claims when enough of them end (see 'done'), not at every
+    // notification: a claim scans the runnable runs.
+    if (this.#resuming.size === 0 || this.#free() >= CLAIM_WHEN_FREE) this.#queueClaim();
   }
 
   /** Queues one claim; wake-ups and ended resumes meanwhile share it. */

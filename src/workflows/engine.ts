@@ -89,7 +89,13 @@ async function execute(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunR
   } finally {
     idle.stop();
   }
-  await replay.settle();
+  const abandoned = await replay.settle();
+  if (abandoned > 0) {
+    deps.logger.warn(
+      { run: row.id, calls: abandoned, maxIdleMs: deps.limits.maxIdleMs },
+      'calls of a workflow body were still running maxIdleMs after it ended; the resume ends without them',
+    );
+  }
   const signal = replay.stopped ?? (thrown instanceof WorkflowSignal ? thrown : null);
   const finish = (state: FinalState, outputJson: string | null, errJson: string | null) => finishRun(deps.db, claim, state, outputJson, errJson);
   if (signal instanceof ClaimLost) return 'lost';

@@ -128,11 +128,21 @@ export class Replay {
 
   /**
    * After the body returned or threw: waits for the calls it started but did not await (Promise.all
-   * with a rejection), so their writes are done.
+   * with a rejection, the losers of a race), so their writes are done; for at most `maxIdleMs`, so a
+   * call that never settles does not hold the run. Returns how many it gave up on.
    */
-  async settle(): Promise<void> {
+  async settle(): Promise<number> {
     this.#gate.bodySettled();
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    const deadline = Date.now() + this.#limits.maxIdleMs;
+    while (this.#pending.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return this.#pending.size;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, left)));
+      await Promise.race([Promise.allSettled([...this.#pending]), bound]);
+      clearTimeout(timer);
+    }
+    return 0;
   }
 
   /** The signal that stopped the body, if one did (the body may have caught it). */
