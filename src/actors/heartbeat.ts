@@ -15,6 +15,12 @@ import type { KeeperHeld, KeeperReport, KeeperSettings } from './lease-keeper-th
 
 /** A failed beat is tried again after this share of the interval. */
 const RETRY_SHARE = 0.25;
+/**
+ * How long the lease keeper may beat for a main thread that is held up (at least 4 leases): long
+ * enough for a step that computes for a while, short enough that the work of a main thread that
+ * never comes back goes elsewhere, and that a held-up leader's sweeps and cron wait no longer.
+ */
+const MAX_STAND_IN_MS = 60_000;
 /** The lease keeper starts at this beat (the first comes an interval after the start, not in its busy first moments). */
 const KEEPER_FROM_BEAT = 1;
 
@@ -62,7 +68,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   #lastOkAt = performance.now();
   #failingSince: number | null = null;
   readonly #runs: () => KeeperHeld['runs'];
-  readonly #keeperSettings: Omit<KeeperSettings, 'record' | 'intervalMs' | 'leaseMs'> | undefined;
+  readonly #keeperSettings: Pick<KeeperSettings, 'connectionString'> | undefined;
   #keeper: Worker | null = null;
   #keeperStoodIn = 0;
 
@@ -75,8 +81,8 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     claims: () => HeldClaim[];
     /** The workflow runs held right now (the lease keeper extends their leases too). */
     runs?: () => KeeperHeld['runs'];
-    /** Where the lease keeper connects, and how long it may stand in; without it, no keeper runs. */
-    keeper?: { connectionString: string; maxStandInMs: number };
+    /** Where the lease keeper connects; without it, no keeper runs. */
+    keeper?: { connectionString: string };
     onBeat: (result: BeatResult) => void;
     /** Stamps lastBeatAt; default the parent's clock. */
     clock?: Clock;
@@ -166,7 +172,13 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     if (!settings || this.status !== 'running') return;
     if (!this.#keeper) {
       if (this.#beats < KEEPER_FROM_BEAT) return;
-      const workerData: KeeperSettings = { ...settings, record: this.#record, intervalMs: this.#intervalMs, leaseMs: this.#leaseMs };
+      const workerData: KeeperSettings = {
+        ...settings,
+        record: this.#record,
+        intervalMs: this.#intervalMs,
+        leaseMs: this.#leaseMs,
+        maxStandInMs: Math.max(MAX_STAND_IN_MS, 4 * this.#leaseMs),
+      };
       const keeper = new Worker(new URL('./lease-keeper-entry.mjs', import.meta.url), { workerData });
       keeper.unref();
       keeper.on('message', (report: KeeperReport) => this.#heardFromKeeper(report));

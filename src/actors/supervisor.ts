@@ -37,12 +37,6 @@ import { WorkflowRegistry } from '../workflows/registry.ts';
 import type { ScheduleEntry } from '../workflows/schedules.ts';
 
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
-/**
- * How long the lease keeper may beat for a main thread that is held up (at least 4 leases): long
- * enough for a step that computes for a while, short enough that the work of a main thread that
- * never comes back goes elsewhere, and that a held-up leader's sweeps and cron wait no longer.
- */
-const MAX_STAND_IN_MS = 60_000;
 
 type SupervisorMsg =
   | { type: 'claim' }
@@ -179,7 +173,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         ],
         onBeat: (result) => this.send({ type: 'beat', result }),
         runs: () => this.#scheduler?.heldRuns() ?? [],
-        keeper: { connectionString: databaseUrl, maxStandInMs: Math.max(MAX_STAND_IN_MS, 4 * config.leaseMs) },
+        keeper: { connectionString: databaseUrl },
       }),
       { policy: 'restart' },
     );

@@ -177,7 +177,7 @@ export class Replay {
     if (options?.compensate !== undefined && typeof options.compensate !== 'function') {
       throw new ValidationError('options.compensate', 'must be a function');
     }
-    const attempts = checkStepAttempts(options);
+    const attempts = checkStepOptions(options);
     const { seq, rec } = await this.#next('step', name);
     if (rec?.state === 'failed') throw stepError(name, rec.error);
     if (rec?.state === 'succeeded') {
@@ -551,8 +551,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The most attempts a step may ask for. */
 const MAX_STEP_ATTEMPTS = 100;
 
-/** A step's attempts and backoff from its options, checked (each bad field named). */
-function checkStepAttempts(options: Pick<StepOptions<unknown>, 'retry' | 'timeoutMs'> | undefined): { max: number; backoff: BackoffOptions } {
+/** A step's attempts and backoff from its options, its timeoutMs checked too (each bad field named). */
+function checkStepOptions(options: Pick<StepOptions<unknown>, 'retry' | 'timeoutMs'> | undefined): { max: number; backoff: BackoffOptions } {
   const retry = options?.retry;
   if (options?.timeoutMs !== undefined && !(Number.isInteger(options.timeoutMs) && options.timeoutMs > 0 && options.timeoutMs <= MAX_TIMER_MS)) {
     throw new ValidationError('options.timeoutMs', `must be an integer of milliseconds from 1 to ${MAX_TIMER_MS}, got ${String(options.timeoutMs)}`);
