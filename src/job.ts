@@ -31,6 +31,8 @@ export interface Job<Input = unknown, Output = unknown> {
   maxAttempts: number | null;
   timeoutMs: number | null;
   key: string | null;
+  /** Jobs with the same concurrency key share their type's per-key limits. */
+  concurrencyKey: string | null;
   runAt: Date;
   createdAt: Date;
   startedAt: Date | null;
@@ -77,6 +79,7 @@ export interface JobRow {
   max_attempts: number | null;
   timeout_ms: number | null;
   key: string | null;
+  concurrency_key: string | null;
   run_at: Date;
   created_at: Date;
   started_at: Date | null;
@@ -117,6 +120,7 @@ export function jobFromRow<I = unknown, O = unknown>(row: JobRow): Job<I, O> {
     maxAttempts: row.max_attempts,
     timeoutMs: row.timeout_ms,
     key: row.key,
+    concurrencyKey: row.concurrency_key ?? null,
     runAt: row.run_at,
     createdAt: row.created_at,
     startedAt: row.started_at,

@@ -138,9 +138,14 @@ export interface EnqueueOptions {
   timeoutMs?: number;
   /** While a job with this key is queued or running, enqueueing the same key returns that job. */
   key?: string;
+  /** Jobs with the same concurrency key share the type's per-key limits (`keyConcurrency`, `keyRateLimit`) and its fair turns. */
+  concurrencyKey?: string;
 }
 
-const OPTION_KEYS = new Set(['queue', 'priority', 'runAt', 'delayMs', 'maxAttempts', 'timeoutMs', 'key', 'client']);
+const OPTION_KEYS = new Set(['queue', 'priority', 'runAt', 'delayMs', 'maxAttempts', 'timeoutMs', 'key', 'concurrencyKey', 'client']);
+
+/** The longest concurrency key, as the SQL function has it. */
+export const MAX_CONCURRENCY_KEY_CHARS = 128;
 
 /** Enqueue options once checked: the JSON object spindle.enqueue_job() takes (runAt an ISO string). */
 export interface CheckedEnqueueOptions {
@@ -151,6 +156,7 @@ export interface CheckedEnqueueOptions {
   maxAttempts?: number;
   timeoutMs?: number;
   key?: string;
+  concurrencyKey?: string;
 }
 
 /** Validates enqueue options; returns them as the JSON object spindle.enqueue_job() takes. */
@@ -175,6 +181,9 @@ export function checkEnqueueOptions(options: unknown): CheckedEnqueueOptions {
   if (o.timeoutMs !== undefined) out.timeoutMs = checkInteger('options.timeoutMs', o.timeoutMs, 1, INT32_MAX);
   if (o.key !== undefined) {
     out.key = checkText('options.key', o.key, 512);
+  }
+  if (o.concurrencyKey !== undefined) {
+    out.concurrencyKey = checkText('options.concurrencyKey', o.concurrencyKey, MAX_CONCURRENCY_KEY_CHARS);
   }
   return out;
 }

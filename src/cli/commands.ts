@@ -88,6 +88,12 @@ export const COMMANDS = {
       timeout: { type: 'string', value: 'MS', help: "time limit of each attempt (default: the worker module's)", field: 'options.timeoutMs' },
       'max-attempts': { type: 'string', value: 'N', help: "attempts before it fails for good (default: the worker module's, else 3)", field: 'options.maxAttempts' },
       key: { type: 'string', value: 'K', help: 'while a job with this key is queued or running, return that job instead of a new one', field: 'options.key' },
+      'concurrency-key': {
+        type: 'string',
+        value: 'K',
+        help: "jobs with the same concurrency key share their type's per-key limits (`spindle limits`)",
+        field: 'options.concurrencyKey',
+      },
     },
     examples: [`spindle enqueue primes '{"limit":1000000}' --priority 5 --wait`, 'spindle enqueue report --key daily-2026-12-02 --run-at 2026-12-02T06:00:00Z'],
   },

@@ -25,6 +25,7 @@ export async function enqueueCommand(args: string[]): Promise<number> {
     timeoutMs: intFlag('timeout', values.timeout, 1, INT32_MAX),
     maxAttempts: intFlag('max-attempts', values['max-attempts'], 1, 1_000_000),
     key: values.key,
+    concurrencyKey: values['concurrency-key'],
   };
   if (options.runAt !== undefined && options.delayMs !== undefined) throw new UsageError('give --run-at or --delay, not both');
   return withClient(values, async (client) => {
