@@ -5,6 +5,8 @@ import { resolveStateDir } from './db/embedded-state.ts';
 import { cancelJob, enqueueJob, enqueueJobs, getJob, insertJobs, listAttempts, listJobs, retryJob } from './db/jobs.ts';
 import type { Queryable } from './db/queryable.ts';
 import { listSupervisors, type SupervisorInfo } from './db/supervisors.ts';
+import { clearOperatorLimits, listLimits, setOperatorLimits, setPaused, waitingFor, type LimitRow } from './db/limits.ts';
+import { checkFlowLimits, parseScope, type FlowLimitsUpdate, type LimitScope } from './limits.ts';
 import { checkSchemaVersion } from './db/schema-version.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import { DEAD_AFTER_HEARTBEATS } from './liveness.ts';
@@ -47,6 +49,9 @@ export interface EnqueueCallOptions extends EnqueueOptions {
   /** A pg client inside the caller's transaction: the job exists if and only if that transaction commits. */
   client?: Pick<pg.ClientBase, 'query'>;
 }
+
+/** A type or queue to limit or pause: `'resize'` (a type), `'type:resize'`, `'queue:emails'`, `{ type }` or `{ queue }`. */
+export type ScopeArg = string | { type: string } | { queue: string } | LimitScope;
 
 /** One job to enqueue with enqueueMany(). */
 export interface JobSpec {
@@ -289,6 +294,51 @@ export class Client {
     } finally {
       await subscription.close();
     }
+  }
+
+  // ---- flow control -------------------------------------------------------------------
+
+  /**
+   * Sets limits on a job type or queue (`'resize'`, `'type:resize'`, `'queue:emails'` or
+   * `{ queue: 'emails' }`), across every supervisor, over what its worker module declares; a field
+   * set to null lifts the module's limit of that name. Returns the limits in force after.
+   */
+  async setLimits(scope: ScopeArg, limits: FlowLimitsUpdate): Promise<LimitRow> {
+    const where = parseScope('scope', scope);
+    const checked = checkFlowLimits('limits', limits, where.kind, true);
+    if (Object.keys(checked).length === 0) throw new ValidationError('limits', 'sets nothing: give at least one limit');
+    return setOperatorLimits(await this.#db(), where, checked);
+  }
+
+  /** Drops the limits set on a scope by setLimits(): its module's apply again. False when it had none. */
+  async clearLimits(scope: ScopeArg): Promise<boolean> {
+    return clearOperatorLimits(await this.#db(), parseScope('scope', scope));
+  }
+
+  /** Stops every supervisor claiming jobs of a type or queue (running ones finish); false when it was paused already. */
+  async pause(scope: ScopeArg): Promise<boolean> {
+    return setPaused(await this.#db(), parseScope('scope', scope), true);
+  }
+
+  /** Lets a paused type or queue be claimed again; false when it was not paused. */
+  async resume(scope: ScopeArg): Promise<boolean> {
+    return setPaused(await this.#db(), parseScope('scope', scope), false);
+  }
+
+  /** Every type and queue with limits or a pause: what is in force, running and waiting. */
+  async limits(): Promise<LimitRow[]> {
+    return listLimits(await this.#db());
+  }
+
+  /** Why a queued job is held back by flow control (`waiting for a slot: key customer-42 at 1/1`), or null. */
+  async waitingFor(id: string | number): Promise<string | null> {
+    const jobId = checkId('id', id);
+    return (await waitingFor(await this.#db(), [jobId])).get(jobId) ?? null;
+  }
+
+  /** waitingFor() of many jobs at once: id -> why, for those held back. */
+  async waitingForMany(ids: (string | number)[]): Promise<Map<string, string>> {
+    return waitingFor(await this.#db(), ids.map((id, i) => checkId(`ids[${i}]`, id)));
   }
 
   // ---- workflows ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 /** spindle's public API. */
 export { createClient, Client } from './client.ts';
-export type { ClientOptions, EnqueueCallOptions, JobSpec, ListFilter, CancelOutcome, JobUpdate, SupervisorInfo } from './client.ts';
+export type { ClientOptions, EnqueueCallOptions, JobSpec, ListFilter, CancelOutcome, JobUpdate, SupervisorInfo, ScopeArg } from './client.ts';
+export type { FlowLimits, FlowLimitsUpdate, RateLimit, LimitScope } from './limits.ts';
+export type { LimitRow } from './db/limits.ts';
 export { startSupervisor, VERSION } from './start.ts';
 export type { StartOptions, SupervisorHandle, RuntimeSnapshot } from './start.ts';
 export type { SupervisorOptions } from './config.ts';

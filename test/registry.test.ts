@@ -122,7 +122,7 @@ describe('a directory of awkward files', () => {
     expect(registry.get('unknown-option')).toMatchObject({ options: {} });
     expect(registry.get('unknown-option')?.loadError).toBeUndefined();
     expect(registry.warnings).toContain(
-      'options.retries of worker "unknown-option" is not a known option (known: timeoutMs, maxAttempts, concurrency, maxMemoryMb, backoff); it is ignored',
+      'options.retries of worker "unknown-option" is not a known option (known: timeoutMs, maxAttempts, concurrency, maxMemoryMb, backoff, globalConcurrency, keyConcurrency, rateLimit, keyRateLimit, fair); it is ignored',
     );
   });
 

@@ -50,6 +50,8 @@ export class InFlight implements RunOptions {
   cancelReason: string | null = null;
   /** A cancel was requested for this attempt, perhaps after it had begun to stop for another reason. */
   cancelRequested = false;
+  /** Claimed under a flow-control limit: its outcome wakes every supervisor, as it frees a slot. */
+  wakesOthers = false;
   readonly #host: InFlightHost;
 
   constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {

@@ -9,6 +9,9 @@ import { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import type { SupervisorConfig } from '../config.ts';
 import { claimJobs, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
+import { activeScopes, claimLimited, LIMITS_CHANNEL, writeModuleLimits, type ActiveScopes } from '../db/limits.ts';
+import { flowLimitsOf } from '../limits.ts';
+import { planFlow, type LimitedCall } from '../policy/flow-plan.ts';
 import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
@@ -17,7 +20,7 @@ import type { Outcome, WorkerPool } from '../pool/pool.ts';
 import type { Registry } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
-import { keepWithinBudget, planClaim, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
+import { holdLimit, keepWithinBudget, planClaim, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Compensator } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
@@ -39,7 +42,9 @@ import type { ScheduleEntry } from '../workflows/schedules.ts';
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 
 type SupervisorMsg =
-  | { type: 'claim' }
+  /** `rateWindow`: a rate limit's window has let a start go. */
+  | { type: 'claim'; rateWindow?: boolean }
+  | { type: 'limits' }
   | { type: 'finished'; id: string; outcome: Outcome }
   | { type: 'beat'; result: BeatResult }
   | { type: 'cancel'; id: string; attempt: number | null; reason: string | null }
@@ -118,6 +123,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** A claim may find more work: set by wake-ups and full batches, cleared by a short batch. */
   #maybeMore = true;
   #claimFailures = 0;
+  /** The types and queues that only limited claims take (flow control), as last read. */
+  #activeScopes: ActiveScopes = { types: new Set(), queues: new Set() };
+  /** A claim is due when a rate window lets the next start go. */
+  #rateTimer = false;
   #idleWaiters: (() => void)[] = [];
   #stats = { claims: 0, claimed: 0, released: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
@@ -143,6 +152,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   protected override async onStart(): Promise<void> {
     const { config, db, fastDb, databaseUrl } = this.#d;
     await registerSupervisor(db, this.#record);
+    await writeModuleLimits(
+      db,
+      [...this.#d.registry.values()].filter((m) => m.loadError === undefined).map((m) => ({ type: m.type, limits: flowLimitsOf(m.options) })),
+    );
+    this.#activeScopes = await activeScopes(db);
     const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
     this.#completer = this.spawn(
       new Completer({ db, supervisorId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
@@ -180,7 +194,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.spawn(
       new Listener({
         connectionString: databaseUrl,
-        channels: ['spindle_jobs', 'spindle_cancel', 'spindle_workflows'],
+        channels: ['spindle_jobs', 'spindle_cancel', 'spindle_workflows', LIMITS_CHANNEL],
         applicationName: `spindle:listener:${this.id}`,
         onNotification: (channel, payload) => this.#onNotification(channel, payload),
         onConnect: (reconnected) => {
@@ -188,6 +202,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           this.#wake();
           this.#scheduler?.wake();
           if (reconnected) this.send({ type: 'sweepCancels' });
+          if (reconnected) this.send({ type: 'limits' });
         },
       }),
       { policy: 'restart' },
@@ -296,8 +311,15 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   protected async handle(msg: SupervisorMsg): Promise<void> {
     switch (msg.type) {
       case 'claim':
-        this.#claimQueued = false;
+        if (msg.rateWindow) {
+          this.#rateTimer = false;
+          this.#maybeMore = true;
+        } else {
+          this.#claimQueued = false;
+        }
         return this.#claim();
+      case 'limits':
+        return this.#readLimits();
       case 'finished':
         return this.#finished(msg.id, msg.outcome);
       case 'beat':
@@ -340,6 +362,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (channel === 'spindle_jobs') {
       const queues = this.#d.config.queues;
       if (queues.length === 0 || queues.includes(payload)) this.#wake();
+      return;
+    }
+    if (channel === LIMITS_CHANNEL) {
+      this.send({ type: 'limits' });
       return;
     }
     if (channel === 'spindle_workflows') {
@@ -385,9 +411,15 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       // A full batch may have left more behind; jobs given back certainly did.
       if (kept + released === limit || released > 0) full = true;
     };
+    const flow = planFlow(plan, this.#activeScopes, config.queues, config.concurrency - this.#inFlight.size);
     try {
-      if (plan.unlimited.length > 0) await take(plan.unlimited, free);
-      for (const { type, free: typeFree } of plan.limited) {
+      for (const call of flow.calls) {
+        if (free <= 0) break;
+        if (await this.#claimLimited(call, Math.min(free, call.want))) full = true;
+      }
+      free = Math.min(free, holdLimit(config, this.#d.pool.runTimes.all) - this.#inFlight.size);
+      if (flow.unlimited.length > 0 && free > 0) await take(flow.unlimited, free);
+      for (const { type, free: typeFree } of flow.perSupervisor) {
         if (free > 0) await take([type], Math.min(free, typeFree));
       }
       this.#claimFailures = 0;
@@ -401,6 +433,45 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     }
     // A batch that filled every free slot may have left more behind.
     if (full) this.#maybeMore = true;
+  }
+
+  /**
+   * One limited claim (flow control); true when it may have left jobs behind that a later claim can
+   * take (it took fewer than asked): a slot freed by this supervisor's own jobs, or a rate window
+   * passing (a timer), calls the claim again.
+   */
+  async #claimLimited(call: LimitedCall, want: number): Promise<boolean> {
+    if (want <= 0) return true;
+    const { config, fastDb } = this.#d;
+    this.#stats.claims++;
+    const { jobs, retryMs } = await claimLimited(fastDb, {
+      scope: call.scope,
+      supervisorId: this.id,
+      queues: config.queues,
+      types: call.types,
+      want,
+      leaseMs: config.leaseMs,
+    });
+    for (const row of jobs) {
+      this.#run(row).wakesOthers = true;
+      this.#stats.claimed++;
+    }
+    if (jobs.length > 0) this.#heartbeat.tellKeeper();
+    if (retryMs !== null && !this.#rateTimer) {
+      this.#rateTimer = true;
+      this.after(Math.max(1, Math.ceil(retryMs)), { type: 'claim', rateWindow: true });
+    }
+    return jobs.length < want;
+  }
+
+  /** Reads which scopes are limited or paused; a claim follows, as a resumed or lifted scope has work. */
+  async #readLimits(): Promise<void> {
+    try {
+      this.#activeScopes = await activeScopes(this.#d.db);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not read the flow-control limits; keeping the last ones read');
+    }
+    this.#wake();
   }
 
   /** The types it serves, as the claim plan needs them. */
@@ -437,7 +508,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return { kept: rows.length - excess.length, released: excess.length };
   }
 
-  #run(row: ClaimedJob): void {
+  #run(row: ClaimedJob): InFlight {
     const { config, registry, pool } = this.#d;
     const info = registry.get(row.type)!;
     const timeoutMs = row.timeout_ms ?? info.options.timeoutMs ?? (config.defaultTimeoutMs || undefined);
@@ -465,7 +536,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           id,
           outcome: { kind: 'crashed', error: { name: 'Error', message: `worker pool failed: ${String(err)}` } },
         }),
-    );
+    );    return job;
   }
 
   #reportProgress(job: InFlight): void {
@@ -497,6 +568,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // the progress writer still held of this job is dropped, and a write of it still under way is
     // fenced out by the outcome.
     if (finish && job.percent !== null) finish.progress = { percent: job.percent, message: job.message, data: job.data };
+    if (finish && job.wakesOthers) finish.wakes = true;
     if (finish) {
       this.#completer.add(finish);
     } else {

@@ -145,6 +145,42 @@ export const COMMANDS = {
     flags: {},
     examples: ['spindle supervisors'],
   },
+  limits: {
+    args: '[set|clear SCOPE]',
+    positionals: [0, 2],
+    summary: 'list the flow-control limits and pauses, with what runs and waits; or set or clear an operator\'s limits on a type or queue',
+    details:
+      'SCOPE is a job type (resize, or type:resize) or a queue (queue:emails). Limits hold across every supervisor, over what the ' +
+      "worker module declares; `none` lifts one. `clear` drops the operator's limits: the module's apply again.",
+    flags: {
+      'global-concurrency': { type: 'string', value: 'N', help: 'at most N of its jobs running at once, across every supervisor', field: 'limits.globalConcurrency' },
+      'key-concurrency': { type: 'string', value: 'N', help: 'at most N running at once per concurrency key (types only)', field: 'limits.keyConcurrency' },
+      rate: { type: 'string', value: 'N/WINDOW', help: 'at most N starts in any window: 20/1s, 100/1m, 5/500ms', field: 'limits.rateLimit' },
+      'key-rate': { type: 'string', value: 'N/WINDOW', help: 'the same, per concurrency key (types only)', field: 'limits.keyRateLimit' },
+      fair: { type: 'string', value: 'on|off', help: 'claim round-robin across concurrency keys (types only)', field: 'limits.fair' },
+    },
+    examples: [
+      'spindle limits',
+      'spindle limits set resize --global-concurrency 3',
+      'spindle limits set charge --key-concurrency 1 --rate 20/1s --fair on',
+      'spindle limits set queue:emails --rate 100/1m',
+      'spindle limits clear resize',
+    ],
+  },
+  pause: {
+    args: 'SCOPE',
+    positionals: [1, 1],
+    summary: 'stop every supervisor claiming jobs of a type or queue (queue:NAME); running jobs finish',
+    flags: {},
+    examples: ['spindle pause resize', 'spindle pause queue:emails'],
+  },
+  resume: {
+    args: 'SCOPE',
+    positionals: [1, 1],
+    summary: 'let a paused type or queue be claimed again',
+    flags: {},
+    examples: ['spindle resume queue:emails'],
+  },
   'start-workflow': {
     args: 'NAME [JSON]',
     positionals: [1, 2],

@@ -109,9 +109,9 @@ function attemptCell(job: Job): string {
 }
 
 /** The jobs table of `spindle jobs`. */
-export function jobsTable(jobs: Job[]): string {
+export function jobsTable(jobs: Job[], waiting: ReadonlyMap<string, string> = new Map()): string {
   return table(
-    ['ID', 'TYPE', 'QUEUE', 'STATE', 'ATTEMPT', 'PROGRESS', 'TIME', 'CREATED', 'ERROR / OUTPUT'],
+    ['ID', 'TYPE', 'QUEUE', 'STATE', 'ATTEMPT', 'PROGRESS', 'TIME', 'CREATED', 'ERROR / OUTPUT / WAITING FOR'],
     jobs.map((j) => [
       j.id,
       j.type,
@@ -122,7 +122,7 @@ export function jobsTable(jobs: Job[]): string {
       j.progress === null || j.state === 'queued' ? '-' : `${Math.round(j.progress)}%`,
       duration(jobElapsed(j)),
       j.createdAt.toISOString().replace('T', ' ').slice(0, 19),
-      clip(previousAttempt(j) ?? (j.error ? j.error.message : brief(j.output, 50)), 50),
+      clip(waiting.get(j.id) ?? previousAttempt(j) ?? (j.error ? j.error.message : brief(j.output, 50)), 50),
     ]),
   );
 }

@@ -12,7 +12,12 @@ export async function jobsCommand(args: string[]): Promise<number> {
   const limit = intFlag('limit', values.limit, 1, 1_000) ?? 20;
   return withClient(values, async (client) => {
     const jobs = await client.list({ state, type: values.type, queue: values.queue, limit });
-    print(values.json, jobs, () => (jobs.length ? jobsTable(jobs) : 'no jobs'));
+    const waiting = await client.waitingForMany(jobs.filter((j) => j.state === 'queued').map((j) => j.id));
+    print(
+      values.json,
+      jobs.map((j) => (j.state === 'queued' ? { ...j, waitingFor: waiting.get(j.id) ?? null } : j)),
+      () => (jobs.length ? jobsTable(jobs, waiting) : 'no jobs'),
+    );
     return 0;
   });
 }
@@ -23,19 +28,21 @@ export async function jobCommand(args: string[]): Promise<number> {
     const job = await client.get(positionals[0]!);
     if (!job) throw new SpindleError(`no job ${positionals[0]}`);
     const attempts = await client.attempts(job.id);
-    print(values.json, { ...job, attempts }, () => describeJob(job, attempts));
+    const waitingFor = job.state === 'queued' ? await client.waitingFor(job.id) : null;
+    print(values.json, { ...job, waitingFor, attempts }, () => describeJob(job, attempts, waitingFor));
     return 0;
   });
 }
 
 /** A job as `spindle job` shows it: what belongs to its current attempt, and its earlier ones apart. */
-export function describeJob(job: Job, attempts: Attempt[]): string {
+export function describeJob(job: Job, attempts: Attempt[], waitingFor: string | null = null): string {
   const final = job.state !== 'queued' && job.state !== 'running';
   const previous = previousAttempt(job);
   const lines = [
     `job ${job.id}  ${job.type}  [${job.state}]`,
-    `  queue ${job.queue}, priority ${job.priority}${job.key ? `, key ${job.key}` : ''}`,
+    `  queue ${job.queue}, priority ${job.priority}${job.key ? `, key ${job.key}` : ''}${job.concurrencyKey ? `, concurrency key ${job.concurrencyKey}` : ''}`,
     `  ${attemptLine(job)}`,
+    waitingFor ? `  waiting: ${waitingFor}` : '',
     previous ? `  ${previous}` : '',
     `  created ${job.createdAt.toISOString()}, run at ${job.runAt.toISOString()}`,
     // Queued again, the job still holds the last attempt's start and progress: they are not this one's.

@@ -33,14 +33,19 @@ export interface ClaimedJob {
 export const CLAIM_CONNECTION_OPTIONS = '-c enable_sort=off -c enable_bitmapscan=off';
 
 /** The claim (see claimJobs); one JSON array, not a row per job: one JSON.parse, not pg's parser per column. */
-export const CLAIM_SQL = `WITH picked AS (
-    SELECT id FROM spindle.jobs
+export const CLAIM_SQL = `WITH held AS MATERIALIZED (
+    -- Jobs of a limited or paused type or queue are claimed only by spindle.claim_limited (db/limits.ts).
+    SELECT coalesce(array_agg(name) FILTER (WHERE kind = 'type'), '{}') AS types,
+           coalesce(array_agg(name) FILTER (WHERE kind = 'queue'), '{}') AS queues
+      FROM spindle.flow_limits WHERE active
+  ), picked AS (
+    SELECT id FROM spindle.jobs, held
      WHERE state = 'queued' AND run_at <= now()
-       AND type = ANY($1::text[])
-       AND (cardinality($2::text[]) = 0 OR queue = ANY($2::text[]))
+       AND type = ANY($1::text[]) AND type <> ALL(held.types)
+       AND (cardinality($2::text[]) = 0 OR queue = ANY($2::text[])) AND queue <> ALL(held.queues)
      ORDER BY priority DESC, run_at, id
      LIMIT $3
-     FOR UPDATE SKIP LOCKED
+     FOR UPDATE OF jobs SKIP LOCKED
   ), claimed AS (
     UPDATE spindle.jobs j
        SET state = 'running', attempt = j.attempt + 1, worker_id = $4, started_at = now(),

@@ -16,6 +16,8 @@ export interface Finish {
   logs?: string | null;
   /** The last progress the handler reported, if it reported any: the outcome's write carries it. */
   progress?: FinalProgress;
+  /** A job of a flow-control limit: its end frees a slot, so the supervisors of its queue are woken. */
+  wakes?: boolean;
 }
 
 /** A finished attempt's last progress report. */
@@ -39,6 +41,7 @@ function finishesJson(finishes: Finish[]): string {
       `"next_state":${JSON.stringify(f.nextState)},"output":${f.outputJson ?? 'null'},` +
       `"error":${f.error == null ? 'null' : JSON.stringify(f.error)},"delay_ms":${f.delayMs ?? 0},` +
       `"logs":${f.logs == null ? 'null' : JSON.stringify(f.logs)}` +
+      (f.wakes ? ',"wakes":true' : '') +
       (f.progress === undefined ? '}' : `,"progress":${JSON.stringify(f.progress)}}`);
   }
   return json + ']';
@@ -62,7 +65,7 @@ export async function finishJobs(db: Queryable, supervisorId: string, finishes: 
     name: 'spindle.finish',
     text: `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
-         AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text, progress jsonb)
+         AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text, progress jsonb, wakes boolean)
      ), locked AS MATERIALIZED (
        SELECT j.id FROM spindle.jobs j JOIN d ON j.id = d.id AND j.attempt = d.attempt
         WHERE j.worker_id = $1 AND j.state = 'running'
@@ -86,12 +89,12 @@ export async function finishJobs(db: Queryable, supervisorId: string, finishes: 
               logs = d.logs
          FROM d JOIN locked ON locked.id = d.id
         WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
-        RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms, d.next_state, j.cancel_reason
+        RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms, d.next_state, j.cancel_reason, d.wakes
      ), recorded AS (
        INSERT INTO spindle.attempt_log (job_id, attempt, worker_id, outcome, error, logs, started_at)
        SELECT id, attempt, $1, outcome, error, logs, started_at FROM done WHERE outcome <> 'succeeded'
      ), woken AS (
-       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM done WHERE state = 'queued' AND delay_ms = 0) q
+       SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM done WHERE (state = 'queued' AND delay_ms = 0) OR wakes) q
      ), told AS (
        -- A NOTIFY payload holds under 8000 bytes: ids go in groups of 300.
        SELECT pg_notify('spindle_finished', string_agg(id::text, ','))

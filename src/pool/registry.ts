@@ -12,6 +12,7 @@ import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import { ValidationError } from '../errors.ts';
+import { checkFlowLimits, FLOW_LIMIT_FIELDS, type FlowLimits } from '../limits.ts';
 import { NAME_PATTERN } from '../validate.ts';
 import { MIN_MEMORY_MB, WorkerPool } from './pool.ts';
 import { probeModules, type ProbeHost } from './probe.ts';
@@ -25,10 +26,13 @@ export const DEFAULT_PROBE_TIMEOUT_MS = MODULE_IMPORT_LIMIT_MS;
 const TEST_FILE = /\.(test|spec)\.[cm]?[jt]s$/;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/;
 const MAX_TIMER_MS = 2_147_483_647;
-const KNOWN_OPTIONS = ['timeoutMs', 'maxAttempts', 'concurrency', 'maxMemoryMb', 'backoff'];
+const KNOWN_OPTIONS = ['timeoutMs', 'maxAttempts', 'concurrency', 'maxMemoryMb', 'backoff', ...FLOW_LIMIT_FIELDS];
 
-/** A worker module's `options` export, validated. Absent fields take the runtime's defaults. */
-export interface WorkerOptions {
+/**
+ * A worker module's `options` export, validated. Absent fields take the runtime's defaults. The
+ * flow-control limits (FlowLimits) hold across every supervisor; `concurrency` holds on one.
+ */
+export interface WorkerOptions extends FlowLimits {
   /** Abort an attempt this long (ms) after its handler is called. */
   timeoutMs?: number;
   /** Attempts a job of this type may use in all. */
@@ -219,6 +223,13 @@ export function validateOptions(type: string, raw: unknown, warnings: string[] =
       integer('backoff.maxMs', raw.backoff.maxMs, 1, MAX_TIMER_MS, 'a positive integer (ms)') ?? Math.max(DEFAULT_BACKOFF.maxMs, baseMs);
     if (maxMs < baseMs) throw new Error(`${where('backoff.maxMs')} must be at least backoff.baseMs (${baseMs}), got ${maxMs}`);
     options.backoff = { baseMs, maxMs };
+  }
+  const declared = Object.fromEntries(FLOW_LIMIT_FIELDS.filter((key) => raw[key] !== undefined).map((key) => [key, raw[key]]));
+  try {
+    Object.assign(options, checkFlowLimits('', declared, 'type'));
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    throw new Error(`${where(err.field)} ${err.message.slice(err.field.length + 1)}`);
   }
   return options;
 }
