@@ -155,6 +155,15 @@ describe('limits set by modules and by operators', () => {
     expect(await client.clearLimits('limited')).toBe(false);
   });
 
+  it('a limited type is not starved by a flood of unlimited jobs that keeps every thread and the prefetch full', async () => {
+    await client.enqueueMany(Array.from({ length: 400 }, () => ({ type: 'plain', input: { ledger: '/dev/null', ms: 20 } })));
+    handle = await startSupervisor({ databaseUrl: db.url, workers: FLOW_WORKERS, concurrency: 1, logLevel: 'silent', socket: false });
+    expect(await eventually(async () => (await n("SELECT count(*)::int AS n FROM spindle.jobs WHERE state = 'succeeded'")) > 20, 20_000)).toBe(true);
+    const limited = await client.enqueue('limited', { ledger: '/dev/null', ms: 0 });
+    expect((await client.waitFor(limited.id, { timeoutMs: 20_000 })).state).toBe('succeeded');
+    expect(await n("SELECT count(*)::int AS n FROM spindle.jobs WHERE type = 'plain' AND state = 'queued'")).toBeGreaterThan(100);
+  });
+
   it('pause: no supervisor claims a paused type; running jobs finish; resume claims at once', async () => {
     handle = await startSupervisor({ databaseUrl: db.url, workers: FLOW_WORKERS, concurrency: 2, logLevel: 'silent', socket: false, pollMs: 60_000 });
     expect(await client.pause('plain')).toBe(true);

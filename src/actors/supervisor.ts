@@ -11,7 +11,7 @@ import type { SupervisorConfig } from '../config.ts';
 import { claimJobs, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
 import { activeScopes, claimLimited, LIMITS_CHANNEL, writeModuleLimits, type ActiveScopes } from '../db/limits.ts';
 import { flowLimitsOf } from '../limits.ts';
-import { planFlow, type LimitedCall } from '../policy/flow-plan.ts';
+import { limitedRoom, planFlow, type LimitedCall } from '../policy/flow-plan.ts';
 import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
@@ -411,7 +411,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       // A full batch may have left more behind; jobs given back certainly did.
       if (kept + released === limit || released > 0) full = true;
     };
-    const flow = planFlow(plan, this.#activeScopes, config.queues, config.concurrency - this.#inFlight.size);
+    const flow = planFlow(plan, this.#activeScopes, config.queues, limitedRoom(config.concurrency, this.#inFlight.values()));
     try {
       for (const call of flow.calls) {
         if (free <= 0) break;

@@ -9,6 +9,23 @@ import type { ActiveScopes } from '../db/limits.ts';
 import type { LimitScope } from '../limits.ts';
 import type { ClaimPlan } from './claim-plan.ts';
 
+/**
+ * How many limited jobs to claim now: the idle threads; with none idle (prefetched jobs of other
+ * types fill them), one, while none claimed under a limit waits here yet: a limited type beside a
+ * busy unlimited one must not starve, and one job waiting about a prefetch's worth of work (see
+ * claim-plan.ts) holds a slot only that long.
+ */
+export function limitedRoom(concurrency: number, held: Iterable<{ wakesOthers: boolean; startedAt: number | null }>): number {
+  let count = 0;
+  let limitedWaiting = false;
+  for (const job of held) {
+    count++;
+    if (job.wakesOthers && job.startedAt === null) limitedWaiting = true;
+  }
+  if (count < concurrency) return concurrency - count;
+  return limitedWaiting ? 0 : 1;
+}
+
 /** One call of claim_limited. */
 export interface LimitedCall {
   scope: LimitScope;
