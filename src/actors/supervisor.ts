@@ -202,7 +202,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           this.#wake();
           this.#scheduler?.wake();
           if (reconnected) this.send({ type: 'sweepCancels' });
-          if (reconnected) this.send({ type: 'limits' });
+          // A change of limits told before this connection listened (or while it was down) is read now.
+          this.send({ type: 'limits' });
         },
       }),
       { policy: 'restart' },
