@@ -537,7 +537,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           id,
           outcome: { kind: 'crashed', error: { name: 'Error', message: `worker pool failed: ${String(err)}` } },
         }),
-    );    return job;
+    );
+    return job;
   }
 
   #reportProgress(job: InFlight): void {
