@@ -138,7 +138,11 @@ export class Client {
     }
   }
 
-  /** Enqueues one job and returns it; with `options.key` of a live job, returns that job. */
+  /**
+   * Enqueues one job and returns it; with `options.key` of a live job, returns that job; with
+   * `options.throttle` inside an open window, the job that opened it; with `options.debounce`, the
+   * queued job of the key once this enqueue has made it its own.
+   */
   async enqueue<I = unknown>(type: string, input?: I, options: EnqueueCallOptions = {}): Promise<Job<I>> {
     checkName('type', type);
     const inputJson = serializeInput(input, this.#maxInputBytes);
@@ -172,7 +176,7 @@ export class Client {
     if (checked.length === 0) return [];
     const db = this.#queryable(options.client);
     if (!this.#schemaChecked) await this.#checkSchema();
-    const keyed = checked.some((spec) => spec.options.key !== undefined);
+    const keyed = checked.some(({ options: o }) => o.key !== undefined || o.throttle !== undefined || o.debounce !== undefined);
     const rows = await sqlErrors(() => (keyed ? enqueueJobs(db, checked) : insertJobs(db, checked)));
     return rows.map((row) => jobFromRow(row));
   }

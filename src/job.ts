@@ -33,6 +33,8 @@ export interface Job<Input = unknown, Output = unknown> {
   key: string | null;
   /** Jobs with the same concurrency key share their type's per-key limits. */
   concurrencyKey: string | null;
+  /** The debounce key it was enqueued with: it stands for the last enqueue of that key before it ran. */
+  debounceKey: string | null;
   runAt: Date;
   createdAt: Date;
   startedAt: Date | null;
@@ -80,6 +82,7 @@ export interface JobRow {
   timeout_ms: number | null;
   key: string | null;
   concurrency_key: string | null;
+  debounce_key: string | null;
   run_at: Date;
   created_at: Date;
   started_at: Date | null;
@@ -121,6 +124,7 @@ export function jobFromRow<I = unknown, O = unknown>(row: JobRow): Job<I, O> {
     timeoutMs: row.timeout_ms,
     key: row.key,
     concurrencyKey: row.concurrency_key ?? null,
+    debounceKey: row.debounce_key ?? null,
     runAt: row.run_at,
     createdAt: row.created_at,
     startedAt: row.started_at,

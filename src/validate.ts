@@ -140,12 +140,25 @@ export interface EnqueueOptions {
   key?: string;
   /** Jobs with the same concurrency key share the type's per-key limits (`keyConcurrency`, `keyRateLimit`) and its fair turns. */
   concurrencyKey?: string;
+  /**
+   * At most one job per key per window: the first enqueue of the key makes a job and opens a window
+   * of `windowMs`; until it ends, enqueueing the key returns that job, whatever its state.
+   */
+  throttle?: { key: string; windowMs: number };
+  /**
+   * The job runs `delayMs` after the last enqueue of the key: while a job of the key is queued and has
+   * never run, enqueueing the key makes that job this enqueue's (type, input and options) and moves
+   * its run_at, and returns it; otherwise it makes a new job.
+   */
+  debounce?: { key: string; delayMs: number };
 }
 
-const OPTION_KEYS = new Set(['queue', 'priority', 'runAt', 'delayMs', 'maxAttempts', 'timeoutMs', 'key', 'concurrencyKey', 'client']);
+const OPTION_KEYS = new Set(['queue', 'priority', 'runAt', 'delayMs', 'maxAttempts', 'timeoutMs', 'key', 'concurrencyKey', 'throttle', 'debounce', 'client']);
 
 /** The longest concurrency key, as the SQL function has it. */
 export const MAX_CONCURRENCY_KEY_CHARS = 128;
+/** The longest throttle or debounce key, as the SQL function has it. */
+export const MAX_FLOW_KEY_CHARS = 128;
 
 /** Enqueue options once checked: the JSON object spindle.enqueue_job() takes (runAt an ISO string). */
 export interface CheckedEnqueueOptions {
@@ -157,6 +170,8 @@ export interface CheckedEnqueueOptions {
   timeoutMs?: number;
   key?: string;
   concurrencyKey?: string;
+  throttle?: { key: string; windowMs: number };
+  debounce?: { key: string; delayMs: number };
 }
 
 /** Validates enqueue options; returns them as the JSON object spindle.enqueue_job() takes. */
@@ -185,7 +200,44 @@ export function checkEnqueueOptions(options: unknown): CheckedEnqueueOptions {
   if (o.concurrencyKey !== undefined) {
     out.concurrencyKey = checkText('options.concurrencyKey', o.concurrencyKey, MAX_CONCURRENCY_KEY_CHARS);
   }
+  if (o.throttle !== undefined) {
+    const { key, ms } = checkFlowOption('throttle', o.throttle, 'windowMs');
+    out.throttle = { key, windowMs: ms };
+  }
+  if (o.debounce !== undefined) {
+    const { key, ms } = checkFlowOption('debounce', o.debounce, 'delayMs');
+    out.debounce = { key, delayMs: ms };
+  }
+  checkFlowCombinations(o);
   return out;
+}
+
+/** Checks options.throttle or options.debounce (`name`): an object of a key and a duration (`msName`), nothing else. */
+function checkFlowOption(name: string, value: unknown, msName: string): { key: string; ms: number } {
+  const field = `options.${name}`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(field, `must be an object { key, ${msName} }, got ${describe(value)}`);
+  }
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) {
+    if (key !== 'key' && key !== msName) throw new ValidationError(`${field}.${key}`, 'is not a known option');
+  }
+  const key = checkText(`${field}.key`, v.key, MAX_FLOW_KEY_CHARS);
+  const ms = v[msName];
+  if (ms === undefined) throw new ValidationError(`${field}.${msName}`, `must be an integer from 1 to ${MAX_DELAY_MS}, got undefined`);
+  return { key, ms: checkInteger(`${field}.${msName}`, ms, 1, MAX_DELAY_MS)! };
+}
+
+/** A dedupe key, a throttle and a debounce each decide alone whether an enqueue makes a job; a debounce also decides when it runs. */
+function checkFlowCombinations(o: Record<string, unknown>): void {
+  const given = (name: string) => o[name] !== undefined;
+  if (given('throttle') && given('debounce')) throw new ValidationError('options.throttle', 'cannot be combined with options.debounce');
+  if (given('throttle') && given('key')) throw new ValidationError('options.throttle', 'cannot be combined with options.key');
+  if (given('debounce') && given('key')) throw new ValidationError('options.debounce', 'cannot be combined with options.key');
+  const timing = given('runAt') ? 'runAt' : given('delayMs') ? 'delayMs' : undefined;
+  if (given('debounce') && timing !== undefined) {
+    throw new ValidationError('options.debounce', `cannot be combined with options.${timing}: its own delayMs decides when the job runs`);
+  }
 }
 
 /** A short, safe rendering of a bad value for an error message. */

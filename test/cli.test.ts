@@ -106,6 +106,7 @@ describe('errors are one clear line and a non-zero exit', () => {
     ['bad JSON input', ['enqueue', 't', '{oops'], 1, /^spindle: input is not valid JSON/],
     ['a bad option value', ['enqueue', 't', '--priority', 'high'], 2, /^spindle: --priority must be a decimal integer from -2147483648 to 2147483647, got "high"\n/],
     ['a bad date', ['enqueue', 't', '--run-at', 'someday'], 2, /^spindle: --run-at must be an ISO 8601 date/],
+    ['a throttle key too long', ['enqueue', 't', '--throttle-key', 'x'.repeat(129), '--throttle-ms', '5'], 1, /^spindle: --throttle-key must be a string of 1 to 128 characters/],
     ['a job that does not exist', ['job', '424242'], 1, /^spindle: no job 424242\n$/],
     ['a bad job id', ['cancel', 'abc'], 1, /^spindle: id must be a job id/],
     ['a bad state', ['jobs', '--state', 'done'], 1, /^spindle: --state must be one of/],
@@ -138,6 +139,10 @@ describe('numeric and date flags take only what they show', () => {
     [['enqueue', 't', '--max-attempts', '1000001'], '--max-attempts must be a decimal integer from 1 to 1000000, got "1000001"'],
     [['enqueue', 't', '--run-at', 'epoch'], `${RUN_AT}, got "epoch"`],
     [['enqueue', 't', '--run-at', '2026-12-02', '--delay', '5'], 'give --run-at or --delay, not both'],
+    [['enqueue', 't', '--throttle-key', 'k', '--throttle-ms', '0'], '--throttle-ms must be a decimal integer from 1 to 3155760000000, got "0"'],
+    [['enqueue', 't', '--debounce-key', 'k'], 'give --debounce-key and --debounce-ms together'],
+    [['enqueue', 't', '--debounce-key', 'k', '--debounce-ms', '5', '--delay', '5'], 'give --debounce-key or --delay, not both: --debounce-ms decides when the job runs'],
+    [['enqueue', 't', '--key', 'k', '--throttle-key', 'k', '--throttle-ms', '5'], 'give one of --key, --throttle-key and --debounce-key, not --key and --throttle-key'],
     [['jobs', '--limit', '0x10'], '--limit must be a decimal integer from 1 to 1000, got "0x10"'],
     [['workflows', '--limit', ''], '--limit must be a decimal integer from 1 to 1000, got ""'],
     [['start', '--concurrency', '1025'], '--concurrency must be a decimal integer from 1 to 1024, got "1025"'],
@@ -288,6 +293,25 @@ describe('enqueue says what it did, and who will run it', () => {
     expect(second.stderr.split('\n')[0]).toBe(`spindle: warning: not applied to job ${id}, which keeps its own: --priority 5 (it has 0)`);
     const { rows } = await db.pool.query("SELECT priority FROM spindle.jobs WHERE key = 'cli-dedupe'");
     expect(rows).toEqual([{ priority: 0 }]);
+  });
+
+  it('says a throttled enqueue returned the job that opened the window, and a debounced one moved its job', async () => {
+    const throttle = ['--throttle-key', 'cli-throttle', '--throttle-ms', '60000'];
+    const first = await spindle(['enqueue', 'report', '{"day":1}', ...throttle]);
+    expect(first.stdout).toMatch(/^enqueued job (\d+) \(report, queue default\); it opens a 60000 ms window of throttle key "cli-throttle"\n$/);
+    const id = /job (\d+)/.exec(first.stdout)![1];
+    const second = await spindle(['enqueue', 'report', '{"day":2}', ...throttle]);
+    expect(second.stdout).toBe(`throttled: job ${id} (report, queue default) opened this window of key "cli-throttle" and is queued; nothing enqueued\n`);
+    expect(second.stderr).toContain(`spindle: warning: not applied to job ${id}, which keeps its own: the JSON input (it has its own)\n`);
+
+    const debounce = ['--debounce-key', 'cli-debounce', '--debounce-ms', '60000'];
+    const made = await spindle(['enqueue', 'report', '{"day":3}', ...debounce, '--json']);
+    const job = JSON.parse(made.stdout);
+    expect(job).toMatchObject({ debounceKey: 'cli-debounce', deduplicated: false, throttled: false, debounced: false });
+    const moved = await spindle(['enqueue', 'report', '{"day":4}', ...debounce]);
+    const { rows } = await db.pool.query<{ run_at: Date; input: unknown }>('SELECT run_at, input FROM spindle.jobs WHERE id = $1', [job.id]);
+    expect(rows[0]!.input).toEqual({ day: 4 });
+    expect(moved.stdout).toBe(`debounced: job ${job.id} (report, queue default) now runs at ${rows[0]!.run_at.toISOString()}, with this input and options\n`);
   });
 
   it('--wait with no supervisor says so; Ctrl-C stops the wait, says the job goes on and how to follow it', async () => {

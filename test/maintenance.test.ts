@@ -241,6 +241,7 @@ describe('reaper', () => {
       deleted: 0,
       deletedRuns: 0,
       deletedCronTicks: 0,
+      deletedThrottleWindows: 0,
     });
     expect(await unseenFor(dead.id)).not.toBeNull();
 
@@ -295,6 +296,28 @@ describe('reaper', () => {
       { schedule: 'rt-every-minute', oldest: false },
       { schedule: 'rt-hourly', oldest: true },
     ]);
+  });
+});
+
+describe('reaper: throttle windows', () => {
+  it('deletes ended windows, and keeps past its retention a finished job whose window is open', async () => {
+    const clock = fixedClock('2030-01-02T03:04:05.000Z');
+    const open = await client.enqueue('rt-throttled', 1, { throttle: { key: 'rt-open', windowMs: 3_600_000 } });
+    const ended = await client.enqueue('rt-throttled', 2, { throttle: { key: 'rt-ended', windowMs: 3_600_000 } });
+    await db.pool.query(
+      `UPDATE spindle.jobs SET state = 'succeeded', finished_at = now() - interval '1 hour', output = 'null' WHERE id = ANY($1::bigint[])`,
+      [[open.id, ended.id]],
+    );
+    await db.pool.query(`UPDATE spindle.throttle_windows SET ends_at = now() - interval '1 second' WHERE key = 'rt-ended'`);
+
+    const result = await newReaper('rp-throttle', clock).runOnce();
+
+    expect(result.deletedThrottleWindows).toBe(1);
+    const { rows: windows } = await db.pool.query(`SELECT key FROM spindle.throttle_windows WHERE key LIKE 'rt-%'`);
+    expect(windows).toEqual([{ key: 'rt-open' }]);
+    expect((await jobRows([open.id, ended.id])).map((r) => r.id)).toEqual([open.id]);
+    // Enqueues of the open window's key still return its job.
+    expect(await client.enqueue('rt-throttled', 3, { throttle: { key: 'rt-open', windowMs: 1 } })).toMatchObject({ id: open.id });
   });
 });
 

@@ -6,7 +6,14 @@
  */
 import type { BackoffOptions } from '../backoff.ts';
 import { deleteOldCronTicks } from '../db/cron.ts';
-import { deleteFinishedJobs, failUnknownTypes, reapLostJobs, removeDeadSupervisors, type ReapedJob } from '../db/maintenance.ts';
+import {
+  deleteEndedThrottleWindows,
+  deleteFinishedJobs,
+  failUnknownTypes,
+  reapLostJobs,
+  removeDeadSupervisors,
+  type ReapedJob,
+} from '../db/maintenance.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { deleteFinishedRuns } from '../db/workflows.ts';
 import type { JobState } from '../job.ts';
@@ -55,6 +62,8 @@ export interface SweepResult {
   deletedRuns: number;
   /** Cron ticks deleted past the longest retention (each schedule's newest is kept). */
   deletedCronTicks: number;
+  /** Throttle windows deleted once ended. */
+  deletedThrottleWindows: number;
 }
 
 export interface ReaperState {
@@ -115,6 +124,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       deleted: 0,
       deletedRuns: 0,
       deletedCronTicks: 0,
+      deletedThrottleWindows: 0,
     };
     if (!result.leader) return result;
     const { db } = this.#o;
@@ -161,6 +171,7 @@ export class Reaper extends Actor<ReaperMsg, ReaperState> {
       if (Number.isFinite(longest)) {
         result.deletedCronTicks = await this.#deleteAll(() => deleteOldCronTicks(db, longest, RETENTION_BATCH));
       }
+      result.deletedThrottleWindows = await this.#deleteAll(() => deleteEndedThrottleWindows(db, RETENTION_BATCH));
     }
     return result;
   }

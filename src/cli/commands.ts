@@ -94,8 +94,26 @@ export const COMMANDS = {
         help: "jobs with the same concurrency key share their type's per-key limits (`spindle limits`)",
         field: 'options.concurrencyKey',
       },
+      'throttle-key': {
+        type: 'string',
+        value: 'K',
+        help: 'at most one job per key per window (--throttle-ms): within it, return the job that opened it',
+        field: 'options.throttle.key',
+      },
+      'throttle-ms': { type: 'string', value: 'MS', help: 'the window of --throttle-key', field: 'options.throttle.windowMs' },
+      'debounce-key': {
+        type: 'string',
+        value: 'K',
+        help: 'run MS (--debounce-ms) after the last enqueue of the key: a queued job of the key becomes this one',
+        field: 'options.debounce.key',
+      },
+      'debounce-ms': { type: 'string', value: 'MS', help: 'the delay of --debounce-key', field: 'options.debounce.delayMs' },
     },
-    examples: [`spindle enqueue primes '{"limit":1000000}' --priority 5 --wait`, 'spindle enqueue report --key daily-2026-12-02 --run-at 2026-12-02T06:00:00Z'],
+    examples: [
+      `spindle enqueue primes '{"limit":1000000}' --priority 5 --wait`,
+      'spindle enqueue report --key daily-2026-12-02 --run-at 2026-12-02T06:00:00Z',
+      `spindle enqueue reindex '{"doc":42}' --debounce-key doc-42 --debounce-ms 5000`,
+    ],
   },
   jobs: {
     args: '',

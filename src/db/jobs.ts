@@ -22,14 +22,14 @@ export interface CheckedJobSpec {
 
 /**
  * Enqueues many jobs in one statement; rows come back in the order given. They are inserted in the
- * order of their keys: two calls whose keys overlap then wait for each other's keys in one order, not
- * in a circle.
+ * order of their keys (dedupe, then throttle, then debounce keys; a spec has one at most): two calls
+ * whose keys overlap then wait for each other's keys in one order, not in a circle.
  */
 export async function enqueueJobs(db: Queryable, specs: CheckedJobSpec[]): Promise<JobRow[]> {
   const { rows } = await db.query<JobRow>(
     `SELECT j.*
        FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[]) WITH ORDINALITY AS s(type, input, opts, n)
-              ORDER BY s.opts ->> 'key', s.n) s
+              ORDER BY s.opts ->> 'key', s.opts -> 'throttle' ->> 'key', s.opts -> 'debounce' ->> 'key', s.n) s
       CROSS JOIN LATERAL spindle.enqueue_job(s.type, s.input, s.opts, true) AS j
       ORDER BY s.n`,
     [specs.map((s) => s.type), specs.map((s) => s.inputJson), specs.map((s) => JSON.stringify(s.options))],
@@ -41,7 +41,7 @@ export async function enqueueJobs(db: Queryable, specs: CheckedJobSpec[]): Promi
  * Enqueues many jobs without dedupe keys in one INSERT, rows back in the order given, each queue
  * woken once. It does what enqueueJobs does for such jobs, without a call of enqueue_job per row
  * re-checking what the client has checked: the statement for 20,000 jobs took 0.55 s instead of
- * 1.8 s. (A job with a key needs enqueue_job's answer to a conflict, row by row.)
+ * 1.8 s. (A job with a key, a throttle or a debounce needs enqueue_job's answer, row by row.)
  */
 export async function insertJobs(db: Queryable, specs: CheckedJobSpec[]): Promise<JobRow[]> {
   const { rows } = await db.query<JobRow>(

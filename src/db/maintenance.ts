@@ -137,24 +137,49 @@ export async function failUnknownTypes(db: Queryable, graceMs: number, limit: nu
   return rows.map((r) => r.id);
 }
 
-/** Deletes up to `limit` jobs in `state` that finished more than `olderThanMs` ago, oldest first. */
+/**
+ * Deletes up to `limit` jobs in `state` that finished more than `olderThanMs` ago, oldest first; a
+ * job whose throttle window is open is kept, since enqueues of its key return it until the window ends.
+ */
 export async function deleteFinishedJobs(
   db: Queryable,
   state: JobState,
   olderThanMs: number,
   limit: number,
 ): Promise<number> {
-  // The outer conditions are checked again on the row deleted: a job retried meanwhile is kept.
+  // The outer conditions are checked again on the row deleted: a job retried meanwhile is kept. A
+  // window never comes to hold a job that has finished, so the window is looked for once.
   const { rowCount } = await db.query(
     `DELETE FROM spindle.jobs
       WHERE id IN (
-              SELECT id FROM spindle.jobs
+              SELECT id FROM spindle.jobs j
                WHERE state = $1 AND finished_at < now() - $2 * interval '1 millisecond'
+                 AND NOT EXISTS (SELECT 1 FROM spindle.throttle_windows w WHERE w.job_id = j.id AND w.ends_at > now())
                ORDER BY finished_at
                LIMIT $3
                FOR UPDATE SKIP LOCKED)
         AND state = $1 AND finished_at < now() - $2 * interval '1 millisecond'`,
     [state, olderThanMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Deletes up to `limit` throttle windows that have ended, oldest first. An ended window and a missing
+ * one mean the same to an enqueue (the next one opens a window), so this is safe at any time; one
+ * being reopened is locked, and skipped.
+ */
+export async function deleteEndedThrottleWindows(db: Queryable, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM spindle.throttle_windows
+      WHERE key IN (
+              SELECT key FROM spindle.throttle_windows
+               WHERE ends_at <= now()
+               ORDER BY ends_at
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+        AND ends_at <= now()`,
+    [limit],
   );
   return rowCount ?? 0;
 }
