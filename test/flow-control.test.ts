@@ -122,6 +122,23 @@ describe('the limited claim', () => {
     expect(await n("SELECT count(*)::int AS n FROM spindle.jobs WHERE state = 'running'")).toBe(2);
   });
 
+  it('passes over a job another writer holds (a debounced enqueue pushing it later), without waiting for it', async () => {
+    await client.setLimits('d', { globalConcurrency: 5 });
+    const [held, free] = await client.enqueueMany([{ type: 'd' }, { type: 'd' }]);
+    const writer = await db.pool.connect();
+    try {
+      await writer.query('BEGIN');
+      await writer.query('SELECT id FROM spindle.jobs WHERE id = $1 FOR UPDATE', [held!.id]);
+      expect((await claimOf('d', 5)).jobs.map((j) => j.id)).toEqual([free!.id]);
+      await writer.query("UPDATE spindle.jobs SET run_at = now() + interval '1 minute' WHERE id = $1", [held!.id]);
+      await writer.query('COMMIT');
+    } finally {
+      writer.release();
+    }
+    // Pushed later while it was held: not claimed early.
+    expect((await claimOf('d', 5)).jobs).toEqual([]);
+  });
+
   it('a lost job (its supervisor dead) frees its slot when the reaper ends it', async () => {
     await client.setLimits('t', { globalConcurrency: 1 });
     await client.enqueueMany([{ type: 't' }, { type: 't' }]);

@@ -264,7 +264,7 @@ BEGIN
 END $$;
 
 -- Claims one queued job for claim_limited, as spindle.claim does (db/claims.ts); null when it is
--- no longer queued (cancelled since it was read).
+-- no longer queued and due, or another writer holds it.
 CREATE FUNCTION spindle.claim_one(
   job_id bigint, supervisor text, lease_ms int, at_ts timestamptz, served_types text[], type_max_attempts int[])
 RETURNS jsonb
@@ -275,7 +275,11 @@ LANGUAGE sql AS $$
          max_attempts = coalesce(j.max_attempts,
            (SELECT d.max_attempts FROM unnest(served_types, type_max_attempts) AS d(type, max_attempts) WHERE d.type = j.type), 3),
          progress = NULL, progress_message = NULL, progress_data = NULL
-   WHERE j.id = job_id AND j.state = 'queued'
+   -- Re-checked on the row it locks, skipping one another writer holds: a debounced enqueue may be
+   -- pushing its start later (migration 0011), a cancel ending it.
+   WHERE j.id = (SELECT q.id FROM spindle.jobs q
+                  WHERE q.id = job_id AND q.state = 'queued' AND q.run_at <= now()
+                    FOR UPDATE SKIP LOCKED)
   RETURNING jsonb_build_object(
     'id', j.id::text, 'type', j.type, 'input', j.input, 'attempt', j.attempt, 'max_attempts', j.max_attempts,
     'timeout_ms', j.timeout_ms, 'queue', j.queue,
