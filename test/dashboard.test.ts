@@ -170,6 +170,67 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
     }
   });
 
+  it('lists limited scopes with their slots, pauses and resumes one for every supervisor, and shows why a queued job waits', async () => {
+    // A concurrency key is user data: the dashboard must show it as text.
+    const key = '<img src=x onerror="window.pwned=1">';
+    await client.setLimits('stepper', { globalConcurrency: 2, keyConcurrency: 1 });
+    const first = startedJobs(handle, 1, (e) => e.type === 'stepper');
+    const jobs = await client.enqueueMany([1, 2].map(() => ({ type: 'stepper', input: { steps: 400, stepMs: 50 }, options: { concurrencyKey: key } })));
+    const paused = async () =>
+      (await db.pool.query(`SELECT paused FROM spindle.limits WHERE kind = 'type' AND name = 'stepper'`)).rows[0]?.paused as boolean | undefined;
+    try {
+      const [running] = await first;
+      const held = jobs.find((j) => j.id !== running!.id)!;
+      const why = `waiting for a slot: key ${key} at 1/1`;
+
+      await page.goto(`${base}#/jobs/${held.id}`);
+      await page.locator('#job-state[data-state="queued"]').waitFor();
+      await expect.poll(() => page.textContent('#job-waiting')).toBe(`Held back by flow control: ${why}`);
+      await page.goto(`${base}#/jobs?type=stepper&state=queued`);
+      const heldRow = page.locator(`#job-list tr[data-job="${held.id}"]`);
+      await expect.poll(() => heldRow.locator('[data-waiting]').textContent()).toBe(why);
+      expect(await page.locator('#job-list img').count()).toBe(0);
+
+      await page.goto(`${base}#/limits`);
+      const row = page.locator('#limit-list tr[data-scope="type:stepper"]');
+      await row.waitFor();
+      expect(await row.locator('[data-running]').textContent()).toBe('1/2');
+      expect(await row.locator('[data-waiting]').textContent()).toBe('1');
+      expect(await row.textContent()).toContain('at most 2 running; 1 per key');
+      await page.screenshot({ path: join(SHOTS, 'spindle-dashboard-limits.png'), fullPage: true });
+
+      await row.locator('button[data-action="pause"]').click();
+      await row.locator('[data-paused="true"]').waitFor();
+      expect(await page.textContent('#limit-result')).toBe('type stepper paused');
+      expect(await paused()).toBe(true);
+      // The held job now says so, and the running one goes on.
+      await page.goto(`${base}#/jobs/${held.id}`);
+      await expect.poll(() => page.textContent('#job-waiting')).toBe('Held back by flow control: paused: type stepper');
+      expect((await client.get(running!.id))!.state).toBe('running');
+
+      await page.goto(`${base}#/limits`);
+      await row.locator('button[data-action="resume"]').click();
+      await row.locator('[data-paused="false"]').waitFor();
+      expect(await paused()).toBe(false);
+
+      // Any type or queue, limited or not, can be paused by name.
+      await page.fill('#pause-form input[name="name"]', 'parked');
+      await page.selectOption('#pause-form select[name="kind"]', 'queue');
+      await page.click('#pause-form button');
+      await page.locator('#limit-list tr[data-scope="queue:parked"] [data-paused="true"]').waitFor();
+      await page.fill('#pause-form input[name="name"]', 'no spaces');
+      await page.click('#pause-form button');
+      await expect.poll(() => page.textContent('#limit-result')).toMatch(/^name must name a type or queue/);
+      expect(await page.evaluate('window.pwned')).toBeUndefined();
+    } finally {
+      await client.resume('queue:parked');
+      await client.clearLimits('stepper');
+      await client.resume('stepper');
+      for (const job of jobs) await client.cancel(job.id);
+      await Promise.all(jobs.map((job) => client.waitFor(job.id, { timeoutMs: 15_000 })));
+    }
+  });
+
   it('filters the jobs table', async () => {
     await page.goto(`${base}#/jobs?state=succeeded&type=quick`);
     await page.locator('#job-list tbody tr').first().waitFor();

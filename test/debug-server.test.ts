@@ -16,7 +16,9 @@ import { ensureSocketFree } from '../src/ops/debug-socket-file.ts';
 import { createDebugSource } from '../src/ops/debug-source.ts';
 import { Actor, assertNever } from '../src/actors/kernel.ts';
 import type { ActorEvents, ActorSnapshot } from '../src/actors/snapshot.ts';
+import type { SupervisorState } from '../src/actors/supervisor.ts';
 import { createClient, type Client } from '../src/client.ts';
+import type { Job } from '../src/job.ts';
 import { startSupervisor, type RuntimeSnapshot, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
@@ -577,5 +579,45 @@ describe('spindle inspect', () => {
     expect(missing).not.toBeNull();
     expect(missing!.code).toBe(1);
     expect(missing!.stderr).toContain(`no supervisor is running at ${nowhere}`);
+  });
+});
+
+describe('flow control in the snapshot and in spindle inspect', () => {
+  const scopesOf = async () => ((await snapshot()).actors.state as SupervisorState).limitedScopes;
+
+  it('shows the scopes this supervisor knows as limited or paused, and what its last claim in each found', async () => {
+    await client.setLimits('quick', { rateLimit: { limit: 1, intervalMs: 60_000 } });
+    await client.pause('queue:parked');
+    let jobs: Job[] = [];
+    try {
+      // Told by NOTIFY, the supervisor reads the scopes again.
+      await expect.poll(async () => (await scopesOf()).map((v) => [v.scope, v.paused])).toEqual([
+        ['type:quick', false],
+        ['queue:parked', true],
+      ]);
+      jobs = await client.enqueueMany([{ type: 'quick', input: { n: 1 } }, { type: 'quick', input: { n: 2 } }]);
+      // The first claim takes one job (the window allows one start); the one after finds the window full.
+      await expect.poll(async () => (await scopesOf())[0]?.lastClaim?.retryMs ?? null, { timeout: 10_000 }).not.toBeNull();
+      const [quick, parked] = await scopesOf();
+      expect(quick!.lastClaim).toMatchObject({ took: 0, asked: expect.any(Number) });
+      expect(quick!.lastClaim!.asked).toBeGreaterThan(0);
+      expect(quick!.lastClaim!.retryMs).toBeGreaterThan(50_000);
+      expect(parked).toMatchObject({ scope: 'queue:parked', paused: true });
+      const states = await Promise.all(jobs.map(async (j) => (await client.get(j.id))!.state));
+      expect(states.sort()).toEqual(['queued', 'succeeded']);
+
+      const text = (await execFileP(process.execPath, [BIN, 'inspect', '--socket', socketPath])).stdout;
+      expect(text).toContain('FLOW CONTROL (2)');
+      const line = (scope: string) => text.split('\n').find((l) => l.startsWith(`${scope} `)) ?? '';
+      expect(line('type:quick')).toMatch(/limited +\S+ ago +took 0 of \d+; held back by its rate limit, next start in (\d+(\.\d)?s|\dm\d\ds)$/);
+      expect(line('queue:parked')).toMatch(/paused .*paused: no claims$/);
+    } finally {
+      await client.clearLimits('quick');
+      await client.resume('queue:parked');
+    }
+    // Lifted: the job the window held back runs, and the scopes leave the snapshot.
+    await Promise.all(jobs.map((j) => client.waitFor(j.id, { timeoutMs: 15_000 })));
+    await expect.poll(scopesOf).toEqual([]);
+    expect((await execFileP(process.execPath, [BIN, 'inspect', '--socket', socketPath])).stdout).not.toContain('FLOW CONTROL');
   });
 });

@@ -380,3 +380,123 @@ describe('GET /api/events', () => {
     await expect.poll(() => actorState<HttpServerState>(handle, 'http').eventClients).toBe(0);
   });
 });
+
+describe('flow control', () => {
+  /** The scope's row as the database has it, or undefined. */
+  async function limitsRow(kind: string, name: string): Promise<{ operator: unknown; paused: boolean } | undefined> {
+    const { rows } = await db.pool.query('SELECT operator, paused FROM spindle.limits WHERE kind = $1 AND name = $2', [kind, name]);
+    return rows[0];
+  }
+
+  it('PUT sets limits over what is set (null lifts one), GET lists them, DELETE clears them', async () => {
+    try {
+      expect((await call('GET', '/api/limits')).body).toEqual({ limits: [] });
+      const put = await call('PUT', '/api/limits/type/stepper', { body: { globalConcurrency: 1, rateLimit: { limit: 50, intervalMs: 1000 } } });
+      expect(put.status).toBe(200);
+      expect(put.body.limit).toMatchObject({
+        kind: 'type',
+        name: 'stepper',
+        paused: false,
+        limits: { globalConcurrency: 1, rateLimit: { limit: 50, intervalMs: 1000 } },
+        running: 0,
+        waiting: 0,
+      });
+      const lifted = await call('PUT', '/api/limits/type/stepper', { body: { rateLimit: null } });
+      expect(lifted.body.limit.limits).toEqual({ globalConcurrency: 1 });
+      const queue = await call('PUT', '/api/limits/queue/emails', { body: { rateLimit: { limit: 5, intervalMs: 60_000 } } });
+      expect(queue.body.limit).toMatchObject({ kind: 'queue', name: 'emails', limits: { rateLimit: { limit: 5, intervalMs: 60_000 } }, recentStarts: 0 });
+
+      const list = await call('GET', '/api/limits');
+      expect(list.status).toBe(200);
+      expect(list.body.limits.map((r: { kind: string; name: string }) => `${r.kind}:${r.name}`)).toEqual(['type:stepper', 'queue:emails']);
+
+      const cleared = await call('DELETE', '/api/limits/type/stepper');
+      expect(cleared.status).toBe(200);
+      expect(cleared.body).toEqual({ scope: { kind: 'type', name: 'stepper' }, cleared: true });
+      expect((await call('DELETE', '/api/limits/type/stepper')).body.cleared).toBe(false);
+      expect((await call('DELETE', '/api/limits/queue/emails')).body.cleared).toBe(true);
+      expect((await call('GET', '/api/limits')).body).toEqual({ limits: [] });
+    } finally {
+      await client.clearLimits('stepper');
+      await client.clearLimits('queue:emails');
+    }
+  });
+
+  it('pause holds a type back on every supervisor, and a queued job says why, in the job and the list; resume lets it run', async () => {
+    try {
+      const paused = await call('POST', '/api/limits/type/quick/pause');
+      expect(paused.status).toBe(200);
+      expect(paused.body).toEqual({ scope: { kind: 'type', name: 'quick' }, paused: true, changed: true });
+      expect((await call('POST', '/api/limits/type/quick/pause', { body: {} })).body.changed).toBe(false);
+      expect(await limitsRow('type', 'quick')).toMatchObject({ paused: true });
+
+      const created = await call('POST', '/api/jobs', { body: { type: 'quick', input: 'held', options: { queue: 'held' } } });
+      const id = created.body.job.id as string;
+      const got = await call('GET', `/api/jobs/${id}`);
+      expect(got.body.job).toMatchObject({ id, state: 'queued', waitingFor: 'paused: type quick' });
+      const list = await call('GET', '/api/jobs?queue=held');
+      expect(list.body.jobs).toEqual([expect.objectContaining({ id, waitingFor: 'paused: type quick' })]);
+      // Jobs that are not queued say nothing.
+      const done = await call('GET', '/api/jobs?state=succeeded&limit=1');
+      expect(done.body.jobs[0].waitingFor).toBeNull();
+      expect((await call('GET', '/api/limits')).body.limits).toEqual([
+        expect.objectContaining({ kind: 'type', name: 'quick', paused: true, running: 0, waiting: 1 }),
+      ]);
+
+      const resumed = await call('POST', '/api/limits/type/quick/resume');
+      expect(resumed.body).toEqual({ scope: { kind: 'type', name: 'quick' }, paused: false, changed: true });
+      expect((await client.waitFor(id, { timeoutMs: 15_000 })).state).toBe('succeeded');
+      expect((await call('GET', `/api/jobs/${id}`)).body.job.waitingFor).toBeNull();
+      expect(await limitsRow('type', 'quick')).toMatchObject({ paused: false });
+    } finally {
+      await client.resume('quick');
+    }
+  });
+
+  it('bad limits are 400 naming the field, and nothing is written', async () => {
+    const cases: [string, string, Parameters<typeof call>[2], RegExp][] = [
+      ['PUT', '/api/limits/type/quick', { body: { globalConcurrency: 0 } }, /^body.globalConcurrency must be an integer from 1/],
+      ['PUT', '/api/limits/type/quick', { body: { globalConcurrency: 2.5 } }, /^body.globalConcurrency must be an integer/],
+      ['PUT', '/api/limits/type/quick', { body: { globalConcurrency: -1, keyConcurrency: 1 } }, /^body.globalConcurrency must be/],
+      ['PUT', '/api/limits/type/quick', { body: { rateLimit: { limit: 5 } } }, /^body.rateLimit.intervalMs must be an integer/],
+      ['PUT', '/api/limits/type/quick', { body: { rateLimit: { limit: 5, intervalMs: 1000, burst: 2 } } }, /^body.rateLimit.burst is not a known field/],
+      ['PUT', '/api/limits/type/quick', { body: { concurrency: 3 } }, /^body.concurrency is not a known limit/],
+      ['PUT', '/api/limits/type/quick', { body: {} }, /^body sets nothing/],
+      ['PUT', '/api/limits/type/quick', { body: [1] }, /^body must be an object/],
+      ['PUT', '/api/limits/type/quick', { raw: '' }, /^body is empty/],
+      ['PUT', '/api/limits/queue/emails', { body: { keyConcurrency: 1 } }, /^body.keyConcurrency applies to job types only/],
+      ['PUT', '/api/limits/tipe/quick', { body: { globalConcurrency: 1 } }, /^kind must be type or queue, got "tipe"/],
+      ['PUT', `/api/limits/type/${'x'.repeat(129)}`, { body: { globalConcurrency: 1 } }, /^name must name a type or queue of 1 to 128/],
+      ['PUT', '/api/limits/type/a%00b', { body: { globalConcurrency: 1 } }, /^name must name a type or queue/],
+      ['POST', '/api/limits/tipe/quick/pause', {}, /^kind must be type or queue/],
+      ['POST', '/api/limits/queue/no%20spaces/pause', {}, /^name must name a type or queue/],
+      ['DELETE', '/api/limits/jobs/quick', {}, /^kind must be type or queue/],
+    ];
+    for (const [method, path, options, message] of cases) {
+      const res = await call(method, path, options);
+      expect(res.status, `${method} ${path} ${JSON.stringify(options)}`).toBe(400);
+      expect(res.body.error).toMatch(message);
+    }
+    const { rows } = await db.pool.query(`SELECT kind, name FROM spindle.limits WHERE operator <> '{}' OR paused`);
+    expect(rows).toEqual([]);
+    expect(await limitsRow('queue', 'no spaces')).toBeUndefined();
+  });
+
+  it('the limit routes need the token, and answer a wrong method with 405 and Allow', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/limits'],
+      ['PUT', '/api/limits/type/quick'],
+      ['DELETE', '/api/limits/type/quick'],
+      ['POST', '/api/limits/type/quick/pause'],
+      ['POST', '/api/limits/type/quick/resume'],
+    ] as const) {
+      const res = await call(method, path, { auth: null, body: method === 'GET' ? undefined : { globalConcurrency: 1 } });
+      expect(res.status, `${method} ${path}`).toBe(401);
+    }
+    expect(await limitsRow('type', 'quick')).toMatchObject({ paused: false, operator: {} });
+    const wrong = await call('GET', '/api/limits/type/quick');
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('PUT, DELETE');
+    expect((await call('GET', '/api/limits/type/quick/pause')).headers.get('allow')).toBe('POST');
+  });
+});

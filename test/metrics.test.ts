@@ -7,7 +7,7 @@ import type { MetricsState } from '../src/ops/metrics.ts';
 import type { Client } from '../src/client.ts';
 import { VERSION, type SupervisorHandle } from '../src/start.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import { actorState, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
+import { actorState, nextEvent, startOpsSupervisor, stopOpsSupervisor } from './helpers/ops.ts';
 
 const SAMPLE_MS = 200;
 
@@ -130,5 +130,39 @@ describe('metrics', () => {
 
   it('binds 127.0.0.1 by default', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  });
+
+  it('reports flow control per scope: slots in use, the limits in force, jobs held back, pauses; a lifted scope drops out', async () => {
+    await client.setLimits('stepper', { globalConcurrency: 1, rateLimit: { limit: 100, intervalMs: 60_000 } });
+    await client.pause('queue:parked');
+    const started = nextEvent(handle, 'job:started', (e) => e.type === 'stepper');
+    const jobs = await client.enqueueMany([
+      ...[1, 2, 3].map(() => ({ type: 'stepper', input: { steps: 1000, stepMs: 50 } })),
+      ...[1, 2].map(() => ({ type: 'quick', options: { queue: 'parked' } })),
+    ]);
+    try {
+      await started;
+      await nextSample();
+      const text = await scrape();
+      expect(value(text, 'spindle_limit_running{scope="type:stepper"}')).toBe(1);
+      expect(value(text, 'spindle_limit_waiting{scope="type:stepper"}')).toBe(2);
+      expect(value(text, 'spindle_limit_max{scope="type:stepper",limit="globalConcurrency"}')).toBe(1);
+      expect(value(text, 'spindle_limit_max{scope="type:stepper",limit="rateLimit"}')).toBe(100);
+      expect(value(text, 'spindle_limit_max{scope="type:stepper",limit="keyConcurrency"}')).toBeUndefined();
+      expect(value(text, 'spindle_limit_window_starts{scope="type:stepper"}')).toBe(1);
+      expect(value(text, 'spindle_limit_paused{scope="type:stepper"}')).toBe(0);
+      expect(value(text, 'spindle_limit_paused{scope="queue:parked"}')).toBe(1);
+      expect(value(text, 'spindle_limit_waiting{scope="queue:parked"}')).toBe(2);
+      expect(value(text, 'spindle_limit_running{scope="queue:parked"}')).toBe(0);
+    } finally {
+      for (const job of jobs) await client.cancel(job.id);
+      await Promise.all(jobs.map((job) => client.waitFor(job.id, { timeoutMs: 15_000 })));
+      await client.clearLimits('stepper');
+      await client.resume('queue:parked');
+    }
+    await nextSample();
+    const text = await scrape();
+    expect(value(text, 'spindle_limit_running{scope="type:stepper"}')).toBeUndefined();
+    expect(value(text, 'spindle_limit_paused{scope="queue:parked"}')).toBeUndefined();
   });
 });

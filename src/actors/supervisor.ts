@@ -26,6 +26,7 @@ import { Compensator } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
 import { Elector } from './elector.ts';
 import { InFlight, type InFlightHost } from './in-flight.ts';
+import { LimitedClaims, type LimitedScopeView } from './limited-claims.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
 import type { Clock } from '../clock.ts';
@@ -65,6 +66,8 @@ export interface SupervisorState {
   claimErrors: number;
   /** Claimed jobs given back at once: more of a slow type than this supervisor should hold. */
   released: number;
+  /** The flow-control scopes it claims only through limited claims, and what each one's last claim found. */
+  limitedScopes: LimitedScopeView[];
 }
 
 export interface SupervisorDeps {
@@ -124,7 +127,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   #maybeMore = true;
   #claimFailures = 0;
   /** The types and queues that only limited claims take (flow control), as last read. */
-  #activeScopes: ActiveScopes = { types: new Set(), queues: new Set() };
+  #activeScopes: ActiveScopes = { types: new Set(), queues: new Set(), paused: new Set() };
+  /** What its last limited claim in each scope found, for its snapshot (`spindle inspect`). */
+  readonly #limitedClaims = new LimitedClaims();
   /** A claim is due when a rate window lets the next start go. */
   #rateTimer = false;
   #idleWaiters: (() => void)[] = [];
@@ -453,6 +458,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       want,
       leaseMs: config.leaseMs,
     });
+    this.#limitedClaims.record(call.scope, want, jobs.length, retryMs, this.clock.now());
     for (const row of jobs) {
       this.#run(row).wakesOthers = true;
       this.#stats.claimed++;
@@ -664,6 +670,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       queues: this.#d.config.queues,
       ...this.#stats,
       finished: { ...this.#finishedBy },
+      limitedScopes: this.#limitedClaims.view(this.#activeScopes),
     };
   }
 }

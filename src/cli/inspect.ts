@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { TCP_HOST, TOKEN_FILE } from '../ops/debug-protocol.ts';
+import { lastClaimText, type LimitedScopeView } from '../actors/limited-claims.ts';
 import type { ActorSnapshot } from '../actors/snapshot.ts';
 import { SpindleError } from '../errors.ts';
 import type { RuntimeSnapshot } from '../start.ts';
@@ -219,7 +220,7 @@ function connectError(where: string, error: NodeJS.ErrnoException): SpindleError
 
 // ---- rendering --------------------------------------------------------------------
 
-/** The snapshot as text: a header, the actors, the jobs in flight, the pool. */
+/** The snapshot as text: a header, the actors, the jobs in flight, the pool, and flow control when any scope is limited or paused. */
 export function renderSnapshot(s: RuntimeSnapshot, now = Date.now()): string {
   const header =
     `supervisor ${s.supervisorId}  pid ${s.pid} on ${s.host}  up ${duration(s.uptimeMs)}  ` +
@@ -270,7 +271,24 @@ export function renderSnapshot(s: RuntimeSnapshot, now = Date.now()): string {
       ],
     ],
   );
-  return [header, '', `ACTORS (${actors.length})`, actorTable, '', `IN FLIGHT (${jobs.length})`, jobTable, '', 'POOL', poolTable].join('\n');
+  const sections = [header, '', `ACTORS (${actors.length})`, actorTable, '', `IN FLIGHT (${jobs.length})`, jobTable, '', 'POOL', poolTable];
+  // A supervisor of an older spindle has no limitedScopes in its state.
+  const scopes = s.actors.state?.limitedScopes ?? [];
+  if (scopes.length > 0) sections.push('', `FLOW CONTROL (${scopes.length})`, flowTable(scopes, now));
+  return sections.join('\n');
+}
+
+/** The scopes this supervisor claims only through limited claims, and what its last claim in each found. */
+function flowTable(scopes: LimitedScopeView[], now: number): string {
+  return table(
+    ['SCOPE', 'STATE', 'LAST CLAIM', 'FOUND'],
+    scopes.map((v) => [
+      v.scope,
+      v.paused ? 'paused' : 'limited',
+      v.lastClaim ? `${duration(Math.max(0, now - Date.parse(v.lastClaim.at)))} ago` : null,
+      lastClaimText(v, now, duration),
+    ]),
+  );
 }
 
 function flatten(actor: ActorSnapshot): ActorSnapshot[] {

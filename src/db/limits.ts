@@ -10,14 +10,19 @@ export const LIMITS_CHANNEL = 'spindle_limits';
 export interface ActiveScopes {
   types: Set<string>;
   queues: Set<string>;
+  /** Those of them paused, as `type:NAME` or `queue:NAME` (what inspect shows). */
+  paused: Set<string>;
 }
 
 export async function activeScopes(db: Queryable): Promise<ActiveScopes> {
-  const { rows } = await db.query<{ kind: 'type' | 'queue'; name: string }>(
-    'SELECT kind, name FROM spindle.flow_limits WHERE active',
+  const { rows } = await db.query<{ kind: 'type' | 'queue'; name: string; paused: boolean }>(
+    'SELECT kind, name, paused FROM spindle.flow_limits WHERE active',
   );
-  const scopes: ActiveScopes = { types: new Set(), queues: new Set() };
-  for (const r of rows) (r.kind === 'type' ? scopes.types : scopes.queues).add(r.name);
+  const scopes: ActiveScopes = { types: new Set(), queues: new Set(), paused: new Set() };
+  for (const r of rows) {
+    (r.kind === 'type' ? scopes.types : scopes.queues).add(r.name);
+    if (r.paused) scopes.paused.add(`${r.kind}:${r.name}`);
+  }
   return scopes;
 }
 

@@ -6,6 +6,7 @@
  *   POST /api/jobs                      enqueue: { type, input?, options? }, or an array of them -> 201
  *   GET  /api/jobs?state&type&queue&limit&after     newest first
  *   GET  /api/jobs/:id                  { job, attempts, inFlight }
+ *   (the jobs of both carry `waitingFor`: why flow control holds a queued job back, else null)
  *   POST /api/jobs/:id/cancel           { reason? } -> the cancel outcome
  *   POST /api/jobs/:id/retry            -> { job }
  *   POST /api/workflows                 start a run: { name, input?, options?: { id } } -> 201 (200: that id existed)
@@ -14,6 +15,7 @@
  *   POST /api/workflows/:id/cancel      { reason? }
  *   POST /api/workflows/:id/events      { name, payload? } -> 202, into the run's inbox
  *   GET  /api/queues                    jobs by queue and state (one grouped query)
+ *   /api/limits...                      flow control: limits, pause, resume (http-limit-routes.ts)
  *   GET  /api/snapshot                  actors, in-flight jobs, pool (the debug snapshot)
  *   GET  /api/events[?job=ID]           Server-Sent Events: the runtime's and the actors' events
  * A job is shown as its current attempt stands (see asCurrentAttempt): what an earlier attempt left
@@ -30,6 +32,7 @@ import type { Job } from '../job.ts';
 import type { InFlightView } from '../runtime-events.ts';
 import { describe } from '../validate.ts';
 import type { EventStreams } from './http-events.ts';
+import { limitRoutes } from './http-limit-routes.ts';
 import { HttpError, readJson, sendJson, type RequestContext, type Route } from './http-wire.ts';
 
 /**
@@ -50,6 +53,12 @@ export type HttpApi = Pick<
   | 'getWorkflow'
   | 'cancelWorkflow'
   | 'sendEvent'
+  | 'setLimits'
+  | 'clearLimits'
+  | 'pause'
+  | 'resume'
+  | 'limits'
+  | 'waitingForMany'
   | 'pool'
   | 'close'
 >;
@@ -86,6 +95,7 @@ export class ApiRoutes {
       { method: 'POST', path: ['api', 'workflows', ':id', 'cancel'], run: (c) => this.#cancelWorkflow(c) },
       { method: 'POST', path: ['api', 'workflows', ':id', 'events'], run: (c) => this.#sendEvent(c) },
       { method: 'GET', path: ['api', 'queues'], run: (c) => this.#queues(c) },
+      ...limitRoutes({ api: () => this.#api, maxBodyBytes: deps.maxBodyBytes }),
       { method: 'GET', path: ['api', 'snapshot'], run: (c) => sendJson(c.res, 200, this.#d.snapshot()) },
       { method: 'GET', path: ['api', 'events'], run: (c) => this.#d.events.serve(c) },
     ];
@@ -123,7 +133,7 @@ export class ApiRoutes {
       limit: limit === null || limit === '' ? undefined : Number(limit),
       after: q.get('after') || undefined,
     });
-    sendJson(res, 200, { jobs: jobs.map(asCurrentAttempt) });
+    sendJson(res, 200, { jobs: await this.#withWaitingFor(jobs.map(asCurrentAttempt)) });
   }
 
   async #get({ res, params }: RequestContext): Promise<void> {
@@ -131,7 +141,15 @@ export class ApiRoutes {
     if (!job) throw new NotFoundError(`no job ${params.id}`);
     const attempts = await this.#api.attempts(job.id);
     const inFlight = job.state === 'running' ? heldHere(this.#d.snapshot(), job) : null;
-    sendJson(res, 200, { job: asCurrentAttempt(job), attempts, inFlight });
+    const [shown] = await this.#withWaitingFor([asCurrentAttempt(job)]);
+    sendJson(res, 200, { job: shown, attempts, inFlight });
+  }
+
+  /** The jobs, each with why flow control holds it back if it is queued: one query for them all. */
+  async #withWaitingFor(jobs: Job[]): Promise<(Job & { waitingFor: string | null })[]> {
+    const queued = jobs.filter((j) => j.state === 'queued').map((j) => j.id);
+    const why = queued.length === 0 ? new Map<string, string>() : await this.#api.waitingForMany(queued);
+    return jobs.map((j) => ({ ...j, waitingFor: why.get(j.id) ?? null }));
   }
 
   async #cancel({ req, res, params }: RequestContext): Promise<void> {

@@ -34,7 +34,7 @@ export interface RequestContext {
 export interface Route {
   /** Path segments; `:id` matches one segment. */
   path: string[];
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   run: (ctx: RequestContext) => Promise<void> | void;
 }
 

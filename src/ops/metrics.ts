@@ -9,6 +9,8 @@
  * - actor restarts and crashes: the `actor:*` events the root re-emits for the whole tree;
  * - queue depth (jobs by queue and state, every supervisor's jobs): one grouped query every
  *   `sampleMs`, sent by this actor's own timer. A scrape reads the last sample; scrapes never query.
+ * - flow control (slots in use, limits, jobs held back, pauses per limited type or queue:
+ *   limit-metrics.ts): one more statement in the same sample, beside the queue depth.
  * - pool threads and utilisation, database pool usage: read at scrape time from the objects in memory;
  * - event-loop lag: `perf_hooks.monitorEventLoopDelay`, its histogram reset after each sample, so the
  *   lag quantiles describe the last sampling period.
@@ -24,12 +26,14 @@ import type { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { countJobsByQueueAndState } from '../db/jobs.ts';
+import { listLimits } from '../db/limits.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { PoolStats } from '../pool/pool.ts';
 import { Actor, assertNever, type AnyActor } from '../actors/kernel.ts';
 import type { ActorEvents } from '../actors/snapshot.ts';
 import type { RuntimeEvents } from '../runtime-events.ts';
+import { LimitMetrics } from './limit-metrics.ts';
 import { closeServer, formatHost, listen } from './serving.ts';
 
 /** Buckets of the run-time histogram, in seconds: 1 ms to 10 min. */
@@ -79,6 +83,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
   readonly #host: string;
   readonly #lag: IntervalHistogram;
   readonly #queueJobs: Gauge<'queue' | 'state'>;
+  readonly #limits: LimitMetrics;
   readonly #samples: Counter;
   #server: Server | null = null;
   #port: number | null = null;
@@ -160,6 +165,7 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
       labelNames: ['queue', 'state'],
       registers,
     });
+    this.#limits = new LimitMetrics(this.registry);
     this.#samples = new Counter({ name: 'spindle_queue_samples_total', help: 'Queue depth samples taken.', registers });
     const sampleAge = new Gauge({
       name: 'spindle_queue_sample_age_seconds',
@@ -315,17 +321,18 @@ export class Metrics extends Actor<MetricsMsg, MetricsState> {
     this.#lagSeconds = { mean: ns(h.mean), p50: ns(h.percentile(50)), p99: ns(h.percentile(99)), max: ns(h.max) };
     h.reset();
     try {
-      const counts = await countJobsByQueueAndState(this.#o.db);
+      const [counts, limits] = await Promise.all([countJobsByQueueAndState(this.#o.db), listLimits(this.#o.db)]);
       // Reset first: a queue that emptied must not keep its last value.
       this.#queueJobs.reset();
       for (const c of counts) this.#queueJobs.set({ queue: c.queue, state: c.state }, c.count);
+      this.#limits.set(limits);
       this.#lastSampleAt = Date.now();
       this.#stats.samples++;
       this.#samples.inc();
     } catch (err) {
       // The database may be restarting: keep the last sample (its age gauge grows) and try next time.
       this.#stats.sampleErrors++;
-      this.logger.warn({ err }, 'metrics: could not count jobs by queue and state');
+      this.logger.warn({ err }, 'metrics: could not count jobs by queue and state, or read the limits');
     }
   }
 

@@ -141,7 +141,7 @@ function route() {
   notice = null;
   shownJob = null;
   showError('');
-  for (const id of ['login', 'overview', 'jobs', 'job']) $(id).hidden = true;
+  for (const id of ['login', 'overview', 'jobs', 'job', 'limits']) $(id).hidden = true;
   if (!token) return showLogin();
   $('logout').hidden = false;
   connectEvents();
@@ -150,8 +150,9 @@ function route() {
   const [path, query = ''] = hash.split('?');
   const parts = path.split('/').filter(Boolean);
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === (parts[0] === 'jobs' ? 'jobs' : 'overview'));
+    a.classList.toggle('active', a.dataset.nav === (['jobs', 'limits'].includes(parts[0]) ? parts[0] : 'overview'));
   }
+  if (parts[0] === 'limits') return showLimits();
   if (parts[0] === 'jobs' && parts[1]) return showJob(parts[1]);
   if (parts[0] === 'jobs') return showJobs(new URLSearchParams(query));
   return showOverview();
@@ -187,7 +188,7 @@ function forget(message) {
   stream?.abort();
   stream = null;
   clearTimeout(timer);
-  for (const id of ['overview', 'jobs', 'job']) $(id).hidden = true;
+  for (const id of ['overview', 'jobs', 'job', 'limits']) $(id).hidden = true;
   showLogin(message);
 }
 
@@ -330,7 +331,7 @@ function showJobs(query) {
           h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)),
           h('td', {}, j.type),
           h('td', {}, j.queue),
-          h('td', {}, stateBadge(j.state)),
+          h('td', {}, stateBadge(j.state), waitingNote(j)),
           h('td', {}, j.progress == null ? '' : miniBar(j.progress)),
           h('td', { class: 'num' }, attemptText(j, false)),
           h('td', {}, time(j.createdAt)),
@@ -338,6 +339,76 @@ function showJobs(query) {
       ),
     );
   });
+}
+
+/** Why flow control holds a queued job back (`waiting for a slot: type resize at 3/3`), or nothing. */
+function waitingNote(job) {
+  return job.waitingFor ? h('span', { class: 'waiting-for', dataset: { waiting: '' } }, job.waitingFor) : '';
+}
+
+// ---- flow control ---------------------------------------------------------------
+
+function showLimits() {
+  $('limits').hidden = false;
+  $('limit-result').textContent = '';
+  every(OVERVIEW_POLL_MS, loadLimits);
+}
+
+async function loadLimits() {
+  const { limits } = await api('/api/limits');
+  if (!$('limits').hidden) renderLimits(limits);
+}
+
+/** `at most 3 running; 20 per 1 s`, as `spindle limits` words them. */
+function limitsText(l) {
+  const rate = (r) => `${r.limit} per ${r.intervalMs % 60_000 === 0 ? `${r.intervalMs / 60_000} min` : r.intervalMs % 1000 === 0 ? `${r.intervalMs / 1000} s` : `${r.intervalMs} ms`}`;
+  const parts = [];
+  if (l.globalConcurrency != null) parts.push(`at most ${l.globalConcurrency} running`);
+  if (l.keyConcurrency != null) parts.push(`${l.keyConcurrency} per key`);
+  if (l.rateLimit) parts.push(rate(l.rateLimit));
+  if (l.keyRateLimit) parts.push(`${rate(l.keyRateLimit)} per key`);
+  if (l.fair) parts.push('fair by key');
+  return parts.join('; ') || '-';
+}
+
+function renderLimits(rows) {
+  fill(
+    $('limit-list').tBodies[0],
+    rows.length
+      ? rows.map((r) => {
+          const scope = `${r.kind}:${r.name}`;
+          const setBy = Object.keys(r.operator).length ? (Object.keys(r.module).length ? 'operator over module' : 'operator') : 'module';
+          const button = h('button', { type: 'button', class: `small${r.paused ? '' : ' danger'}`, dataset: { action: r.paused ? 'resume' : 'pause' } }, r.paused ? 'Resume' : 'Pause');
+          button.addEventListener('click', () => pauseScope(r.kind, r.name, !r.paused));
+          const jobs = `#/jobs?${r.kind}=${encodeURIComponent(r.name)}&state=queued`;
+          return h(
+            'tr',
+            { dataset: { scope } },
+            h('td', {}, scope),
+            h('td', {}, limitsText(r.limits)),
+            h('td', { class: 'muted' }, setBy),
+            h('td', { class: 'num', dataset: { running: '' } }, r.limits.globalConcurrency == null ? r.running : `${r.running}/${r.limits.globalConcurrency}`),
+            h('td', { class: 'num', dataset: { waiting: '' } }, r.waiting ? h('a', { href: jobs }, String(r.waiting)) : '0'),
+            h('td', { class: 'num' }, r.recentStarts == null ? '-' : `${r.recentStarts}/${r.limits.rateLimit?.limit ?? '-'}`),
+            h('td', {}, h('span', { class: `state ${r.paused ? 'cancelled' : 'running'}`, dataset: { paused: String(r.paused) } }, r.paused ? 'paused' : 'claiming')),
+            h('td', {}, button),
+          );
+        })
+      : [h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No type or queue has limits or a pause.'))],
+  );
+}
+
+/** Pauses or resumes a type or queue for every supervisor, then shows the scopes as they are now. */
+async function pauseScope(kind, name, paused) {
+  const scope = `${kind} ${name}`;
+  try {
+    const body = await api(`/api/limits/${kind}/${encodeURIComponent(name)}/${paused ? 'pause' : 'resume'}`, { method: 'POST', body: {} });
+    $('limit-result').textContent = body.changed ? `${scope} ${paused ? 'paused' : 'resumed'}` : `${scope} was ${paused ? 'paused' : 'not paused'} already`;
+    await loadLimits();
+  } catch (error) {
+    if (error instanceof Unauthorized) return forget(error.message);
+    $('limit-result').textContent = String(error.message ?? error);
+  }
 }
 
 // ---- one job --------------------------------------------------------------------
@@ -373,6 +444,8 @@ function renderJob({ job, attempts, inFlight }) {
   shownJob = job;
   $('job-state').replaceWith(Object.assign(jobBadge(job, inFlight), { id: 'job-state' }));
   setProgress(job.progress, job.progressMessage);
+  $('job-waiting').textContent = job.waitingFor ? `Held back by flow control: ${job.waitingFor}` : '';
+  $('job-waiting').hidden = !job.waitingFor;
   $('cancel').disabled = FINAL.includes(job.state);
   $('retry').disabled = !['failed', 'timed_out', 'cancelled'].includes(job.state);
   const fields = [
@@ -560,6 +633,12 @@ function init() {
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(e.target)) if (String(v).trim()) params.set(k, String(v).trim());
     location.hash = `#/jobs?${params}`;
+  });
+  $('pause-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const name = form.elements.name.value.trim();
+    if (name) pauseScope(form.elements.kind.value, name, true);
   });
   $('cancel').addEventListener('click', () => act('cancel'));
   $('retry').addEventListener('click', () => act('retry'));
