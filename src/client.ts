@@ -11,6 +11,8 @@ import { checkSchemaVersion } from './db/schema-version.ts';
 import { NotFoundError, StateError, TimeoutError, ValidationError } from './errors.ts';
 import { DEAD_AFTER_HEARTBEATS } from './liveness.ts';
 import { Subscription } from './subscription.ts';
+import { trace } from '@opentelemetry/api';
+import { withProducerSpan } from './tracing.ts';
 import { attemptFromRow, FINAL_STATES, jobFromRow, type Attempt, type Job, type JobState } from './job.ts';
 import {
   checkEnqueueOptions,
@@ -149,7 +151,12 @@ export class Client {
     const checked = checkEnqueueOptions(options);
     const db = this.#queryable(options.client);
     if (!this.#schemaChecked) await this.#checkSchema();
-    const row = await sqlErrors(() => enqueueJob(db, type, inputJson, checked));
+    const attributes = { 'spindle.job.type': type, 'spindle.job.queue': checked.queue ?? 'default' };
+    const row = await withProducerSpan(`spindle.enqueue ${type}`, attributes, async (traceparent) => {
+      const job = await sqlErrors(() => enqueueJob(db, type, inputJson, traceparent ? { ...checked, traceparent } : checked));
+      trace.getActiveSpan()?.setAttribute('spindle.job.id', String(job.id));
+      return job;
+    });
     return jobFromRow<I>(row);
   }
 
@@ -177,7 +184,10 @@ export class Client {
     const db = this.#queryable(options.client);
     if (!this.#schemaChecked) await this.#checkSchema();
     const keyed = checked.some(({ options: o }) => o.key !== undefined || o.throttle !== undefined || o.debounce !== undefined);
-    const rows = await sqlErrors(() => (keyed ? enqueueJobs(db, checked) : insertJobs(db, checked)));
+    const rows = await withProducerSpan('spindle.enqueue_many', { 'spindle.jobs': checked.length }, (traceparent) => {
+      if (traceparent) for (const spec of checked) spec.options.traceparent = traceparent;
+      return sqlErrors(() => (keyed ? enqueueJobs(db, checked) : insertJobs(db, checked)));
+    });
     return rows.map((row) => jobFromRow(row));
   }
 

@@ -11,6 +11,11 @@ export interface JobContext {
   readonly attempt: number;
   /** How many attempts the job may use in all. */
   readonly maxAttempts: number;
+  /**
+   * The W3C trace context of this attempt's span (`spindle.run TYPE`) when the supervisor traces
+   * with OpenTelemetry: continue the trace in the thread with your own SDK. Undefined otherwise.
+   */
+  readonly traceparent?: string;
   /** Fires on cancel, timeout, lost lease or shutdown; stop promptly when it does. */
   readonly signal: AbortSignal;
   /** Reports progress (0–100) with an optional message and data; cheap, fire-and-forget. */

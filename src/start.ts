@@ -1,6 +1,5 @@
 /** startSupervisor(): everything `spindle start` does, as a function. */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { Supervisor } from './actors/supervisor.ts';
@@ -51,10 +50,9 @@ export interface RuntimeSnapshot {
   pool: ReturnType<WorkerPool['stats']>;
 }
 
-/** The package version, read once. */
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+import { VERSION } from './version.ts';
+
+export { VERSION };
 
 /**
  * Starts a supervisor: the embedded database unless one is given, migrations, worker modules,

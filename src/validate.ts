@@ -172,6 +172,8 @@ export interface CheckedEnqueueOptions {
   concurrencyKey?: string;
   throttle?: { key: string; windowMs: number };
   debounce?: { key: string; delayMs: number };
+  /** Set by the Client from its producer span (tracing.ts), never by users. */
+  traceparent?: string;
 }
 
 /** Validates enqueue options; returns them as the JSON object spindle.enqueue_job() takes. */

@@ -1,10 +1,12 @@
 /** A job a supervisor holds, as the supervisor and the pool see it. */
+import type { Span } from '@opentelemetry/api';
 import type { EventEmitter } from 'eventemitter3';
 import type { ClaimedJob } from '../db/claims.ts';
 import type { RunOptions, RunningJob } from '../pool/pool.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import type { WorkerModuleInfo } from '../pool/registry.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
+import { startAttemptSpan, traceFields, traceparentOf } from '../tracing.ts';
 import type { CompensatedJob } from './compensator.ts';
 
 /** Bound on the log lines kept per attempt (the oldest are dropped). */
@@ -13,6 +15,7 @@ const MAX_LOG_BYTES = 64 * 1024;
 /** What an InFlight job reports to, besides itself. */
 export interface InFlightHost {
   readonly events: EventEmitter<RuntimeEvents>;
+  readonly supervisorId: string;
   /** The supervisor's clock, in ms since the epoch. */
   now(): number;
   reportProgress(job: InFlight): void;
@@ -52,6 +55,10 @@ export class InFlight implements RunOptions {
   cancelRequested = false;
   /** Claimed under a flow-control limit: its outcome wakes every supervisor, as it frees a slot. */
   wakesOthers = false;
+  /** The attempt's consumer span (a no-op without an OpenTelemetry SDK), ended with its outcome. */
+  readonly span: Span;
+  /** The span's W3C trace context: the handler's `ctx.traceparent`. */
+  readonly traceparent: string | undefined;
   readonly #host: InFlightHost;
 
   constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {
@@ -66,6 +73,15 @@ export class InFlight implements RunOptions {
     this.loadError = info.loadError;
     this.#host = host;
     this.claimedAt = host.now();
+    this.span = startAttemptSpan(row.type, row.trace_context, {
+      'spindle.job.id': this.id,
+      'spindle.job.type': row.type,
+      'spindle.job.queue': row.queue,
+      'spindle.job.attempt': row.attempt,
+      'spindle.supervisor': host.supervisorId,
+      'spindle.queue_wait_ms': row.wait_ms,
+    });
+    this.traceparent = traceparentOf(this.span);
   }
 
   onStart(threadId: number): void {
@@ -73,6 +89,7 @@ export class InFlight implements RunOptions {
     this.startedAt = this.#host.now();
     if (this.timeoutMs !== undefined) this.deadlineAt = this.startedAt + this.timeoutMs;
     const thread = this.running.thread!;
+    this.span.addEvent('thread started', { 'thread.id': threadId, 'spindle.thread_hop_ms': this.startedAt - this.claimedAt });
     this.#host.events.emit('job:started', { id: this.id, type: this.type, attempt: this.attempt, threadId, thread });
   }
 
@@ -87,6 +104,11 @@ export class InFlight implements RunOptions {
   onLog(line: string): void {
     this.logs = boundLog(this.logs + line + '\n');
     this.#host.reportProgress(this);
+  }
+
+  /** What a log line about it carries: the job, its type and attempt, and its trace when traced. */
+  logFields(): Record<string, unknown> {
+    return { job: this.id, type: this.type, attempt: this.attempt, ...traceFields(this.span) };
   }
 
   /** What inspectors see of it. */

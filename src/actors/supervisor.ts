@@ -16,6 +16,7 @@ import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
 import { finishFor } from '../outcome.ts';
+import { endAttemptSpan } from '../tracing.ts';
 import type { Outcome, WorkerPool } from '../pool/pool.ts';
 import type { Registry } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
@@ -107,11 +108,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #d: SupervisorDeps;
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
-  readonly #jobHost: InFlightHost = {
-    events: this.events,
-    now: () => this.clock.now(),
-    reportProgress: (job) => this.#reportProgress(job),
-  };
+  readonly #jobHost: InFlightHost;
   #completer!: Completer;
   #compensator!: Compensator;
   #progress!: Progress;
@@ -140,6 +137,12 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     super({ name: 'supervisor', logger: deps.logger, clock: deps.clock });
     this.#d = deps;
     this.id = deps.id;
+    this.#jobHost = {
+      events: this.events,
+      supervisorId: deps.id,
+      now: () => this.clock.now(),
+      reportProgress: (job) => this.#reportProgress(job),
+    };
     this.#record = {
       id: deps.id,
       host: hostname(),
@@ -530,6 +533,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         input: row.input,
         attempt: row.attempt,
         maxAttempts: job.maxAttempts,
+        traceparent: job.traceparent,
       },
       job,
     );
@@ -583,6 +587,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#lostClaim(job, 'lease lost');
     }
     const kind = outcome.kind as AttemptOutcome;
+    endAttemptSpan(job.span, kind, 'error' in outcome ? outcome.error : null);
     this.#finishedBy[kind] = (this.#finishedBy[kind] ?? 0) + 1;
     this.events.emit('job:finished', {
       id,
@@ -640,7 +645,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   #lostClaim(job: InFlight, reason: string): void {
     this.#stats.lostClaims++;
-    this.logger.warn({ job: job.id, attempt: job.attempt, reason }, 'lost claim: result dropped');
+    this.logger.warn({ ...job.logFields(), reason }, 'lost claim: result dropped');
     this.events.emit('claim:lost', { id: job.id, attempt: job.attempt, reason });
   }
 

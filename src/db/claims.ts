@@ -13,12 +13,15 @@ export interface ClaimType {
 export interface ClaimedJob {
   id: string;
   type: string;
+  queue: string;
   input: unknown;
   attempt: number;
   max_attempts: number;
   timeout_ms: number | null;
   /** From run_at to the claim, by the database's clock. */
   wait_ms: number;
+  /** The W3C traceparent of the job's enqueue, when it was traced (tracing.ts). */
+  trace_context: string | null;
 }
 
 /**
@@ -55,12 +58,12 @@ export const CLAIM_SQL = `WITH held AS MATERIALIZED (
            progress = NULL, progress_message = NULL, progress_data = NULL
       FROM picked
      WHERE j.id = picked.id
-     RETURNING j.id, j.type, j.input, j.attempt, j.max_attempts, j.timeout_ms, j.priority, j.run_at,
+     RETURNING j.id, j.type, j.queue, j.input, j.attempt, j.max_attempts, j.timeout_ms, j.priority, j.run_at, j.trace_context,
                greatest(0, extract(epoch FROM now() - j.run_at) * 1000)::float8 AS wait_ms
   )
   SELECT coalesce(json_agg(json_build_object(
-           'id', id::text, 'type', type, 'input', input, 'attempt', attempt, 'max_attempts', max_attempts,
-           'timeout_ms', timeout_ms, 'wait_ms', wait_ms)
+           'id', id::text, 'type', type, 'queue', queue, 'input', input, 'attempt', attempt, 'max_attempts', max_attempts,
+           'timeout_ms', timeout_ms, 'wait_ms', wait_ms, 'trace_context', trace_context)
          ORDER BY priority DESC, run_at, id), '[]') AS jobs
     FROM claimed`;
 

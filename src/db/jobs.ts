@@ -46,13 +46,13 @@ export async function enqueueJobs(db: Queryable, specs: CheckedJobSpec[]): Promi
 export async function insertJobs(db: Queryable, specs: CheckedJobSpec[]): Promise<JobRow[]> {
   const { rows } = await db.query<JobRow>(
     `WITH ins AS (
-       INSERT INTO spindle.jobs (type, queue, priority, input, max_attempts, timeout_ms, concurrency_key, run_at)
+       INSERT INTO spindle.jobs (type, queue, priority, input, max_attempts, timeout_ms, concurrency_key, trace_context, run_at)
        -- jsonb_to_recordset reads an input of JSON null as SQL NULL: it is stored as JSON null, as enqueue does.
-       SELECT type, coalesce(queue, 'default'), coalesce(priority, 0), coalesce(input, 'null'), max_attempts, timeout_ms, concurrency_key,
+       SELECT type, coalesce(queue, 'default'), coalesce(priority, 0), coalesce(input, 'null'), max_attempts, timeout_ms, concurrency_key, trace_context,
               coalesce(run_at, now() + delay_ms * interval '1 millisecond', now())
          FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (type text, input jsonb, queue text, priority int,
-                max_attempts int, timeout_ms int, concurrency_key text, run_at timestamptz, delay_ms bigint))
-              WITH ORDINALITY AS s(type, input, queue, priority, max_attempts, timeout_ms, concurrency_key, run_at, delay_ms, n)
+                max_attempts int, timeout_ms int, concurrency_key text, trace_context text, run_at timestamptz, delay_ms bigint))
+              WITH ORDINALITY AS s(type, input, queue, priority, max_attempts, timeout_ms, concurrency_key, trace_context, run_at, delay_ms, n)
         ORDER BY n
        RETURNING *
      )
@@ -80,6 +80,7 @@ function jobSpecsJson(specs: CheckedJobSpec[]): string {
     if (o.maxAttempts !== undefined) json += `,"max_attempts":${o.maxAttempts}`;
     if (o.timeoutMs !== undefined) json += `,"timeout_ms":${o.timeoutMs}`;
     if (o.concurrencyKey !== undefined) json += `,"concurrency_key":${JSON.stringify(o.concurrencyKey)}`;
+    if (o.traceparent !== undefined) json += `,"trace_context":"${o.traceparent}"`;
     if (o.runAt !== undefined) json += `,"run_at":${JSON.stringify(o.runAt)}`;
     if (o.delayMs !== undefined) json += `,"delay_ms":${o.delayMs}`;
     json += '}';

@@ -28,7 +28,7 @@ export async function activeScopes(db: Queryable): Promise<ActiveScopes> {
 
 /** What one limited claim brought, and when a rate window next allows a start (ms), if one held it back. */
 export interface LimitedClaim {
-  jobs: (ClaimedJob & { queue: string })[];
+  jobs: ClaimedJob[];
   retryMs: number | null;
 }
 

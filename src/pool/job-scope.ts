@@ -59,6 +59,7 @@ class JobContext implements ThreadJobContext {
   readonly jobId: string;
   readonly attempt: number;
   readonly maxAttempts: number;
+  readonly traceparent: string | undefined;
   readonly threadId: number;
   readonly progress: (percent: number, message?: string, data?: unknown) => void;
   readonly log: (...args: unknown[]) => void;
@@ -69,6 +70,7 @@ class JobContext implements ThreadJobContext {
     this.jobId = task.jobId;
     this.attempt = task.attempt;
     this.maxAttempts = task.maxAttempts;
+    this.traceparent = task.traceparent;
     this.threadId = threadId;
     this.progress = (percent, message, data) => scope.progress(percent, message, data);
     this.log = (...args) => scope.log(args);

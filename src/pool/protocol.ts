@@ -39,6 +39,8 @@ export interface JobTask {
   task: number;
   /** With mode 'compensate': the cancel reason. */
   cancelReason?: string;
+  /** The attempt's W3C trace context: the handler's ctx.traceparent. */
+  traceparent?: string;
   /**
    * Two Int32s on a SharedArrayBuffer. [0] is set (see ABORT_REASONS) just after the
    * abort message is posted. A handler stuck in a synchronous loop never sees port

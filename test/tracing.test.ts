@@ -1,0 +1,156 @@
+/**
+ * OpenTelemetry as an application sets it up: its SDK in this process (the in-memory exporter), an
+ * enqueue inside its own span, and a supervisor in another process with an SDK of its own (spans
+ * to a file). One trace must run from the application's span to each attempt's span.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, type Client } from '../src/client.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { SupervisorProcess } from './helpers/supervisor-process.ts';
+import { spanLine, type SpanLine } from './fixtures/span-file.ts';
+import { eventually } from './helpers/processes.ts';
+
+const WORKERS = fileURLToPath(new URL('./fixtures/trace-workers', import.meta.url));
+
+let db: TestDatabase;
+let client: Client;
+let dir: string;
+let spansFile: string;
+let supervisor: SupervisorProcess;
+const exporter = new InMemorySpanExporter();
+const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+
+beforeAll(async () => {
+  provider.register();
+  db = await createTestDatabase();
+  client = createClient({ connectionString: db.url });
+  dir = mkdtempSync(join(tmpdir(), 'spindle-trace-'));
+  spansFile = join(dir, 'spans.jsonl');
+  supervisor = await new SupervisorProcess(
+    { databaseUrl: db.url, workers: WORKERS, concurrency: 2, logLevel: 'warn', socket: false, heartbeatMs: 300 },
+    { SPINDLE_TEST_SPANS: spansFile },
+  ).ready(30_000);
+}, 60_000);
+
+afterAll(async () => {
+  supervisor?.signal('SIGKILL');
+  await supervisor?.exited;
+  await client?.close();
+  await db?.drop();
+  trace.disable();
+  await provider.shutdown();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The supervisor's spans so far. */
+function supervisorSpans(): SpanLine[] {
+  try {
+    return readFileSync(spansFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as SpanLine);
+  } catch {
+    return [];
+  }
+}
+
+async function attemptSpans(jobId: string, n: number): Promise<SpanLine[]> {
+  const of = () => supervisorSpans().filter((s) => s.attributes['spindle.job.id'] === jobId);
+  await eventually(() => of().length >= n, 10_000);
+  return of().sort((a, b) => Number(a.attributes['spindle.job.attempt']) - Number(b.attributes['spindle.job.attempt']));
+}
+
+/** Enqueues inside an application span of this process; returns the job id and the app span's ids. */
+async function enqueueTraced(input: object, options: object = {}) {
+  const tracer = trace.getTracer('test-app');
+  return tracer.startActiveSpan('app.request', async (span) => {
+    try {
+      const job = await client.enqueue('traced', input, options);
+      return { jobId: job.id, traceId: span.spanContext().traceId, appSpanId: span.spanContext().spanId };
+    } finally {
+      span.end();
+    }
+  });
+}
+
+describe('one trace from the enqueue to the attempt, across processes', () => {
+  it("the attempt's span is a child of the enqueue's, which is a child of the caller's; ctx.traceparent names the attempt's span", async () => {
+    const { jobId, traceId, appSpanId } = await enqueueTraced({});
+    const done = await client.waitFor(jobId, { timeoutMs: 20_000 });
+    expect(done.state).toBe('succeeded');
+
+    const producer = exporter.getFinishedSpans().map(spanLine).find((s) => s.name === 'spindle.enqueue traced')!;
+    expect(producer).toMatchObject({ traceId, parentSpanId: appSpanId, kind: SpanKind.PRODUCER });
+    expect(producer.attributes).toMatchObject({ 'spindle.job.type': 'traced', 'spindle.job.queue': 'default', 'spindle.job.id': jobId });
+
+    const [attempt] = await attemptSpans(jobId, 1);
+    expect(attempt).toMatchObject({ name: 'spindle.run traced', kind: SpanKind.CONSUMER, traceId, parentSpanId: producer.spanId });
+    expect(attempt!.attributes).toMatchObject({
+      'spindle.job.id': jobId,
+      'spindle.job.type': 'traced',
+      'spindle.job.queue': 'default',
+      'spindle.job.attempt': 1,
+      'spindle.supervisor': supervisor.id,
+      'spindle.outcome': 'succeeded',
+    });
+    expect(attempt!.attributes['spindle.queue_wait_ms']).toBeTypeOf('number');
+    expect(attempt!.events).toContain('thread started');
+    expect(attempt!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(done.output).toEqual({ traceparent: `00-${traceId}-${attempt!.spanId}-01` });
+  });
+
+  it('retries are sibling attempts under the one enqueue, the failed ones marked as errors', async () => {
+    const { jobId, traceId } = await enqueueTraced({ failUntil: 3 });
+    expect((await client.waitFor(jobId, { timeoutMs: 20_000 })).state).toBe('succeeded');
+    const attempts = await attemptSpans(jobId, 3);
+    expect(attempts.map((s) => s.attributes['spindle.job.attempt'])).toEqual([1, 2, 3]);
+    expect(new Set(attempts.map((s) => s.parentSpanId)).size).toBe(1);
+    expect(attempts.every((s) => s.traceId === traceId)).toBe(true);
+    expect(attempts.map((s) => [s.attributes['spindle.outcome'], s.status.code])).toEqual([
+      ['failed', SpanStatusCode.ERROR],
+      ['failed', SpanStatusCode.ERROR],
+      ['succeeded', SpanStatusCode.UNSET],
+    ]);
+    expect(attempts[0]!.status.message).toBe('attempt 1 fails on purpose');
+  });
+
+  it('a timed-out and a cancelled attempt end their spans with their outcome as an error', async () => {
+    const timedOut = await enqueueTraced({ ms: 30_000 }, { timeoutMs: 200, maxAttempts: 1 });
+    const cancelled = await enqueueTraced({ ms: 30_000 }, { maxAttempts: 1 });
+    await eventually(async () => (await client.get(cancelled.jobId))!.state === 'running', 10_000);
+    await client.cancel(cancelled.jobId, 'not needed');
+    expect((await client.waitFor(timedOut.jobId, { timeoutMs: 20_000 })).state).toBe('timed_out');
+    expect((await client.waitFor(cancelled.jobId, { timeoutMs: 20_000 })).state).toBe('cancelled');
+    const [t] = await attemptSpans(timedOut.jobId, 1);
+    const [c] = await attemptSpans(cancelled.jobId, 1);
+    expect([t!.attributes['spindle.outcome'], t!.status.code]).toEqual(['timed_out', SpanStatusCode.ERROR]);
+    expect([c!.attributes['spindle.outcome'], c!.status.code]).toEqual(['cancelled', SpanStatusCode.ERROR]);
+  });
+
+  it('enqueueMany: one producer span, every job a child of it; a job enqueued with no span active still gets one', async () => {
+    const jobs = await client.enqueueMany([{ type: 'traced' }, { type: 'traced' }]);
+    const producer = exporter.getFinishedSpans().map(spanLine).find((s) => s.name === 'spindle.enqueue_many')!;
+    expect(producer.attributes['spindle.jobs']).toBe(2);
+    for (const job of jobs) {
+      expect((await client.waitFor(job.id, { timeoutMs: 20_000 })).state).toBe('succeeded');
+      const [attempt] = await attemptSpans(job.id, 1);
+      expect(attempt).toMatchObject({ traceId: producer.traceId, parentSpanId: producer.spanId });
+    }
+  });
+
+  it('from SQL, a traceparent given as an option is kept; a malformed one is refused, naming it', async () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT spindle.enqueue('traced', 'null', $1::jsonb)::text AS id`, [
+      JSON.stringify({ traceparent }),
+    ]);
+    const [attempt] = await attemptSpans(rows[0]!.id, 1);
+    expect(attempt).toMatchObject({ traceId: '0af7651916cd43dd8448eb211c80319c', parentSpanId: 'b7ad6b7169203331' });
+    await expect(db.pool.query(`SELECT spindle.enqueue('traced', 'null', '{"traceparent": "00-xyz"}')`)).rejects.toThrow(
+      'options.traceparent must be a W3C traceparent',
+    );
+  });
+});
