@@ -62,8 +62,9 @@ export function limitsSections(results: Results): StartupSection[] {
     right: [false, true, true],
   };
   const runAfter = [
-    'A limited type is claimed only for threads that are idle (src/policy/flow-plan.ts), so its no-op jobs pay a claim round trip every few jobs ' +
-      `where the plain claim takes a batch ahead. Load average (1 min) ${n2(r.loadAfter!)} after the scenario.`,
+    'A limited type is claimed only for threads that are idle (src/policy/flow-plan.ts): no batch ahead, so a freed thread costs one call of ' +
+      'claim_limited with its own commit, where the plain claim takes a batch ahead; for short jobs that call is the bound. ' +
+      `Load average (1 min) ${n2(r.loadAfter!)} after the scenario.`,
   ];
   return [
     { title: claimTitle, before, grid: claims, after: claimAfter },
