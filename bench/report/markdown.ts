@@ -63,7 +63,7 @@ export function benchmarksMarkdown(results: Results): string {
     '',
     '## Goals',
     '',
-    'Issue 8\'s goals, and those of issues 6 (progress) and 5 (cancel and timeout) that scenarios 4 and 5 measure, and of issue 20 (time to the first job) that scenario 7 measures.',
+    'Issue 8\'s goals, and those of issues 6 (progress) and 5 (cancel and timeout) that scenarios 4 and 5 measure, and of issue 20 (time to the first job) that scenario 7 measures, and of issue 23 (flow control) that scenario 9 measures.',
     '',
     gridToMarkdown(goalsGrid(results)),
     '',

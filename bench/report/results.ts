@@ -191,7 +191,41 @@ export function goals(results: Results): Goal[] {
   list.push(...spindleOnlyGoals(results));
   list.push(...startupGoals(results));
   list.push(workflowsGoal(results));
+  list.push(...flowGoals(results));
   return list;
+}
+
+/** How the goals of issue 23 begin (scenario 9), for the report's explanations. */
+export const FLOW_GOAL_PREFIX = 'Flow control (issue 23)';
+
+/**
+ * The goals of issue 23 (scenario 9), read on the claim at 10k and 1M queued rows (at most 1.5x):
+ * claim_limited with a global limit and over 10,000 keys, and the plain claim of jobs without limits
+ * queued behind a limited type's backlog ("jobs without limits pay nothing").
+ */
+function flowGoals(results: Results): Goal[] {
+  const got = standaloneResult(results, 'limits');
+  const read = (goal: string, keys: string[]): Goal => {
+    if ('why' in got) return { goal, measured: `not measured (${got.why})`, met: undefined };
+    const r = got.result;
+    const pairs = keys.map((k) => [k, r[`${k}_10000`], r[`${k}_1000000`]] as const);
+    if (pairs.some(([, a, b]) => a === undefined || b === undefined)) return { goal, measured: 'not measured (no figures)', met: undefined };
+    return {
+      goal,
+      measured: pairs.map(([k, a, b]) => `${keys.length > 1 ? `${k} ` : ''}${fixed(a!, 2)} ms -> ${fixed(b!, 2)} ms = ${fixed(b! / a!, 2)}x`).join('; '),
+      met: pairs.every(([, a, b]) => b! / a! <= 1.5),
+    };
+  };
+  return [
+    read(`${FLOW_GOAL_PREFIX}: claim_limited flat from 10k to 1M queued rows, with a global limit and with 10,000 keys (keyConcurrency 1, fair) (1M/10k at most 1.5)`, [
+      'global',
+      'keyed',
+      'fair',
+    ]),
+    read(`${FLOW_GOAL_PREFIX}: jobs without limits pay nothing: their plain claim flat from 10k to 1M queued rows of a limited type ahead of them (1M/10k at most 1.5)`, [
+      'plainBehind',
+    ]),
+  ];
 }
 
 /** How the goals of issue 20 begin (scenario 7), for the report's explanations. */

@@ -9,12 +9,14 @@
 import type { Metrics } from '../scenarios/types.ts';
 import { formatNumber, formatRatio, gridToMarkdown, gridToText, type Grid } from './grid.ts';
 import { startupSections, startupShortfall } from './startup.ts';
+import { limitsSections } from './limits.ts';
 import { workflowsSections } from './workflows.ts';
 import {
   goals,
   LIMIT_SYSTEM,
   medianOf,
   standaloneResult,
+  FLOW_GOAL_PREFIX,
   STARTUP_GOAL_PREFIX,
   SUBJECT,
   systemScenarioById,
@@ -267,6 +269,7 @@ function sections(results: Results): Section[] {
     present('scale') ? scaleSection(results) : undefined,
     ...startupSections(results),
     ...workflowsSections(results),
+    ...limitsSections(results),
   ].filter((s): s is Section => s !== undefined);
 }
 
@@ -381,6 +384,8 @@ export function shortfalls(results: Results): string[] {
           ` The loop ignores its signal, so its thread is terminated after the grace (${n0(r.abortGraceMs!)} ms); the rest, ${n0(r.endlessP50! - r.abortGraceMs!)} ms at p50 and ${n0(r.endlessP99! - r.abortGraceMs!)} ms at p99, ` +
           `is the thread's termination and the outcome's write, which compete for the cores with everything else on the machine (load average ${formatNumber(r.loadBefore!, 2)} before this scenario, ${formatNumber(r.loadAfter!, 2)} after).`;
       }
+    } else if (g.goal.startsWith(FLOW_GOAL_PREFIX)) {
+      why = flowShortfall(results, g.goal.includes('plain claim'));
     } else if (g.goal.startsWith(STARTUP_GOAL_PREFIX)) {
       why = startupShortfall(results, g.goal.includes('JavaScript') ? 'libJs' : 'libTs');
     } else if (g.goal.startsWith('Progress (issue 6): a CPU job')) {
@@ -447,6 +452,26 @@ export function shortfalls(results: Results): string[] {
     );
   }
   return out;
+}
+
+/** Why a goal of issue 23 (scenario 9) was missed, from the run's figures. */
+function flowShortfall(results: Results, plainBehind: boolean): string {
+  const got = standaloneResult(results, 'limits');
+  if ('why' in got) return '';
+  const r = got.result;
+  const n2 = (v: number) => formatNumber(v, 2);
+  if (plainBehind) {
+    return (
+      ' The plain claim walks jobs_claim_idx (priority, run_at, id) in claim order and passes over every queued job of a limited or paused type ahead of ' +
+      'its own, visiting each one\'s row (the type is not in that index): a backlog of a rate-limited, tightly limited or paused type slows every other ' +
+      'type\'s claim in proportion to its size. claim_limited of a limited type queued behind other types\' jobs walks the same way ' +
+      `(${n2(r.limitedBehind_10000!)} ms at 10,000 queued ahead, ${n2(r.limitedBehind_1000000!)} ms at 1,000,000): no index holds a type's queued jobs in claim order.`
+    );
+  }
+  return (
+    ' Read with the p90s beside the medians: this run shared the machine (load average ' +
+    `${n2(r.loadBefore!)} before the scenario, ${n2(r.loadAfter!)} after), and each depth was measured at a different time.`
+  );
 }
 
 function n_(processes: number): string {

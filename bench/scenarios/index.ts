@@ -1,8 +1,9 @@
-/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22). */
+/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22; 9: issue 23). */
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
 import { roundTripFloor } from './floor.ts';
+import { flowLimits } from './limits.ts';
 import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
@@ -23,6 +24,7 @@ export const SCENARIOS: readonly Scenario[] = [
   scaleOut,
   startup,
   workflows,
+  flowLimits,
 ];
 
 /** The scenario called `id`, or undefined. */
