@@ -75,8 +75,13 @@ describe('the limited claim', () => {
     await client.setLimits('t', { globalConcurrency: 3 });
     await client.pause('p');
     await client.enqueueMany([...Array.from({ length: 5 }, () => ({ type: 't' })), { type: 'p' }, { type: 'free' }]);
-    const rows = await claimJobs(claimers, { supervisorId: 's', queues: [], types: ['t', 'p', 'free'].map((type) => ({ type, maxAttempts: 3 })), limit: 50, leaseMs: 30_000 });
+    const types = ['t', 'p', 'free', 'other'].map((type) => ({ type, maxAttempts: 3 }));
+    const rows = await claimJobs(claimers, { supervisorId: 's', queues: [], types, limit: 50, leaseMs: 30_000 });
     expect(rows.map((r) => r.type)).toEqual(['free']);
+    // Type by type (while scopes are limited or paused): the same rule, and claim order across types.
+    await client.enqueueMany([{ type: 'other', options: { priority: 1 } }, { type: 'free' }, { type: 'other' }]);
+    const byType = await claimJobs(claimers, { supervisorId: 's', queues: [], types, limit: 2, leaseMs: 30_000, byType: true });
+    expect(byType.map((r) => r.type)).toEqual(['other', 'free']);
     expect((await claimOf('p', 5)).jobs).toEqual([]);
   });
 

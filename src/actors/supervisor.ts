@@ -502,7 +502,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
-    const rows = await claimJobs(fastDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs });
+    const byType = this.#activeScopes.types.size + this.#activeScopes.queues.size > 0;
+    const rows = await claimJobs(fastDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs, byType });
     // What its type's budget does not allow is given back at once for other supervisors, rather
     // than held behind busy threads.
     const { kept, excess } = keepWithinBudget(config, this.#d.pool.runTimes, rows, this.#heldByType());

@@ -3,11 +3,15 @@
 
 ALTER TABLE spindle.jobs ADD COLUMN concurrency_key text;
 
--- The index of queued jobs by type gains the key and the claim order: a limited claim walks one
--- type's jobs in claim order, or one key's, and steps from key to key with one probe each. It
--- holds the same rows as before (one per queued job), so jobs without limits pay nothing more.
+-- Queued jobs by type in claim order (replacing the index by type alone, same rows): a claim of
+-- one type walks only that type's jobs, so a backlog of other types ahead of them (paused, limited
+-- or served elsewhere) costs it nothing; the unknown-type sweep steps through it as before. And by
+-- type and key in claim order: a keyed claim steps from key to key with one probe each, and finds
+-- the jobs without a key (NULLs last) the same way; it adds one entry per queued job to an enqueue,
+-- none to a claim or an outcome (a row leaves it as it leaves 'queued').
 DROP INDEX spindle.jobs_queued_type_idx;
-CREATE INDEX jobs_queued_type_idx ON spindle.jobs (type, concurrency_key, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_queued_type_idx ON spindle.jobs (type, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_queued_key_idx ON spindle.jobs (type, concurrency_key, priority DESC, run_at, id) WHERE state = 'queued';
 
 DROP FUNCTION spindle.enqueue_job(text, jsonb, jsonb, boolean);
 

@@ -86,7 +86,7 @@ DECLARE
   wrapped       boolean := false;
   took_in_round int := 0;
   probes        int := 0;
-  cand          record;
+  candidates    refcursor;
   claimed       jsonb := '[]';
   one           jsonb;
   last_key      text;
@@ -161,27 +161,35 @@ BEGIN
   END IF;
 
   IF NOT keyed THEN
-    -- In claim order, passing over jobs whose queue is full; a bounded walk.
-    FOR cand IN
-      SELECT j.id, j.queue, j.concurrency_key FROM spindle.jobs j
-       WHERE j.state = 'queued' AND j.run_at <= now()
-         AND CASE WHEN scope_kind = 'type' THEN j.type = scope_name
-                  ELSE j.queue = scope_name AND j.type = ANY(served_types) AND j.type <> ALL(limited_types) END
-         AND (cardinality(served_queues) = 0 OR j.queue = ANY(served_queues))
-         AND j.queue <> ALL(paused_queues)
-       ORDER BY j.priority DESC, j.run_at, j.id
-       LIMIT want * 4 + 100
+    -- In claim order, passing over jobs whose queue is full; a bounded walk of the scope's own jobs.
+    IF scope_kind = 'type' THEN
+      OPEN candidates FOR
+        SELECT j.id, j.queue FROM spindle.jobs j
+         WHERE j.state = 'queued' AND j.type = scope_name AND j.run_at <= now()
+           AND (cardinality(served_queues) = 0 OR j.queue = ANY(served_queues)) AND j.queue <> ALL(paused_queues)
+         ORDER BY j.priority DESC, j.run_at, j.id
+         LIMIT want * 4 + 100;
+    ELSE
+      OPEN candidates FOR
+        SELECT j.id, j.queue FROM spindle.jobs j
+         WHERE j.state = 'queued' AND j.queue = scope_name AND j.run_at <= now()
+           AND j.type = ANY(served_types) AND j.type <> ALL(limited_types)
+         ORDER BY j.priority DESC, j.run_at, j.id
+         LIMIT want * 4 + 100;
+    END IF;
     LOOP
-      EXIT WHEN left_n <= 0;
-      CONTINUE WHEN coalesce((queue_left ->> cand.queue)::int, 1) <= 0;
-      one := spindle.claim_one(cand.id, supervisor, lease_ms, at_ts, served_types, type_max_attempts);
+      FETCH candidates INTO cand_id, cand_queue;
+      EXIT WHEN NOT FOUND OR left_n <= 0;
+      CONTINUE WHEN coalesce((queue_left ->> cand_queue)::int, 1) <= 0;
+      one := spindle.claim_one(cand_id, supervisor, lease_ms, at_ts, served_types, type_max_attempts);
       CONTINUE WHEN one IS NULL;
       claimed := claimed || one;
       left_n := left_n - 1;
-      IF queue_left ? cand.queue THEN
-        queue_left := jsonb_set(queue_left, ARRAY[cand.queue], to_jsonb((queue_left ->> cand.queue)::int - 1));
+      IF queue_left ? cand_queue THEN
+        queue_left := jsonb_set(queue_left, ARRAY[cand_queue], to_jsonb((queue_left ->> cand_queue)::int - 1));
       END IF;
     END LOOP;
+    CLOSE candidates;
   ELSE
     -- Round-robin over the type's concurrency keys, from the one after the key served last: one
     -- job per key per round, an index probe per key, so a key with 100,000 jobs waits its turn
