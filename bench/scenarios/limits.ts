@@ -27,7 +27,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createClient, type Client } from '../../src/client.ts';
-import { CLAIM_CONNECTION_OPTIONS, CLAIM_SQL } from '../../src/db/claims.ts';
+import { CLAIM_BY_TYPE_SQL, CLAIM_CONNECTION_OPTIONS, CLAIM_SQL } from '../../src/db/claims.ts';
 import { clearOperatorLimits, setOperatorLimits } from '../../src/db/limits.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import type { FlowLimitsUpdate } from '../../src/limits.ts';
@@ -80,7 +80,7 @@ export const CLAIM_VARIANTS: readonly ClaimVariant[] = [
   { key: 'fair', label: `claim_limited, fair over ${LIMIT_KEYS.toLocaleString('en-US')} keys`, flow: { fair: true }, call: 'limited', type: TYPE },
   {
     key: 'plainBehind',
-    label: `plain claim of an unlimited type whose ${TAIL_JOBS.toLocaleString('en-US')} jobs come after the limited type's backlog`,
+    label: `plain claim (type by type, as while a scope is limited) of an unlimited type whose ${TAIL_JOBS.toLocaleString('en-US')} jobs come after the limited type's backlog`,
     flow: { globalConcurrency: GLOBAL_LIMIT },
     call: 'plain',
     type: TAIL_TYPE,
@@ -145,9 +145,11 @@ async function timedCall(db: pg.Client, variant: ClaimVariant): Promise<{ ms: nu
     const start = wallClockMs();
     let claimed: number;
     if (variant.call === 'plain') {
+      // As a supervisor claims: type by type while some scope is limited or paused (supervisor.ts).
+      const byType = variant.flow !== undefined || variant.tail !== undefined;
       const { rows } = await db.query<{ jobs: unknown[] }>({
-        name: 'bench.claim',
-        text: CLAIM_SQL,
+        name: byType ? 'bench.claim_by_type' : 'bench.claim',
+        text: byType ? CLAIM_BY_TYPE_SQL : CLAIM_SQL,
         values: [[variant.type], [], WANT, 'bench-claim', 30_000, [3]],
       });
       claimed = rows[0]!.jobs.length;
