@@ -71,6 +71,25 @@ export function startAttemptSpan(type: string, traceparent: string | null | unde
   return tracer().startSpan(`spindle.run ${type}`, { kind: SpanKind.CONSUMER, attributes }, parentOf(traceparent));
 }
 
+/** A workflow run's resume (`spindle.workflow NAME`), a child of its startWorkflow's span. */
+export function startResumeSpan(name: string, traceparent: string | null | undefined, attributes: Attributes): Span {
+  return tracer().startSpan(`spindle.workflow ${name}`, { kind: SpanKind.CONSUMER, attributes }, parentOf(traceparent));
+}
+
+/** A step that runs in this resume (`spindle.step NAME`), a child of the resume's span. */
+export function startStepSpan(resume: Span, name: string): Span {
+  return tracer().startSpan(`spindle.step ${name}`, { kind: SpanKind.INTERNAL, attributes: { 'spindle.step': name } }, trace.setSpan(ROOT_CONTEXT, resume));
+}
+
+/** Ends a span with an error status when `error` is given. */
+export function endSpan(span: Span, error?: unknown): void {
+  if (error !== undefined) {
+    span.recordException(error instanceof Error ? error : new Error(String(error)));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  }
+  span.end();
+}
+
 /** Ends an attempt's span with its outcome: an error status for all but success. */
 export function endAttemptSpan(span: Span, outcome: string, error?: { message?: string } | null): void {
   span.setAttribute('spindle.outcome', outcome);

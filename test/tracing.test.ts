@@ -18,6 +18,7 @@ import { spanLine, type SpanLine } from './fixtures/span-file.ts';
 import { eventually } from './helpers/processes.ts';
 
 const WORKERS = fileURLToPath(new URL('./fixtures/trace-workers', import.meta.url));
+const WORKFLOWS = fileURLToPath(new URL('./fixtures/trace-workflows', import.meta.url));
 
 let db: TestDatabase;
 let client: Client;
@@ -34,7 +35,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'spindle-trace-'));
   spansFile = join(dir, 'spans.jsonl');
   supervisor = await new SupervisorProcess(
-    { databaseUrl: db.url, workers: WORKERS, concurrency: 2, logLevel: 'warn', socket: false, heartbeatMs: 300 },
+    { databaseUrl: db.url, workers: WORKERS, workflows: WORKFLOWS, concurrency: 2, logLevel: 'warn', socket: false, heartbeatMs: 300 },
     { SPINDLE_TEST_SPANS: spansFile },
   ).ready(30_000);
 }, 60_000);
@@ -140,6 +141,32 @@ describe('one trace from the enqueue to the attempt, across processes', () => {
       const [attempt] = await attemptSpans(job.id, 1);
       expect(attempt).toMatchObject({ traceId: producer.traceId, parentSpanId: producer.spanId });
     }
+  });
+
+  it("a workflow run: each resume's span under startWorkflow's, its step under the resume, its child job's attempt in the same trace", async () => {
+    const tracer = trace.getTracer('test-app');
+    const { runId, traceId } = await tracer.startActiveSpan('app.request', async (span) => {
+      try {
+        const { run } = await client.startWorkflow('traced-flow', null);
+        return { runId: run.id, traceId: span.spanContext().traceId };
+      } finally {
+        span.end();
+      }
+    });
+    expect((await client.waitForWorkflow(runId, { timeoutMs: 30_000 })).state).toBe('succeeded');
+    const start = exporter.getFinishedSpans().map(spanLine).find((s) => s.name === 'spindle.workflow.start traced-flow')!;
+    expect(start.traceId).toBe(traceId);
+    const ofRun = () => supervisorSpans().filter((s) => s.traceId === traceId);
+    // Resumes: until the sleep, after the child job, after the sleep (the last one succeeded).
+    await eventually(() => ofRun().some((s) => s.attributes['spindle.workflow.outcome'] === 'succeeded'), 10_000);
+    const resumes = ofRun().filter((s) => s.name === 'spindle.workflow traced-flow');
+    expect(resumes.length).toBeGreaterThanOrEqual(2);
+    expect(resumes.every((s) => s.parentSpanId === start.spanId && s.attributes['spindle.workflow.run'] === runId)).toBe(true);
+    const step = ofRun().find((s) => s.name === 'spindle.step prepare')!;
+    expect(resumes.map((s) => s.spanId)).toContain(step.parentSpanId);
+    const job = ofRun().find((s) => s.name === 'spindle.run traced')!;
+    expect(resumes.map((s) => s.spanId)).toContain(job.parentSpanId);
+    expect(resumes.flatMap((s) => s.events)).toEqual(expect.arrayContaining(['job enqueued', 'sleep']));
   });
 
   it('from SQL, a traceparent given as an option is kept; a malformed one is refused, naming it', async () => {

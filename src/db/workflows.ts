@@ -33,6 +33,8 @@ export interface WorkflowRunRow {
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
+  /** The W3C traceparent of the startWorkflow that made it, when traced (tracing.ts). */
+  trace_context: string | null;
 }
 
 /** A recorded step of a run. */
@@ -75,18 +77,18 @@ const FINAL_JOB_STATES = "('succeeded', 'failed', 'timed_out', 'cancelled')";
  */
 export async function insertWorkflowRun(
   db: Queryable,
-  run: { id: string; name: string; inputJson: string },
+  run: { id: string; name: string; inputJson: string; traceparent?: string },
 ): Promise<{ row: WorkflowRunRow; created: boolean }> {
   // A run deleted between the conflict and the read (retention) lets the next try insert.
   for (let tries = 0; ; tries++) {
     const { rows } = await db.query<WorkflowRunRow>(
       `WITH ins AS (
-         INSERT INTO spindle.workflow_runs (id, name, input, wake_at) VALUES ($1, $2, $3::jsonb, now())
+         INSERT INTO spindle.workflow_runs (id, name, input, wake_at, trace_context) VALUES ($1, $2, $3::jsonb, now(), $4)
          ON CONFLICT (id) DO NOTHING
          RETURNING *
        ), told AS (SELECT pg_notify('spindle_workflows', id) FROM ins)
        SELECT ins.* FROM ins, (SELECT count(*) FROM told) t`,
-      [run.id, run.name, run.inputJson],
+      [run.id, run.name, run.inputJson, run.traceparent ?? null],
     );
     if (rows[0]) return { row: rows[0], created: true };
     const existing = await getWorkflowRun(db, run.id);

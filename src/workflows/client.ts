@@ -1,4 +1,5 @@
 /** The Client's workflow calls: start, read, list, send events, cancel, wait. */
+import { withProducerSpan } from '../tracing.ts';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { getWorkflowRun, insertWorkflowEvent, insertWorkflowRun, listWorkflowRuns, listWorkflowSteps, requestWorkflowCancel, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
@@ -152,7 +153,9 @@ export async function startWorkflow<I>(
   checkName('name', name);
   const id = options.id === undefined ? randomUUID() : checkRunId('options.id', options.id);
   const inputJson = serializeInput(input, maxInputBytes);
-  const { row, created } = await insertWorkflowRun(pool, { id, name, inputJson });
+  const { row, created } = await withProducerSpan(`spindle.workflow.start ${name}`, { 'spindle.workflow.name': name, 'spindle.workflow.run': id }, (traceparent) =>
+    insertWorkflowRun(pool, { id, name, inputJson, traceparent }),
+  );
   if (row.name !== name) throw new StateError(`run ${id} exists already, as a run of workflow "${row.name}"`);
   return { run: runFromRow<I, unknown>(row), created };
 }

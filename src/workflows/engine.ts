@@ -7,6 +7,7 @@
  * the enqueue's transaction); a step whose function was running when the process died runs again
  * (at least once, like any side effect before its record).
  */
+import type { Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import { cancelJob } from '../db/jobs.ts';
 import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, skipStepCompensations, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
@@ -17,6 +18,7 @@ import { findUnstorable } from '../storable.ts';
 import type { WorkflowLimits } from './limits.ts';
 import type { WorkflowModule } from './registry.ts';
 import { Replay } from './replay.ts';
+import { endSpan, startResumeSpan } from '../tracing.ts';
 import { Cancel, ClaimLost, errorJson, Fatal, Infra, outputError, refusedWrite, Suspend, WorkflowSignal } from './signals.ts';
 
 /** After a database error, the run is resumed again this much later. */
@@ -44,6 +46,26 @@ export async function resumeRun(
   loadError?: string,
 ): Promise<ResumeOutcome> {
   const claim: WorkflowClaim = { runId: row.id, supervisorId: deps.supervisorId, claimSeq: row.claim_seq };
+  const span = startResumeSpan(row.name, row.trace_context, {
+    'spindle.workflow.name': row.name,
+    'spindle.workflow.run': row.id,
+    'spindle.workflow.resume': row.resumes,
+    'spindle.supervisor': deps.supervisorId,
+  });
+  const outcome = await resumeIn(deps, claim, row, module, loadError, span);
+  span.setAttribute('spindle.workflow.outcome', outcome);
+  endSpan(span, ['failed', 'compensation_failed', 'blocked'].includes(outcome) ? new Error(`workflow run ${outcome}`) : undefined);
+  return outcome;
+}
+
+async function resumeIn(
+  deps: EngineDeps,
+  claim: WorkflowClaim,
+  row: WorkflowRunRow & { db_now: Date },
+  module: WorkflowModule | undefined,
+  loadError: string | undefined,
+  span: Span,
+): Promise<ResumeOutcome> {
   try {
     if (!module) {
       const reason = loadError ?? `no workflow module named "${row.name}" on supervisor ${deps.supervisorId}`;
@@ -58,7 +80,7 @@ export async function resumeRun(
     }
     // A run with no step recorded (step_count counts every row written) has none to read.
     const steps = row.step_count === 0 ? [] : await listWorkflowSteps(deps.db, row.id);
-    const replay = new Replay(deps.db, deps.limits, claim, row, version, steps, deps.logger);
+    const replay = new Replay(deps.db, deps.limits, claim, row, version, steps, deps.logger, span);
     return await execute(deps, claim, row, replay, module);
   } catch (error) {
     // A write refused for what it carried would be refused at every resume: the run fails instead.

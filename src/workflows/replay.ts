@@ -8,8 +8,10 @@
  * (signals.ts). Every write is fenced on the claim (in its statement, or lockWorkflowClaim in its
  * transaction), so a resume whose claim was taken writes nothing.
  */
+import type { Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
+import { endSpan, startStepSpan, traceparentOf } from '../tracing.ts';
 import { inTransaction } from '../db/queryable.ts';
 import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStep, writeWorkflowStepFenced, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
@@ -39,6 +41,8 @@ export interface Compensation {
  */
 export class Replay {
   readonly #db: pg.Pool;
+  /** This resume's span (tracing.ts): steps run now are its children, child jobs continue it. */
+  readonly #span: Span;
   readonly #logger: Logger;
   /** The version of the module the run is recorded with (its first write records it). */
   readonly #version: string;
@@ -82,7 +86,9 @@ export class Replay {
     version: string,
     steps: WorkflowStepRow[],
     logger: Logger,
+    span: Span,
   ) {
+    this.#span = span;
     this.#logger = logger;
     this.#version = version;
     this.#db = db;
@@ -188,14 +194,24 @@ export class Replay {
     // The step is recorded once its function is done: its start is taken now, or it would last 0 ms.
     const startedAt = new Date(this.#dbNow());
     let value: unknown;
+    const span = startStepSpan(this.#span, name);
     for (let attempt = 1; ; attempt++) {
       try {
         value = await attemptStep(name, this.#timed(name, fn), options?.timeoutMs);
+        span.setAttribute('spindle.step.attempts', attempt);
+        endSpan(span);
         break;
       } catch (error) {
-        if (attempt >= attempts.max) return this.#stepFailed(seq, name, startedAt, error, attempt);
+        if (attempt >= attempts.max) {
+          span.setAttribute('spindle.step.attempts', attempt);
+          endSpan(span, error);
+          return this.#stepFailed(seq, name, startedAt, error, attempt);
+        }
         await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, attempts.backoff)));
-        if (this.#signal) throw this.#signal;
+        if (this.#signal) {
+          endSpan(span, this.#signal);
+          throw this.#signal;
+        }
       }
     }
     // The function ran, but what it returned cannot be recorded: the step fails, as if it had thrown.
@@ -254,6 +270,10 @@ export class Replay {
       const inputJson = serializeInput(input, DEFAULT_MAX_INPUT_BYTES);
       const { queue, priority, maxAttempts, timeoutMs } = options;
       const opts = checkEnqueueOptions({ queue, priority, maxAttempts, timeoutMs, key: `wf:${this.#row.id}:${seq}` });
+      // The child job's attempts continue this resume's trace.
+      const traceparent = traceparentOf(this.#span);
+      if (traceparent) opts.traceparent = traceparent;
+      this.#span.addEvent('job enqueued', { 'spindle.job.type': type });
       jobId = await this.inClaim(async (db) => {
         const job = await enqueueJob(db, type, inputJson, opts);
         const id = String(job.id);
@@ -291,6 +311,7 @@ export class Replay {
       await this.#ending((doneSeq) => this.#write({ seq, name, kind: 'sleep', state: 'succeeded', resultJson: null, errorJson: null, until, doneSeq }));
       return;
     }
+    this.#span.addEvent('sleep', { 'spindle.step': name, 'spindle.until': until.toISOString() });
     throw this.#stop(new Suspend({ state: 'sleeping', wakeAt: until }));
   }
 
@@ -322,6 +343,7 @@ export class Replay {
       return result;
     }));
     if (got) return got;
+    this.#span.addEvent('wait for event', { 'spindle.event': name });
     throw this.#stop(new Suspend({ state: 'waiting', wakeAt: deadline, event: name }));
   }
 

@@ -1,8 +1,10 @@
 -- The W3C trace context of a job's enqueue (its producer span), so the attempt's span, in whatever
--- process claims it, continues the same trace (src/tracing.ts). Set by the Client from the active
+-- process claims it, continues the same trace (src/tracing.ts); likewise a workflow run's. Set by the Client from the active
 -- span; from SQL, as the option "traceparent".
 
 ALTER TABLE spindle.jobs ADD COLUMN trace_context text;
+-- A workflow run's: the context of its startWorkflow, which each resume's span continues.
+ALTER TABLE spindle.workflow_runs ADD COLUMN trace_context text;
 
 DROP FUNCTION spindle.enqueue_job(text, jsonb, jsonb, boolean);
 
