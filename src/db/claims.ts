@@ -90,9 +90,10 @@ export const CLAIM_BY_TYPE_SQL = `WITH ${HELD}, candidates AS (
         LIMIT $3) c
      WHERE t.type <> ALL(held.types)
   ), picked AS (
-    -- Locked only now, and only those taken: the state is checked again on the locked row.
+    -- Locked only now, and only those taken: state and run_at are checked again on the locked row
+    -- (a debounced enqueue may have pushed it later since the snapshot).
     SELECT id FROM spindle.jobs
-     WHERE id IN (SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3) AND state = 'queued'
+     WHERE id IN (SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3) AND state = 'queued' AND run_at <= now()
      FOR UPDATE SKIP LOCKED
   ), ${LEASE_PICKED}`;
 
