@@ -275,23 +275,28 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
   });
 
   it("draws the charts from the supervisor's samples, and they move while jobs run", async () => {
-    await page.goto(`${base}#/charts`);
+    await page.goto(`${base}#/charts`, { timeout: 5_000 });
     const chart = page.locator('#chart-finished');
-    await page.locator('#chart-depth path').first().waitFor({ timeout: 10_000 });
-    const total = async () => Number(await chart.getAttribute('data-total'));
+    // Paths are waited for as attached: a flat line has no height, which Playwright calls hidden.
+    await page.locator('#chart-depth path').first().waitFor({ state: 'attached', timeout: 10_000 });
+    const total = async () => Number(await chart.getAttribute('data-total', { timeout: 2_000 }));
     const paths = () => chart.locator('path').evaluateAll((els) => els.map((e) => e.getAttribute('d')).join('|'));
-    await expect.poll(() => chart.getAttribute('data-total'), { timeout: 10_000 }).not.toBeNull();
+    await expect.poll(() => chart.getAttribute('data-total', { timeout: 2_000 }), { timeout: 10_000 }).not.toBeNull();
     const [before, drawn] = [await total(), await paths()];
     const jobs = await client.enqueueMany(Array.from({ length: 30 }, (_, i) => ({ type: 'quick', input: i })));
-    await Promise.all(jobs.map((j) => client.waitFor(j.id, { timeoutMs: 10_000 })));
+    // One query for them all: thirty waitFor() calls would queue on the client's few connections.
+    const ids = jobs.map((j) => j.id);
+    const done = async () =>
+      Number((await db.pool.query(`SELECT count(*) FROM spindle.jobs WHERE id = ANY($1::bigint[]) AND state = 'succeeded'`, [ids])).rows[0].count);
+    await expect.poll(done, { timeout: 10_000 }).toBe(30);
     await expect.poll(total, { timeout: 10_000 }).toBeGreaterThanOrEqual(before + 30);
     expect(await paths()).not.toBe(drawn);
-    await chart.locator('path[data-series="succeeded"]').waitFor();
-    await page.locator('#chart-runtime path[data-series="quick p50"]').waitFor();
-    await page.locator('#chart-runtime path[data-series="quick p99"]').waitFor();
+    await chart.locator('path[data-series="succeeded"]').waitFor({ state: 'attached', timeout: 5_000 });
+    await page.locator('#chart-runtime path[data-series="quick p50"]').waitFor({ state: 'attached', timeout: 5_000 });
+    await page.locator('#chart-runtime path[data-series="quick p99"]').waitFor({ state: 'attached', timeout: 5_000 });
     expect(await page.locator('#chart-depth path[data-series="succeeded"]').count()).toBe(1);
     await page.screenshot({ path: join(SHOTS, 'spindle-dashboard-charts.png'), fullPage: true });
-    await page.selectOption('#chart-window select[name="window"]', '1h');
+    await page.selectOption('#chart-window select[name="window"]', '1h', { timeout: 5_000 });
     await expect.poll(() => page.url()).toContain('window=1h');
     await expect.poll(total).toBeGreaterThanOrEqual(before + 30);
   });

@@ -318,6 +318,8 @@ function renderHeld(jobs) {
 
 function showJobs(query) {
   $('jobs').hidden = false;
+  // Rows of the last filter are not shown as this one's while it loads.
+  fill($('job-list').tBodies[0], []);
   const form = $('filters');
   for (const name of ['state', 'type', 'queue', 'limit']) {
     if (query.has(name)) form.elements[name].value = query.get(name);
@@ -580,7 +582,7 @@ function lineChart(svg, points, series, { unit = '', from, to } = {}) {
 function niceCeiling(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  return [1, 2, 5, 10].map((m) => m * p).find((n) => n >= v);
+  return [1, 2, 5, 10].map((m) => m * p).find((n) => n >= v) ?? 10 * p;
 }
 
 function round(v) {
@@ -594,6 +596,7 @@ let currentWorkflow = null;
 
 function showWorkflows(query) {
   $('workflows').hidden = false;
+  fill($('wf-list').tBodies[0], []);
   const form = $('wf-filters');
   for (const name of ['state', 'name', 'limit']) {
     if (query.has(name)) form.elements[name].value = query.get(name);
@@ -638,6 +641,11 @@ function showWorkflows(query) {
 
 function showWorkflow(id) {
   $('workflow').hidden = false;
+  // Another run's steps, jobs and events are not shown as this one's while it loads.
+  for (const table of ['wf-compensation', 'wf-jobs', 'wf-events']) fill($(table).tBodies[0], []);
+  $('wf-timeline').replaceChildren();
+  $('wf-blocked').hidden = true;
+  $('wf-state').replaceWith(Object.assign(h('span', { class: 'state' }), { id: 'wf-state' }));
   $('wf-id').textContent = id;
   $('wf-result').textContent = '';
   currentWorkflow = id;
