@@ -351,6 +351,8 @@ describe.skipIf(!CHROMIUM)('the dashboard in headless Chromium', () => {
     // The plan the cancel wrote, and what ran: the reserve step's compensation, succeeded.
     const reserveSeq = await page.locator('#wf-timeline [data-step="reserve"]').getAttribute('data-seq');
     await page.locator(`#wf-compensation tr[data-seq="${reserveSeq}"] [data-state="succeeded"]`).waitFor();
+    // The wait the cancel ended is drawn to the run's end, not on to now.
+    await expect.poll(() => page.textContent('#wf-timeline')).toMatch(/event\s*waiting\s*[\d.]+ m?s, never ended/);
     await page.screenshot({ path: join(SHOTS, 'spindle-dashboard-workflow-cancelled.png'), fullPage: true });
     expect(await page.evaluate('window.pwned')).toBeUndefined();
   });

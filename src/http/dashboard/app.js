@@ -711,13 +711,15 @@ function clip(text, max) {
 
 /**
  * The steps as bars on one time axis, from the run's start to its end (or now): where each began
- * and how long it took, a step still waiting drawn to now.
+ * and how long it took. A step still waiting is drawn to now; one a finished run left waiting (the
+ * wait a cancel ended) to the run's end.
  */
 function renderTimeline(run) {
   const now = Date.now();
   const t0 = new Date(run.createdAt).getTime();
-  const ends = run.steps.map((st) => (st.finishedAt ? new Date(st.finishedAt).getTime() : now));
-  const t1 = Math.max(t0 + 1, run.finishedAt ? new Date(run.finishedAt).getTime() : now, ...ends);
+  const runEnd = run.finishedAt ? new Date(run.finishedAt).getTime() : null;
+  const ends = run.steps.map((st) => (st.finishedAt ? new Date(st.finishedAt).getTime() : runEnd ?? now));
+  const t1 = Math.max(t0 + 1, runEnd ?? now, ...ends);
   const head = ['Step', 'Kind', 'State', 'Took', ''].map((t) => h('span', { class: 'head' }, t));
   const rows = run.steps.flatMap((st, i) => {
     const start = new Date(st.startedAt).getTime();
@@ -728,7 +730,7 @@ function renderTimeline(run) {
       h('span', { dataset: { step: st.name, seq: String(st.seq) } }, `${st.seq}. ${st.name}`),
       h('span', { class: 'muted' }, st.kind),
       h('span', {}, stateBadge(st.state)),
-      h('span', { class: 'num' }, st.finishedAt ? duration(ends[i] - start) : h('span', {}, ticking(now - start))),
+      h('span', { class: 'num' }, st.finishedAt ? duration(ends[i] - start) : runEnd ? `${duration(Math.max(0, ends[i] - start))}, never ended` : ticking(now - start)),
       h('span', { class: 'track' }, bar),
     ];
   });
