@@ -477,8 +477,9 @@ function showCharts(query) {
 }
 
 function renderCharts({ bucketMs, now, points }) {
-  // The last bucket is still filling: its rate is over the time it has been open.
-  const seconds = (p) => Math.max(1, Math.min(bucketMs, now - p.at)) / 1000;
+  // The last bucket is still filling: its rate is over the time it has been open (a second at least,
+  // so its first job is not a spike).
+  const seconds = (p) => Math.max(1000, Math.min(bucketMs, now - p.at)) / 1000;
   const outcomes = keysOf(points.map((p) => p.finished));
   $('chart-finished').dataset.total = String(points.reduce((n, p) => n + Object.values(p.finished).reduce((a, b) => a + b, 0), 0));
   lineChart($('chart-finished'), points, outcomes.map((o, i) => ({
