@@ -85,6 +85,9 @@ describe('the token', () => {
       ['POST', '/api/jobs/1/cancel'],
       ['POST', '/api/jobs/1/retry'],
       ['GET', '/api/queues'],
+      ['GET', '/api/supervisors'],
+      ['GET', '/api/charts'],
+      ['GET', '/api/workflows'],
       ['GET', '/api/events'],
       ['GET', '/api/nothing-here'],
     ] as const) {
@@ -334,6 +337,31 @@ describe('workflows', () => {
     expect(cancel.body.id).toBe(id);
   });
 
+  it('GET /api/workflows pages on with after; a run shows the events sent to it, newest first', async () => {
+    const ids = [0, 1, 2, 3, 4].map((i) => `http/page-${Date.now()}-${i}`);
+    for (const id of ids) await call('POST', '/api/workflows', { body: { name: 'paged', options: { id } } });
+    const seen: string[] = [];
+    let after = '';
+    for (let page = 0; page < 3; page++) {
+      const reply = await call('GET', `/api/workflows?name=paged&limit=2${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+      expect(reply.status).toBe(200);
+      const got = reply.body.workflows.map((r: { id: string }) => r.id);
+      seen.push(...got);
+      after = got.at(-1);
+    }
+    // Newest first, each run once, across the pages.
+    expect(seen).toEqual([...ids].reverse());
+    expect((await call('GET', '/api/workflows?after=bad%20id')).status).toBe(400);
+
+    await call('POST', `/api/workflows/${encodeURIComponent(ids[0]!)}/events`, { body: { name: 'first', payload: { n: 1 } } });
+    await call('POST', `/api/workflows/${encodeURIComponent(ids[0]!)}/events`, { body: { name: 'second' } });
+    const shown = await call('GET', `/api/workflows/${encodeURIComponent(ids[0]!)}`);
+    expect(shown.body.events.map((e: { name: string }) => e.name)).toEqual(['second', 'first']);
+    expect(shown.body.events[1]).toMatchObject({ payload: { n: 1 }, consumedAt: null });
+    expect(shown.body.jobs).toEqual([]);
+    expect(shown.body.run.compensationPlan).toBeNull();
+  });
+
   it('bad workflow requests are 400 and unknown runs 404', async () => {
     expect((await call('GET', '/api/workflows/no-such-run')).status).toBe(404);
     expect((await call('POST', '/api/workflows/no-such-run/cancel')).status).toBe(404);
@@ -342,6 +370,36 @@ describe('workflows', () => {
     expect((await call('POST', '/api/workflows', { body: { workflow: 'x' } })).body.error).toMatch(/body.workflow is not known/);
     expect((await call('GET', '/api/workflows?state=dreaming')).status).toBe(400);
     expect((await call('DELETE', '/api/workflows')).status).toBe(405);
+  });
+});
+
+describe('supervisors and charts', () => {
+  it('GET /api/supervisors lists this supervisor, live, as the leader, with its threads', async () => {
+    await expect
+      .poll(async () => (await call('GET', '/api/supervisors')).body.supervisors.find((s: { id: string }) => s.id === handle.id)?.leader, { timeout: 10_000 })
+      .toBe(true);
+    const { body } = await call('GET', '/api/supervisors');
+    expect(body.supervisors).toHaveLength(1);
+    expect(body.supervisors[0]).toMatchObject({ id: handle.id, live: true, leader: true, concurrency: 2, pid: process.pid });
+  });
+
+  it('GET /api/charts counts finished attempts by outcome and run times by type, in the bucket still filling', async () => {
+    const before = await call('GET', '/api/charts');
+    expect(before.status).toBe(200);
+    expect(before.body).toMatchObject({ bucketMs: 10_000, windowMs: 15 * 60_000 });
+    expect(before.body.points).toHaveLength(90);
+    const total = (points: { finished: Record<string, number> }[]) => points.reduce((n, p) => n + (p.finished.succeeded ?? 0), 0);
+    const job = await client.enqueue('quick', 'charted');
+    await client.waitFor(job.id, { timeoutMs: 15_000 });
+    await expect.poll(async () => total((await call('GET', '/api/charts')).body.points)).toBe(total(before.body.points) + 1);
+    const after = await call('GET', '/api/charts?window=1h');
+    expect(after.body.points).toHaveLength(360);
+    expect(after.body.points.some((p: { runTimeMs: Record<string, unknown> }) => p.runTimeMs.quick)).toBe(true);
+    // The queue depth is sampled at start, so the first page opened has it.
+    expect(after.body.points.some((p: { depth: unknown }) => p.depth !== null)).toBe(true);
+    expect((await call('GET', '/api/charts?window=2d')).status).toBe(400);
+    expect((await call('GET', '/api/charts?window=constructor')).status).toBe(400);
+    expect((await call('GET', '/api/charts?span=1h')).status).toBe(400);
   });
 });
 

@@ -25,6 +25,18 @@ const ELECTOR_NAME_SQL = `CASE WHEN octet_length('${ELECTOR_PREFIX}' || s.id) <=
   THEN '${ELECTOR_PREFIX}' || s.id
   ELSE '${ELECTOR_PREFIX}#' || left(encode(sha256(convert_to(s.id, 'UTF8')), 'hex'), 16) END`;
 
+/**
+ * The application_name of the session that holds the leader lock in this database (none, or one
+ * row): a read of pg_locks, so listings can say which supervisor leads without asking any of them.
+ */
+export const LEADER_SESSION_SQL = `SELECT a.application_name
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'advisory' AND l.classid = ${LOCK_SPACE} AND l.objid = ${LEADER_KEY} AND l.objsubid = 2 AND l.granted
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+
+/** SQL, true when the supervisor row `s` is the leader's: its elector's session holds the lock (LEADER_SESSION_SQL as `leader`). */
+export const IS_LEADER_SQL = `EXISTS (SELECT 1 FROM leader WHERE leader.application_name = ${ELECTOR_NAME_SQL})`;
+
 /** Tries to take the leader lock on this session; true if it is now held by this session. */
 export async function tryLeaderLock(db: Queryable): Promise<boolean> {
   const { rows } = await db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_SPACE, LEADER_KEY]);

@@ -1,4 +1,5 @@
 /** The list of supervisors: registration, heartbeat, removal on a clean stop, listing. */
+import { IS_LEADER_SQL, LEADER_SESSION_SQL } from './leader.ts';
 import type { Queryable } from './queryable.ts';
 
 /** What a supervisor says of itself when it registers and on every heartbeat. */
@@ -53,17 +54,21 @@ export interface SupervisorInfo extends SupervisorRecord {
   lastSeenMs: number;
   /** It heartbeats; a dead one stays listed until the leader removes it (its jobs come back as their leases end). */
   live: boolean;
+  /** Its elector holds the leader lock now (read from pg_locks, so no supervisor is asked). */
+  leader: boolean;
 }
 
-/** Every registered supervisor, oldest first, with the jobs it holds; dead when unseen for `deadAfterBeats` beats. */
+/** Every registered supervisor, oldest first, with the jobs it holds and whether it leads; dead when unseen for `deadAfterBeats` beats. */
 export async function listSupervisors(db: Queryable, deadAfterBeats: number): Promise<SupervisorInfo[]> {
   const { rows } = await db.query<SupervisorInfo>(
-    `SELECT s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeat_ms AS "heartbeatMs",
+    `WITH leader AS (${LEADER_SESSION_SQL})
+     SELECT s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeat_ms AS "heartbeatMs",
             s.started_at AS "startedAt", s.last_seen_at AS "lastSeenAt",
             (SELECT count(*)::int FROM spindle.jobs j WHERE j.worker_id = s.id AND j.state = 'running') AS running,
             (extract(epoch FROM now() - s.started_at) * 1000)::float8 AS "upMs",
             (extract(epoch FROM now() - s.last_seen_at) * 1000)::float8 AS "lastSeenMs",
-            s.last_seen_at >= now() - $1 * s.heartbeat_ms * interval '1 millisecond' AS live
+            s.last_seen_at >= now() - $1 * s.heartbeat_ms * interval '1 millisecond' AS live,
+            ${IS_LEADER_SQL} AS leader
        FROM spindle.supervisors s ORDER BY s.started_at`,
     [deadAfterBeats],
   );

@@ -102,16 +102,65 @@ export async function getWorkflowRun(db: Queryable, id: string): Promise<Workflo
   return rows[0];
 }
 
-/** Newest first. */
+/**
+ * Newest first; `after` (a run id) pages on: the runs that come after it in that order (a keyset,
+ * so a page deep in a long table costs what the first does).
+ */
 export async function listWorkflowRuns(
   db: Queryable,
-  filter: { state?: string; name?: string; limit: number },
+  filter: { state?: string; name?: string; limit: number; after?: string },
 ): Promise<WorkflowRunRow[]> {
   const { rows } = await db.query<WorkflowRunRow>(
-    `SELECT * FROM spindle.workflow_runs
-      WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR name = $2)
-      ORDER BY created_at DESC, id LIMIT $3`,
-    [filter.state ?? null, filter.name ?? null, filter.limit],
+    `SELECT r.* FROM spindle.workflow_runs r
+      WHERE ($1::text IS NULL OR r.state = $1) AND ($2::text IS NULL OR r.name = $2)
+        AND ($4::text IS NULL OR EXISTS (
+              SELECT 1 FROM spindle.workflow_runs c
+               WHERE c.id = $4 AND (r.created_at < c.created_at OR (r.created_at = c.created_at AND r.id > c.id))))
+      ORDER BY r.created_at DESC, r.id LIMIT $3`,
+    [filter.state ?? null, filter.name ?? null, filter.limit, filter.after ?? null],
+  );
+  return rows;
+}
+
+/** An event of a run's inbox, as the dashboard shows it. */
+export interface WorkflowEventRow {
+  id: string;
+  name: string;
+  payload: unknown;
+  createdAt: Date;
+  /** When a wait took it (null: still in the inbox), and the step that took it. */
+  consumedAt: Date | null;
+  consumedBySeq: number | null;
+}
+
+/** The newest `limit` events sent to a run, newest first, taken or not. */
+export async function listWorkflowEvents(db: Queryable, runId: string, limit: number): Promise<WorkflowEventRow[]> {
+  const { rows } = await db.query<WorkflowEventRow>(
+    `SELECT id::text, name, payload, created_at AS "createdAt", consumed_at AS "consumedAt", consumed_by_seq AS "consumedBySeq"
+       FROM spindle.workflow_events WHERE run_id = $1 ORDER BY id DESC LIMIT $2`,
+    [runId, limit],
+  );
+  return rows;
+}
+
+/** A job a run's step enqueued (`wf.run`), as it stands now. */
+export interface WorkflowChildJobRow {
+  seq: number;
+  id: string;
+  type: string;
+  state: string;
+  attempt: number;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+/** The jobs a run's steps enqueued, in step order (a job deleted by retention is left out). */
+export async function listWorkflowChildJobs(db: Queryable, runId: string): Promise<WorkflowChildJobRow[]> {
+  const { rows } = await db.query<WorkflowChildJobRow>(
+    `SELECT s.seq, j.id::text, j.type, j.state, j.attempt, j.started_at AS "startedAt", j.finished_at AS "finishedAt"
+       FROM spindle.workflow_steps s JOIN spindle.jobs j ON j.id = s.job_id
+      WHERE s.run_id = $1 AND s.job_id IS NOT NULL ORDER BY s.seq`,
+    [runId],
   );
   return rows;
 }

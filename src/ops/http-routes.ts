@@ -10,12 +10,16 @@
  *   POST /api/jobs/:id/cancel           { reason? } -> the cancel outcome
  *   POST /api/jobs/:id/retry            -> { job }
  *   POST /api/workflows                 start a run: { name, input?, options?: { id } } -> 201 (200: that id existed)
- *   GET  /api/workflows?state&name&limit            newest first
- *   GET  /api/workflows/:id             the run with its steps (an id with "/" is sent as %2F)
+ *   GET  /api/workflows?state&name&limit&after      newest first; `after` a run id: the next page
+ *   GET  /api/workflows/:id             { run, events, jobs }: the run with its steps, the newest 100
+ *                                       events sent to it, the jobs its steps enqueued (an id with "/"
+ *                                       is sent as %2F)
  *   POST /api/workflows/:id/cancel      { reason? }
  *   POST /api/workflows/:id/events      { name, payload? } -> 202, into the run's inbox
  *   GET  /api/queues                    jobs by queue and state (one grouped query)
  *   /api/limits...                      flow control: limits, pause, resume (http-limit-routes.ts)
+ *   GET  /api/supervisors               every registered supervisor: live, leader, jobs held, last seen
+ *   GET  /api/charts?window=15m|1h      this supervisor's samples for the dashboard's charts
  *   GET  /api/snapshot                  actors, in-flight jobs, pool (the debug snapshot)
  *   GET  /api/events[?job=ID]           Server-Sent Events: the runtime's and the actors' events
  * A job is shown as its current attempt stands (see asCurrentAttempt): what an earlier attempt left
@@ -27,10 +31,12 @@
  */
 import type { Client } from '../client.ts';
 import { countJobsByQueueAndState } from '../db/jobs.ts';
+import { listWorkflowChildJobs, listWorkflowEvents } from '../db/workflows.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import type { Job } from '../job.ts';
 import type { InFlightView } from '../runtime-events.ts';
 import { describe } from '../validate.ts';
+import type { ChartsView } from './chart-sampler.ts';
 import type { EventStreams } from './http-events.ts';
 import { limitRoutes } from './http-limit-routes.ts';
 import { HttpError, readJson, sendJson, type RequestContext, type Route } from './http-wire.ts';
@@ -59,6 +65,7 @@ export type HttpApi = Pick<
   | 'resume'
   | 'limits'
   | 'waitingForMany'
+  | 'supervisors'
   | 'pool'
   | 'close'
 >;
@@ -69,6 +76,8 @@ export interface ApiRoutesDeps {
   api: () => HttpApi | null;
   /** What GET /api/snapshot returns; its `jobs` say which jobs this supervisor holds. */
   snapshot: () => unknown;
+  /** What GET /api/charts returns, over the last `windowMs`. */
+  charts: (windowMs: number) => ChartsView;
   /** GET /api/events. */
   events: EventStreams;
   /** Largest request body, in bytes. */
@@ -95,6 +104,8 @@ export class ApiRoutes {
       { method: 'POST', path: ['api', 'workflows', ':id', 'cancel'], run: (c) => this.#cancelWorkflow(c) },
       { method: 'POST', path: ['api', 'workflows', ':id', 'events'], run: (c) => this.#sendEvent(c) },
       { method: 'GET', path: ['api', 'queues'], run: (c) => this.#queues(c) },
+      { method: 'GET', path: ['api', 'supervisors'], run: async ({ res }) => sendJson(res, 200, { supervisors: await this.#api.supervisors() }) },
+      { method: 'GET', path: ['api', 'charts'], run: (c) => this.#charts(c) },
       ...limitRoutes({ api: () => this.#api, maxBodyBytes: deps.maxBodyBytes }),
       { method: 'GET', path: ['api', 'snapshot'], run: (c) => sendJson(c.res, 200, this.#d.snapshot()) },
       { method: 'GET', path: ['api', 'events'], run: (c) => this.#d.events.serve(c) },
@@ -184,7 +195,7 @@ export class ApiRoutes {
 
   async #listWorkflows({ res, url }: RequestContext): Promise<void> {
     const q = url.searchParams;
-    const known = new Set(['state', 'name', 'limit']);
+    const known = new Set(['state', 'name', 'limit', 'after']);
     for (const key of q.keys()) {
       if (!known.has(key)) throw new ValidationError(key, `is not a filter; use ${[...known].join(', ')}`);
     }
@@ -193,6 +204,7 @@ export class ApiRoutes {
       state: (q.get('state') || undefined) as never,
       name: q.get('name') || undefined,
       limit: limit === null || limit === '' ? undefined : Number(limit),
+      after: q.get('after') || undefined,
     });
     sendJson(res, 200, { workflows });
   }
@@ -200,7 +212,8 @@ export class ApiRoutes {
   async #getWorkflow({ res, params }: RequestContext): Promise<void> {
     const run = await this.#api.getWorkflow(params.id!);
     if (!run) throw new NotFoundError(`no workflow run ${params.id}`);
-    sendJson(res, 200, { run });
+    const [events, jobs] = await Promise.all([listWorkflowEvents(this.#api.pool, run.id, RUN_EVENTS_SHOWN), listWorkflowChildJobs(this.#api.pool, run.id)]);
+    sendJson(res, 200, { run, events, jobs });
   }
 
   async #cancelWorkflow({ req, res, params }: RequestContext): Promise<void> {
@@ -215,10 +228,24 @@ export class ApiRoutes {
     sendJson(res, 202, { ok: true });
   }
 
+  #charts({ res, url }: RequestContext): void {
+    const q = url.searchParams;
+    for (const key of q.keys()) if (key !== 'window') throw new ValidationError(key, 'is not a parameter; use window');
+    const window = q.get('window') || '15m';
+    const windowMs = Object.hasOwn(CHART_WINDOWS, window) ? CHART_WINDOWS[window] : undefined;
+    if (windowMs === undefined) throw new ValidationError('window', `must be one of ${Object.keys(CHART_WINDOWS).join(', ')}, got ${describe(window)}`);
+    sendJson(res, 200, this.#d.charts(windowMs));
+  }
+
   async #queues({ res }: RequestContext): Promise<void> {
     sendJson(res, 200, { queues: await countJobsByQueueAndState(this.#api.pool) });
   }
 }
+
+/** Events of a run sent with it by GET /api/workflows/:id, newest first. */
+const RUN_EVENTS_SHOWN = 100;
+/** The windows GET /api/charts offers. */
+const CHART_WINDOWS: Record<string, number> = { '15m': 15 * 60_000, '1h': 60 * 60_000 };
 
 /**
  * The job as its current attempt stands. The row of a queued or running job still holds what its

@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { Actor, assertNever } from '../actors/kernel.ts';
 import { NotFoundError, StateError, ValidationError } from '../errors.ts';
 import { describe } from '../validate.ts';
+import type { ChartsView } from './chart-sampler.ts';
 import type { DebugSource } from './debug-source.ts';
 import { EventStreams } from './http-events.ts';
 import { ApiRoutes, type HttpApi } from './http-routes.ts';
@@ -64,6 +65,8 @@ export interface HttpServerOptions {
   host?: string;
   /** What GET /api/snapshot returns. */
   snapshot: () => unknown;
+  /** What GET /api/charts returns, over the last `windowMs`. */
+  charts: (windowMs: number) => ChartsView;
   /** The events streamed by GET /api/events. */
   source: Pick<DebugSource, 'subscribe'>;
   limits?: Partial<HttpLimits>;
@@ -118,6 +121,7 @@ export class HttpServer extends Actor<HttpMsg, HttpServerState> {
     this.#routes = new ApiRoutes({
       api: () => this.#api,
       snapshot: options.snapshot,
+      charts: options.charts,
       events: this.#events,
       maxBodyBytes: this.#limits.maxBodyBytes,
     }).routes;

@@ -10,6 +10,7 @@ import type { AnyActor } from '../actors/kernel.ts';
 import type { SupervisorConfig } from '../config.ts';
 import type { PoolStats } from '../pool/pool.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
+import { ChartSampler } from './chart-sampler.ts';
 import { DebugServer, type DebugLimits } from './debug-server.ts';
 import { createDebugSource } from './debug-source.ts';
 import type { HttpApi } from './http-routes.ts';
@@ -46,7 +47,8 @@ export type OpsConfig = Pick<
 
 /**
  * Loads what the servers `config` asks for need, then returns a builder of fresh servers, in the
- * order they are to start (and stop in reverse): the debug socket, the HTTP API, the metrics.
+ * order they are to start (and stop in reverse): the debug socket, the charts' sampler and the HTTP
+ * API, the metrics.
  */
 export async function opsServers(
   config: OpsConfig,
@@ -77,12 +79,16 @@ export async function opsServers(
     }
     let http: HttpServer | null = null;
     if (config.httpPort !== undefined) {
+      // The dashboard's charts: samples kept from the start, so a page opened later has a past.
+      const charts = new ChartSampler({ events: runtime.events, db: runtime.db });
+      servers.push(charts);
       http = new HttpServer({
         openApi: runtime.openApi,
         stateDir: config.stateDir,
         port: config.httpPort,
         host: config.httpHost,
         snapshot: runtime.snapshot,
+        charts: (windowMs) => charts.view(windowMs),
         source,
       });
       servers.push(http);

@@ -41,6 +41,8 @@ export interface WorkflowRun<I = unknown, O = unknown> {
   stepCount: number;
   cancelRequestedAt: Date | null;
   cancelReason: string | null;
+  /** The steps (by seq) a cancel compensates, newest first; null until compensation begins. */
+  compensationPlan: number[] | null;
   createdAt: Date;
   updatedAt: Date;
   finishedAt: Date | null;
@@ -79,6 +81,8 @@ export interface WorkflowListFilter {
   name?: string;
   /** At most this many (default 50, at most 1000). */
   limit?: number;
+  /** The id of the last run of the page before: the runs after it, in the same order. */
+  after?: string;
 }
 
 /** What cancelWorkflow() did. */
@@ -118,6 +122,7 @@ export function runFromRow<I, O>(row: WorkflowRunRow): WorkflowRun<I, O> {
     stepCount: row.step_count,
     cancelRequestedAt: row.cancel_requested_at,
     cancelReason: row.cancel_reason,
+    compensationPlan: row.compensation_plan,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
@@ -177,6 +182,7 @@ export async function listWorkflows(pool: pg.Pool, filter: WorkflowListFilter): 
     state: filter.state,
     name: filter.name === undefined ? undefined : checkName('filter.name', filter.name),
     limit: checkInteger('filter.limit', filter.limit, 1, 1000) ?? 50,
+    after: filter.after === undefined ? undefined : checkRunId('filter.after', filter.after),
   });
   return rows.map((r) => runFromRow(r));
 }

@@ -9,6 +9,9 @@ const STATES = ['queued', 'running', ...FINAL];
 const JOB_POLL_MS = 500;
 const OVERVIEW_POLL_MS = 2000;
 const TICK_MS = 1000;
+const CHARTS_POLL_MS = 3000;
+const PAGES = ['login', 'overview', 'jobs', 'job', 'limits', 'supervisors', 'charts', 'workflows', 'workflow'];
+const WORKFLOW_FINAL = ['succeeded', 'failed', 'cancelled', 'compensation_failed'];
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -138,10 +141,11 @@ async function api(path, options = {}) {
 function route() {
   clearTimeout(timer);
   currentJob = null;
+  currentWorkflow = null;
   notice = null;
   shownJob = null;
   showError('');
-  for (const id of ['login', 'overview', 'jobs', 'job', 'limits']) $(id).hidden = true;
+  for (const id of PAGES) $(id).hidden = true;
   if (!token) return showLogin();
   $('logout').hidden = false;
   connectEvents();
@@ -149,10 +153,15 @@ function route() {
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, query = ''] = hash.split('?');
   const parts = path.split('/').filter(Boolean);
+  const section = parts[0] === 'workflow' ? 'workflows' : parts[0];
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === (['jobs', 'limits'].includes(parts[0]) ? parts[0] : 'overview'));
+    a.classList.toggle('active', a.dataset.nav === (['jobs', 'limits', 'workflows', 'charts', 'supervisors'].includes(section) ? section : 'overview'));
   }
   if (parts[0] === 'limits') return showLimits();
+  if (parts[0] === 'supervisors') return showSupervisors();
+  if (parts[0] === 'charts') return showCharts(new URLSearchParams(query));
+  if (parts[0] === 'workflows' && parts[1]) return showWorkflow(decodeURIComponent(parts[1]));
+  if (parts[0] === 'workflows') return showWorkflows(new URLSearchParams(query));
   if (parts[0] === 'jobs' && parts[1]) return showJob(parts[1]);
   if (parts[0] === 'jobs') return showJobs(new URLSearchParams(query));
   return showOverview();
@@ -188,7 +197,7 @@ function forget(message) {
   stream?.abort();
   stream = null;
   clearTimeout(timer);
-  for (const id of ['overview', 'jobs', 'job', 'limits']) $(id).hidden = true;
+  for (const id of PAGES) $(id).hidden = true;
   showLogin(message);
 }
 
@@ -309,6 +318,8 @@ function renderHeld(jobs) {
 
 function showJobs(query) {
   $('jobs').hidden = false;
+  // Rows of the last filter are not shown as this one's while it loads.
+  fill($('job-list').tBodies[0], []);
   const form = $('filters');
   for (const name of ['state', 'type', 'queue', 'limit']) {
     if (query.has(name)) form.elements[name].value = query.get(name);
@@ -408,6 +419,378 @@ async function pauseScope(kind, name, paused) {
   } catch (error) {
     if (error instanceof Unauthorized) return forget(error.message);
     $('limit-result').textContent = String(error.message ?? error);
+  }
+}
+
+// ---- supervisors ----------------------------------------------------------------
+
+function showSupervisors() {
+  $('supervisors').hidden = false;
+  every(OVERVIEW_POLL_MS, async () => {
+    const { supervisors } = await api('/api/supervisors');
+    if (!$('supervisors').hidden) renderSupervisors(supervisors);
+  });
+}
+
+/** Every registered supervisor; the live ones first, the leader on top, as the database sees them. */
+function renderSupervisors(rows) {
+  const sorted = [...rows].sort((a, b) => Number(b.leader) - Number(a.leader) || Number(b.live) - Number(a.live));
+  fill(
+    $('supervisor-list').tBodies[0],
+    sorted.length
+      ? sorted.map((s) => {
+          const role = s.leader ? h('span', { class: 'pill leader' }, 'leader') : s.live ? h('span', { class: 'pill' }, 'member') : h('span', { class: 'pill dead' }, 'dead');
+          return h(
+            'tr',
+            { dataset: { supervisor: s.id, leader: String(s.leader), live: String(s.live) } },
+            h('td', {}, s.id),
+            h('td', {}, role),
+            h('td', {}, s.host),
+            h('td', { class: 'num' }, s.pid),
+            h('td', {}, s.version),
+            h('td', {}, s.queues.length ? s.queues.join(', ') : 'every queue'),
+            h('td', { class: 'wrap' }, s.types.join(', ')),
+            h('td', { class: 'num' }, s.concurrency),
+            h('td', { class: 'num', dataset: { running: '' } }, s.running),
+            h('td', { class: 'num' }, ticking(s.upMs)),
+            h('td', { class: 'num' }, h('span', {}, ticking(s.lastSeenMs), ' ago')),
+          );
+        })
+      : [h('tr', {}, h('td', { colspan: 11, class: 'muted' }, 'No supervisor is registered.'))],
+  );
+}
+
+// ---- charts ---------------------------------------------------------------------
+
+const PALETTE = ['#1a7f37', '#c62828', '#b26a00', '#2458d6', '#8250df', '#667085', '#0a7e8c', '#bf3989'];
+const OUTCOME_COLORS = { succeeded: '#1a7f37', failed: '#c62828', timed_out: '#b26a00', cancelled: '#8250df', crashed: '#bf3989', lost: '#667085', interrupted: '#0a7e8c' };
+const STATE_COLORS = { queued: '#b26a00', running: '#2458d6', succeeded: '#1a7f37', failed: '#c62828', timed_out: '#bf3989', cancelled: '#8250df' };
+
+function showCharts(query) {
+  $('charts').hidden = false;
+  const span = query.get('window') === '1h' ? '1h' : '15m';
+  $('chart-window').elements.window.value = span;
+  every(CHARTS_POLL_MS, async () => {
+    const view = await api(`/api/charts?window=${span}`);
+    if (!$('charts').hidden) renderCharts(view);
+  });
+}
+
+function renderCharts({ bucketMs, now, points }) {
+  // The last bucket is still filling: its rate is over the time it has been open (a second at least,
+  // so its first job is not a spike).
+  const seconds = (p) => Math.max(1000, Math.min(bucketMs, now - p.at)) / 1000;
+  const outcomes = keysOf(points.map((p) => p.finished));
+  $('chart-finished').dataset.total = String(points.reduce((n, p) => n + Object.values(p.finished).reduce((a, b) => a + b, 0), 0));
+  lineChart($('chart-finished'), points, outcomes.map((o, i) => ({
+    name: o.replace('_', ' '),
+    color: OUTCOME_COLORS[o] ?? PALETTE[i % PALETTE.length],
+    y: (p) => (p.finished[o] ?? 0) / seconds(p),
+  })), { unit: '/s' });
+  const sampled = points.filter((p) => p.depth);
+  const states = keysOf(sampled.map((p) => p.depth));
+  lineChart($('chart-depth'), sampled, states.map((s, i) => ({
+    name: s.replace('_', ' '),
+    color: STATE_COLORS[s] ?? PALETTE[i % PALETTE.length],
+    y: (p) => p.depth[s] ?? 0,
+  })), { from: points[0]?.at, to: points.at(-1)?.at });
+  // The types with the most runs in the window, at most four, so the lines stay readable.
+  const runs = new Map();
+  for (const p of points) for (const [t, r] of Object.entries(p.runTimeMs)) runs.set(t, (runs.get(t) ?? 0) + r.count);
+  const types = [...runs].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([t]) => t);
+  lineChart($('chart-runtime'), points, types.flatMap((t, i) => [
+    { name: `${t} p50`, color: PALETTE[i + 3], y: (p) => p.runTimeMs[t]?.p50 ?? null },
+    { name: `${t} p99`, color: PALETTE[i + 3], dashed: true, y: (p) => p.runTimeMs[t]?.p99 ?? null },
+  ]), { unit: ' ms' });
+}
+
+function keysOf(records) {
+  const keys = new Set();
+  for (const r of records) for (const k of Object.keys(r)) keys.add(k);
+  return [...keys].sort();
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+function svgEl(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+/**
+ * Draws `series` over `points` (one x per bucket, by time) as polylines in `svg`, with the largest
+ * value on the y axis, the window's ends on the x axis and a legend under it. A series' y of null is
+ * a gap (no run of that type in that bucket).
+ */
+function lineChart(svg, points, series, { unit = '', from, to } = {}) {
+  const width = Math.max(320, svg.clientWidth || 800);
+  const height = 180;
+  const pad = { left: 64, right: 8, top: 8, bottom: 20 };
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  const x0 = from ?? points[0]?.at ?? 0;
+  const x1 = Math.max(x0 + 1, to ?? points.at(-1)?.at ?? 1);
+  let max = 0;
+  for (const se of series) for (const p of points) max = Math.max(max, se.y(p) ?? 0);
+  const top = niceCeiling(max);
+  const px = (at) => pad.left + ((at - x0) / (x1 - x0)) * (width - pad.left - pad.right);
+  const py = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+  const parts = [
+    svgEl('line', { class: 'axis', x1: pad.left, y1: py(0), x2: width - pad.right, y2: py(0) }),
+    svgEl('line', { class: 'axis', x1: pad.left, y1: pad.top, x2: pad.left, y2: py(0) }),
+    svgEl('text', { x: pad.left - 4, y: pad.top + 8, 'text-anchor': 'end' }, `${round(top)}${unit}`),
+    svgEl('text', { x: pad.left - 4, y: py(0), 'text-anchor': 'end' }, '0'),
+    svgEl('text', { x: pad.left, y: height - 4 }, new Date(x0).toLocaleTimeString()),
+    svgEl('text', { x: width - pad.right, y: height - 4, 'text-anchor': 'end' }, new Date(x1).toLocaleTimeString()),
+  ];
+  let drawn = 0;
+  for (const se of series) {
+    let d = '';
+    let run = 0;
+    for (const p of points) {
+      const v = se.y(p);
+      if (v == null) {
+        // A point with no neighbour is drawn as a dot (a round cap on a tiny stroke).
+        if (run === 1) d += 'h0.1 ';
+        run = 0;
+        continue;
+      }
+      d += `${run ? 'L' : 'M'}${px(p.at).toFixed(1)},${py(v).toFixed(1)} `;
+      run++;
+      drawn++;
+    }
+    if (run === 1) d += 'h0.1 ';
+    if (d) parts.push(svgEl('path', { class: `series${se.dashed ? ' dashed' : ''}`, d: d.trim(), stroke: se.color, 'data-series': se.name }));
+  }
+  if (series.length === 0) parts.push(svgEl('text', { x: width / 2, y: height / 2, 'text-anchor': 'middle' }, 'nothing yet in this window'));
+  svg.replaceChildren(...parts);
+  svg.dataset.points = String(drawn);
+  let legend = svg.nextElementSibling;
+  if (!legend || !legend.classList.contains('legend')) {
+    legend = h('div', { class: 'legend' });
+    svg.after(legend);
+  }
+  legend.replaceChildren(
+    ...series.map((se) => {
+      const swatch = h('i');
+      swatch.style.background = se.color;
+      return h('span', {}, swatch, se.name);
+    }),
+  );
+}
+
+/** 1, 2 or 5 times a power of ten, at least `v` (and above 0). */
+function niceCeiling(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map((m) => m * p).find((n) => n >= v) ?? 10 * p;
+}
+
+function round(v) {
+  return v >= 10 ? String(Math.round(v)) : String(Math.round(v * 100) / 100);
+}
+
+// ---- workflows ------------------------------------------------------------------
+
+/** The run page's id, so a reply that comes after the page moved on is not shown. */
+let currentWorkflow = null;
+
+function showWorkflows(query) {
+  $('workflows').hidden = false;
+  fill($('wf-list').tBodies[0], []);
+  const form = $('wf-filters');
+  for (const name of ['state', 'name', 'limit']) {
+    if (query.has(name)) form.elements[name].value = query.get(name);
+    else if (name !== 'limit') form.elements[name].value = '';
+  }
+  const params = new URLSearchParams();
+  for (const name of ['state', 'name', 'limit']) {
+    const v = form.elements[name].value.trim();
+    if (v) params.set(name, v);
+  }
+  const first = new URLSearchParams(params);
+  if (query.get('after')) params.set('after', query.get('after'));
+  every(OVERVIEW_POLL_MS, async () => {
+    const { workflows } = await api(`/api/workflows?${params}`);
+    if ($('workflows').hidden) return;
+    $('wf-empty').hidden = workflows.length > 0;
+    fill(
+      $('wf-list').tBodies[0],
+      workflows.map((r) =>
+        h(
+          'tr',
+          { dataset: { run: r.id } },
+          h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(r.id)}` }, r.id)),
+          h('td', {}, r.name),
+          h('td', {}, stateBadge(r.state)),
+          h('td', { class: 'num' }, r.stepCount),
+          h('td', {}, time(r.createdAt)),
+          h('td', {}, time(r.finishedAt)),
+        ),
+      ),
+    );
+    // Keyset pages: the next one starts after this page's last run; a short page is the last.
+    const limit = Number(params.get('limit') ?? 50);
+    const next = new URLSearchParams(first);
+    if (workflows.length) next.set('after', workflows.at(-1).id);
+    $('wf-next').href = `#/workflows?${next}`;
+    $('wf-next').hidden = workflows.length < limit;
+    $('wf-first').href = `#/workflows?${first}`;
+    $('wf-first').hidden = !params.has('after');
+  });
+}
+
+function showWorkflow(id) {
+  $('workflow').hidden = false;
+  // Another run's steps, jobs and events are not shown as this one's while it loads.
+  for (const table of ['wf-compensation', 'wf-jobs', 'wf-events']) fill($(table).tBodies[0], []);
+  $('wf-timeline').replaceChildren();
+  $('wf-blocked').hidden = true;
+  $('wf-state').replaceWith(Object.assign(h('span', { class: 'state' }), { id: 'wf-state' }));
+  $('wf-id').textContent = id;
+  $('wf-result').textContent = '';
+  currentWorkflow = id;
+  every(OVERVIEW_POLL_MS, () => loadWorkflow(id));
+}
+
+async function loadWorkflow(id) {
+  const view = await api(`/api/workflows/${encodeURIComponent(id)}`);
+  if (currentWorkflow === id && !$('workflow').hidden) renderWorkflow(view);
+}
+
+function renderWorkflow({ run, events, jobs }) {
+  $('wf-state').replaceWith(Object.assign(stateBadge(run.state), { id: 'wf-state' }));
+  $('wf-blocked').textContent = run.blockedReason ? `Blocked: ${run.blockedReason}` : '';
+  $('wf-blocked').hidden = !run.blockedReason;
+  const final = WORKFLOW_FINAL.includes(run.state);
+  $('wf-cancel').disabled = final;
+  for (const el of $('wf-event').elements) el.disabled = final;
+  const waiting = run.waitingFor ? ('job' in run.waitingFor ? `job ${run.waitingFor.job}` : `event "${run.waitingFor.event}"`) : '-';
+  const fields = [
+    ['Workflow', run.name],
+    ['Version', run.version ?? '-'],
+    ['Waiting for', waiting],
+    ['Wakes at', time(run.wakeAt)],
+    ['Resumes', run.resumes],
+    ['Created', time(run.createdAt)],
+    ['Finished', time(run.finishedAt)],
+  ];
+  if (run.cancelRequestedAt) fields.push(['Cancel requested', `${time(run.cancelRequestedAt)}${run.cancelReason ? `: ${run.cancelReason}` : ''}`]);
+  $('wf-fields').replaceChildren(...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  $('wf-input').textContent = JSON.stringify(run.input, null, 2);
+  $('wf-output').textContent = run.error ? `${run.error.name ?? 'Error'}: ${run.error.message ?? ''}` : run.output === null ? '-' : JSON.stringify(run.output, null, 2);
+  renderTimeline(run);
+  renderCompensation(run);
+  fill(
+    $('wf-jobs').tBodies[0],
+    jobs.length
+      ? jobs.map((j) =>
+          h('tr', { dataset: { job: j.id } }, h('td', { class: 'num' }, j.seq), h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)), h('td', {}, j.type), h('td', {}, stateBadge(j.state)), h('td', { class: 'num' }, j.attempt)),
+        )
+      : [h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No step enqueued a job.'))],
+  );
+  fill(
+    $('wf-events').tBodies[0],
+    events.length
+      ? events.map((e) =>
+          h(
+            'tr',
+            { dataset: { event: e.name } },
+            h('td', {}, e.name),
+            h('td', {}, time(e.createdAt)),
+            h('td', {}, e.consumedAt ? `${time(e.consumedAt)} (step ${e.consumedBySeq})` : 'in the inbox'),
+            h('td', { class: 'wrap' }, h('code', {}, clip(JSON.stringify(e.payload), 200))),
+          ),
+        )
+      : [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No event was sent to this run.'))],
+  );
+}
+
+function clip(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/**
+ * The steps as bars on one time axis, from the run's start to its end (or now): where each began
+ * and how long it took. A step still waiting is drawn to now; one a finished run left waiting (the
+ * wait a cancel ended) to the run's end.
+ */
+function renderTimeline(run) {
+  const now = Date.now();
+  const t0 = new Date(run.createdAt).getTime();
+  const runEnd = run.finishedAt ? new Date(run.finishedAt).getTime() : null;
+  const ends = run.steps.map((st) => (st.finishedAt ? new Date(st.finishedAt).getTime() : runEnd ?? now));
+  const t1 = Math.max(t0 + 1, runEnd ?? now, ...ends);
+  const head = ['Step', 'Kind', 'State', 'Took', ''].map((t) => h('span', { class: 'head' }, t));
+  const rows = run.steps.flatMap((st, i) => {
+    const start = new Date(st.startedAt).getTime();
+    const bar = h('span', { class: st.state, title: `${st.name}: ${time(st.startedAt)} to ${st.finishedAt ? time(st.finishedAt) : 'now'}` });
+    bar.style.left = `${((start - t0) / (t1 - t0)) * 100}%`;
+    bar.style.width = `${((ends[i] - start) / (t1 - t0)) * 100}%`;
+    return [
+      h('span', { dataset: { step: st.name, seq: String(st.seq) } }, `${st.seq}. ${st.name}`),
+      h('span', { class: 'muted' }, st.kind),
+      h('span', {}, stateBadge(st.state)),
+      h('span', { class: 'num' }, st.finishedAt ? duration(ends[i] - start) : runEnd ? `${duration(Math.max(0, ends[i] - start))}, never ended` : ticking(now - start)),
+      h('span', { class: 'track' }, bar),
+    ];
+  });
+  $('wf-timeline').replaceChildren(...head, ...(rows.length ? rows : [h('span', { class: 'muted' }, 'No step recorded yet.')]));
+}
+
+/** The plan a cancel wrote (newest first) and what each compensation did; before a cancel, what would run. */
+function renderCompensation(run) {
+  const bySeq = new Map(run.steps.map((st) => [st.seq, st]));
+  const plan = run.compensationPlan ?? run.steps.filter((st) => st.compensation).map((st) => st.seq).reverse();
+  fill(
+    $('wf-compensation').tBodies[0],
+    plan.length
+      ? plan.map((seq) => {
+          const st = bySeq.get(seq);
+          const c = st?.compensation;
+          const state = c?.state ?? (run.compensationPlan ? 'pending' : 'not run');
+          const error = c?.error ? `${c.error.name ?? 'Error'}: ${c.error.message ?? ''}` : '';
+          return h('tr', { dataset: { seq: String(seq) } }, h('td', { class: 'num' }, seq), h('td', {}, st?.name ?? '-'), h('td', {}, stateBadge(state)), h('td', { class: 'num' }, c?.attempts ?? 0), h('td', { class: 'error' }, error));
+        })
+      : [h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No step of this run has a compensation.'))],
+  );
+}
+
+async function cancelWorkflow() {
+  const id = currentWorkflow;
+  if (!id) return;
+  try {
+    const body = await api(`/api/workflows/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: {} });
+    if (currentWorkflow !== id) return;
+    $('wf-result').textContent = body.message;
+    await loadWorkflow(id);
+  } catch (error) {
+    if (error instanceof Unauthorized) return forget(error.message);
+    $('wf-result').textContent = String(error.message ?? error);
+  }
+}
+
+async function sendWorkflowEvent(form) {
+  const id = currentWorkflow;
+  if (!id) return;
+  const name = form.elements.name.value.trim();
+  const text = form.elements.payload.value.trim();
+  let payload;
+  try {
+    payload = text ? JSON.parse(text) : undefined;
+  } catch (error) {
+    $('wf-result').textContent = `the payload is not JSON: ${error.message}`;
+    return;
+  }
+  try {
+    await api(`/api/workflows/${encodeURIComponent(id)}/events`, { method: 'POST', body: payload === undefined ? { name } : { name, payload } });
+    if (currentWorkflow !== id) return;
+    $('wf-result').textContent = `event "${name}" sent`;
+    form.reset();
+    await loadWorkflow(id);
+  } catch (error) {
+    if (error instanceof Unauthorized) return forget(error.message);
+    $('wf-result').textContent = String(error.message ?? error);
   }
 }
 
@@ -644,6 +1027,20 @@ function init() {
   $('retry').addEventListener('click', () => act('retry'));
   window.addEventListener('hashchange', route);
   setInterval(tick, TICK_MS);
+  $('wf-filters').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(e.target)) if (String(v).trim()) params.set(k, String(v).trim());
+    location.hash = `#/workflows?${params}`;
+  });
+  $('wf-cancel').addEventListener('click', cancelWorkflow);
+  $('wf-event').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sendWorkflowEvent(e.target);
+  });
+  $('chart-window').addEventListener('change', (e) => {
+    location.hash = `#/charts?window=${encodeURIComponent(e.target.value)}`;
+  });
   route();
 }
 
