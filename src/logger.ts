@@ -15,6 +15,25 @@ export interface Logger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+  /** A logger whose every line carries `bindings` (pino's child loggers). */
+  child?(bindings: Record<string, unknown>): Logger;
+}
+
+/** Something whose log lines carry who it is: a held job's logger names the job, its type, attempt and trace. */
+export interface HasLog {
+  readonly log: Logger;
+}
+
+/** `logger`, with `fields` on every line: a pino child logger, or a wrapper for a logger without children. */
+export function loggerWith(logger: Logger, fields: Record<string, unknown>): Logger {
+  if (typeof logger.child === 'function') return logger.child(fields);
+  return {
+    debug: (obj, msg) => logger.debug({ ...fields, ...obj }, msg),
+    info: (obj, msg) => logger.info({ ...fields, ...obj }, msg),
+    warn: (obj, msg) => logger.warn({ ...fields, ...obj }, msg),
+    error: (obj, msg) => logger.error({ ...fields, ...obj }, msg),
+    child: (more) => loggerWith(logger, { ...fields, ...more }),
+  };
 }
 
 /** A pino logger, what startSupervisor() takes and createLogger() makes. */

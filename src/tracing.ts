@@ -97,9 +97,12 @@ export function endAttemptSpan(span: Span, outcome: string, error?: { message?: 
   span.end();
 }
 
-/** The trace and span ids of a span, for log lines; none when it is not part of a trace. */
-export function traceFields(span: Span | undefined): { traceId?: string; spanId?: string } {
+/**
+ * The trace and span ids of a span, for log lines, under the names OpenTelemetry's log correlation
+ * uses (as its pino instrumentation writes them); none when the span is not part of a trace.
+ */
+export function traceFields(span: Span | undefined): { trace_id?: string; span_id?: string; trace_flags?: string } {
   const sc = span?.spanContext();
   if (sc === undefined || !isSpanContextValid(sc)) return {};
-  return { traceId: sc.traceId, spanId: sc.spanId };
+  return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: sc.traceFlags.toString(16).padStart(2, '0') };
 }

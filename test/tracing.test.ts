@@ -35,7 +35,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'spindle-trace-'));
   spansFile = join(dir, 'spans.jsonl');
   supervisor = await new SupervisorProcess(
-    { databaseUrl: db.url, workers: WORKERS, workflows: WORKFLOWS, concurrency: 2, logLevel: 'warn', socket: false, heartbeatMs: 300 },
+    { databaseUrl: db.url, workers: WORKERS, workflows: WORKFLOWS, concurrency: 2, logLevel: 'info', socket: false, heartbeatMs: 300 },
     { SPINDLE_TEST_SPANS: spansFile },
   ).ready(30_000);
 }, 60_000);
@@ -130,6 +130,34 @@ describe('one trace from the enqueue to the attempt, across processes', () => {
     const [c] = await attemptSpans(cancelled.jobId, 1);
     expect([t!.attributes['spindle.outcome'], t!.status.code]).toEqual(['timed_out', SpanStatusCode.ERROR]);
     expect([c!.attributes['spindle.outcome'], c!.status.code]).toEqual(['cancelled', SpanStatusCode.ERROR]);
+    // Their log lines say so, as the job's.
+    await eventually(() => supervisor.all((l) => l.job === cancelled.jobId && l.msg === 'job cancelled').length > 0, 10_000);
+    expect(supervisor.all((l) => l.job === timedOut.jobId && l.msg === 'job timed out')).toEqual([
+      expect.objectContaining({ level: 40, type: 'traced', attempt: 1, trace_id: timedOut.traceId, span_id: t!.spanId, next: 'timed_out' }),
+    ]);
+    expect(supervisor.all((l) => l.job === cancelled.jobId && l.msg === 'job cancelled')).toEqual([
+      expect.objectContaining({ level: 30, type: 'traced', attempt: 1, trace_id: cancelled.traceId, span_id: c!.spanId }),
+    ]);
+  });
+
+  it("log lines about a job carry its id, type and attempt, and the attempt's trace and span ids", async () => {
+    const { jobId, traceId } = await enqueueTraced({ failUntil: 2, say: 'hello from the handler' });
+    expect((await client.waitFor(jobId, { timeoutMs: 20_000 })).state).toBe('succeeded');
+    const attempts = await attemptSpans(jobId, 2);
+    await eventually(() => supervisor.all((l) => l.job === jobId && l.msg === 'hello from the handler').length === 2, 10_000);
+    // ctx.log() lines, one per attempt, each under its attempt's span.
+    const said = supervisor.all((l) => l.msg === 'hello from the handler' && l.job === jobId);
+    expect(said.map((l) => [l.attempt, l.span_id])).toEqual([
+      [1, attempts[0]!.spanId],
+      [2, attempts[1]!.spanId],
+    ]);
+    expect(said.every((l) => l.type === 'traced' && l.trace_id === traceId && l.source === 'handler' && l.level === 30)).toBe(true);
+    // The failed attempt's warning: what failed, and that it will be retried.
+    const [failed, ...more] = supervisor.all((l) => l.job === jobId && l.msg === 'job failed; it will be retried');
+    expect(more).toEqual([]);
+    expect(failed).toMatchObject({ level: 40, type: 'traced', attempt: 1, trace_id: traceId, span_id: attempts[0]!.spanId, outcome: 'failed', next: 'queued' });
+    expect((failed!.err as { message: string }).message).toBe('attempt 1 fails on purpose');
+    expect(failed!.retryInMs).toBeTypeOf('number');
   });
 
   it('enqueueMany: one producer span, every job a child of it; a job enqueued with no span active still gets one', async () => {

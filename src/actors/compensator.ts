@@ -137,10 +137,10 @@ export class Compensator extends Actor<CompensatorMsg, CompensatorState> {
       // The cancelled outcome must be in the row before the compensation is added to it.
       await this.#options.outcomesWritten(OUTCOMES_WRITTEN_WAIT_MS);
       await recordCompensation(this.#options.db, this.#options.supervisorId, { id: job.id, attempt: job.attempt, compensation });
-      if (compensation.state !== 'succeeded') this.logger.warn({ job: job.id, compensation }, 'compensate() did not succeed');
+      if (compensation.state !== 'succeeded') this.logger.warn({ job: job.id, type: job.type, attempt: job.attempt, compensation }, 'compensate() did not succeed');
     } catch (err) {
       this.#stats.unrecorded++;
-      this.logger.error({ err, job: job.id }, 'could not record the compensation');
+      this.logger.error({ err, job: job.id, type: job.type, attempt: job.attempt }, 'could not record the compensation');
     }
   }
 

@@ -7,6 +7,7 @@
 import { isDataError, writeIsolating } from '../db/errors.ts';
 import { finishJobs, recordedAttempts, type Finish, type FinishedJobs } from '../db/outcomes.ts';
 import type { Queryable } from '../db/queryable.ts';
+import { loggerWith } from '../logger.ts';
 import { storableText } from '../storable.ts';
 import { Actor, assertNever } from './kernel.ts';
 
@@ -178,7 +179,8 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
   async #writeRefused(finish: Finish, err: unknown): Promise<FinishedJobs> {
     this.#stats.refused++;
     const reason = storableText(err instanceof Error ? err.message : String(err), 1_000);
-    this.logger.error({ err, job: finish.id, attempt: finish.attempt }, 'the database refused the outcome of a job; recording it as failed');
+    const log = finish.about?.log ?? loggerWith(this.logger, { job: finish.id, attempt: finish.attempt });
+    log.error({ err }, 'the database refused the outcome of a job; recording it as failed');
     finish.outcome = 'failed';
     finish.nextState = 'failed';
     finish.error = {
@@ -195,7 +197,7 @@ export class Completer extends Actor<CompleterMsg, CompleterState> {
     } catch (again) {
       if (!isDataError(again)) throw again;
       // Cannot happen with the fields above; if it does, the lease ends and the reaper takes the job back.
-      this.logger.error({ err: again, job: finish.id }, 'could not record even the failure of a job; its lease will expire');
+      log.error({ err: again }, 'could not record even the failure of a job; its lease will expire');
       return { ids: [], cancelled: [] };
     }
   }

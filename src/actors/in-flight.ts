@@ -2,9 +2,12 @@
 import type { Span } from '@opentelemetry/api';
 import type { EventEmitter } from 'eventemitter3';
 import type { ClaimedJob } from '../db/claims.ts';
+import type { Finish } from '../db/outcomes.ts';
 import type { RunOptions, RunningJob } from '../pool/pool.ts';
+import type { Outcome } from '../pool/running-job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import type { WorkerModuleInfo } from '../pool/registry.ts';
+import { loggerWith, type HasLog, type Logger } from '../logger.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { startAttemptSpan, traceFields, traceparentOf } from '../tracing.ts';
 import type { CompensatedJob } from './compensator.ts';
@@ -16,6 +19,7 @@ const MAX_LOG_BYTES = 64 * 1024;
 export interface InFlightHost {
   readonly events: EventEmitter<RuntimeEvents>;
   readonly supervisorId: string;
+  readonly logger: Logger;
   /** The supervisor's clock, in ms since the epoch. */
   now(): number;
   reportProgress(job: InFlight): void;
@@ -26,7 +30,7 @@ export interface InFlightHost {
  * RunOptions for the job: the thread's reports arrive as its methods, so that no closures are made
  * for each job on the supervisor's main thread.
  */
-export class InFlight implements RunOptions {
+export class InFlight implements RunOptions, HasLog {
   readonly id: string;
   readonly type: string;
   readonly attempt: number;
@@ -60,6 +64,7 @@ export class InFlight implements RunOptions {
   /** The span's W3C trace context: the handler's `ctx.traceparent`. */
   readonly traceparent: string | undefined;
   readonly #host: InFlightHost;
+  #log: Logger | undefined;
 
   constructor(row: ClaimedJob, info: WorkerModuleInfo, timeoutMs: number | undefined, host: InFlightHost) {
     this.id = String(row.id);
@@ -101,14 +106,41 @@ export class InFlight implements RunOptions {
     this.#host.events.emit('job:progress', { id: this.id, percent, message: this.message });
   }
 
+  /** A `ctx.log()` line: kept with the job, and written to the supervisor's log as the job's. */
   onLog(line: string): void {
     this.logs = boundLog(this.logs + line + '\n');
     this.#host.reportProgress(this);
+    this.log.info({ source: 'handler' }, line);
   }
 
-  /** What a log line about it carries: the job, its type and attempt, and its trace when traced. */
-  logFields(): Record<string, unknown> {
-    return { job: this.id, type: this.type, attempt: this.attempt, ...traceFields(this.span) };
+  /**
+   * The logger for lines about this attempt: each carries the job, its type and attempt, and its
+   * trace when traced. Made at the first line, so a job nothing is said about costs no child logger.
+   */
+  get log(): Logger {
+    return (this.#log ??= loggerWith(this.#host.logger, {
+      job: this.id,
+      type: this.type,
+      attempt: this.attempt,
+      ...traceFields(this.span),
+    }));
+  }
+
+  /**
+   * The line about an attempt that did not succeed: a warning when it failed, timed out or crashed,
+   * with what comes next; a note when it was cancelled or put back at a shutdown. A success is
+   * counted in metrics and events, not logged (one line per job would cost more than the job).
+   */
+  logEnd(outcome: Outcome, finish: Finish | null, ms: number): void {
+    if (outcome.kind === 'succeeded' || finish === null) return;
+    const fields = { outcome: outcome.kind, err: outcome.error, ms, next: finish.nextState };
+    if (outcome.kind === 'cancelled' || outcome.kind === 'interrupted') {
+      this.log.info(fields, outcome.kind === 'cancelled' ? 'job cancelled' : 'job put back in the queue at shutdown');
+    } else if (finish.nextState === 'queued') {
+      this.log.warn({ ...fields, retryInMs: finish.delayMs ?? 0 }, `job ${outcome.kind.replace('_', ' ')}; it will be retried`);
+    } else {
+      this.log.warn(fields, `job ${outcome.kind.replace('_', ' ')}`);
+    }
   }
 
   /** What inspectors see of it. */

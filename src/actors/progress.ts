@@ -6,6 +6,7 @@
 import { writeIsolating } from '../db/errors.ts';
 import { writeProgress, type ProgressUpdate } from '../db/progress.ts';
 import type { Queryable } from '../db/queryable.ts';
+import { loggerWith } from '../logger.ts';
 import { Actor, assertNever } from './kernel.ts';
 
 type ProgressMsg = { type: 'report'; report: ProgressUpdate } | { type: 'forget'; id: string } | { type: 'flush' };
@@ -116,7 +117,8 @@ export class Progress extends Actor<ProgressMsg, ProgressState> {
       },
       async (update, err) => {
         this.#stats.refused++;
-        this.logger.warn({ err, job: update.id }, 'the database refused a progress report; dropped it');
+        const log = update.about?.log ?? loggerWith(this.logger, { job: update.id, attempt: update.attempt });
+        log.warn({ err }, 'the database refused a progress report; dropped it');
         return 0;
       },
       (a, b) => a + b,

@@ -31,7 +31,7 @@ import { LimitedClaims, type LimitedScopeView } from './limited-claims.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Heartbeat, type BeatResult } from './heartbeat.ts';
 import type { Clock } from '../clock.ts';
-import type { Logger } from '../logger.ts';
+import { loggerWith, type Logger } from '../logger.ts';
 import { Actor, assertNever, type AnyActor } from './kernel.ts';
 import type { SpawnOptions } from './supervision.ts';
 import { Listener } from './listener.ts';
@@ -140,6 +140,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#jobHost = {
       events: this.events,
       supervisorId: deps.id,
+      logger: this.logger,
       now: () => this.clock.now(),
       reportProgress: (job) => this.#reportProgress(job),
     };
@@ -560,6 +561,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       message: job.message,
       data: job.data,
       logs: job.logs === '' ? null : job.logs,
+      about: job,
     });
   }
 
@@ -582,11 +584,13 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     // fenced out by the outcome.
     if (finish && job.percent !== null) finish.progress = { percent: job.percent, message: job.message, data: job.data };
     if (finish && job.wakesOthers) finish.wakes = true;
+    if (finish) finish.about = job;
     if (finish) {
       this.#completer.add(finish);
     } else {
       this.#lostClaim(job, 'lease lost');
     }
+    job.logEnd(outcome, finish, elapsed);
     const kind = outcome.kind as AttemptOutcome;
     endAttemptSpan(job.span, kind, 'error' in outcome ? outcome.error : null);
     this.#finishedBy[kind] = (this.#finishedBy[kind] ?? 0) + 1;
@@ -609,7 +613,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     this.#compensator.written(batch);
     for (const finish of batch.notWritten) {
       this.#stats.lostClaims++;
-      this.logger.warn({ job: finish.id, attempt: finish.attempt }, 'lost claim: the outcome was not recorded');
+      const log = finish.about?.log ?? loggerWith(this.logger, { job: finish.id, attempt: finish.attempt });
+      log.warn({}, 'lost claim: the outcome was not recorded');
       this.events.emit('claim:lost', { id: finish.id, attempt: finish.attempt, reason: 'fenced write matched nothing' });
     }
   }
@@ -646,7 +651,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   #lostClaim(job: InFlight, reason: string): void {
     this.#stats.lostClaims++;
-    this.logger.warn({ ...job.logFields(), reason }, 'lost claim: result dropped');
+    job.log.warn({ reason }, 'lost claim: result dropped');
     this.events.emit('claim:lost', { id: job.id, attempt: job.attempt, reason });
   }
 

@@ -1,5 +1,6 @@
 /** An attempt's outcome written, fenced by its attempt number; a cancelled job's compensation. */
 import type { JobState } from '../job.ts';
+import type { HasLog } from '../logger.ts';
 import type { Queryable } from './queryable.ts';
 
 /** One finished attempt, as the supervisor writes it. */
@@ -18,6 +19,8 @@ export interface Finish {
   progress?: FinalProgress;
   /** A job of a flow-control limit: its end frees a slot, so the supervisors of its queue are woken. */
   wakes?: boolean;
+  /** Whose log lines a problem with the write goes to (the job's, with its type and trace); not written. */
+  about?: HasLog;
 }
 
 /** A finished attempt's last progress report. */

@@ -1,5 +1,6 @@
 /** Progress reports of running jobs, written in batches, fenced like outcomes. */
 import { LOCK_HELD_IN_ORDER } from './locking.ts';
+import type { HasLog } from '../logger.ts';
 import type { Queryable } from './queryable.ts';
 
 /** The latest progress of one running attempt. */
@@ -10,6 +11,8 @@ export interface ProgressUpdate {
   message: string | null;
   data: unknown;
   logs: string | null;
+  /** Whose log lines a problem with the write goes to (the job's, with its type and trace); not written. */
+  about?: HasLog;
 }
 
 /**
