@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { ValidationError } from '../src/errors.ts';
 import { createClient, type Client } from '../src/client.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { eventually } from './helpers/processes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/spindle.mjs', import.meta.url));
 
@@ -386,6 +387,15 @@ describe('with a supervisor running', () => {
         'unless one that serves it starts, the leader fails the job as an unknown type (after 60 s by default)\n',
     );
     expect(queue.stderr).toBe('spindle: warning: no live supervisor serves "echo" on queue "elsewhere": those that serve "echo" serve the queues "live"\n');
+  });
+
+  it('supervisors lists it, as the leader once it leads', async () => {
+    await eventually(() => handle.supervisor.isLeader, 10_000);
+    const out = await spindle(['supervisors']);
+    const [header, row, ...rest] = out.stdout.trimEnd().split('\n');
+    expect(rest).toEqual([]);
+    expect(header!.split(/\s+/)).toEqual(['ID', 'ROLE', 'HOST', 'PID', 'RUNNING', 'THREADS', 'QUEUES', 'TYPES', 'UP', 'LAST', 'SEEN']);
+    expect(row!.split(/\s+/).slice(0, 4)).toEqual([handle.id, 'leader', hostname(), String(process.pid)]);
   });
 
   it('--wait says which attempt ended and how before the one that succeeded', async () => {

@@ -11,9 +11,10 @@ export async function supervisorsCommand(args: string[]): Promise<number> {
     print(values.json, rows, () =>
       rows.length
         ? table(
-            ['ID', 'HOST', 'PID', 'RUNNING', 'THREADS', 'QUEUES', 'TYPES', 'UP', 'LAST SEEN'],
+            ['ID', 'ROLE', 'HOST', 'PID', 'RUNNING', 'THREADS', 'QUEUES', 'TYPES', 'UP', 'LAST SEEN'],
             rows.map((s) => [
               s.id,
+              s.leader ? 'leader' : '',
               s.host,
               s.pid,
               s.running,
