@@ -410,8 +410,9 @@ export async function writeWorkflowStepFenced(
   version: string,
   s: StepWrite,
 ): Promise<{ stateBytes: number; cancelRequested: boolean } | undefined> {
-  const { rows } = await db.query<{ state_bytes: string; cancel_requested: boolean }>(
-    `WITH claim AS (
+  const { rows } = await db.query<{ state_bytes: string; cancel_requested: boolean }>({
+    name: 'spindle.workflow_step',
+    text: `WITH claim AS (
        SELECT id, cancel_requested_at FROM spindle.workflow_runs
         WHERE id = $1 AND claimed_by = $14 AND claim_seq = $15
           FOR UPDATE
@@ -426,8 +427,8 @@ export async function writeWorkflowStepFenced(
        FROM claim
       WHERE r.id = claim.id
       RETURNING r.state_bytes, claim.cancel_requested_at IS NOT NULL AS cancel_requested`,
-    [...stepValues(claim.runId, version, s), claim.supervisorId, claim.claimSeq],
-  );
+    values: [...stepValues(claim.runId, version, s), claim.supervisorId, claim.claimSeq],
+  });
   const row = rows[0];
   return row ? { stateBytes: Number(row.state_bytes), cancelRequested: row.cancel_requested } : undefined;
 }
@@ -461,8 +462,9 @@ export interface WorkflowWait {
  * already in the inbox is woken at once, so nothing that happened meanwhile is missed.
  */
 export async function suspendWorkflowRun(db: Queryable, claim: WorkflowClaim, wait: WorkflowWait): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `UPDATE spindle.workflow_runs r
+  const { rowCount } = await db.query({
+    name: 'spindle.workflow_suspend',
+    text: `UPDATE spindle.workflow_runs r
         SET state = $4, waiting_job = $6, waiting_event = $7, claimed_by = NULL, lease_expires_at = NULL,
             updated_at = now(),
             wake_at = CASE
@@ -472,8 +474,8 @@ export async function suspendWorkflowRun(db: Queryable, claim: WorkflowClaim, wa
               WHEN r.cancel_requested_at IS NOT NULL THEN now()
               ELSE $5::timestamptz END
       WHERE id = $1 AND claimed_by = $2 AND claim_seq = $3`,
-    [claim.runId, claim.supervisorId, claim.claimSeq, wait.state, wait.wakeAt, wait.jobId ?? null, wait.event ?? null],
-  );
+    values: [claim.runId, claim.supervisorId, claim.claimSeq, wait.state, wait.wakeAt, wait.jobId ?? null, wait.event ?? null],
+  });
   return rowCount === 1;
 }
 
@@ -494,8 +496,9 @@ export async function finishWorkflowRun(
   claim: WorkflowClaim,
   end: { state: string; outputJson: string | null; errorJson: string | null },
 ): Promise<boolean> {
-  const { rows } = await db.query(
-    `WITH done AS (
+  const { rows } = await db.query({
+    name: 'spindle.workflow_finish',
+    text: `WITH done AS (
        UPDATE spindle.workflow_runs
           SET state = $4, output = $5::jsonb, error = $6::jsonb, finished_at = now(), updated_at = now(),
               claimed_by = NULL, lease_expires_at = NULL, wake_at = NULL, waiting_job = NULL, waiting_event = NULL
@@ -503,8 +506,8 @@ export async function finishWorkflowRun(
         RETURNING id
      )
      SELECT id, pg_notify('spindle_workflow_finished', id) FROM done`,
-    [claim.runId, claim.supervisorId, claim.claimSeq, end.state, end.outputJson, end.errorJson],
-  );
+    values: [claim.runId, claim.supervisorId, claim.claimSeq, end.state, end.outputJson, end.errorJson],
+  });
   return rows.length === 1;
 }
 
