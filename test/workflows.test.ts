@@ -478,12 +478,14 @@ describe('workflows across SIGKILL', () => {
     const log = join(dir, 'branches-crash.log');
     let sup = await spawnSupervisor(workflows);
     const { run } = await client.startWorkflow('branches', { log, slowMs: 800 });
-    // Killed while A-1 still runs and B has gone ahead to B-2 and its sleep.
-    await until('branch B ahead of A', async () => lines(log).includes('B-2') && !lines(log).includes('A-2'));
+    const recorded = async (name: string) =>
+      (await db.pool.query(`SELECT 1 FROM spindle.workflow_steps WHERE run_id = $1 AND name = $2 AND state = 'succeeded'`, [run.id, name])).rowCount === 1;
+    // Killed while A-1 still runs and B has gone ahead to B-2 (recorded) and its sleep.
+    await until('branch B ahead of A', async () => (await recorded('B-2')) && !lines(log).includes('A-2'));
     await kill(sup);
     sup = await spawnSupervisor(workflows);
-    // And again while the race's slow step runs.
-    await until('the race', async () => lines(log).includes('slow'));
+    // And again while the race's slow step runs, its fast one recorded.
+    await until('the race', async () => lines(log).includes('slow') && !(await recorded('slow')) && (await recorded('fast')));
     await kill(sup);
     sup = await spawnSupervisor(workflows);
     const done = await client.waitForWorkflow(run.id, { timeoutMs: 30_000 });
@@ -492,7 +494,7 @@ describe('workflows across SIGKILL', () => {
     const all = lines(log);
     // A-1 and slow were running when their supervisor died: they may run again (at least once);
     // every step that was recorded ran once.
-    for (const name of ['A-2', 'B-1', 'B-2', 'fast', 'twin:first', 'twin:second']) expect(count(all, name)).toBe(1);
+    for (const name of ['A-2', 'B-1', 'B-2', 'fast', 'twin:first', 'twin:second']) expect([name, count(all, name)], all.join(' ')).toEqual([name, 1]);
     await kill(sup);
   }, 60_000);
 

@@ -15,6 +15,7 @@ import { claimWorkflowRuns, extendWorkflowLeases, unblockWorkflowRuns } from '..
 import { ticksBetween } from '../workflows/cron.ts';
 import { resumeRun, type ResumeOutcome } from '../workflows/engine.ts';
 import type { WorkflowLimits } from '../workflows/limits.ts';
+import { StepWriter } from '../workflows/step-writer.ts';
 import type { WorkflowRegistry } from '../workflows/registry.ts';
 import type { ScheduleEntry } from '../workflows/schedules.ts';
 import { Actor, assertNever } from './kernel.ts';
@@ -78,6 +79,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   /** Per schedule, the time up to which this leader has fired (or skipped) every tick. */
   readonly #cronCheckedUpTo = new Map<string, number>();
   #stats = { claims: 0, cronFired: 0, cronSkipped: 0, cronChecks: 0, errors: 0 };
+  readonly #stepWriter: StepWriter;
   #outcomes: Record<string, number> = {};
   #wasLeader = false;
   #claimQueued = false;
@@ -87,6 +89,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   constructor(options: SchedulerOptions) {
     super({ name: 'scheduler', clock: options.clock });
     this.#o = options;
+    this.#stepWriter = new StepWriter(options.db);
     this.#servable = [...options.workflows.values()].flatMap((m) =>
       [m.version, ...m.supports].map((version) => ({ name: m.name, version })),
     );
@@ -192,7 +195,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       for (const row of rows) this.#resuming.set(row.id, { claimSeq: row.claim_seq, done: Promise.resolve() });
       if (rows.length > 0) this.#o.onClaimed?.();
       for (const row of rows) {
-        const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
+        const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger, stepWriter: this.#stepWriter }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
           (outcome) => {
             this.#o.onResume?.(row.id, outcome);
             this.send({ type: 'done', runId: row.id, outcome });

@@ -339,98 +339,88 @@ export interface StepWrite {
   doneSeq?: number;
 }
 
-/** The columns of a step's row, in the order STEP_VALUES lists them ($1 to $12). */
+/** The columns of a step's row. */
 const STEP_COLUMNS = 'run_id, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, finished_at, done_seq';
-const STEP_VALUES = `$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, least(coalesce($11::timestamptz, now()), now()),
-               CASE WHEN $5 = 'waiting' THEN NULL ELSE now() END, $12`;
 /** A step written again (a waiting one that ended) keeps its start and takes the rest. */
 const STEP_ON_CONFLICT = `ON CONFLICT (run_id, seq) DO UPDATE
          SET state = EXCLUDED.state, result = EXCLUDED.result, error = EXCLUDED.error,
              job_id = coalesce(EXCLUDED.job_id, st.job_id), until = coalesce(EXCLUDED.until, st.until),
              has_compensation = EXCLUDED.has_compensation, finished_at = EXCLUDED.finished_at,
              done_seq = EXCLUDED.done_seq`;
-/**
- * The run's state size and step count after a step's write (`up` is the step's insert), and the
- * version of the module that runs it, from its first write on ($13).
- */
-const STEP_RUN_TOTALS = `version = coalesce(r.version, $13),
-            step_count = r.step_count + (SELECT count(*) FROM up WHERE inserted),
-            state_bytes = r.state_bytes + coalesce(octet_length($6::text), 0) + coalesce(octet_length($7::text), 0),
-            updated_at = now()`;
 
-function stepValues(runId: string, version: string, s: StepWrite): unknown[] {
-  return [
-    runId,
-    s.seq,
-    s.name,
-    s.kind,
-    s.state,
-    s.resultJson,
-    s.errorJson,
-    s.jobId ?? null,
-    s.until ?? null,
-    s.hasCompensation ?? false,
-    s.startedAt ?? null,
-    s.doneSeq ?? null,
-    version,
-  ];
+/** A step write under a claim, as writeWorkflowStepsFenced takes it. */
+export interface FencedStepWrite {
+  claim: WorkflowClaim;
+  version: string;
+  step: StepWrite;
+}
+
+/** What a fenced step write left: the run's state size, and whether a cancel was asked. */
+export interface StepWritten {
+  stateBytes: number;
+  cancelRequested: boolean;
 }
 
 /**
- * Writes a step (under a lock taken by lockWorkflowClaim) and adds its bytes to the run's state
- * size and step count; a run's first write records the `version` of its module. Returns the run's
- * state size after the write.
+ * Writes steps of many runs in one statement (one round trip, one commit), each fenced on its run's
+ * claim: a run's row is locked where the claim is still that resume's, and its step is written only
+ * then (inside a transaction that holds the lock already, the same). Each write adds its bytes to
+ * the run's state size and step count, and a run's first write records the version of its module.
+ * At most one write per step of a run (two would meet in ON CONFLICT). Returns, by run id, what
+ * the writes left; a run missing from the answer had its claim taken (nothing of it was written).
  */
-export async function writeWorkflowStep(db: Queryable, runId: string, version: string, s: StepWrite): Promise<number> {
-  const { rows } = await db.query<{ state_bytes: string }>(
-    `WITH up AS (
-       INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
-       VALUES (${STEP_VALUES})
-       ${STEP_ON_CONFLICT}
-       RETURNING (xmax = 0) AS inserted
-     )
-     UPDATE spindle.workflow_runs r
-        SET ${STEP_RUN_TOTALS}
-      WHERE r.id = $1
-      RETURNING r.state_bytes`,
-    stepValues(runId, version, s),
-  );
-  return Number(rows[0]?.state_bytes ?? 0);
-}
-
-/**
- * Writes a step fenced on the claim, in one statement of its own (one round trip and one commit, no
- * transaction around it): the run's row is locked where the claim is still this resume's, and the
- * step is written only then. Returns the run's state size and whether a cancel was asked, or
- * undefined when the claim was taken (nothing was written).
- */
-export async function writeWorkflowStepFenced(
-  db: Queryable,
-  claim: WorkflowClaim,
-  version: string,
-  s: StepWrite,
-): Promise<{ stateBytes: number; cancelRequested: boolean } | undefined> {
-  const { rows } = await db.query<{ state_bytes: string; cancel_requested: boolean }>({
-    name: 'spindle.workflow_step',
-    text: `WITH claim AS (
-       SELECT id, cancel_requested_at FROM spindle.workflow_runs
-        WHERE id = $1 AND claimed_by = $14 AND claim_seq = $15
+export async function writeWorkflowStepsFenced(db: Queryable, writes: FencedStepWrite[]): Promise<Map<string, StepWritten>> {
+  const { rows } = await db.query<{ id: string; state_bytes: string; cancel_requested: boolean }>({
+    name: 'spindle.workflow_steps',
+    text: `WITH d AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
+                            $9::text[], $10::text[], $11::bigint[], $12::timestamptz[], $13::boolean[], $14::timestamptz[], $15::int[])
+         AS d(run_id, claimed_by, claim_seq, version, seq, name, kind, state, result, error, job_id, until, has_compensation, started_at, done_seq)
+     ), claim AS MATERIALIZED (
+       SELECT r.id, r.cancel_requested_at FROM spindle.workflow_runs r
+        WHERE EXISTS (SELECT 1 FROM d WHERE d.run_id = r.id AND d.claimed_by = r.claimed_by AND d.claim_seq = r.claim_seq)
+        ORDER BY r.id
           FOR UPDATE
      ), up AS (
        INSERT INTO spindle.workflow_steps AS st (${STEP_COLUMNS})
-       SELECT ${STEP_VALUES} FROM claim
+       SELECT d.run_id, d.seq, d.name, d.kind, d.state, d.result::jsonb, d.error::jsonb, d.job_id, d.until, d.has_compensation,
+              least(coalesce(d.started_at, now()), now()), CASE WHEN d.state = 'waiting' THEN NULL ELSE now() END, d.done_seq
+         FROM d JOIN claim ON claim.id = d.run_id
        ${STEP_ON_CONFLICT}
-       RETURNING (xmax = 0) AS inserted
+       RETURNING st.run_id, (xmax = 0) AS inserted
+     ), per_run AS (
+       SELECT d.run_id, min(d.version) AS version,
+              sum(coalesce(octet_length(d.result), 0) + coalesce(octet_length(d.error), 0)) AS bytes
+         FROM d JOIN claim ON claim.id = d.run_id
+        GROUP BY d.run_id
      )
      UPDATE spindle.workflow_runs r
-        SET ${STEP_RUN_TOTALS}
-       FROM claim
-      WHERE r.id = claim.id
-      RETURNING r.state_bytes, claim.cancel_requested_at IS NOT NULL AS cancel_requested`,
-    values: [...stepValues(claim.runId, version, s), claim.supervisorId, claim.claimSeq],
+        SET version = coalesce(r.version, p.version),
+            step_count = r.step_count + (SELECT count(*) FROM up WHERE up.run_id = r.id AND up.inserted),
+            state_bytes = r.state_bytes + p.bytes,
+            updated_at = now()
+       FROM per_run p JOIN claim ON claim.id = p.run_id
+      WHERE r.id = p.run_id
+      RETURNING r.id, r.state_bytes, claim.cancel_requested_at IS NOT NULL AS cancel_requested`,
+    values: [
+      writes.map((w) => w.claim.runId),
+      writes.map((w) => w.claim.supervisorId),
+      writes.map((w) => w.claim.claimSeq),
+      writes.map((w) => w.version),
+      writes.map((w) => w.step.seq),
+      writes.map((w) => w.step.name),
+      writes.map((w) => w.step.kind),
+      writes.map((w) => w.step.state),
+      writes.map((w) => w.step.resultJson),
+      writes.map((w) => w.step.errorJson),
+      writes.map((w) => w.step.jobId ?? null),
+      writes.map((w) => w.step.until ?? null),
+      writes.map((w) => w.step.hasCompensation ?? false),
+      writes.map((w) => w.step.startedAt ?? null),
+      writes.map((w) => w.step.doneSeq ?? null),
+    ],
   });
-  const row = rows[0];
-  return row ? { stateBytes: Number(row.state_bytes), cancelRequested: row.cancel_requested } : undefined;
+  return new Map(rows.map((r) => [r.id, { stateBytes: Number(r.state_bytes), cancelRequested: r.cancel_requested }]));
 }
 
 /** Takes the oldest unconsumed event of `name` for the run (under the claim lock); undefined if none. */

@@ -13,11 +13,9 @@ import { cancelJob } from '../db/jobs.ts';
 import { beginWorkflowCompensation, blockWorkflowRun, countCompensationAttempt, finishWorkflowRun, listWorkflowSteps, recordStepCompensation, releaseWorkflowRun, skipStepCompensations, suspendWorkflowRun, type WorkflowClaim, type WorkflowRunRow } from '../db/workflows.ts';
 import { NonDeterminismError, WorkflowBoundsError } from '../errors.ts';
 import { isDataError } from '../db/errors.ts';
-import type { Logger } from '../logger.ts';
 import { findUnstorable } from '../storable.ts';
-import type { WorkflowLimits } from './limits.ts';
 import type { WorkflowModule } from './registry.ts';
-import { Replay } from './replay.ts';
+import { Replay, type ReplayDeps } from './replay.ts';
 import { endSpan, startResumeSpan } from '../tracing.ts';
 import { Cancel, ClaimLost, errorJson, Fatal, Infra, outputError, refusedWrite, Suspend, WorkflowSignal } from './signals.ts';
 
@@ -29,11 +27,8 @@ const COMPENSATION_BACKOFF_MS = 200;
 export type ResumeOutcome = 'suspended' | 'succeeded' | 'failed' | 'cancelled' | 'compensation_failed' | 'blocked' | 'lost' | 'retry';
 
 /** What a resume needs of its supervisor. */
-export interface EngineDeps {
-  db: pg.Pool;
+export interface EngineDeps extends ReplayDeps {
   supervisorId: string;
-  limits: WorkflowLimits;
-  logger: Logger;
 }
 
 type FinalState = 'succeeded' | 'failed' | 'cancelled' | 'compensation_failed';
@@ -80,7 +75,7 @@ async function resumeIn(
     }
     // A run with no step recorded (step_count counts every row written) has none to read.
     const steps = row.step_count === 0 ? [] : await listWorkflowSteps(deps.db, row.id);
-    const replay = new Replay(deps.db, deps.limits, claim, row, version, steps, deps.logger, span);
+    const replay = new Replay(deps, claim, row, version, steps, span);
     return await execute(deps, claim, row, replay, module);
   } catch (error) {
     // A write refused for what it carried would be refused at every resume: the run fails instead.

@@ -13,7 +13,7 @@ import type pg from 'pg';
 import { enqueueJob, getJob } from '../db/jobs.ts';
 import { endSpan, startStepSpan, traceparentOf } from '../tracing.ts';
 import { inTransaction } from '../db/queryable.ts';
-import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStep, writeWorkflowStepFenced, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
+import { consumeWorkflowEvent, lockWorkflowClaim, writeWorkflowStepsFenced, type StepWrite, type WorkflowClaim, type WorkflowRunRow, type WorkflowStepRow } from '../db/workflows.ts';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
 import { NonDeterminismError, TimeoutError, ValidationError, WorkflowBoundsError, WorkflowJobError } from '../errors.ts';
 import { FINAL_STATES, type JobState } from '../job.ts';
@@ -23,6 +23,7 @@ import { checkEnqueueOptions, checkName, checkText, DEFAULT_MAX_INPUT_BYTES, ser
 import type { Logger } from '../logger.ts';
 import type { WorkflowLimits } from './limits.ts';
 import { ReplayGate } from './replay-gate.ts';
+import type { StepWriter } from './step-writer.ts';
 import { Cancel, ClaimLost, errorJson, Fatal, Infra, jobError, outputError, refusedWrite, stepError, Suspend, WorkflowSignal } from './signals.ts';
 import type { EventResult, StepOptions, WaitOptions, WorkflowContext, WorkflowJobOptions } from './types.ts';
 
@@ -35,12 +36,22 @@ export interface Compensation {
   continueOnError: boolean;
 }
 
+/** What a resume's calls use of their supervisor. */
+export interface ReplayDeps {
+  db: pg.Pool;
+  /** Writes steps, grouped with other runs' (one per supervisor). */
+  stepWriter: StepWriter;
+  limits: WorkflowLimits;
+  logger: Logger;
+}
+
 /**
  * The calls of one resume of a run: each `wf.*` call returns what is recorded for it, or does its
  * work and records it, fenced on the claim.
  */
 export class Replay {
   readonly #db: pg.Pool;
+  readonly #stepWriter: StepWriter;
   /** This resume's span (tracing.ts): steps run now are its children, child jobs continue it. */
   readonly #span: Span;
   readonly #logger: Logger;
@@ -79,20 +90,19 @@ export class Replay {
   readonly api: WorkflowContext;
 
   constructor(
-    db: pg.Pool,
-    limits: WorkflowLimits,
+    deps: ReplayDeps,
     claim: WorkflowClaim,
     row: WorkflowRunRow & { db_now: Date },
     version: string,
     steps: WorkflowStepRow[],
-    logger: Logger,
     span: Span,
   ) {
     this.#span = span;
-    this.#logger = logger;
+    this.#logger = deps.logger;
     this.#version = version;
-    this.#db = db;
-    this.#limits = limits;
+    this.#db = deps.db;
+    this.#stepWriter = deps.stepWriter;
+    this.#limits = deps.limits;
     this.#claim = claim;
     this.#row = row;
     const ended: WorkflowStepRow[] = [];
@@ -531,11 +541,11 @@ export class Replay {
     }
   }
 
-  /** Writes a step under the claim, in one statement (writeWorkflowStepFenced). */
+  /** Writes a step under the claim (the supervisor's StepWriter groups it with other runs' writes). */
   async #write(step: StepWrite): Promise<void> {
     let written;
     try {
-      written = await writeWorkflowStepFenced(this.#db, this.#claim, this.#version, step);
+      written = await this.#stepWriter.write({ claim: this.#claim, version: this.#version, step });
     } catch (error) {
       throw this.#writeFailed(error);
     }
@@ -545,8 +555,11 @@ export class Replay {
     this.#stateBytes = written.stateBytes;
   }
 
+  /** Writes a step in the transaction of inClaim(), which holds the claim's lock. */
   async #writeOn(db: pg.PoolClient, step: StepWrite): Promise<void> {
-    this.#stateBytes = await writeWorkflowStep(db, this.#row.id, this.#version, step);
+    const written = (await writeWorkflowStepsFenced(db, [{ claim: this.#claim, version: this.#version, step }])).get(this.#claim.runId);
+    if (!written) throw new ClaimLost();
+    this.#stateBytes = written.stateBytes;
   }
 }
 
