@@ -1,10 +1,11 @@
 /**
- * A host cut off from the network: a supervisor in a network namespace reaches PostgreSQL through
- * a veth pair and a TCP forwarder of our own; mid-run the link goes down (its connections hang, as
- * when a host drops off the network: no reset). Its jobs must be taken back and rerun elsewhere,
- * it must stop their threads by itself within about a lease, its late outcomes must be refused by
- * the fencing, and once the link is back it must rejoin and work. The database and the handlers'
- * side-effect ledger are the truth. Needs root and iproute2 (`ip netns`); skips without them.
+ * A host cut off from the network: a supervisor reaches PostgreSQL through a TCP forwarder of our
+ * own, and mid-run it is cut off, its connections hanging with no reset, as when a host drops off
+ * the network: in a network namespace, by bringing its veth link down (needs root and iproute2's
+ * `ip netns`; skipped without them), and, anywhere, by the forwarder going silent. Its jobs must be
+ * taken back and rerun elsewhere, it must stop their threads by itself within about a lease, its
+ * late outcomes must be refused by the fencing, and once it is back it must rejoin and work. The
+ * database and the handlers' side-effect ledger are the truth.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,8 +32,65 @@ const REAPER_INTERVAL_MS = DEFAULTS ? 2_000 : 200;
 const ABORT_GRACE_MS = DEFAULTS ? 1_000 : 300;
 const BOOT_TIMEOUT_MS = 20_000;
 
-const unavailable = netnsUnavailable();
-if (unavailable) console.warn(`[cutoff] skipped: ${unavailable}`);
+/** A way to cut the supervisor off, and the URL and command prefix it runs with. */
+interface Cut {
+  url: string;
+  launcher: string[];
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+const WAYS: { name: string; unavailable: string | null; make: (databaseUrl: string) => Promise<Cut> }[] = [
+  { name: 'its link brought down (a network namespace)', unavailable: netnsUnavailable(), make: linkDown },
+  { name: 'its proxy gone silent', unavailable: null, make: silentProxy },
+];
+
+/** A supervisor in a network namespace, through a forwarder on the veth's host end; the cut brings the link down. */
+async function linkDown(databaseUrl: string): Promise<Cut> {
+  const ns = NetworkNamespace.create();
+  try {
+    const forwarder = await TcpForwarder.start(ns.hostAddress, targetOf(databaseUrl));
+    return {
+      url: through(databaseUrl, ns.hostAddress, forwarder.port),
+      launcher: ns.launcher,
+      cut: () => ns.cut(),
+      restore: () => ns.restore(),
+      close: async () => {
+        ns.remove();
+        await forwarder.close();
+      },
+    };
+  } catch (err) {
+    ns.remove();
+    throw err;
+  }
+}
+
+/** A supervisor on this host, through a forwarder that stops forwarding. */
+async function silentProxy(databaseUrl: string): Promise<Cut> {
+  const forwarder = await TcpForwarder.start('127.0.0.1', targetOf(databaseUrl));
+  return {
+    url: through(databaseUrl, '127.0.0.1', forwarder.port),
+    launcher: [],
+    cut: () => forwarder.freeze(),
+    restore: () => forwarder.thaw(),
+    close: () => forwarder.close(),
+  };
+}
+
+function targetOf(databaseUrl: string): { host: string; port: number } {
+  const url = new URL(databaseUrl);
+  return { host: url.hostname, port: Number(url.port || 5432) };
+}
+
+/** The database's URL through a forwarder at host:port. */
+function through(databaseUrl: string, host: string, port: number): string {
+  const url = new URL(databaseUrl);
+  url.hostname = host;
+  url.port = String(port);
+  return url.toString();
+}
 
 function supervisorOptions(databaseUrl: string, extra: SupervisorOptions): SupervisorOptions {
   return {
@@ -51,9 +109,13 @@ function supervisorOptions(databaseUrl: string, extra: SupervisorOptions): Super
   };
 }
 
-describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the network', () => {
-  let ns: NetworkNamespace | undefined;
-  let forwarder: TcpForwarder | undefined;
+for (const way of WAYS) {
+  if (way.unavailable) console.warn(`[cutoff] skipped, a supervisor cut off by ${way.name}: ${way.unavailable}`);
+  describe.skipIf(way.unavailable !== null)(`a supervisor cut off from the database by ${way.name}`, () => cutOffSuite(way));
+}
+
+function cutOffSuite(way: (typeof WAYS)[number]): void {
+  let cut: Cut | undefined;
   let db: TestDatabase;
   let client: Client;
   let dir: string;
@@ -63,9 +125,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
     dir = await mkdtemp(join(tmpdir(), 'spindle-cutoff-'));
     db = await createTestDatabase();
     client = createClient({ connectionString: db.url });
-    ns = NetworkNamespace.create();
-    const target = new URL(db.url);
-    forwarder = await TcpForwarder.start(ns.hostAddress, { host: target.hostname, port: Number(target.port || 5432) });
+    cut = await way.make(db.url);
   });
 
   afterAll(async () => {
@@ -74,8 +134,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
       p.signal('SIGKILL');
       await p.exited;
     }
-    ns?.remove();
-    await forwarder?.close();
+    await cut?.close();
     await client?.close();
     await db?.drop();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -107,10 +166,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
     const blockers = await client.enqueueMany([0, 1].map((i) => ({ type: 'hold', input: hold(`blocker${i}`, 'release-blockers') })));
     for (const job of blockers) await started(host, job, 1);
 
-    const nsUrl = new URL(db.url);
-    nsUrl.hostname = ns!.hostAddress;
-    nsUrl.port = String(forwarder!.port);
-    const cutOff = await startSupervisor(nsUrl.toString(), { concurrency: 3, queues: ['default', 'rejoin'] }, ns!.launcher);
+    const cutOff = await startSupervisor(cut!.url, { concurrency: 3, queues: ['default', 'rejoin'] }, cut!.launcher);
     const [cooperative, stubborn, finisher] = (await client.enqueueMany([
       { type: 'hold', input: hold('cooperative', 'never') },
       { type: 'hold', input: hold('stubborn', 'never', { stubborn: true }) },
@@ -118,7 +174,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
     ])) as [Job, Job, Job];
     for (const job of [cooperative, stubborn, finisher]) await started(cutOff, job, 1);
 
-    ns!.cut();
+    cut!.cut();
     const cutAt = Date.now();
     const afterCut = cutOff.lines.length;
     // The finisher's first attempt ends while the link is down: its outcome cannot reach the database.
@@ -142,7 +198,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
     for (const job of rerun) expect([job.state, job.attempt, job.supervisorId, job.output]).toEqual(['succeeded', 2, host.id, { attempt: 2, pid: host.pid }]);
     const reaped = host.all((l) => l.event === 'job:reaped' && l.supervisorId === cutOff.id);
 
-    ns!.restore();
+    cut!.restore();
     const restoredAt = Date.now();
     // Its late outcome (the finisher's first attempt) is refused by the fencing.
     const refused = await cutOff.waitFor(
@@ -215,7 +271,7 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
     const cooperativeAborted = firstAttempt(cooperative).find((l) => l.edge === 'aborted')?.at;
     const stubbornLastTick = Math.max(...firstAttempt(stubborn).map((l) => l.at));
     console.log(
-      `[cutoff] lease ${LEASE_MS} ms, heartbeat ${HEARTBEAT_MS} ms, reaper ${REAPER_INTERVAL_MS} ms, grace ${ABORT_GRACE_MS} ms. ` +
+      `[cutoff] ${way.name}: lease ${LEASE_MS} ms, heartbeat ${HEARTBEAT_MS} ms, reaper ${REAPER_INTERVAL_MS} ms, grace ${ABORT_GRACE_MS} ms. ` +
         `After the cut: leases given up ${since(lapsed?.receivedAt, cutAt)} (${String(lapsed?.silentMs)} ms after its last beat); ` +
         `threads stopped ${since(cooperativeAborted, cutAt)} (at the signal) and ${since(stubbornLastTick, cutAt)} (last tick before ` +
         `its thread was terminated); jobs reaped ${reaped.map((l) => since(l.receivedAt, cutAt)).join(', ')}; reruns started ` +
@@ -224,4 +280,4 @@ describe.skipIf(unavailable !== null)('a supervisor on a host cut off from the n
         `new jobs claimed ${since(rejoinedAt, rejoinEnqueuedAt)} after their enqueue`,
     );
   }, DEFAULTS ? 180_000 : 60_000);
-});
+}

@@ -1,31 +1,36 @@
 /**
- * A TCP forwarder of our own in the host's namespace: it listens on an address a network namespace
- * can reach (its veth's host end) and joins each connection to the database's address, so a process
- * in the namespace reaches a PostgreSQL that listens on 127.0.0.1 only, without touching its config.
- * It forwards bytes and nothing else: a connection ends when either side ends it.
+ * A TCP forwarder of our own: it listens on an address the client can reach (a veth's host end, for
+ * a network namespace) and joins each connection to the database's address, so a process in a
+ * namespace reaches a PostgreSQL that listens on 127.0.0.1 only, without touching its config. It
+ * forwards bytes and nothing else: a connection ends when either side ends it. `freeze()` stops
+ * forwarding without closing anything (a proxy that went silent): what the client sends gets no
+ * answer and no error, as over a link that went down, until `thaw()`.
  */
 import net from 'node:net';
 
+/** One forwarded connection: the client's side and the database's. */
+interface Pair {
+  inbound: net.Socket;
+  outbound: net.Socket;
+}
+
 export class TcpForwarder {
   readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
+  readonly #pairs = new Set<Pair>();
+  #frozen = false;
 
   private constructor(target: { host: string; port: number }) {
     this.#server = net.createServer((inbound) => {
-      const outbound = net.connect(target.port, target.host);
+      const pair = { inbound, outbound: net.connect(target.port, target.host) };
       const end = () => {
-        inbound.destroy();
-        outbound.destroy();
+        pair.inbound.destroy();
+        pair.outbound.destroy();
+        this.#pairs.delete(pair);
       };
-      for (const socket of [inbound, outbound]) {
-        this.#sockets.add(socket);
-        socket.on('error', end).on('close', () => {
-          this.#sockets.delete(socket);
-          end();
-        });
-      }
-      inbound.pipe(outbound);
-      outbound.pipe(inbound);
+      for (const socket of [pair.inbound, pair.outbound]) socket.on('error', end).on('close', end);
+      this.#pairs.add(pair);
+      if (this.#frozen) TcpForwarder.#hold(pair);
+      else TcpForwarder.#join(pair);
     });
   }
 
@@ -43,9 +48,36 @@ export class TcpForwarder {
     return (this.#server.address() as net.AddressInfo).port;
   }
 
+  /** Stops forwarding, both ways, on every connection and on those made meanwhile; nothing is closed. */
+  freeze(): void {
+    this.#frozen = true;
+    for (const pair of this.#pairs) TcpForwarder.#hold(pair);
+  }
+
+  /** Forwards again, starting with what was held. */
+  thaw(): void {
+    this.#frozen = false;
+    for (const pair of this.#pairs) TcpForwarder.#join(pair);
+  }
+
   /** Stops listening and ends every forwarded connection. */
   async close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy();
+    for (const { inbound, outbound } of this.#pairs) {
+      inbound.destroy();
+      outbound.destroy();
+    }
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  static #join({ inbound, outbound }: Pair): void {
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  }
+
+  static #hold({ inbound, outbound }: Pair): void {
+    inbound.unpipe(outbound);
+    outbound.unpipe(inbound);
+    inbound.pause();
+    outbound.pause();
   }
 }
