@@ -41,9 +41,17 @@ interface Cut {
   close(): Promise<void>;
 }
 
-const WAYS: { name: string; unavailable: string | null; make: (databaseUrl: string) => Promise<Cut> }[] = [
-  { name: 'its link brought down (a network namespace)', unavailable: netnsUnavailable(), make: linkDown },
-  { name: 'its proxy gone silent', unavailable: null, make: silentProxy },
+/** How it is cut off, and whether it leads when it is (then the other supervisor must take the lead to reap). */
+interface Way {
+  name: string;
+  unavailable: string | null;
+  make: (databaseUrl: string) => Promise<Cut>;
+  cutOffLeads: boolean;
+}
+
+const WAYS: Way[] = [
+  { name: 'its link brought down (a network namespace)', unavailable: netnsUnavailable(), make: linkDown, cutOffLeads: false },
+  { name: 'its proxy gone silent, while it leads', unavailable: null, make: silentProxy, cutOffLeads: true },
 ];
 
 /** A supervisor in a network namespace, through a forwarder on the veth's host end; the cut brings the link down. */
@@ -114,7 +122,7 @@ for (const way of WAYS) {
   describe.skipIf(way.unavailable !== null)(`a supervisor cut off from the database by ${way.name}`, () => cutOffSuite(way));
 }
 
-function cutOffSuite(way: (typeof WAYS)[number]): void {
+function cutOffSuite(way: Way): void {
   let cut: Cut | undefined;
   let db: TestDatabase;
   let client: Client;
@@ -160,19 +168,36 @@ function cutOffSuite(way: (typeof WAYS)[number]): void {
     p.waitFor((l) => l.event === 'job:started' && l.id === job.id && l.attempt === attempt, LEASE_MS + 10_000, `job ${job.id} attempt ${attempt} started`);
 
   it('has its jobs rerun elsewhere, stops their threads itself, has its late outcomes refused, and rejoins', async () => {
-    // The leader, on the host: both its threads held by blockers, so the cut-off supervisor takes the next jobs.
-    const host = await startSupervisor(db.url, { concurrency: 2, queues: ['default'] });
-    await host.waitFor((l) => l.event === 'leader:changed' && l.leader === true, 5_000, 'leadership');
-    const blockers = await client.enqueueMany([0, 1].map((i) => ({ type: 'hold', input: hold(`blocker${i}`, 'release-blockers') })));
-    for (const job of blockers) await started(host, job, 1);
-
-    const cutOff = await startSupervisor(cut!.url, { concurrency: 3, queues: ['default', 'rejoin'] }, cut!.launcher);
-    const [cooperative, stubborn, finisher] = (await client.enqueueMany([
-      { type: 'hold', input: hold('cooperative', 'never') },
-      { type: 'hold', input: hold('stubborn', 'never', { stubborn: true }) },
-      { type: 'hold', input: hold('finisher', 'release-finisher') },
-    ])) as [Job, Job, Job];
-    for (const job of [cooperative, stubborn, finisher]) await started(cutOff, job, 1);
+    // The jobs must go to the supervisor to be cut off. A leader on the host has both its threads held
+    // by blockers meanwhile; a cut-off leader starts alone and takes them before the other starts.
+    const startHost = () => startSupervisor(db.url, { concurrency: 2, queues: ['default'] });
+    const startCutOff = () => startSupervisor(cut!.url, { concurrency: 3, queues: ['default', 'rejoin'] }, cut!.launcher);
+    const enqueueHeld = async () =>
+      (await client.enqueueMany([
+        { type: 'hold', input: hold('cooperative', 'never') },
+        { type: 'hold', input: hold('stubborn', 'never', { stubborn: true }) },
+        { type: 'hold', input: hold('finisher', 'release-finisher') },
+      ])) as [Job, Job, Job];
+    let host: SupervisorProcess;
+    let cutOff: SupervisorProcess;
+    let blockers: Job[] = [];
+    let held: [Job, Job, Job];
+    if (way.cutOffLeads) {
+      cutOff = await startCutOff();
+      await cutOff.waitFor((l) => l.event === 'leader:changed' && l.leader === true, 5_000, 'leadership');
+      held = await enqueueHeld();
+      for (const job of held) await started(cutOff, job, 1);
+      host = await startHost();
+    } else {
+      host = await startHost();
+      await host.waitFor((l) => l.event === 'leader:changed' && l.leader === true, 5_000, 'leadership');
+      blockers = await client.enqueueMany([0, 1].map((i) => ({ type: 'hold', input: hold(`blocker${i}`, 'release-blockers') })));
+      for (const job of blockers) await started(host, job, 1);
+      cutOff = await startCutOff();
+      held = await enqueueHeld();
+      for (const job of held) await started(cutOff, job, 1);
+    }
+    const [cooperative, stubborn, finisher] = held;
 
     cut!.cut();
     const cutAt = Date.now();
@@ -192,11 +217,13 @@ function cutOffSuite(way: (typeof WAYS)[number]): void {
       );
     const [cooperativeStopped, stubbornStopped] = await Promise.all([stopped(cooperative), stopped(stubborn)]);
 
-    // The leader takes the three jobs back and runs them again, while the link is still down.
+    // The other supervisor (leading, or taking the lead from the cut-off one) takes the three jobs back
+    // and runs them again, while the link is still down.
     const reruns = await Promise.all([cooperative, stubborn, finisher].map((job) => started(host, job, 2)));
     const rerun = await Promise.all([cooperative, stubborn, finisher].map((j) => client.waitFor(j.id, { timeoutMs: 10_000 })));
     for (const job of rerun) expect([job.state, job.attempt, job.supervisorId, job.output]).toEqual(['succeeded', 2, host.id, { attempt: 2, pid: host.pid }]);
     const reaped = host.all((l) => l.event === 'job:reaped' && l.supervisorId === cutOff.id);
+    const tookLead = host.lines.find((l) => l.event === 'leader:changed' && l.leader === true);
 
     cut!.restore();
     const restoredAt = Date.now();
@@ -263,6 +290,9 @@ function cutOffSuite(way: (typeof WAYS)[number]): void {
     expect(snapshot.actors.state.lostClaims).toBe(3);
     expect(snapshot.actors.children.find((c) => c.name === 'heartbeat')?.state).toMatchObject({ leasesEnded: 1 });
     expect((await client.supervisors()).find((s) => s.id === cutOff.id)?.live).toBe(true);
+    // One leader: the host (a cut-off leader gave the lead up, and the host took it).
+    expect(host.all((l) => l.event === 'leader:changed').map((l) => l.leader)).toEqual([true]);
+    expect(cutOff.all((l) => l.event === 'leader:changed').map((l) => l.leader)).toEqual(way.cutOffLeads ? [true, false] : []);
 
     // The figures of BENCHMARKS.md ("A host cut off"): handlers' times from the ledger, the rest as the lines arrived.
     const backOnline = cutOff.lines.find((l, i) => i >= afterCut && l.msg === 'heartbeat reaches the database again');
@@ -275,7 +305,7 @@ function cutOffSuite(way: (typeof WAYS)[number]): void {
         `After the cut: leases given up ${since(lapsed?.receivedAt, cutAt)} (${String(lapsed?.silentMs)} ms after its last beat); ` +
         `threads stopped ${since(cooperativeAborted, cutAt)} (at the signal) and ${since(stubbornLastTick, cutAt)} (last tick before ` +
         `its thread was terminated); jobs reaped ${reaped.map((l) => since(l.receivedAt, cutAt)).join(', ')}; reruns started ` +
-        `${reruns.map((l) => since(l.receivedAt, cutAt)).join(', ')}. After the link came back: first beat ` +
+        `${reruns.map((l) => since(l.receivedAt, cutAt)).join(', ')}${way.cutOffLeads ? `; the host took the lead ${since(tookLead?.receivedAt, cutAt)}` : ''}. After the link came back: first beat ` +
         `${since(backOnline?.receivedAt, restoredAt)}, late outcome refused ${since(refused.receivedAt, restoredAt)}; ` +
         `new jobs claimed ${since(rejoinedAt, rejoinEnqueuedAt)} after their enqueue`,
     );

@@ -4,7 +4,8 @@
  * namespace reaches a PostgreSQL that listens on 127.0.0.1 only, without touching its config. It
  * forwards bytes and nothing else: a connection ends when either side ends it. `freeze()` stops
  * forwarding without closing anything (a proxy that went silent): what the client sends gets no
- * answer and no error, as over a link that went down, until `thaw()`.
+ * answer and no error, as over a link that went down, until `thaw()`; a connection the database
+ * ends meanwhile (a backend terminated) reaches the client as ended only then.
  */
 import net from 'node:net';
 
@@ -12,6 +13,8 @@ import net from 'node:net';
 interface Pair {
   inbound: net.Socket;
   outbound: net.Socket;
+  /** One side ended while frozen: the other is ended at the thaw. */
+  ended: boolean;
 }
 
 export class TcpForwarder {
@@ -21,10 +24,13 @@ export class TcpForwarder {
 
   private constructor(target: { host: string; port: number }) {
     this.#server = net.createServer((inbound) => {
-      const pair = { inbound, outbound: net.connect(target.port, target.host) };
+      const pair: Pair = { inbound, outbound: net.connect(target.port, target.host), ended: false };
       const end = () => {
-        pair.inbound.destroy();
-        pair.outbound.destroy();
+        if (this.#frozen) {
+          pair.ended = true;
+          return;
+        }
+        TcpForwarder.#end(pair);
         this.#pairs.delete(pair);
       };
       for (const socket of [pair.inbound, pair.outbound]) socket.on('error', end).on('close', end);
@@ -57,16 +63,25 @@ export class TcpForwarder {
   /** Forwards again, starting with what was held. */
   thaw(): void {
     this.#frozen = false;
-    for (const pair of this.#pairs) TcpForwarder.#join(pair);
+    for (const pair of this.#pairs) {
+      if (pair.ended) {
+        TcpForwarder.#end(pair);
+        this.#pairs.delete(pair);
+      } else {
+        TcpForwarder.#join(pair);
+      }
+    }
   }
 
   /** Stops listening and ends every forwarded connection. */
   async close(): Promise<void> {
-    for (const { inbound, outbound } of this.#pairs) {
-      inbound.destroy();
-      outbound.destroy();
-    }
+    for (const pair of this.#pairs) TcpForwarder.#end(pair);
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  static #end({ inbound, outbound }: Pair): void {
+    inbound.destroy();
+    outbound.destroy();
   }
 
   static #join({ inbound, outbound }: Pair): void {
