@@ -80,7 +80,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     // (on a thread of the pool, which keeps them loaded), the workflow modules (imported here:
     // their bodies run on this thread).
     const [{ databaseUrl, db, fastDb }, registry, workflows] = await allSettled([
-      openDatabase(config, logger, cleanup).then((url) => openPools(url, id, logger, cleanup)),
+      openDatabase(config, logger, cleanup).then((url) => openPools(url, id, config, logger, cleanup)),
       loadRegistry(config.workers, { pool }),
       loadWorkflows(config.workflows),
     ]);
@@ -169,13 +169,25 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
   return databaseUrl;
 }
 
+/** The least time a statement of the supervisor's pools is given before it counts as failed. */
+const MIN_STATEMENT_BOUND_MS = 2_000;
+const MIN_BATCH_STATEMENT_BOUND_MS = 10_000;
+
 /**
  * The supervisor's two pools, each with connections opened now (a new server backend costs a round
  * trip or more), so that the registration and the first claim do not wait for one.
+ *
+ * Every statement is bounded on the client's side (`query_timeout`; the connection is then dropped).
+ * Over a link that went down, a statement gets neither an answer nor an error (nothing resets the
+ * connection): unbounded, it would hang until TCP gives up, minutes later, holding its actor's
+ * mailbox. fastDb's statements are short (claims, leases, progress): a beat not back within an
+ * interval fails and is tried again on a new connection while the leases last. db's carry batches
+ * and sweeps: a lease, and at least 10 s.
  */
 async function openPools(
   databaseUrl: string,
   id: string,
+  config: SupervisorConfig,
   logger: Logger,
   cleanup: (() => Promise<void>)[],
 ): Promise<{ databaseUrl: string; db: pg.Pool; fastDb: pg.Pool }> {
@@ -186,10 +198,15 @@ async function openPools(
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-  const db = new pg.Pool({ ...settings, max: 4 });
+  const db = new pg.Pool({ ...settings, max: 4, query_timeout: Math.max(config.leaseMs, MIN_BATCH_STATEMENT_BOUND_MS) });
   // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
   // durable before they are acknowledged.
-  const fastDb = new pg.Pool({ ...settings, max: 2, options: CLAIM_CONNECTION_OPTIONS });
+  const fastDb = new pg.Pool({
+    ...settings,
+    max: 2,
+    options: CLAIM_CONNECTION_OPTIONS,
+    query_timeout: Math.max(config.heartbeatMs, MIN_STATEMENT_BOUND_MS),
+  });
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
   for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   cleanup.push(() => db.end(), () => fastDb.end());

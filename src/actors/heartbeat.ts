@@ -1,7 +1,10 @@
 /**
  * Marks this supervisor seen and extends the leases of every job it holds, each tick, and reports
  * which jobs it still holds: a job missing from the answer was taken away. A beat that fails is tried
- * again soon, not a whole interval later: the leases must be renewed before they end. Each beat also
+ * again soon, not a whole interval later: the leases must be renewed before they end. When no beat
+ * has reached the database for a lease (a host cut off from the network, whose statements hang), the
+ * leases have ended whatever the database says later: it reports every claim as lost, so the
+ * supervisor stops their threads before another supervisor runs the jobs again. Each beat also
  * tells the lease keeper (lease-keeper-thread.ts) what is held, and that the main thread is alive:
  * the keeper beats in its stead while the main thread is held up.
  */
@@ -23,6 +26,8 @@ const RETRY_SHARE = 0.25;
 const MAX_STAND_IN_MS = 60_000;
 /** The lease keeper starts at this beat (the first comes an interval after the start, not in its busy first moments). */
 const KEEPER_FROM_BEAT = 1;
+/** A lease watch that fires this many intervals late finds a main thread that was held up (see #leaseWatchFired). */
+const HELD_UP_INTERVALS = 1;
 
 /** A job as the supervisor holds it: the fence the heartbeat checks. */
 export interface HeldClaim {
@@ -51,6 +56,8 @@ export interface HeartbeatState {
   lastBeatMs: number | null;
   /** Beats the lease keeper made while the main thread was held up. */
   keeperBeats: number;
+  /** Times its leases ended with no beat reaching the database (each time, every claim was stopped). */
+  leasesEnded: number;
 }
 
 export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
@@ -71,6 +78,18 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   readonly #keeperSettings: Pick<KeeperSettings, 'connectionString'> | undefined;
   #keeper: Worker | null = null;
   #keeperStoodIn = 0;
+  /**
+   * performance.now() when the last beat that reached the database was sent (or the start): every
+   * lease it extended, and every claim made since, lasts at least until this plus the lease.
+   */
+  #leaseFrom = performance.now();
+  readonly #onLeasesEnded: (claims: HeldClaim[], silentMs: number) => void;
+  readonly #stopBeforeEndMs: number;
+  /** The lease watch: a plain timer, as the mailbox may be waiting on a beat that hangs. */
+  #leaseWatch: ReturnType<typeof setTimeout> | undefined;
+  /** The leases ended and no beat has reached the database since. */
+  #leasesLapsed = false;
+  #leasesEnded = 0;
 
   constructor(options: {
     db: Queryable;
@@ -84,6 +103,14 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     /** Where the lease keeper connects; without it, no keeper runs. */
     keeper?: { connectionString: string };
     onBeat: (result: BeatResult) => void;
+    /**
+     * No beat has reached the database for a lease (less `stopBeforeEndMs`): these claims may be taken
+     * back at any moment, and their work must stop. Called again each interval while that lasts, with
+     * what is held then.
+     */
+    onLeasesEnded?: (claims: HeldClaim[], silentMs: number) => void;
+    /** How long before its lease ends a claim is reported lost: the time its thread takes to stop. */
+    stopBeforeEndMs?: number;
     /** Stamps lastBeatAt; default the parent's clock. */
     clock?: Clock;
   }) {
@@ -96,6 +123,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     this.#onBeat = options.onBeat;
     this.#runs = options.runs ?? (() => []);
     this.#keeperSettings = options.keeper;
+    this.#onLeasesEnded = options.onLeasesEnded ?? (() => {});
+    // At most half the lease: a grace as long as the lease would stop every job at the first missed beat.
+    this.#stopBeforeEndMs = Math.min(options.stopBeforeEndMs ?? 0, Math.floor(options.leaseMs / 2));
   }
 
   /**
@@ -108,6 +138,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   }
 
   protected override onStart(): void {
+    // Claims come after the start, so their leases last at least until the start plus a lease.
+    this.#leaseFrom = performance.now();
+    this.#armLeaseWatch(this.#leaseFrom + this.#leaseMs - this.#stopBeforeEndMs);
     this.every(this.#intervalMs, () => ({ type: 'beat' }));
   }
 
@@ -138,6 +171,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     this.#beats++;
     this.#lastBeatAt = this.clock.now();
     this.#lastOkAt = performance.now();
+    this.#leaseFrom = started;
+    this.#leasesLapsed = false;
+    if (this.status === 'running') this.#armLeaseWatch(started + this.#leaseMs - this.#stopBeforeEndMs);
     this.#lastBeatMs = this.#lastOkAt - started;
     if (this.#failingSince !== null) {
       this.logger.info({ downMs: Math.round(this.#lastOkAt - this.#failingSince) }, 'heartbeat reaches the database again');
@@ -154,8 +190,44 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   }
 
   protected override onStop(): void {
+    clearTimeout(this.#leaseWatch);
     void this.#keeper?.terminate();
     this.#keeper = null;
+  }
+
+  /** Sets the lease watch to fire at `at` (performance.now() time), in place of the one set before. */
+  #armLeaseWatch(at: number): void {
+    clearTimeout(this.#leaseWatch);
+    this.#leaseWatch = setTimeout(() => this.#leaseWatchFired(at), Math.max(0, at - performance.now()));
+    this.#leaseWatch.unref();
+  }
+
+  /**
+   * No beat has reached the database since #leaseFrom, and the leases end now (less the time threads
+   * take to stop). A watch that fires an interval or more late found the main thread held up, and the
+   * lease keeper may have kept the leases meanwhile: a beat now tells, and the watch looks again soon.
+   */
+  #leaseWatchFired(dueAt: number): void {
+    if (this.status !== 'running') return;
+    const now = performance.now();
+    if (now - dueAt >= HELD_UP_INTERVALS * this.#intervalMs && !this.#leasesLapsed) {
+      this.send({ type: 'beat' });
+      this.#armLeaseWatch(now + this.#intervalMs * RETRY_SHARE);
+      return;
+    }
+    const silentMs = Math.round(now - this.#leaseFrom);
+    const claims = this.#claims();
+    if (!this.#leasesLapsed) {
+      this.#leasesLapsed = true;
+      this.#leasesEnded++;
+      this.logger.warn(
+        { silentMs, leaseMs: this.#leaseMs, claims: claims.length },
+        'no heartbeat has reached the database for a lease: its claims may be taken back, so their jobs are stopped',
+      );
+    }
+    if (claims.length > 0) this.#onLeasesEnded(claims, silentMs);
+    // Until a beat reaches the database, what is claimed meanwhile is stopped too.
+    this.#armLeaseWatch(now + this.#intervalMs);
   }
 
   /**
@@ -195,6 +267,11 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
 
   #heardFromKeeper(report: KeeperReport): void {
     this.#keeperStoodIn += report.beats;
+    if (report.beats === 0) {
+      // Silent because its beats failed (the database out of reach), not held up: the keeper failed too.
+      this.logger.info({ silentMs: report.silentMs, keeperFailures: report.failed, lastError: report.lastError }, 'the lease keeper could not reach the database either');
+      return;
+    }
     this.logger.warn(
       { silentMs: report.silentMs, keeperBeats: report.beats, keeperFailures: report.failed, lastError: report.lastError },
       `the main thread was held up for about ${report.silentMs} ms; the lease keeper kept its leases meanwhile`,
@@ -224,6 +301,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       lastBeatAt: this.#lastBeatAt === null ? null : new Date(this.#lastBeatAt).toISOString(),
       lastBeatMs: this.#lastBeatMs === null ? null : Math.round(this.#lastBeatMs * 10) / 10,
       keeperBeats: this.#keeperStoodIn,
+      leasesEnded: this.#leasesEnded,
     };
   }
 }

@@ -29,7 +29,7 @@ import { Elector } from './elector.ts';
 import { InFlight, type InFlightHost } from './in-flight.ts';
 import { LimitedClaims, type LimitedScopeView } from './limited-claims.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
-import { Heartbeat, type BeatResult } from './heartbeat.ts';
+import { Heartbeat, type BeatResult, type HeldClaim } from './heartbeat.ts';
 import type { Clock } from '../clock.ts';
 import { loggerWith, type Logger } from '../logger.ts';
 import { Actor, assertNever, type AnyActor } from './kernel.ts';
@@ -76,7 +76,10 @@ export interface SupervisorDeps {
   config: SupervisorConfig;
   databaseUrl: string;
   db: pg.Pool;
-  /** Connections with asynchronous commit, for claims, lease extensions and progress (see start.ts). */
+  /**
+   * Connections for claims, lease extensions and progress (see start.ts), and every statement of this
+   * actor's own: their short bound keeps its mailbox from waiting long on a link that went down.
+   */
   fastDb: pg.Pool;
   registry: Registry;
   pool: WorkerPool;
@@ -195,6 +198,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
           ...this.#completer.held(),
         ],
         onBeat: (result) => this.send({ type: 'beat', result }),
+        // Called directly, not through the mailbox: that may wait on a statement that hangs as well.
+        onLeasesEnded: (claims, silentMs) => this.#leasesEnded(claims, silentMs),
+        // Aborted this long before their leases end, the threads are stopped when another supervisor may take the jobs.
+        stopBeforeEndMs: config.abortGraceMs,
         runs: () => this.#scheduler?.heldRuns() ?? [],
         keeper: { connectionString: databaseUrl },
       }),
@@ -350,7 +357,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }
       case 'sweepCancels':
         try {
-          for (const held of await cancelRequests(this.#d.db, this.id)) this.#cancelHeld(held);
+          for (const held of await cancelRequests(this.#d.fastDb, this.id)) this.#cancelHeld(held);
         } catch (err) {
           this.logger.warn({ err }, 'could not look for cancel requests');
         }
@@ -478,7 +485,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   /** Reads which scopes are limited or paused; a claim follows, as a resumed or lifted scope has work. */
   async #readLimits(): Promise<void> {
     try {
-      this.#activeScopes = await activeScopes(this.#d.db);
+      this.#activeScopes = await activeScopes(this.#d.fastDb);
     } catch (err) {
       this.logger.warn({ err }, 'could not read the flow-control limits; keeping the last ones read');
     }
@@ -632,6 +639,16 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         continue;
       }
       if (h.cancel_requested) this.#cancelHeld(h);
+    }
+  }
+
+  /** No beat has reached the database for a lease: the claims may be taken back, so their work stops. */
+  #leasesEnded(claims: HeldClaim[], silentMs: number): void {
+    for (const claim of claims) {
+      const job = this.#inFlight.get(claim.id);
+      if (job && job.attempt === claim.attempt) {
+        this.#abort(job, 'lost', `no heartbeat reached the database for ${silentMs} ms, so its lease has ended`);
+      }
     }
   }
 

@@ -32,8 +32,10 @@ export class SupervisorProcess {
   readonly #waiters = new Set<() => void>();
   readonly #listeners = new Set<(line: Line) => void>();
 
-  constructor(options: SupervisorOptions, env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', RUN_SUPERVISOR, JSON.stringify(options)], {
+  /** `launcher`: a command prefix the process runs under (`ip netns exec NAME` puts it in a network namespace). */
+  constructor(options: SupervisorOptions, env: NodeJS.ProcessEnv = {}, launcher: string[] = []) {
+    const command = [...launcher, process.execPath, '--import', 'tsx', RUN_SUPERVISOR, JSON.stringify(options)];
+    this.child = spawn(command[0]!, command.slice(1), {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
