@@ -205,6 +205,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }),
       { policy: 'restart' },
     );
+    // The first claim, with only what running a job needs spawned: the connections of the listener
+    // and elector, the leader's first sweeps and the ops servers' sockets come after it, not in its way.
+    // Later claims are messages.
+    await this.#claim();
     this.spawn(
       new Listener({
         connectionString: databaseUrl,
@@ -271,9 +275,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#maybeMore = true;
       return { type: 'claim' };
     });
-    // The first claim runs now, while the children start (the listener's and elector's connections,
-    // the ops servers' sockets): running a job needs none of them. Later claims are messages.
-    await this.#claim();
     if (this.#maybeMore) this.#wake();
   }
 

@@ -5,7 +5,8 @@
  *
  * - Piscina's resource limits are per pool, so each distinct `maxMemoryMb` gets
  *   a lane of its own (no threads kept when idle); every other job type
- *   shares the main lane, whose threads start at once.
+ *   shares the main lane, whose threads start at once (or, with initialThreads,
+ *   some at once and the rest at startThreads()).
  * - A compensation (a module's `compensate`, after a cancel) runs in a lane of
  *   its own whose threads end when idle: right after its cancel, not behind the
  *   jobs waiting for the busy threads.
