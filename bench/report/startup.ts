@@ -198,9 +198,9 @@ function overlapLines(r: Metrics): string[] {
           `measured apart, registering tsx in a fresh thread takes ${n0(r.thread_tsxRegisterMs)} ms and the module's import through it ${n0(r.thread_tsImportMs)} ms.`,
   );
   out.push(
-    `**After the probe.** The supervisor registers beside its module limits, then reads the limited scopes (${n0(ms(js, 'register'))} ms, to the first claim), ` +
-      `and claims (${n0(ms(js, 'claim'))} ms) on a connection that has run the claim before, before the listener (${n0(ms(js, 'listener'))} ms), ` +
-      `the elector (${n0(ms(js, 'elector'))} ms) and the debug server (${n0(ms(js, 'debugSocket'))} ms to its listen()) start; ` +
+    `**After the probe.** The supervisor registers beside its module limits, reads the limited scopes and starts its actors (${n0(ms(js, 'register'))} ms, to the first claim; ` +
+      `the debug server's directories, socket checks and listen() ${n0(ms(js, 'debugSocket'))} ms of it), then claims (${n0(ms(js, 'claim'))} ms) on a connection that has run the claim before; ` +
+      `the listener (${n0(ms(js, 'listener'))} ms) and the elector (${n0(ms(js, 'elector'))} ms) connect meanwhile; ` +
       `${n0(r.libJsTraced_mark_sweepsBeforeClaim)} other statements of the main pool were sent before the first claim was answered (the median run). ` +
       `The handler ran ${n0(ms(js, 'dispatch'))} ms after the claim was answered; its outcome was written and its NOTIFY seen ${n0(ms(js, 'write'))} ms after it returned` +
       (ms(js, 'outcome') === undefined ? '' : ` (${n0(ms(js, 'outcome'))} ms of it back to the main thread)`) +

@@ -34,8 +34,8 @@ export const LIBRARY_PHASES: readonly Phase[] = [
   { id: 'threads', label: "the first pool thread, started alone: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
   { id: 'scan', label: "loadRegistry(): read the workers directory, to the probe task on that thread (its 'spindle:probing')" },
   { id: 'probeModule', label: "pool thread: the probe imports the worker module ('spindle:probing' to its top level ran)" },
-  { id: 'register', label: 'supervisor.start(): INSERT its supervisors row beside its module limits, then the limited scopes (to the first claim)' },
-  { id: 'claim', label: 'first claim statement (before the listener, elector, reaper, scheduler and ops servers are spawned)' },
+  { id: 'register', label: 'supervisor.start(): INSERT its supervisors row beside its module limits, then the limited scopes; its actors start (to the first claim)' },
+  { id: 'claim', label: 'first claim statement (the supervisor\'s first message, once its actors have started)' },
   { id: 'moduleLoad', label: "job thread: to the worker module's import, when that thread had not loaded it (claim answered to its top level ran)" },
   { id: 'dispatch', label: 'to the handler on the job thread (claim answered to the handler called)' },
   { id: 'handler', label: 'the handler' },
@@ -43,7 +43,7 @@ export const LIBRARY_PHASES: readonly Phase[] = [
   { id: 'write', label: 'completer: batch, finish statement, its NOTIFY at a listening client' },
   { id: 'listener', label: 'listener actor: connect, LISTEN x4', beside: true },
   { id: 'elector', label: "elector actor: connect, advisory lock (then, as leader, the reaper's and scheduler's sweeps)", beside: true },
-  { id: 'debugSocket', label: 'debug server: its directories and socket checks, to listen() on its Unix socket', beside: true },
+  { id: 'debugSocket', label: 'debug server: its directories and socket checks, to listen() on its Unix socket (the claim waits for it)' },
   { id: 'otherThreads', label: 'the other pool threads: created (once startSupervisor() has started the supervisor) to ready', beside: true },
 ];
 
@@ -150,8 +150,7 @@ export function libraryBreakdown(
     put('probeModule', probing, stamps.loadedAt);
   }
   // No import for the job can begin before its claim: a top level that ran earlier was the probe's.
-  // The supervisor's events are listened to once startSupervisor() returns: a job it ran before then
-  // is timed by the thread's own stamps.
+  // The supervisor's events are listened to once startSupervisor() returns; without them, the thread's own stamps.
   const handlerCalled = answer.startedAt ?? stamps?.handlerStart;
   const loadedAhead = stamps !== undefined && claim?.end !== undefined && stamps.loadedAt < claim.end;
   if (loadedAhead) {

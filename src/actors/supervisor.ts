@@ -205,10 +205,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       }),
       { policy: 'restart' },
     );
-    // The first claim, with only what running a job needs spawned: the connections of the listener
-    // and elector, the leader's first sweeps and the ops servers' sockets come after it, not in its way.
-    // Later claims are messages.
-    await this.#claim();
     this.spawn(
       new Listener({
         connectionString: databaseUrl,
@@ -275,7 +271,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#maybeMore = true;
       return { type: 'claim' };
     });
-    if (this.#maybeMore) this.#wake();
+    // The first claim is the first message, once every child has started: a caller of
+    // startSupervisor() hears of every job it runs (its runtime events).
+    this.#wake();
   }
 
   /**
