@@ -72,7 +72,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     // Refuse at once, before anything starts, when another supervisor serves this debug socket.
     if (config.socket !== false) await ensureSocketFree(config.socket);
     // One thread starts loading now, alone, so that it is ready (and has probed the worker modules)
-    // as soon as it can be; the others start once it has (startThreads), or as jobs need them.
+    // as soon as it can be: threads starting side by side on few cores are each ready later. The
+    // others start once the supervisor has started (startThreads), or earlier as jobs need them.
     const pool = new WorkerPool({ maxThreads: config.concurrency, initialThreads: 1, abortGraceMs: config.abortGraceMs });
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
@@ -136,8 +137,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     });
     await supervisor.start();
     cleanup.push(() => supervisor.shutdown());
-    // The first claim is made: the other threads start now (Piscina started them already if it
-    // brought more jobs than one thread takes).
+    // The first claim is under way: the other threads start now (Piscina starts them as soon as the
+    // claim brings more jobs than one thread takes).
     pool.startThreads();
     logger.info(
       { id, concurrency: config.concurrency, types: [...registry.keys()], queues: config.queues.length ? config.queues : 'all' },

@@ -32,8 +32,8 @@ export async function startCommand(args: string[]): Promise<number> {
   await checkDirectory(source ?? '--workers', workers ?? 'workers', source === undefined ? ' (the default; give --workers DIR)' : '');
   // The default ./workflows may be absent (no workflows); one that was named must exist.
   if (values.workflows !== undefined) await checkDirectory('--workflows', values.workflows);
-  // Listened for before the start: the supervisor may claim jobs before startSupervisor() returns,
-  // and a signal meanwhile stops it gracefully once it has started, like one that comes later.
+  // Listened for from before the start: a signal while it starts stops the supervisor gracefully once
+  // it has started (jobs may be claimed by then), instead of the default exit that leaves them held.
   const signalled = new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
