@@ -69,14 +69,14 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
   };
 
   try {
-    // Refuse at once, before anything starts, when another supervisor serves this debug socket.
-    if (config.socket !== false) await ensureSocketFree(config.socket);
-    // One thread starts loading now, alone, so that it is ready (and has probed the worker modules)
-    // as soon as it can be: threads starting side by side on few cores are each ready later. The
-    // others start once the supervisor has started (startThreads), or earlier as jobs need them.
+    // One thread starts loading first thing, alone, so that it is ready (and has probed the worker
+    // modules) as soon as it can be: threads starting side by side on few cores are each ready later.
+    // The others start once the supervisor has started (startThreads), or earlier as jobs need them.
     const pool = new WorkerPool({ maxThreads: config.concurrency, initialThreads: 1, abortGraceMs: config.abortGraceMs });
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
+    // Refuse before the database starts when another supervisor serves this debug socket.
+    if (config.socket !== false) await ensureSocketFree(config.socket);
     const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     // Independent of each other, so side by side: the database and its migrations (then the
     // supervisor's connections, opened while the rest gets ready), the probe of the worker modules
