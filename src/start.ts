@@ -6,7 +6,8 @@ import { Supervisor } from './actors/supervisor.ts';
 import { Client } from './client.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
-import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
+import { claimJobs, CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
+import { finishJobs } from './db/outcomes.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
 import { ensureSocketFree } from './ops/debug-socket-file.ts';
@@ -68,12 +69,14 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
   };
 
   try {
-    // Refuse at once, before anything starts, when another supervisor serves this debug socket.
-    if (config.socket !== false) await ensureSocketFree(config.socket);
-    // The threads start loading now, while the database, the modules and the actors get ready.
-    const pool = new WorkerPool({ maxThreads: config.concurrency, abortGraceMs: config.abortGraceMs });
+    // One thread starts loading first thing, alone, so that it is ready (and has probed the worker
+    // modules) as soon as it can be: threads starting side by side on few cores are each ready later.
+    // The others start once the supervisor has started (startThreads), or earlier as jobs need them.
+    const pool = new WorkerPool({ maxThreads: config.concurrency, initialThreads: 1, abortGraceMs: config.abortGraceMs });
     pool.on('thread:error', (e) => logger.warn({ thread: e.threadId, job: e.jobId, type: e.jobType, error: e.error.message }, 'error in a worker thread'));
     cleanup.push(() => pool.close({ force: true }));
+    // Refuse before the database starts when another supervisor serves this debug socket.
+    if (config.socket !== false) await ensureSocketFree(config.socket);
     const id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     // Independent of each other, so side by side: the database and its migrations (then the
     // supervisor's connections, opened while the rest gets ready), the probe of the worker modules
@@ -134,6 +137,9 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     });
     await supervisor.start();
     cleanup.push(() => supervisor.shutdown());
+    // The first claim is under way: the other threads start now (Piscina starts them as soon as the
+    // claim brings more jobs than one thread takes).
+    pool.startThreads();
     logger.info(
       { id, concurrency: config.concurrency, types: [...registry.keys()], queues: config.queues.length ? config.queues : 'all' },
       'supervisor started',
@@ -154,7 +160,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
   }
 }
 
-/** The database's URL, migrated: the given one, or the embedded server's (joined, and left by `cleanup`). */
+/** The database's URL: the given one, or the embedded server's (joined, and left by `cleanup`). */
 async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (() => Promise<void>)[]): Promise<string> {
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -164,8 +170,6 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
     databaseUrl = server.url;
     logger.info({ dataDir: server.dataDir, port: server.port, reused: server.reused }, 'embedded PostgreSQL running');
   }
-  const applied = await migrate(databaseUrl);
-  if (applied.length) logger.info({ applied }, 'migrated the database');
   return databaseUrl;
 }
 
@@ -175,7 +179,8 @@ const MIN_BATCH_STATEMENT_BOUND_MS = 10_000;
 
 /**
  * The supervisor's two pools, each with connections opened now (a new server backend costs a round
- * trip or more), so that the registration and the first claim do not wait for one.
+ * trip or more), so that the registration and the first claim do not wait for one; the database
+ * migrated on one of them.
  *
  * Every statement is bounded on the client's side (`query_timeout`; the connection is then dropped).
  * Over a link that went down, a statement gets neither an answer nor an error (nothing resets the
@@ -210,11 +215,29 @@ async function openPools(
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
   for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   cleanup.push(() => db.end(), () => fastDb.end());
-  // Two each: the first claim and the heartbeat's first beat share fastDb; the registration and the
-  // leader's first sweeps share db. A connection that fails here is tried again, and reported, by the
-  // statement that needs it.
+  // Opened now, each a new server backend (a round trip or more): three of db (the registration, the
+  // first outcomes, the leader's first sweeps beside them), two of fastDb (the first claim, the
+  // heartbeat's first beat). One of db migrates first. A connection that fails here is tried again,
+  // and reported, by the statement that needs it; the one that migrates must not fail.
   const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().catch(() => undefined));
-  for (const client of await Promise.all(opening)) client?.release();
+  const migrating = await db.connect();
+  try {
+    const applied = await migrate(migrating);
+    if (applied.length) logger.info({ applied }, 'migrated the database');
+  } catch (error) {
+    migrating.release(error as Error);
+    for (const client of await Promise.all(opening)) client?.release();
+    throw error;
+  }
+  const [second, third, ...claiming] = await Promise.all(opening);
+  // A new backend plans a statement slowly the first time (its catalog caches are cold): the first
+  // outcome and the first claim are run now, for no rows, on each connection that may run them,
+  // while the threads are still getting ready.
+  await Promise.all([
+    ...[migrating, second, third].map((client) => client && finishJobs(client, id, []).catch(() => {})),
+    ...claiming.map((client) => client && claimJobs(client, { supervisorId: id, queues: [], types: [], limit: 1, leaseMs: 1 }).catch(() => {})),
+  ]);
+  for (const client of [migrating, second, third, ...claiming]) client?.release();
   return { databaseUrl, db, fastDb };
 }
 

@@ -522,6 +522,28 @@ describe('the pool itself', () => {
     expect(stats.busy).toBe(0);
   });
 
+  it('starts one thread at first with initialThreads: 1, the rest at startThreads(), and keeps them all', async () => {
+    const staged = new WorkerPool({ maxThreads: 3, initialThreads: 1 });
+    try {
+      expect(staged.stats().threads).toBe(1);
+      expect((await run(staged, 'echo.ts')).kind).toBe('succeeded');
+      expect(staged.stats().threads).toBe(1);
+      staged.startThreads();
+      expect(staged.stats().threads).toBe(3);
+      // Three jobs at once, each holding its thread a while: three threads run them.
+      const jobs = Array.from({ length: 3 }, () => startedOn());
+      const outcomes = jobs.map((job) => run(staged, 'cooperative.ts', { ms: 300 }, job.options));
+      const threads = await Promise.all(jobs.map((job) => job.started));
+      expect((await Promise.all(outcomes)).map((o) => o.kind)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+      expect(new Set(threads).size).toBe(3);
+      // A thread that dies is replaced: the pool holds its minThreads from now on.
+      expect((await run(staged, 'exit.ts')).kind).toBe('crashed');
+      await expect.poll(() => staged.stats().threads).toBe(3);
+    } finally {
+      await staged.close({ force: true });
+    }
+  });
+
   it('closes by force: running jobs are interrupted, later ones too', async () => {
     const closing = new WorkerPool({ maxThreads: 1, abortGraceMs: 100 });
     const { options, logged } = startedOn();

@@ -172,20 +172,21 @@ function overlapLines(r: Metrics): string[] {
   const out: string[] = [];
   const js = 'libJsTraced';
   const ts = 'libTsTraced';
-  const migrate = ['migrateConnect', 'migrateQueries', 'migrateClose'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
+  const database = ['poolConnect', 'migrateQueries', 'warm'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
   const probe = ['scan', 'probeModule'].reduce((sum, id) => sum + (ms(js, id) ?? 0), 0);
-  const sideBySide = overlapped(r, js, ['migrateConnect', 'migrateClose'], ['scan', 'probeModule']);
+  const sideBySide = overlapped(r, js, ['poolConnect', 'warm'], ['scan', 'probeModule']);
   out.push(
-    `**The migrate check and the module probe ${sideBySide ? 'ran side by side' : 'ran one after the other'}** (the median JavaScript run): ` +
-      `the migrate check ${n0(migrate)} ms (its own connection: connect, 4 round trips, close), the probe ${n0(probe)} ms ` +
-      `(${n0(ms(ts, 'probeModule'))} ms of it importing the TypeScript module, in the TypeScript runs)` +
+    `**The database and the module probe ${sideBySide ? 'ran side by side' : 'ran one after the other'}** (the median JavaScript run): ` +
+      `the database ${n0(database)} ms (5 connections, the migrate check on one of them, then the first claim and outcome run for no rows), ` +
+      `the probe ${n0(probe)} ms (${n0(ms(ts, 'probeModule'))} ms of it importing the TypeScript module, in the TypeScript runs)` +
       (sideBySide ? '.' : ': neither needs the other.'),
   );
   out.push(
-    `**Threads.** ${n0(r.libJsTraced_mark_jobThreads)} pool threads start before the first job runs, created at ${n0(at(js, 'threads', 'start'))} ms (JavaScript) / ` +
-      `${n0(at(ts, 'threads', 'start'))} ms (TypeScript) and ready ${n0(ms(js, 'threads'))} / ${n0(ms(ts, 'threads'))} ms later; one of them runs the probe, ` +
-      `which imports the worker module there (${n0(ms(js, 'probeModule'))} / ${n0(ms(ts, 'probeModule'))} ms, from the probe's start on that thread); ` +
-      `the first job then waits ${n0(ms(js, 'dispatch'))} / ${n0(ms(ts, 'dispatch'))} ms from its claim to its handler.`,
+    `**Threads.** The first pool thread starts alone at ${n0(at(js, 'threads', 'start'))} ms (JavaScript) / ${n0(at(ts, 'threads', 'start'))} ms (TypeScript), ` +
+      `ready ${n0(ms(js, 'threads'))} / ${n0(ms(ts, 'threads'))} ms later, and runs the probe, which imports the worker module there ` +
+      `(${n0(ms(js, 'probeModule'))} / ${n0(ms(ts, 'probeModule'))} ms, from the probe's start on that thread); ` +
+      `the first job then waits ${n0(ms(js, 'dispatch'))} / ${n0(ms(ts, 'dispatch'))} ms from its claim to its handler. ` +
+      `The other ${n0((r.libJsTraced_mark_jobThreads ?? 1) - 1)} start once the supervisor has started (at ${n0(at(js, 'otherThreads', 'start'))} / ${n0(at(ts, 'otherThreads', 'start'))} ms).`,
   );
   const ahead = r.libTsTraced_mark_moduleLoadedAhead;
   out.push(
@@ -197,14 +198,13 @@ function overlapLines(r: Metrics): string[] {
           `measured apart, registering tsx in a fresh thread takes ${n0(r.thread_tsxRegisterMs)} ms and the module's import through it ${n0(r.thread_tsImportMs)} ms.`,
   );
   out.push(
-    `**The claim waits for every actor to start.** The supervisor's main pool connects (${n0(ms(js, 'registerConnect'))} ms) and its first statement, the INSERT of its supervisors row, ` +
-      `takes ${n0(ms(js, 'register'))} ms on that new server backend (the migrate check's four statements: ${n0(ms(js, 'migrateQueries'))} ms in all). ` +
-      `Then the actors are spawned (${n0(ms(js, 'actors'))} ms) and the debug server makes its directories and checks its socket: ` +
-      `${n0(r.libJsTraced_mark_fsCallsBeforeClaim)} fs calls before the claim, one after another, ${n1(r.libJsTraced_mark_fsCallMs)} ms each on average (the median run), ${n0(ms(js, 'debugDirs'))} ms to its listen(); ` +
-      `${n0(ms(js, 'toClaim'))} ms more until the queued claim runs. The claim pool then opens its first connection (${n0(ms(js, 'claimConnect'))} ms), a new backend again, and claims (${n0(ms(js, 'claim'))} ms). ` +
-      `The listener (${n0(ms(js, 'listener'))} ms) and the elector (${n0(ms(js, 'elector'))} ms) connect meanwhile, and as the new leader the reaper and scheduler sweep at once: ` +
-      `${n0(r.libJsTraced_mark_sweepsBeforeClaim)} statements of the main pool were sent before the first claim was answered (the median run). ` +
-      'Nothing in the claim needs the debug socket; its connection could be opened beside the others, or with the migrate check.',
+    `**After the probe.** The supervisor registers beside its module limits, reads the limited scopes and starts its actors (${n0(ms(js, 'register'))} ms, to the first claim; ` +
+      `the debug server's directories, socket checks and listen() ${n0(ms(js, 'debugSocket'))} ms of it), then claims (${n0(ms(js, 'claim'))} ms) on a connection that has run the claim before; ` +
+      `the listener (${n0(ms(js, 'listener'))} ms) and the elector (${n0(ms(js, 'elector'))} ms) connect meanwhile; ` +
+      `${n0(r.libJsTraced_mark_sweepsBeforeClaim)} other statements of the main pool were sent before the first claim was answered (the median run). ` +
+      `The handler ran ${n0(ms(js, 'dispatch'))} ms after the claim was answered; its outcome was written and its NOTIFY seen ${n0(ms(js, 'write'))} ms after it returned` +
+      (ms(js, 'outcome') === undefined ? '' : ` (${n0(ms(js, 'outcome'))} ms of it back to the main thread)`) +
+      '.',
   );
   const loaded = STARTUP_IMPORTS.filter((d) => r[`import_distIndexLoads_${d.key}`] === 1);
   out.push(

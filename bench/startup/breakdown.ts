@@ -27,28 +27,24 @@ export interface Phase {
  * main thread, or a wait for a core.
  */
 export const LIBRARY_PHASES: readonly Phase[] = [
-  { id: 'setup', label: 'the call to the migration\'s connection (options, logger, debug-socket check, ...)' },
-  { id: 'migrateConnect', label: 'migrate(): connect (a connection of its own)' },
-  { id: 'migrateQueries', label: 'migrate(): advisory lock, CREATE ... IF NOT EXISTS, read applied, unlock (4 round trips)' },
-  { id: 'migrateClose', label: 'migrate(): close its connection (awaited)' },
-  { id: 'threads', label: "pool threads: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
-  { id: 'scan', label: "loadRegistry(): read the workers directory, to the probe task on a pool thread (its 'spindle:probing')" },
+  { id: 'setup', label: "the call to the supervisor's first database connection (options, logger, debug-socket check, the first pool thread created)" },
+  { id: 'poolConnect', label: "the supervisor's pools: 5 connections opened side by side (new server backends)" },
+  { id: 'migrateQueries', label: 'migrate() on one of them: advisory lock, CREATE ... IF NOT EXISTS, read applied, unlock (4 round trips)' },
+  { id: 'warm', label: 'the first claim and outcome statements run for no rows, one on each connection, side by side (planned ahead)' },
+  { id: 'threads', label: "the first pool thread, started alone: created to ready (thread-entry.cjs ran; thread.js loads after, unseen)" },
+  { id: 'scan', label: "loadRegistry(): read the workers directory, to the probe task on that thread (its 'spindle:probing')" },
   { id: 'probeModule', label: "pool thread: the probe imports the worker module ('spindle:probing' to its top level ran)" },
-  { id: 'registerConnect', label: 'supervisor.start(): the main pool connects (a new server backend)' },
-  { id: 'register', label: 'supervisor.start(): INSERT its supervisors row (the first statement on that backend)' },
-  { id: 'actors', label: "spawn the actors (to the debug server's first fs call)" },
-  { id: 'debugDirs', label: 'debug server: mkdir the state and run dirs, chmod, lstat the socket (fs calls one after another)' },
-  { id: 'debugSocket', label: 'debug server: listen() on its Unix socket' },
-  { id: 'toClaim', label: 'chmod and stat the socket, every actor started, the queued claim runs (to the claim connection)' },
-  { id: 'listener', label: 'listener actor: connect, LISTEN x3', beside: true },
-  { id: 'elector', label: "elector actor: connect, advisory lock (then, as leader, the reaper's and scheduler's sweeps)", beside: true },
-  { id: 'claimConnect', label: 'claim pool (fastDb): connect, on the first claim' },
-  { id: 'claim', label: 'first claim statement' },
+  { id: 'register', label: 'supervisor.start(): INSERT its supervisors row beside its module limits, then the limited scopes; its actors start (to the first claim)' },
+  { id: 'claim', label: 'first claim statement (the supervisor\'s first message, once its actors have started)' },
   { id: 'moduleLoad', label: "job thread: to the worker module's import, when that thread had not loaded it (claim answered to its top level ran)" },
-  { id: 'dispatch', label: 'to the handler on a job thread (to job:started: the handler is called)' },
+  { id: 'dispatch', label: 'to the handler on the job thread (claim answered to the handler called)' },
   { id: 'handler', label: 'the handler' },
-  { id: 'outcome', label: 'outcome back to the main thread (job:finished)' },
+  { id: 'outcome', label: 'outcome back to the main thread (job:finished, when seen)' },
   { id: 'write', label: 'completer: batch, finish statement, its NOTIFY at a listening client' },
+  { id: 'listener', label: 'listener actor: connect, LISTEN x4', beside: true },
+  { id: 'elector', label: "elector actor: connect, advisory lock (then, as leader, the reaper's and scheduler's sweeps)", beside: true },
+  { id: 'debugSocket', label: 'debug server: its directories and socket checks, to listen() on its Unix socket (the claim waits for it)' },
+  { id: 'otherThreads', label: 'the other pool threads: created (once startSupervisor() has started the supervisor) to ready', beside: true },
 ];
 
 /** Marks on the same axis: the import before the call, the moments a user sees. */
@@ -67,9 +63,6 @@ export interface LibraryMarks {
    * the main thread with the claim.
    */
   sweepsBeforeClaim?: number;
-  /** fs calls between the supervisors row written and the claim connection, and their mean length (ms). */
-  fsCallsBeforeClaim?: number;
-  fsCallMs?: number;
   /** The pool's threads started from the call to the job written. */
   jobThreads?: number;
   /** The worker module's top level ran in the job's thread before its job reached it (the probe imported it there). */
@@ -103,32 +96,39 @@ export function libraryBreakdown(
   const after = <T extends { start: number }>(list: T[], t: number) => list.filter((e) => e.start >= t);
   const firstQuery = (from: number, test: (q: QueryEvent) => boolean) => after(trace.queries, from).find(test);
 
-  // The migration's connection is the only one spindle does not name.
-  const migrateConnect = after(trace.connects, zero).find((c) => c.app === undefined);
-  const lock = migrateConnect && firstQuery(migrateConnect.start, (q) => q.app === undefined && /pg_advisory_lock/.test(q.sql));
-  const unlock = lock && firstQuery(lock.start, (q) => q.app === undefined && /pg_advisory_unlock/.test(q.sql));
-  const migrateClose = unlock?.end !== undefined ? after(trace.closes, unlock.end).find((c) => c.app === undefined) : undefined;
-  put('setup', zero, migrateConnect?.start);
-  put('migrateConnect', migrateConnect?.start, migrateConnect?.end);
+  const supervisorApp = (app: string | undefined) => app?.startsWith('spindle:supervisor:') === true;
+  // The supervisor's pools open their connections side by side; one of them migrates, then each runs
+  // the statement it will run first for no rows, all before the registration.
+  const register = firstQuery(zero, (q) => /INSERT INTO spindle\.supervisors/i.test(q.sql));
+  const poolConnects = after(trace.connects, zero).filter((c) => supervisorApp(c.app) && (register === undefined || c.start < register.start));
+  const lock = firstQuery(zero, (q) => /pg_advisory_lock\(hashtext\('spindle\.migrate/.test(q.sql));
+  const unlock = lock && firstQuery(lock.start, (q) => /pg_advisory_unlock\(hashtext\('spindle\.migrate/.test(q.sql));
+  const warm = unlock?.end === undefined || register === undefined
+    ? []
+    : after(trace.queries, unlock.end).filter((q) => q.start < register.start && (q.name === 'spindle.claim' || q.name === 'spindle.finish'));
+  put('setup', zero, poolConnects[0]?.start);
+  if (poolConnects.length > 0 && poolConnects.every((c) => c.end !== undefined)) {
+    put('poolConnect', poolConnects[0]!.start, Math.max(...poolConnects.map((c) => c.end!)));
+  }
   put('migrateQueries', lock?.start, unlock?.end);
-  put('migrateClose', migrateClose?.start, migrateClose?.end);
+  if (warm.length > 0 && warm.every((q) => q.end !== undefined)) put('warm', warm[0]!.start, Math.max(...warm.map((q) => q.end!)));
 
-  // The pool's threads: each says 'spindle:port' first (thread-entry.cjs); one of them runs the probe.
-  const jobThreads = trace.threads.filter((t) => t.created >= zero);
+  // The pool's threads: each says 'spindle:port' first (thread-entry.cjs); the first one runs the probe.
+  const jobThreads = trace.threads.filter((t) => t.created >= zero).sort((x, y) => x.created - y.created);
   marks.jobThreads = jobThreads.length;
-  if (jobThreads.length > 0) {
-    const ready = jobThreads.map((t) => messageAt(t, 'spindle:port') ?? t.online);
-    if (ready.every((r) => r !== undefined)) put('threads', Math.min(...jobThreads.map((t) => t.created)), Math.max(...(ready as number[])));
+  const [first, ...others] = jobThreads;
+  if (first !== undefined) put('threads', first.created, messageAt(first, 'spindle:port') ?? first.online);
+  const othersReady = others.map((t) => messageAt(t, 'spindle:port') ?? t.online);
+  if (others.length > 0 && othersReady.every((r) => r !== undefined)) {
+    put('otherThreads', Math.min(...others.map((t) => t.created)), Math.max(...(othersReady as number[])));
   }
   const probing = jobThreads.map((t) => messageAt(t, 'spindle:probing')).find((at) => at !== undefined);
   const scan = after(trace.fs, zero).find((f) => f.call === 'readdir' && f.path === workersDir);
   put('scan', scan?.start, probing);
 
-  const supervisorApp = (app: string | undefined) => app?.startsWith('spindle:supervisor:') === true;
-  const registerConnect = after(trace.connects, zero).find((c) => supervisorApp(c.app) && !c.fast);
-  const register = firstQuery(zero, (q) => /INSERT INTO spindle\.supervisors/i.test(q.sql));
-  put('registerConnect', registerConnect?.start, registerConnect?.end);
-  put('register', register?.start, register?.end);
+  // The first claim is the first one after the registration (those before it were run for no rows).
+  const claim = register && firstQuery(register.start, (q) => q.name === 'spindle.claim');
+  put('register', register?.start, claim?.start);
   const actorConnect = (prefix: string) => after(trace.connects, zero).find((c) => c.app?.startsWith(prefix) === true);
   const listenerConnect = actorConnect('spindle:listener:');
   const listens = listenerConnect ? after(trace.queries, listenerConnect.start).filter((q) => q.app === listenerConnect.app && /^LISTEN/i.test(q.sql)) : [];
@@ -136,28 +136,12 @@ export function libraryBreakdown(
   const electorConnect = actorConnect('spindle:elector:');
   const lockTry = electorConnect && firstQuery(electorConnect.start, (q) => q.app === electorConnect.app);
   put('elector', electorConnect?.start, lockTry?.end);
-  const claimConnect = after(trace.connects, zero).find((c) => supervisorApp(c.app) && c.fast === true);
-  const claim = firstQuery(zero, (q) => q.name === 'spindle.claim');
-  const toClaim = claimConnect?.start ?? claim?.start;
   const debugServer = after(trace.servers, zero).find((s) => s.start >= (register?.end ?? zero));
   const stateDirCall = register?.end === undefined ? undefined : after(trace.fs, register.end).find((f) => f.call === 'mkdir');
-  if (debugServer?.listening !== undefined && stateDirCall !== undefined) {
-    put('actors', register?.end, stateDirCall.start);
-    put('debugDirs', stateDirCall.start, debugServer.start);
-    put('debugSocket', debugServer.start, debugServer.listening);
-    put('toClaim', debugServer.listening, toClaim);
-  } else {
-    put('actors', register?.end, toClaim);
-  }
-  if (toClaim !== undefined && register?.end !== undefined) {
-    const calls = after(trace.fs, register.end).filter((f) => f.start < toClaim && f.end !== undefined);
-    marks.fsCallsBeforeClaim = calls.length;
-    marks.fsCallMs = calls.length === 0 ? 0 : calls.reduce((sum, f) => sum + (f.end! - f.start), 0) / calls.length;
-  }
-  put('claimConnect', claimConnect?.start, claimConnect?.end);
+  put('debugSocket', stateDirCall?.start, debugServer?.listening);
   if (claim?.end !== undefined) {
     marks.sweepsBeforeClaim = trace.queries.filter(
-      (q) => supervisorApp(q.app) && !q.fast && q !== register && q.start >= zero && q.start < claim.end!,
+      (q) => supervisorApp(q.app) && !q.fast && q.start >= (register?.end ?? zero) && q.start < claim.end!,
     ).length;
   }
   put('claim', claim?.start, claim?.end);
@@ -166,13 +150,15 @@ export function libraryBreakdown(
     put('probeModule', probing, stamps.loadedAt);
   }
   // No import for the job can begin before its claim: a top level that ran earlier was the probe's.
+  // The supervisor's events are listened to once startSupervisor() returns; without them, the thread's own stamps.
+  const handlerCalled = answer.startedAt ?? stamps?.handlerStart;
   const loadedAhead = stamps !== undefined && claim?.end !== undefined && stamps.loadedAt < claim.end;
   if (loadedAhead) {
     marks.moduleLoadedAhead = stamps.loadedAt - zero;
-    put('dispatch', claim?.end, answer.startedAt);
+    put('dispatch', claim?.end, handlerCalled);
   } else {
     put('moduleLoad', claim?.end, stamps?.loadedAt);
-    put('dispatch', stamps?.loadedAt, answer.startedAt);
+    put('dispatch', stamps?.loadedAt, handlerCalled);
   }
   put('handler', stamps?.handlerStart, stamps?.handlerEnd);
   put('outcome', stamps?.handlerEnd, answer.handledAt);

@@ -163,12 +163,17 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   protected override async onStart(): Promise<void> {
     const { config, db, fastDb, databaseUrl } = this.#d;
-    await registerSupervisor(db, this.#record);
-    await writeModuleLimits(
-      db,
-      [...this.#d.registry.values()].filter((m) => m.loadError === undefined).map((m) => ({ type: m.type, limits: flowLimitsOf(m.options) })),
-    );
-    this.#activeScopes = await activeScopes(db);
+    const declared = [...this.#d.registry.values()]
+      .filter((m) => m.loadError === undefined)
+      .map((m) => ({ type: m.type, limits: flowLimitsOf(m.options) }));
+    // Side by side, both before the first claim: the registration (it also ends the leases of jobs a
+    // former run under this id held, which must not catch this run's claims), and the module limits,
+    // then the scopes they make limited, which the claim plan reads.
+    const [, scopes] = await Promise.all([
+      registerSupervisor(db, this.#record),
+      writeModuleLimits(db, declared).then(() => activeScopes(db)),
+    ]);
+    this.#activeScopes = scopes;
     const deadAfterMs = DEAD_AFTER_HEARTBEATS * config.heartbeatMs;
     this.#completer = this.spawn(
       new Completer({ db, supervisorId: this.id, onBatch: (batch) => this.#onBatch(batch) }),
@@ -273,6 +278,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       this.#maybeMore = true;
       return { type: 'claim' };
     });
+    // The first claim is the first message, once every child has started: a caller of
+    // startSupervisor() hears of every job it runs (its runtime events).
     this.#wake();
   }
 

@@ -32,8 +32,9 @@ export async function startCommand(args: string[]): Promise<number> {
   await checkDirectory(source ?? '--workers', workers ?? 'workers', source === undefined ? ' (the default; give --workers DIR)' : '');
   // The default ./workflows may be absent (no workflows); one that was named must exist.
   if (values.workflows !== undefined) await checkDirectory('--workflows', values.workflows);
-  const handle = await startSupervisor(options);
-  await new Promise<void>((resolve) => {
+  // Listened for from before the start: a signal while it starts stops the supervisor gracefully once
+  // it has started (jobs may be claimed by then), instead of the default exit that leaves them held.
+  const signalled = new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;
@@ -46,6 +47,8 @@ export async function startCommand(args: string[]): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  const handle = await startSupervisor(options);
+  await signalled;
   await handle.stop();
   return 0;
 }

@@ -14,35 +14,42 @@ export async function migrationNames(): Promise<string[]> {
 /**
  * Brings the spindle schema up to date. Safe to run from many processes at once: the advisory lock
  * makes them take turns, and each sees what the ones before it applied. Returns the names applied.
+ * Given a URL it uses a connection of its own; given a connection (a pool's, say), it leaves it open,
+ * its lock released.
  */
-export async function migrate(connectionString: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString });
+export async function migrate(target: string | pg.ClientBase): Promise<string[]> {
+  if (typeof target !== 'string') return migrateOn(target);
+  const client = new pg.Client({ connectionString: target });
   await client.connect();
   try {
-    await lockMigrations(client);
-    try {
-      await ensureMigrationsTable(client);
-      const done = await appliedMigrations(client);
-      const applied: string[] = [];
-      for (const name of await migrationNames()) {
-        if (done.has(name)) continue;
-        const sql = await readFile(new URL(name, MIGRATIONS_DIR), 'utf8');
-        await client.query('BEGIN');
-        try {
-          await client.query(sql);
-          await recordMigration(client, name);
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK');
-          throw new Error(`migration ${name} failed: ${(error as Error).message}`, { cause: error });
-        }
-        applied.push(name);
-      }
-      return applied;
-    } finally {
-      await unlockMigrations(client);
-    }
+    return await migrateOn(client);
   } finally {
     await client.end();
+  }
+}
+
+async function migrateOn(client: pg.ClientBase): Promise<string[]> {
+  await lockMigrations(client);
+  try {
+    await ensureMigrationsTable(client);
+    const done = await appliedMigrations(client);
+    const applied: string[] = [];
+    for (const name of await migrationNames()) {
+      if (done.has(name)) continue;
+      const sql = await readFile(new URL(name, MIGRATIONS_DIR), 'utf8');
+      await client.query('BEGIN');
+      try {
+        await client.query(sql);
+        await recordMigration(client, name);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw new Error(`migration ${name} failed: ${(error as Error).message}`, { cause: error });
+      }
+      applied.push(name);
+    }
+    return applied;
+  } finally {
+    await unlockMigrations(client);
   }
 }

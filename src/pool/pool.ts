@@ -5,7 +5,8 @@
  *
  * - Piscina's resource limits are per pool, so each distinct `maxMemoryMb` gets
  *   a lane of its own (no threads kept when idle); every other job type
- *   shares the main lane, whose threads start at once.
+ *   shares the main lane, whose threads start at once (or, with initialThreads,
+ *   some at once and the rest at startThreads()).
  * - A compensation (a module's `compensate`, after a cancel) runs in a lane of
  *   its own whose threads end when idle: right after its cancel, not behind the
  *   jobs waiting for the busy threads.
@@ -28,6 +29,7 @@ import {
   type PortHandoff,
   type ProbeTask,
   type ProbingMessage,
+  START_TASK,
   type SerializedError,
   type ThreadErrorReport,
 } from './protocol.ts';
@@ -72,8 +74,14 @@ const MAX_TIMER_MS = 2_147_483_647;
 export interface WorkerPoolOptions {
   /** Threads of the main pool, and the most threads of each memory-limited pool. */
   maxThreads: number;
-  /** Threads the main pool keeps even when idle (default: maxThreads, started at once). */
+  /** Threads the main pool keeps even when idle (default: maxThreads). */
   minThreads?: number;
+  /**
+   * Threads of the main pool started at once (default: minThreads); the rest up to minThreads start
+   * at startThreads(), or earlier as jobs need them. A thread's start takes a core for tens of ms:
+   * one started alone is ready sooner than several starting side by side on few cores.
+   */
+  initialThreads?: number;
   /** Idle time (ms) after which a thread above minThreads stops (default 30 s). */
   idleTimeout?: number;
   /** Time (ms) a handler has to return after its signal fired, before its thread is terminated (default 1000). */
@@ -182,6 +190,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       options.minThreads === undefined
         ? this.maxThreads
         : nonNegativeInteger('options.minThreads', options.minThreads, this.maxThreads);
+    const initialThreads =
+      options.initialThreads === undefined
+        ? this.minThreads
+        : Math.min(this.minThreads, nonNegativeInteger('options.initialThreads', options.initialThreads, this.maxThreads));
     this.idleTimeout =
       options.idleTimeout === undefined
         ? DEFAULT_IDLE_TIMEOUT_MS
@@ -240,7 +252,21 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         this.#takenJobs += jobs;
       },
     };
-    this.#main = this.#createLane(undefined, this.minThreads, this.idleTimeout);
+    this.#main = this.#createLane(undefined, initialThreads, this.idleTimeout);
+  }
+
+  /**
+   * Starts the main pool's threads up to minThreads, those that `initialThreads` held back. Piscina
+   * keeps minThreads alive from then on (it replaces a thread that ends), but starts one only when a
+   * task finds no thread free: so one empty task per missing thread, plus one per idle thread, which
+   * takes one at once. thread-entry.cjs answers them without loading anything.
+   */
+  startThreads(): void {
+    const piscina = this.#main.piscina;
+    if (this.#closed !== undefined || piscina.options.minThreads >= this.minThreads) return;
+    piscina.options.minThreads = this.minThreads;
+    const tasks = this.minThreads - piscina.threads.length + piscina.idleThreads;
+    for (let i = 0; i < tasks; i++) piscina.run(START_TASK).catch(() => {});
   }
 
   /** Hands a job to a thread. Never throws for what the job does; see RunningJob. */

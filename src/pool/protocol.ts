@@ -240,6 +240,12 @@ export interface ProbeTask {
   paths: string[];
 }
 
+/**
+ * A task that only makes Piscina start a thread (WorkerPool.startThreads()): thread-entry.cjs
+ * answers it at once, with null.
+ */
+export const START_TASK = { mode: 'start' } as const;
+
 /** What a probe task posts on its parentPort (Piscina's 'message' event) as it starts each module. */
 export interface ProbingMessage {
   type: 'spindle:probing';

@@ -20,6 +20,8 @@ const loaded = import('./thread-entry.mjs');
 loaded.catch(() => {});
 
 module.exports = async function runJob(task) {
+  // START_TASK (protocol.ts): it only made Piscina start this thread.
+  if (task.mode === 'start') return null;
   const { default: run } = await loaded;
   return run(task, toPool);
 };
