@@ -7,6 +7,7 @@ import { Client } from './client.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
+import { poolClientFor } from './db/pooler.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
 import { ensureSocketFree } from './ops/debug-socket-file.ts';
@@ -80,7 +81,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     // (on a thread of the pool, which keeps them loaded), the workflow modules (imported here:
     // their bodies run on this thread).
     const [{ databaseUrl, db, fastDb }, registry, workflows] = await allSettled([
-      openDatabase(config, logger, cleanup).then((url) => openPools(url, id, logger, cleanup)),
+      openDatabase(config, logger, cleanup).then((url) => openPools(url, config, id, logger, cleanup)),
       loadRegistry(config.workers, { pool }),
       loadWorkflows(config.workflows),
     ]);
@@ -108,6 +109,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       id,
       config,
       databaseUrl,
+      sessionDatabaseUrl: config.sessionDatabaseUrl ?? databaseUrl,
       db,
       fastDb,
       registry,
@@ -127,7 +129,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
           snapshot,
           db,
           fastDb,
-          openApi: () => new Client({ connectionString: databaseUrl, maxConnections: 4 }),
+          // The API's Client LISTENs (waits, watches): a session's URL.
+          openApi: () => new Client({ connectionString: config.sessionDatabaseUrl ?? databaseUrl, maxConnections: 4 }),
         }).map((actor) => ({ actor, supervision: { policy: 'restart' } })),
       workflows,
       schedules,
@@ -164,7 +167,8 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
     databaseUrl = server.url;
     logger.info({ dataDir: server.dataDir, port: server.port, reused: server.reused }, 'embedded PostgreSQL running');
   }
-  const applied = await migrate(databaseUrl);
+  // Migrations hold a session's advisory lock across their transactions: never through a transaction pooler.
+  const applied = await migrate(config.sessionDatabaseUrl ?? databaseUrl);
   if (applied.length) logger.info({ applied }, 'migrated the database');
   return databaseUrl;
 }
@@ -175,6 +179,7 @@ async function openDatabase(config: SupervisorConfig, logger: Logger, cleanup: (
  */
 async function openPools(
   databaseUrl: string,
+  config: SupervisorConfig,
   id: string,
   logger: Logger,
   cleanup: (() => Promise<void>)[],
@@ -186,10 +191,18 @@ async function openPools(
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-  const db = new pg.Pool({ ...settings, max: 4 });
+  // Through a transaction pooler: statements unnamed, and the claim settings set by each claim's
+  // transaction (db/pooler.ts, db/claims.ts), as no session outlives a transaction there.
+  const transactionPooler = config.pooler === 'transaction';
+  const db = new pg.Pool({ ...settings, ...poolClientFor(transactionPooler), max: 4 });
   // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
   // durable before they are acknowledged.
-  const fastDb = new pg.Pool({ ...settings, max: 2, options: CLAIM_CONNECTION_OPTIONS });
+  const fastDb = new pg.Pool({
+    ...settings,
+    ...poolClientFor(transactionPooler),
+    max: 2,
+    ...(transactionPooler ? {} : { options: CLAIM_CONNECTION_OPTIONS }),
+  });
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
   for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   cleanup.push(() => db.end(), () => fastDb.end());

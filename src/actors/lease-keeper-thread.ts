@@ -10,11 +10,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { extendLeases } from '../db/leases.ts';
+import { UnnamedStatementClient } from '../db/pooler.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import { extendWorkflowLeases } from '../db/workflows.ts';
 
 export interface KeeperSettings {
   connectionString: string;
+  /** The connection goes through a transaction pooler: its statements must be unnamed (db/pooler.ts). */
+  unnamedStatements: boolean;
   record: SupervisorRecord;
   /** The heartbeat's interval: the keeper stands in after 1.5 of them without a word. */
   intervalMs: number;
@@ -67,7 +70,7 @@ export function keepLeases(settings: KeeperSettings = workerData as KeeperSettin
     let db = client;
     try {
       if (!db) {
-        db = new pg.Client({
+        db = new (settings.unnamedStatements ? UnnamedStatementClient : pg.Client)({
           connectionString: settings.connectionString,
           application_name: `spindle:keeper:${settings.record.id}`.slice(0, 63),
           connectionTimeoutMillis: settings.intervalMs,

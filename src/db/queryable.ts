@@ -6,13 +6,14 @@ export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 
 /**
  * Runs `body` in a transaction on one connection of `pool`: COMMIT when it resolves, ROLLBACK when
- * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded.
+ * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded. `begin`: the
+ * statement that opens it (BEGIN, with settings for the transaction).
  */
-export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await client.query(begin);
     const result = await body(client);
     await client.query('COMMIT');
     return result;
