@@ -6,7 +6,7 @@
  * Clients connect with the server URL's user and no password (auth_type trust, on 127.0.0.1 only);
  * PgBouncer logs in to the server with the URL's own user and password.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
@@ -48,17 +48,11 @@ export interface PgBouncer {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** A dying parent takes its poolers along: on exit (Ctrl-C included, through the caller's handler), each is killed. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
+/**
+ * PgBouncer runs under a small shell that stops it when its stdin ends: when this process exits,
+ * however it exits (SIGKILL included), its end of the pipe closes and the pooler goes with it.
+ */
+const WATCHDOG = '"$0" "$@" & pooler=$!; read -r _; kill $pooler 2>/dev/null; wait $pooler';
 
 /** Starts PgBouncer; rejects with its log when it does not come up. */
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
@@ -107,16 +101,19 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       await chmod(dir, 0o755);
       for (const file of [ini, userlist]) await chown(file, uid, gid);
     }
-    const child = spawn(binary, [...(asRoot ? ['-u', 'postgres'] : []), ini], { stdio: ['ignore', 'ignore', 'pipe'] });
-    installExitHook();
-    running.add(child);
+    const child = spawn('sh', ['-c', WATCHDOG, binary, ...(asRoot ? ['-u', 'postgres'] : []), ini], { stdio: ['pipe', 'ignore', 'pipe'] });
     let log = '';
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       log = (log + chunk).slice(-64_000);
     });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    void exited.then(() => running.delete(child));
-    await waitForPort(port, exited, () => log);
+    try {
+      await waitForPort(port, exited, () => log);
+    } catch (error) {
+      child.stdin!.end();
+      await exited;
+      throw error;
+    }
     let stopping: Promise<void> | undefined;
     return {
       port,
@@ -125,10 +122,8 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       stop: () =>
         (stopping ??= (async () => {
           if (child.exitCode === null && child.signalCode === null) {
-            child.kill('SIGTERM');
-            const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+            child.stdin!.end();
             await exited;
-            clearTimeout(timer);
           }
           await rm(dir, { recursive: true, force: true });
         })()),
