@@ -6,8 +6,8 @@
  *   npm run fleet                      # DATABASE_URL's server (database spindle_fleet), else an embedded one
  *   npm run fleet -- --supervisors 50 --jobs 20000 --kill 10 --pool-size 10 --direct-supervisors 12
  *
- * Each run: the supervisors start (options below: 250 ms heartbeat, 1 s lease, 250 ms reaper, so a
- * killed supervisor's jobs come back in about a second); 300 jobs enqueued one at a time, 20 ms apart,
+ * Each run: the supervisors start (1 s heartbeat, 3 s lease, 500 ms reaper: a killed supervisor's
+ * jobs come back in a few seconds); 300 jobs enqueued one at a time, 20 ms apart,
  * measure enqueue-to-start (the handler's own start, from its ledger line, against the job's
  * created_at); then 20,000 jobs of ~5 ms (a wait, not CPU) in one enqueueMany, and once 30% have
  * succeeded, SIGKILL of 10 supervisors, the leader among them. The run passes when every job ended
@@ -40,12 +40,19 @@ import { startPgBouncer, type PgBouncer } from '../test/helpers/pgbouncer.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fleet-supervisor.ts', import.meta.url));
-const FLEET_JOB = fileURLToPath(new URL('../test/fixtures/fleet-workers/fleet-job.ts', import.meta.url));
+const FLEET_JOB = fileURLToPath(new URL('../test/fixtures/fleet-workers/fleet-job.mjs', import.meta.url));
 const DATABASE = 'spindle_fleet';
 /** The script's own connections, left out of the fleet's count. */
 const OWN = 'spindle-fleet:';
 /** A direct supervisor's connections at most: db pool 4, claim pool 2, LISTEN, leader lock. */
 const DIRECT_PER_SUPERVISOR = 8;
+/**
+ * Short leases, so a killed supervisor's jobs come back within seconds, but not so short that fifty
+ * processes on two cores miss their beats (at 250 ms / 1 s they did, and stopped claiming).
+ */
+const HEARTBEAT_MS = 1_000;
+const LEASE_MS = 3_000;
+const REAPER_MS = 500;
 const LATENCY_JOBS = 300;
 const LATENCY_GAP_MS = 20;
 const KILL_AT_SHARE = 0.3;
@@ -257,9 +264,9 @@ async function run(server: Server, plan: RunPlan): Promise<RunResult> {
           id: `fleet-${plan.pooled ? 'p' : 'd'}-${i}`,
           workers: { 'fleet-job': FLEET_JOB },
           concurrency: 1,
-          heartbeatMs: 250,
-          leaseMs: 1_000,
-          reaperIntervalMs: 250,
+          heartbeatMs: HEARTBEAT_MS,
+          leaseMs: LEASE_MS,
+          reaperIntervalMs: REAPER_MS,
           socket: false,
           logLevel: 'warn',
         },

@@ -18,10 +18,11 @@ import { LEADER_SESSION_SQL } from '../src/db/leader.ts';
 import { ValidationError } from '../src/errors.ts';
 import { createLogger } from '../src/logger.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { withSettingsPerStatement } from '../src/db/pooler.ts';
+import { createTestDatabase, serverUrl, type TestDatabase } from './helpers/database.ts';
 import { findPgBouncer, startPgBouncer, type PgBouncer } from './helpers/pgbouncer.ts';
 
-const FLEET_JOB = fileURLToPath(new URL('./fixtures/fleet-workers/fleet-job.ts', import.meta.url));
+const FLEET_JOB = fileURLToPath(new URL('./fixtures/fleet-workers/fleet-job.mjs', import.meta.url));
 /** Server connections PgBouncer may open for both supervisors. */
 const POOL_SIZE = 2;
 /** Connections of the test's own, told apart from the supervisors' by this name. */
@@ -41,6 +42,26 @@ describe('fleet mode options', () => {
       sessionDatabaseUrl: url,
     });
     expect(resolveConfig({}, {}).pooler).toBe('none');
+  });
+});
+
+describe('statements with their settings in one round trip', () => {
+  it('writes values as literals that read back as they were, and the settings hold for that statement alone', async () => {
+    const pool = new pg.Pool({ connectionString: serverUrl(), max: 1 });
+    try {
+      const tricky = ['plain', "it's", 'back\\slash', 'quote"d', 'a,b', '{braces}', 'NULL', '', 'ünï', '$1'];
+      const db = withSettingsPerStatement(pool, 'SET LOCAL enable_sort = off; SET LOCAL jit = off');
+      const { rows } = await db.query<{ arr: string[]; one: string; n: number; neg: number; ints: number[]; empty: string[]; sort: string }>({
+        name: 'ignored',
+        text: `SELECT $1::text[] AS arr, $2::text AS one, $3::int AS n, 1-$4 AS neg, $5::int[] AS ints, $6::text[] AS empty,
+                      current_setting('enable_sort') AS sort`,
+        values: [tricky, "x'; DROP TABLE y; --", 42, -5, [1, -2, 3], []],
+      });
+      expect(rows).toEqual([{ arr: tricky, one: "x'; DROP TABLE y; --", n: 42, neg: 6, ints: [1, -2, 3], empty: [], sort: 'off' }]);
+      expect((await pool.query<{ sort: string }>(`SELECT current_setting('enable_sort') AS sort`)).rows[0]!.sort).toBe('on');
+    } finally {
+      await pool.end();
+    }
   });
 });
 

@@ -500,9 +500,9 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return held;
   }
 
-  /** Where claims run: behind a transaction pooler the claim settings are set per transaction (db/claims.ts). */
+  /** Where claims run: behind a transaction pooler each claim sets the claim settings for itself (db/claims.ts). */
   #claimConnections(): ClaimConnections {
-    return { pool: this.#d.fastDb, settingsPerTransaction: this.#d.config.pooler === 'transaction' };
+    return { pool: this.#d.fastDb, settingsPerStatement: this.#d.config.pooler === 'transaction' };
   }
 
   /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */

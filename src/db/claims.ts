@@ -1,7 +1,8 @@
 /** Claiming jobs (SKIP LOCKED, in batches) and giving back the ones a supervisor cannot run. */
 import type pg from 'pg';
 import { LOCK_HELD_IN_ORDER } from './locking.ts';
-import { inTransaction, type Queryable } from './queryable.ts';
+import { withSettingsPerStatement } from './pooler.ts';
+import type { Queryable } from './queryable.ts';
 
 /** What a claim needs to know of one job type it serves. */
 export interface ClaimType {
@@ -42,22 +43,21 @@ const CLAIM_SETTINGS = { enable_sort: 'off', enable_bitmapscan: 'off', jit: 'off
 export const CLAIM_CONNECTION_OPTIONS = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `-c ${name}=${value}`).join(' ');
 
 /**
- * CLAIM_SETTINGS for one transaction, with its BEGIN, in one round trip: through a transaction pooler
- * a session's settings would stay behind on a server session that others share (and PgBouncer
- * refuses startup options), so each claim sets them for its own transaction.
+ * CLAIM_SETTINGS for the statement's own (implicit) transaction: through a transaction pooler a
+ * session's settings would stay behind on a server session that others share (and PgBouncer refuses
+ * startup options), so each claim sets them for itself, in the same round trip (db/pooler.ts).
  */
-export const BEGIN_WITH_CLAIM_SETTINGS = ['BEGIN', ...Object.entries(CLAIM_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`)].join('; ');
+export const CLAIM_SETTINGS_LOCAL = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');
 
-/** Where claims run: the pool, and whether its sessions carry CLAIM_SETTINGS (else each claim's transaction sets them). */
+/** Where claims run: the pool, and whether its sessions carry CLAIM_SETTINGS (else each claim sets them). */
 export interface ClaimConnections {
   pool: pg.Pool;
-  settingsPerTransaction: boolean;
+  settingsPerStatement: boolean;
 }
 
 /** Runs a claim (claimJobs, claimLimited) with CLAIM_SETTINGS in force. */
-export async function withClaimSettings<T>(claims: ClaimConnections, run: (db: Queryable) => Promise<T>): Promise<T> {
-  if (!claims.settingsPerTransaction) return run(claims.pool);
-  return inTransaction(claims.pool, run, BEGIN_WITH_CLAIM_SETTINGS);
+export function withClaimSettings<T>(claims: ClaimConnections, run: (db: Queryable) => Promise<T>): Promise<T> {
+  return run(claims.settingsPerStatement ? withSettingsPerStatement(claims.pool, CLAIM_SETTINGS_LOCAL) : claims.pool);
 }
 
 /** Jobs of a limited or paused type or queue are claimed only by spindle.claim_limited (db/limits.ts). */

@@ -1,7 +1,7 @@
 /** Applies the numbered SQL files in migrations/, each in its own transaction, under an advisory lock. */
 import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { appliedMigrations, ensureMigrationsTable, lockMigrations, recordMigration, unlockMigrations } from './migration-queries.ts';
+import { appliedMigrations, appliedMigrationsUnlocked, ensureMigrationsTable, lockMigrations, recordMigration, unlockMigrations } from './migration-queries.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 
@@ -19,6 +19,10 @@ export async function migrate(connectionString: string): Promise<string[]> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {
+    // Nothing to apply, as for every supervisor of a fleet after the first: no lock to queue for,
+    // behind processes that may be starved of CPU while they hold it. A row is never deleted.
+    const recorded = await appliedMigrationsUnlocked(client);
+    if ((await migrationNames()).every((name) => recorded.has(name))) return [];
     await lockMigrations(client);
     try {
       await ensureMigrationsTable(client);

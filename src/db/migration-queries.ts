@@ -21,6 +21,12 @@ export async function ensureMigrationsTable(db: Queryable): Promise<void> {
     )`);
 }
 
+/** The migrations applied, read without the lock; none when the table does not exist yet. */
+export async function appliedMigrationsUnlocked(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ present: boolean }>(`SELECT to_regclass('spindle.migrations') IS NOT NULL AS present`);
+  return rows[0]!.present ? appliedMigrations(db) : new Set();
+}
+
 export async function appliedMigrations(db: Queryable): Promise<Set<string>> {
   const { rows } = await db.query<{ name: string }>('SELECT name FROM spindle.migrations');
   return new Set(rows.map((r) => r.name));

@@ -6,14 +6,13 @@ export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 
 /**
  * Runs `body` in a transaction on one connection of `pool`: COMMIT when it resolves, ROLLBACK when
- * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded. `begin`: the
- * statement that opens it (BEGIN, with settings for the transaction).
+ * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded.
  */
-export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query(begin);
+    await client.query('BEGIN');
     const result = await body(client);
     await client.query('COMMIT');
     return result;
