@@ -6,8 +6,8 @@
  *   npm run fleet                      # DATABASE_URL's server (database spindle_fleet), else an embedded one
  *   npm run fleet -- --supervisors 50 --jobs 20000 --kill 10 --pool-size 10 --direct-supervisors 12
  *
- * Each run: the supervisors start (1 s heartbeat, 3 s lease, 500 ms reaper: a killed supervisor's
- * jobs come back in a few seconds); 300 jobs enqueued one at a time, 20 ms apart,
+ * Each run: the supervisors start, five at a time (1 s heartbeat, 5 s lease, 500 ms reaper: a killed
+ * supervisor's jobs come back in about six seconds); 300 jobs enqueued one at a time, 20 ms apart,
  * measure enqueue-to-start (the handler's own start, from its ledger line, against the job's
  * created_at); then 20,000 jobs of ~5 ms (a wait, not CPU) in one enqueueMany, and once 30% have
  * succeeded, SIGKILL of 10 supervisors, the leader among them. The run passes when every job ended
@@ -46,13 +46,6 @@ const DATABASE = 'spindle_fleet';
 const OWN = 'spindle-fleet:';
 /** A direct supervisor's connections at most: db pool 4, claim pool 2, LISTEN, leader lock. */
 const DIRECT_PER_SUPERVISOR = 8;
-/**
- * Short leases, so a killed supervisor's jobs come back within seconds, but not so short that fifty
- * processes on two cores miss their beats (at 250 ms / 1 s they did, and stopped claiming).
- */
-const HEARTBEAT_MS = 1_000;
-const LEASE_MS = 3_000;
-const REAPER_MS = 500;
 const LATENCY_JOBS = 300;
 const LATENCY_GAP_MS = 20;
 const KILL_AT_SHARE = 0.3;
@@ -65,6 +58,9 @@ const { values: flags } = parseArgs({
     'job-ms': { type: 'string', default: '5' },
     'pool-size': { type: 'string', default: '10' },
     'direct-supervisors': { type: 'string' },
+    'start-wave': { type: 'string', default: '5' },
+    'heartbeat-ms': { type: 'string', default: '1000' },
+    'lease-ms': { type: 'string', default: '5000' },
     'no-direct': { type: 'boolean', default: false },
   },
 });
@@ -81,6 +77,15 @@ const JOBS = int('jobs', flags.jobs, 1);
 const KILL = int('kill', flags.kill, 0);
 const JOB_MS = int('job-ms', flags['job-ms'], 0);
 const POOL_SIZE = int('pool-size', flags['pool-size'], 1);
+const START_WAVE = int('start-wave', flags['start-wave'], 1);
+/**
+ * Short leases, so a killed supervisor's jobs come back within seconds, but long enough for fifty
+ * processes on two cores: at 250 ms / 1 s, and at 1 s / 3 s beside other loads, live supervisors
+ * missed their beats and lost jobs they were running.
+ */
+const HEARTBEAT_MS = int('heartbeat-ms', flags['heartbeat-ms'], 10);
+const LEASE_MS = int('lease-ms', flags['lease-ms'], HEARTBEAT_MS + 1);
+const REAPER_MS = 500;
 if (KILL >= SUPERVISORS) {
   process.stderr.write(`fleet: --kill (${KILL}) must leave a supervisor alive (--supervisors ${SUPERVISORS})\n`);
   process.exit(2);
@@ -254,10 +259,12 @@ async function run(server: Server, plan: RunPlan): Promise<RunResult> {
   const sampler = new pg.Pool({ connectionString: databaseUrl(server.url, DATABASE, `${OWN}sampler`), max: 1 });
   const producer = new Client({ connectionString: databaseUrl(server.url, DATABASE, `${OWN}producer`), maxConnections: 2 });
   try {
-    // The supervisors, all at once, as a fleet comes up after a deploy.
+    // The supervisors, a wave at a time, as a rolling deploy brings them up: all fifty at once on two
+    // cores took minutes, and a thread's first import of the job module went past its 10 s limit.
     const startedAt = performance.now();
     const fleet: FleetMember[] = [];
     for (let i = 0; i < plan.supervisors; i++) {
+      if (i > 0 && i % START_WAVE === 0) await Promise.all(fleet.slice(-START_WAVE).map((m) => m.ready));
       const member = new FleetMember(
         {
           ...connection,
