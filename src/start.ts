@@ -7,7 +7,7 @@ import { Client } from './client.ts';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
-import { poolClientFor } from './db/pooler.ts';
+import { POOLED_APPLICATION_NAME, poolClientFor } from './db/pooler.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
 import { ensureSocketFree } from './ops/debug-socket-file.ts';
@@ -185,15 +185,17 @@ async function openPools(
   cleanup: (() => Promise<void>)[],
 ): Promise<{ databaseUrl: string; db: pg.Pool; fastDb: pg.Pool }> {
   // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
+  // Through a transaction pooler a server session serves every supervisor in turn, and PgBouncer
+  // sends a SET application_name each time the name changes hands: one name for all of them.
+  const transactionPooler = config.pooler === 'transaction';
   const settings: pg.PoolConfig = {
     connectionString: databaseUrl,
-    application_name: `spindle:supervisor:${id}`.slice(0, 63),
+    application_name: transactionPooler ? POOLED_APPLICATION_NAME : `spindle:supervisor:${id}`.slice(0, 63),
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-  // Through a transaction pooler: statements unnamed, and the claim settings set by each claim's
-  // transaction (db/pooler.ts, db/claims.ts), as no session outlives a transaction there.
-  const transactionPooler = config.pooler === 'transaction';
+  // Through a transaction pooler: statements unnamed, and the claim settings set by each claim
+  // (db/pooler.ts, db/claims.ts), as no session outlives a transaction there.
   const db = new pg.Pool({ ...settings, ...poolClientFor(transactionPooler), max: 4 });
   // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
   // durable before they are acknowledged.

@@ -68,7 +68,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   #lastOkAt = performance.now();
   #failingSince: number | null = null;
   readonly #runs: () => KeeperHeld['runs'];
-  readonly #keeperSettings: Pick<KeeperSettings, 'connectionString' | 'unnamedStatements'> | undefined;
+  readonly #keeperSettings: Pick<KeeperSettings, 'connectionString' | 'transactionPooler'> | undefined;
   #keeper: Worker | null = null;
   #keeperStoodIn = 0;
 
@@ -81,8 +81,8 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     claims: () => HeldClaim[];
     /** The workflow runs held right now (the lease keeper extends their leases too). */
     runs?: () => KeeperHeld['runs'];
-    /** Where the lease keeper connects (unnamed statements: through a transaction pooler); without it, no keeper runs. */
-    keeper?: { connectionString: string; unnamedStatements: boolean };
+    /** Where the lease keeper connects (through a transaction pooler or not); without it, no keeper runs. */
+    keeper?: { connectionString: string; transactionPooler: boolean };
     onBeat: (result: BeatResult) => void;
     /** Stamps lastBeatAt; default the parent's clock. */
     clock?: Clock;

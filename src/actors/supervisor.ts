@@ -202,7 +202,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         ],
         onBeat: (result) => this.send({ type: 'beat', result }),
         runs: () => this.#scheduler?.heldRuns() ?? [],
-        keeper: { connectionString: databaseUrl, unnamedStatements: config.pooler === 'transaction' },
+        keeper: { connectionString: databaseUrl, transactionPooler: config.pooler === 'transaction' },
       }),
       { policy: 'restart' },
     );

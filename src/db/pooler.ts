@@ -7,6 +7,9 @@
 import pg from 'pg';
 import type { Queryable } from './queryable.ts';
 
+/** The application_name of every supervisor's connections through a transaction pooler (see start.ts). */
+export const POOLED_APPLICATION_NAME = 'spindle:pooled';
+
 /**
  * A pg client that sends every statement unnamed (parsed and planned on each call), whatever name
  * the caller gave it, so the statements of src/db/ keep their names for a direct connection and run
