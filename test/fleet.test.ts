@@ -184,6 +184,18 @@ describe.skipIf(!pgbouncer)('fleet mode through PgBouncer in transaction mode', 
     expect(listeners.map((l) => (l?.state as { connected: boolean } | undefined)?.connected)).toEqual([true, true]);
   });
 
+  it('claims a limited type through claim_limited, its settings set per statement', async () => {
+    await direct.setLimits('fleet-job', { globalConcurrency: 1 });
+    try {
+      const jobs = await pooled.enqueueMany(Array.from({ length: 20 }, () => ({ type: 'fleet-job', input: { ms: 1 } })));
+      const done = await Promise.all(jobs.map((j) => direct.waitFor(j.id, { timeoutMs: 15_000 })));
+      expect(done.map((j) => j.state)).toEqual(jobs.map(() => 'succeeded'));
+      expect(errorsLogged()).toEqual([]);
+    } finally {
+      await direct.clearLimits('fleet-job');
+    }
+  });
+
   it('elects one leader on the shared sessions, and another when it stops', async () => {
     const leaderSession = async () => (await sampler.query<{ application_name: string }>(LEADER_SESSION_SQL)).rows.map((r) => r.application_name);
     const until = async (check: () => boolean) => {
