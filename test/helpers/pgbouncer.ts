@@ -89,7 +89,6 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
         'min_pool_size = 0',
         'reserve_pool_size = 0',
         `max_client_conn = ${options.maxClients ?? 1_000}`,
-        'server_check_delay = 1',
         '',
       ].join('\n'),
       { mode: 0o600 },
