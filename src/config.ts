@@ -15,8 +15,21 @@ const DAY = 24 * 3_600 * SECOND;
 
 /** Options of startSupervisor() and `spindle start`. */
 export interface SupervisorOptions {
-  /** PostgreSQL URL; DATABASE_URL, else an embedded server in `<stateDir>/pg`. */
+  /** PostgreSQL URL; DATABASE_URL, else an embedded server in `<stateDir>/pg`. With `pooler: 'transaction'`, the pooler's URL. */
   databaseUrl?: string;
+  /**
+   * What sits between this supervisor and PostgreSQL on `databaseUrl`: `'none'` (default) or
+   * `'session'` (a session pooler: the same as none), or `'transaction'` (PgBouncer in transaction
+   * pooling mode, any version): statements are sent unnamed, claim settings are set per
+   * transaction, and what needs a session of its own goes to `sessionDatabaseUrl`.
+   */
+  pooler?: Pooler;
+  /**
+   * A PostgreSQL URL that keeps a session (PostgreSQL itself, or a session pooler) for what a
+   * transaction pooler cannot carry: LISTEN, the leader's advisory lock (one session for both) and
+   * migrations. Required with `pooler: 'transaction'`; otherwise `databaseUrl`.
+   */
+  sessionDatabaseUrl?: string;
   /** A directory of worker modules, or a `{ type: path }` map; default ./workers. */
   workers?: string | Record<string, string>;
   /** A directory of workflow modules (absent: none), or a `{ name: path }` map; default ./workflows. */
@@ -79,9 +92,17 @@ export interface SupervisorOptions {
   prefetch?: number;
 }
 
+/** What sits between a supervisor and PostgreSQL (see SupervisorOptions.pooler). */
+export type Pooler = 'none' | 'session' | 'transaction';
+
+const POOLERS: readonly Pooler[] = ['none', 'session', 'transaction'];
+
 /** Every option, filled in. */
 export interface SupervisorConfig {
   databaseUrl: string | undefined;
+  pooler: Pooler;
+  /** Undefined: the same as databaseUrl. */
+  sessionDatabaseUrl: string | undefined;
   workers: string | Record<string, string>;
   workflows: string | Record<string, string>;
   workflowLimits: WorkflowLimits;
@@ -119,6 +140,8 @@ const MAX_MS = 2_147_483_647;
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): SupervisorOptions {
   const out: SupervisorOptions = {};
   if (env.DATABASE_URL) out.databaseUrl = env.DATABASE_URL;
+  if (env.SPINDLE_POOLER) out.pooler = env.SPINDLE_POOLER as Pooler;
+  if (env.SPINDLE_SESSION_DATABASE_URL) out.sessionDatabaseUrl = env.SPINDLE_SESSION_DATABASE_URL;
   if (env.SPINDLE_WORKERS) out.workers = env.SPINDLE_WORKERS;
   if (env.SPINDLE_CONCURRENCY) out.concurrency = envInteger('SPINDLE_CONCURRENCY', env.SPINDLE_CONCURRENCY);
   if (env.SPINDLE_QUEUES) out.queues = env.SPINDLE_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
@@ -166,6 +189,7 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
   if (o.databaseUrl !== undefined && (typeof o.databaseUrl !== 'string' || o.databaseUrl === '')) {
     throw new ValidationError('options.databaseUrl', `must be a PostgreSQL URL, got ${describe(o.databaseUrl)}`);
   }
+  const pooler = checkPooler(o);
   if (o.id !== undefined && (typeof o.id !== 'string' || !/^[A-Za-z0-9_.:@-]{1,128}$/.test(o.id))) {
     throw new ValidationError('options.id', `must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -, got ${describe(o.id)}`);
   }
@@ -179,6 +203,8 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
 
   return {
     databaseUrl: o.databaseUrl,
+    pooler,
+    sessionDatabaseUrl: o.sessionDatabaseUrl,
     workers: o.workers ?? resolve('workers'),
     workflows: checkWorkflows(o.workflows) ?? resolve('workflows'),
     workflowLimits: checkWorkflowLimits(o.workflowLimits),
@@ -215,6 +241,32 @@ export function resolveConfig(explicit: SupervisorOptions = {}, env: NodeJS.Proc
     logLevel: o.logLevel ?? 'info',
     prefetch: checkInteger('options.prefetch', o.prefetch, 0, 100_000),
   };
+}
+
+/**
+ * The pooler and the session URL it needs: a transaction pooler cannot carry LISTEN or the leader's
+ * session lock, so those need a URL of their own, and the embedded server has no pooler in front.
+ */
+function checkPooler(o: SupervisorOptions): Pooler {
+  const pooler = o.pooler ?? 'none';
+  if (!POOLERS.includes(pooler)) {
+    throw new ValidationError('options.pooler', `must be one of ${POOLERS.join(', ')}, got ${describe(o.pooler)}`);
+  }
+  if (o.sessionDatabaseUrl !== undefined && (typeof o.sessionDatabaseUrl !== 'string' || o.sessionDatabaseUrl === '')) {
+    throw new ValidationError('options.sessionDatabaseUrl', `must be a PostgreSQL URL, got ${describe(o.sessionDatabaseUrl)}`);
+  }
+  if (pooler === 'transaction') {
+    if (o.databaseUrl === undefined) {
+      throw new ValidationError('options.databaseUrl', "must be the pooler's URL with options.pooler 'transaction' (the embedded database has no pooler)");
+    }
+    if (o.sessionDatabaseUrl === undefined) {
+      throw new ValidationError(
+        'options.sessionDatabaseUrl',
+        "is required with options.pooler 'transaction': LISTEN and the leader lock need a session (PostgreSQL itself, or a session pooler)",
+      );
+    }
+  }
+  return pooler;
 }
 
 /** A host name or IP address to bind; default 127.0.0.1 (only this machine). */

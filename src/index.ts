@@ -5,7 +5,7 @@ export type { FlowLimits, FlowLimitsUpdate, RateLimit, LimitScope } from './limi
 export type { LimitRow } from './db/limits.ts';
 export { startSupervisor, VERSION } from './start.ts';
 export type { StartOptions, SupervisorHandle, RuntimeSnapshot } from './start.ts';
-export type { SupervisorOptions } from './config.ts';
+export type { Pooler, SupervisorOptions } from './config.ts';
 export type { EnqueueOptions } from './validate.ts';
 export type { Job, JobState, Attempt, AttemptOutcome, JobError } from './job.ts';
 export type { JobContext } from './context.ts';

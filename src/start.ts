@@ -8,6 +8,7 @@ import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './
 import { migrate } from './db/migrate.ts';
 import { claimJobs, CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
 import { finishJobs } from './db/outcomes.ts';
+import { POOLED_APPLICATION_NAME, poolClientFor } from './db/pooler.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
 import { ensureSocketFree } from './ops/debug-socket-file.ts';
@@ -83,7 +84,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
     // (on a thread of the pool, which keeps them loaded), the workflow modules (imported here:
     // their bodies run on this thread).
     const [{ databaseUrl, db, fastDb }, registry, workflows] = await allSettled([
-      openDatabase(config, logger, cleanup).then((url) => openPools(url, id, config, logger, cleanup)),
+      openDatabase(config, logger, cleanup).then((url) => openPools(url, config, id, logger, cleanup)),
       loadRegistry(config.workers, { pool }),
       loadWorkflows(config.workflows),
     ]);
@@ -111,6 +112,7 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
       id,
       config,
       databaseUrl,
+      sessionDatabaseUrl: config.sessionDatabaseUrl ?? databaseUrl,
       db,
       fastDb,
       registry,
@@ -130,7 +132,8 @@ export async function startSupervisor(options: StartOptions = {}): Promise<Super
           snapshot,
           db,
           fastDb,
-          openApi: () => new Client({ connectionString: databaseUrl, maxConnections: 4 }),
+          // The API's Client LISTENs (waits, watches): a session's URL.
+          openApi: () => new Client({ connectionString: config.sessionDatabaseUrl ?? databaseUrl, maxConnections: 4 }),
         }).map((actor) => ({ actor, supervision: { policy: 'restart' } })),
       workflows,
       schedules,
@@ -191,25 +194,36 @@ const MIN_BATCH_STATEMENT_BOUND_MS = 10_000;
  */
 async function openPools(
   databaseUrl: string,
-  id: string,
   config: SupervisorConfig,
+  id: string,
   logger: Logger,
   cleanup: (() => Promise<void>)[],
 ): Promise<{ databaseUrl: string; db: pg.Pool; fastDb: pg.Pool }> {
   // The id in application_name lets an operator (and the fault tests) tell whose connection is whose.
+  // Through a transaction pooler a server session serves every supervisor in turn, and PgBouncer
+  // sends a SET application_name each time the name changes hands: one name for all of them.
+  const transactionPooler = config.pooler === 'transaction';
   const settings: pg.PoolConfig = {
     connectionString: databaseUrl,
-    application_name: `spindle:supervisor:${id}`.slice(0, 63),
+    application_name: transactionPooler ? POOLED_APPLICATION_NAME : `spindle:supervisor:${id}`.slice(0, 63),
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-  const db = new pg.Pool({ ...settings, max: 4, query_timeout: Math.max(config.leaseMs, MIN_BATCH_STATEMENT_BOUND_MS) });
+  // Through a transaction pooler: statements unnamed, and the claim settings set by each claim
+  // (db/pooler.ts, db/claims.ts), as no session outlives a transaction there.
+  const db = new pg.Pool({
+    ...settings,
+    ...poolClientFor(transactionPooler),
+    max: 4,
+    query_timeout: Math.max(config.leaseMs, MIN_BATCH_STATEMENT_BOUND_MS),
+  });
   // Claims, lease extensions and progress: see CLAIM_CONNECTION_OPTIONS. Outcomes stay on `db`,
   // durable before they are acknowledged.
   const fastDb = new pg.Pool({
     ...settings,
+    ...poolClientFor(transactionPooler),
     max: 2,
-    options: CLAIM_CONNECTION_OPTIONS,
+    ...(transactionPooler ? {} : { options: CLAIM_CONNECTION_OPTIONS }),
     query_timeout: Math.max(config.heartbeatMs, MIN_STATEMENT_BOUND_MS),
   });
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
@@ -222,7 +236,9 @@ async function openPools(
   const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().catch(() => undefined));
   const migrating = await db.connect();
   try {
-    const applied = await migrate(migrating);
+    // Migrations hold a session's advisory lock across their transactions: never through a
+    // transaction pooler (config requires the session URL there).
+    const applied = await migrate(transactionPooler ? config.sessionDatabaseUrl! : migrating);
     if (applied.length) logger.info({ applied }, 'migrated the database');
   } catch (error) {
     migrating.release(error as Error);

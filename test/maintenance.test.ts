@@ -324,7 +324,7 @@ describe('reaper: throttle windows', () => {
 describe('elector', () => {
   function newElector(supervisorId: string, changes: boolean[], clock: Clock): Elector {
     return new Elector({
-      connectionString: db.url,
+      session: { connectionString: db.url },
       supervisorId,
       intervalMs: 60_000,
       deadAfterMs: 3_000,
@@ -385,7 +385,7 @@ describe('elector', () => {
     const leading = new Promise<void>((resolve) => (led = resolve));
     const cChanges: boolean[] = [];
     const c = new Elector({
-      connectionString: db.url,
+      session: { connectionString: db.url },
       supervisorId: 'el-c',
       intervalMs: 60_000,
       deadAfterMs: 3_000,

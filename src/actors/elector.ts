@@ -4,7 +4,7 @@
  * heartbeating (paused, wedged) has its session ended by the next candidate.
  */
 import pg from 'pg';
-import { electorApplicationName, endStaleLeader, holdsLeaderLock, tryLeaderLock } from '../db/leader.ts';
+import { electorApplicationName, endStaleLeader, holdsLeaderLock, releaseLeaderLock, tryLeaderLock } from '../db/leader.ts';
 import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import type { Clock } from '../clock.ts';
 import { Actor, assertNever } from './kernel.ts';
@@ -32,8 +32,14 @@ export interface ElectorState {
   connectionFailures: number;
 }
 
+/**
+ * The elector's session: a connection of its own to this URL, or one it shares (the listener's,
+ * behind a transaction pooler), which it neither opens nor closes.
+ */
+export type ElectorSession = { connectionString: string } | { shared: () => pg.Client | null };
+
 export class Elector extends Actor<ElectorMsg, ElectorState> {
-  readonly #connectionString: string;
+  readonly #session: ElectorSession;
   readonly #applicationName: string;
   readonly #intervalMs: number;
   readonly #deadAfterMs: number;
@@ -48,7 +54,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
   #connectionFailures = 0;
 
   constructor(options: {
-    connectionString: string;
+    session: ElectorSession;
     supervisorId: string;
     intervalMs: number;
     /** A leadership the database has not confirmed for this long is not acted on (see isLeader). */
@@ -58,7 +64,7 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     clock?: Clock;
   }) {
     super({ name: 'elector', clock: options.clock });
-    this.#connectionString = options.connectionString;
+    this.#session = options.session;
     this.#applicationName = electorApplicationName(options.supervisorId);
     this.#intervalMs = options.intervalMs;
     this.#deadAfterMs = options.deadAfterMs;
@@ -104,6 +110,11 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     const staleLeadersEnded: string[] = [];
     try {
       const client = await this.#connection();
+      if (!client) {
+        // The shared session is not up yet (or is reconnecting): the lock, if held, went with the last one.
+        this.#lose();
+        return { leader: false, changed: this.#leader !== before, staleLeadersEnded };
+      }
       if (this.#leader) {
         if (await holdsLeaderLock(client)) this.#confirmedAt = performance.now();
         else this.#lose();
@@ -126,10 +137,12 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     return { leader: this.#leader, changed: this.#leader !== before, staleLeadersEnded };
   }
 
-  async #connection(): Promise<pg.Client> {
+  /** The session to elect on; null while a shared one is not connected. */
+  async #connection(): Promise<pg.Client | null> {
+    if ('shared' in this.#session) return (this.#client = this.#session.shared());
     if (this.#client) return this.#client;
     const client = new pg.Client({
-      connectionString: this.#connectionString,
+      connectionString: this.#session.connectionString,
       application_name: this.#applicationName,
       keepAlive: true,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -171,7 +184,10 @@ export class Elector extends Actor<ElectorMsg, ElectorState> {
     const client = this.#client;
     this.#client = null;
     this.#lose();
-    if (client) await client.end().catch(() => {});
+    if (!client) return;
+    // A shared session lives on: the lock is given back on it (a no-op when it is not held there).
+    if ('shared' in this.#session) await releaseLeaderLock(client).catch(() => {});
+    else await client.end().catch(() => {});
   }
 
   protected override inspect(): ElectorState {

@@ -75,7 +75,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   #lastOkAt = performance.now();
   #failingSince: number | null = null;
   readonly #runs: () => KeeperHeld['runs'];
-  readonly #keeperSettings: Pick<KeeperSettings, 'connectionString'> | undefined;
+  readonly #keeperSettings: Pick<KeeperSettings, 'connectionString' | 'transactionPooler'> | undefined;
   #keeper: Worker | null = null;
   #keeperStoodIn = 0;
   /**
@@ -100,8 +100,8 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     claims: () => HeldClaim[];
     /** The workflow runs held right now (the lease keeper extends their leases too). */
     runs?: () => KeeperHeld['runs'];
-    /** Where the lease keeper connects; without it, no keeper runs. */
-    keeper?: { connectionString: string };
+    /** Where the lease keeper connects (through a transaction pooler or not); without it, no keeper runs. */
+    keeper?: { connectionString: string; transactionPooler: boolean };
     onBeat: (result: BeatResult) => void;
     /**
      * No beat has reached the database for a lease (less `stopBeforeEndMs`): these claims may be taken

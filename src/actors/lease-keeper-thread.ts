@@ -10,11 +10,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { extendLeases } from '../db/leases.ts';
+import { POOLED_APPLICATION_NAME, UnnamedStatementClient } from '../db/pooler.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import { extendWorkflowLeases } from '../db/workflows.ts';
 
 export interface KeeperSettings {
   connectionString: string;
+  /** The connection goes through a transaction pooler: statements unnamed, one application_name (db/pooler.ts). */
+  transactionPooler: boolean;
   record: SupervisorRecord;
   /** The heartbeat's interval: the keeper stands in after 1.5 of them without a word. */
   intervalMs: number;
@@ -67,9 +70,9 @@ export function keepLeases(settings: KeeperSettings = workerData as KeeperSettin
     let db = client;
     try {
       if (!db) {
-        db = new pg.Client({
+        db = new (settings.transactionPooler ? UnnamedStatementClient : pg.Client)({
           connectionString: settings.connectionString,
-          application_name: `spindle:keeper:${settings.record.id}`.slice(0, 63),
+          application_name: settings.transactionPooler ? POOLED_APPLICATION_NAME : `spindle:keeper:${settings.record.id}`.slice(0, 63),
           connectionTimeoutMillis: settings.intervalMs,
         });
         db.on('error', () => {});

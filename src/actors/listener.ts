@@ -134,6 +134,14 @@ export class Listener extends Actor<ListenerMsg, ListenerState> {
     return { connected: true, reconnected, channels: this.#channels };
   }
 
+  /**
+   * The session, while it is connected and listening: the elector shares it behind a transaction
+   * pooler (one session per supervisor). A new one after each reconnect.
+   */
+  session(): pg.Client | null {
+    return this.#client;
+  }
+
   #retry(): void {
     const delay = RECONNECT_MS[Math.min(this.#attempts++, RECONNECT_MS.length - 1)]!;
     this.after(delay, { type: 'connect' });

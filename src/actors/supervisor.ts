@@ -8,10 +8,11 @@ import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import type { SupervisorConfig } from '../config.ts';
-import { claimJobs, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
+import { claimJobs, releaseJobs, withClaimSettings, type ClaimConnections, type ClaimType, type ClaimedJob } from '../db/claims.ts';
 import { activeScopes, claimLimited, LIMITS_CHANNEL, writeModuleLimits, type ActiveScopes } from '../db/limits.ts';
 import { flowLimitsOf } from '../limits.ts';
 import { limitedRoom, planFlow, type LimitedCall } from '../policy/flow-plan.ts';
+import { electorApplicationName } from '../db/leader.ts';
 import { cancelRequests, type HeldJob } from '../db/leases.ts';
 import type { ReapedJob } from '../db/maintenance.ts';
 import { registerSupervisor, removeSupervisor, type SupervisorRecord } from '../db/supervisors.ts';
@@ -75,6 +76,8 @@ export interface SupervisorDeps {
   id: string;
   config: SupervisorConfig;
   databaseUrl: string;
+  /** Where LISTEN and the leader lock keep their session (a transaction pooler cannot); default databaseUrl. */
+  sessionDatabaseUrl?: string;
   db: pg.Pool;
   /**
    * Connections for claims, lease extensions and progress (see start.ts), and every statement of this
@@ -163,6 +166,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   protected override async onStart(): Promise<void> {
     const { config, db, fastDb, databaseUrl } = this.#d;
+    const sessionDatabaseUrl = this.#d.sessionDatabaseUrl ?? databaseUrl;
+    // Behind a transaction pooler every session counts against PostgreSQL's connections, so LISTEN
+    // and the leader lock share one, named as the elector's (how candidates find the leader).
+    const oneSession = config.pooler === 'transaction';
     const declared = [...this.#d.registry.values()]
       .filter((m) => m.loadError === undefined)
       .map((m) => ({ type: m.type, limits: flowLimitsOf(m.options) }));
@@ -208,15 +215,15 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         // Aborted this long before their leases end, the threads are stopped when another supervisor may take the jobs.
         stopBeforeEndMs: config.abortGraceMs,
         runs: () => this.#scheduler?.heldRuns() ?? [],
-        keeper: { connectionString: databaseUrl },
+        keeper: { connectionString: databaseUrl, transactionPooler: config.pooler === 'transaction' },
       }),
       { policy: 'restart' },
     );
-    this.spawn(
+    const listener = this.spawn(
       new Listener({
-        connectionString: databaseUrl,
+        connectionString: sessionDatabaseUrl,
         channels: ['spindle_jobs', 'spindle_cancel', 'spindle_workflows', LIMITS_CHANNEL],
-        applicationName: `spindle:listener:${this.id}`,
+        applicationName: oneSession ? electorApplicationName(this.id) : `spindle:listener:${this.id}`,
         onNotification: (channel, payload) => this.#onNotification(channel, payload),
         onConnect: (reconnected) => {
           // Whatever was notified while the connection was down is looked for now.
@@ -231,7 +238,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     );
     this.#elector = this.spawn(
       new Elector({
-        connectionString: databaseUrl,
+        session: oneSession ? { shared: () => listener.session() } : { connectionString: sessionDatabaseUrl },
         supervisorId: this.id,
         intervalMs: Math.max(250, Math.min(config.heartbeatMs, 2_000)),
         deadAfterMs,
@@ -466,16 +473,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
    */
   async #claimLimited(call: LimitedCall, want: number): Promise<boolean> {
     if (want <= 0) return true;
-    const { config, fastDb } = this.#d;
+    const { config } = this.#d;
     this.#stats.claims++;
-    const { jobs, retryMs } = await claimLimited(fastDb, {
-      scope: call.scope,
-      supervisorId: this.id,
-      queues: config.queues,
-      types: call.types,
-      want,
-      leaseMs: config.leaseMs,
-    });
+    const { jobs, retryMs } = await withClaimSettings(this.#claimConnections(), (db) =>
+      claimLimited(db, { scope: call.scope, supervisorId: this.id, queues: config.queues, types: call.types, want, leaseMs: config.leaseMs }),
+    );
     this.#limitedClaims.record(call.scope, want, jobs.length, retryMs, this.clock.now());
     for (const row of jobs) {
       this.#run(row).wakesOthers = true;
@@ -513,12 +515,19 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return held;
   }
 
+  /** Where claims run: behind a transaction pooler each claim sets the claim settings for itself (db/claims.ts). */
+  #claimConnections(): ClaimConnections {
+    return { pool: this.#d.fastDb, settingsPerStatement: this.#d.config.pooler === 'transaction' };
+  }
+
   /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */
   async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const byType = this.#activeScopes.types.size + this.#activeScopes.queues.size > 0;
-    const rows = await claimJobs(fastDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs, byType });
+    const rows = await withClaimSettings(this.#claimConnections(), (db) =>
+      claimJobs(db, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs, byType }),
+    );
     // What its type's budget does not allow is given back at once for other supervisors, rather
     // than held behind busy threads.
     const { kept, excess } = keepWithinBudget(config, this.#d.pool.runTimes, rows, this.#heldByType());

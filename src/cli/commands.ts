@@ -70,6 +70,18 @@ export const COMMANDS = {
       'metrics-host': { type: 'string', value: 'H', help: 'address for --metrics-port (default 127.0.0.1)', field: 'options.metricsHost' },
       'http-port': { type: 'string', value: 'N', help: 'serve the HTTP API and the dashboard on this port', field: 'options.httpPort' },
       'http-host': { type: 'string', value: 'H', help: 'address for --http-port (default 127.0.0.1)', field: 'options.httpHost' },
+      pooler: {
+        type: 'string',
+        value: 'P',
+        help: "none, session or transaction: what --database-url points at (default none, or SPINDLE_POOLER); transaction needs --session-database-url",
+        field: 'options.pooler',
+      },
+      'session-database-url': {
+        type: 'string',
+        value: 'URL',
+        help: 'a URL that keeps a session (PostgreSQL itself) for LISTEN, the leader lock and migrations (or SPINDLE_SESSION_DATABASE_URL)',
+        field: 'options.sessionDatabaseUrl',
+      },
       id: { type: 'string', value: 'ID', help: 'a fixed supervisor id (default: host-pid-random); a restart with it takes its jobs back at once', field: 'options.id' },
     },
     examples: ['spindle start --workers ./workers --concurrency 4', 'spindle start --workflows ./workflows --http-port 8080'],

@@ -10,6 +10,9 @@ export async function startCommand(args: string[]): Promise<number> {
   const { values } = parse('start', args);
   const options: SupervisorOptions = {
     databaseUrl: values['database-url'],
+    // The library checks both; flag-names.ts names the flag in its error.
+    pooler: values.pooler as SupervisorOptions['pooler'],
+    sessionDatabaseUrl: values['session-database-url'],
     stateDir: values['state-dir'],
     workers: values.workers,
     workflows: values.workflows,

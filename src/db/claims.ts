@@ -1,5 +1,7 @@
 /** Claiming jobs (SKIP LOCKED, in batches) and giving back the ones a supervisor cannot run. */
+import type pg from 'pg';
 import { LOCK_HELD_IN_ORDER } from './locking.ts';
+import { withSettingsPerStatement } from './pooler.ts';
 import type { Queryable } from './queryable.ts';
 
 /** What a claim needs to know of one job type it serves. */
@@ -35,7 +37,28 @@ export interface ClaimedJob {
  * as everywhere: a claim is durable before its handler starts, so a server crash can never hand out
  * the same attempt number twice.
  */
-export const CLAIM_CONNECTION_OPTIONS = '-c enable_sort=off -c enable_bitmapscan=off -c jit=off';
+const CLAIM_SETTINGS = { enable_sort: 'off', enable_bitmapscan: 'off', jit: 'off' } as const;
+
+/** CLAIM_SETTINGS as a connection's startup options, held for the session's life. */
+export const CLAIM_CONNECTION_OPTIONS = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `-c ${name}=${value}`).join(' ');
+
+/**
+ * CLAIM_SETTINGS for the statement's own (implicit) transaction: through a transaction pooler a
+ * session's settings would stay behind on a server session that others share (and PgBouncer refuses
+ * startup options), so each claim sets them for itself, in the same round trip (db/pooler.ts).
+ */
+export const CLAIM_SETTINGS_LOCAL = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');
+
+/** Where claims run: the pool, and whether its sessions carry CLAIM_SETTINGS (else each claim sets them). */
+export interface ClaimConnections {
+  pool: pg.Pool;
+  settingsPerStatement: boolean;
+}
+
+/** Runs a claim (claimJobs, claimLimited) with CLAIM_SETTINGS in force. */
+export function withClaimSettings<T>(claims: ClaimConnections, run: (db: Queryable) => Promise<T>): Promise<T> {
+  return run(claims.settingsPerStatement ? withSettingsPerStatement(claims.pool, CLAIM_SETTINGS_LOCAL) : claims.pool);
+}
 
 /** Jobs of a limited or paused type or queue are claimed only by spindle.claim_limited (db/limits.ts). */
 const HELD = `held AS MATERIALIZED (

@@ -43,6 +43,17 @@ export async function tryLeaderLock(db: Queryable): Promise<boolean> {
   return rows[0]!.ok;
 }
 
+/** Gives the leader lock back, where the session outlives the lead (shared with LISTEN); false when it was not held. */
+export async function releaseLeaderLock(db: Queryable): Promise<boolean> {
+  // pg_advisory_unlock warns when the lock is not held; the locks held are read first to stay quiet.
+  const { rows } = await db.query<{ released: boolean }>(
+    `SELECT coalesce(bool_or(pg_advisory_unlock($1, $2)), false) AS released FROM pg_locks
+      WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted`,
+    [LOCK_SPACE, LEADER_KEY],
+  );
+  return rows[0]!.released;
+}
+
 /** True while this session holds the leader lock: the check a leader makes on every tick. */
 export async function holdsLeaderLock(db: Queryable): Promise<boolean> {
   const { rows } = await db.query<{ held: boolean }>(

@@ -1,7 +1,7 @@
 /** Applies the numbered SQL files in migrations/, each in its own transaction, under an advisory lock. */
 import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { appliedMigrations, ensureMigrationsTable, lockMigrations, recordMigration, unlockMigrations } from './migration-queries.ts';
+import { appliedMigrations, appliedMigrationsUnlocked, ensureMigrationsTable, lockMigrations, recordMigration, unbounded, unlockMigrations } from './migration-queries.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 
@@ -29,6 +29,10 @@ export async function migrate(target: string | pg.ClientBase): Promise<string[]>
 }
 
 async function migrateOn(client: pg.ClientBase): Promise<string[]> {
+  // Nothing to apply, as for every supervisor of a fleet after the first: no lock to queue for,
+  // behind processes that may be starved of CPU while they hold it. A row is never deleted.
+  const recorded = await appliedMigrationsUnlocked(client);
+  if ((await migrationNames()).every((name) => recorded.has(name))) return [];
   await lockMigrations(client);
   try {
     await ensureMigrationsTable(client);
@@ -37,13 +41,13 @@ async function migrateOn(client: pg.ClientBase): Promise<string[]> {
     for (const name of await migrationNames()) {
       if (done.has(name)) continue;
       const sql = await readFile(new URL(name, MIGRATIONS_DIR), 'utf8');
-      await client.query('BEGIN');
+      await client.query(unbounded('BEGIN'));
       try {
-        await client.query(sql);
+        await client.query(unbounded(sql));
         await recordMigration(client, name);
-        await client.query('COMMIT');
+        await client.query(unbounded('COMMIT'));
       } catch (error) {
-        await client.query('ROLLBACK');
+        await client.query(unbounded('ROLLBACK'));
         throw new Error(`migration ${name} failed: ${(error as Error).message}`, { cause: error });
       }
       applied.push(name);
