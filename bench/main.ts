@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { openDatabase, type BenchDatabase } from './database.ts';
 import { runIsolated, type RunSpec } from './isolate.ts';
 import { machineInfo } from './machine.ts';
+import { openNetworkHop, type NetworkHop } from './network-hop.ts';
 import { chartSvg } from './report/chart.ts';
 import { consoleSummary } from './report/console.ts';
 import { formatNumber } from './report/grid.ts';
@@ -108,13 +109,36 @@ function describeRun(scenario: SystemScenario, metrics: Metrics): string {
     .join(', ');
 }
 
+/** The delay proxy for scenarios one hop away: started by the first of them, closed at the end. */
+class HopHolder {
+  private hop: NetworkHop | undefined;
+
+  constructor(private readonly databaseUrl: string) {}
+
+  async open(): Promise<NetworkHop> {
+    this.hop ??= await openNetworkHop(this.databaseUrl, (line) => log(`  ${line}`));
+    return this.hop;
+  }
+
+  info(): Results['hop'] {
+    const h = this.hop;
+    return h && { directP50Ms: h.directP50Ms, hopP50Ms: h.hopP50Ms, holdMs: h.holdMs };
+  }
+
+  async close(): Promise<void> {
+    await this.hop?.proxy.close();
+  }
+}
+
 async function runSystemScenario(
   scenario: SystemScenario,
   systems: SystemAdapter[],
   options: Options,
   db: BenchDatabase,
+  hops: HopHolder,
 ): Promise<SystemScenarioResult> {
   log(`\n# ${scenario.issueNumber}. ${scenario.title}: ${scenario.size(options.quick)}`);
+  const hop = scenario.network === 'hop' ? await hops.open() : undefined;
   const runs = new Map<string, SystemRun[]>(systems.map((s) => [s.info.name, []]));
   for (let run = 1; run <= options.runs; run++) {
     for (const system of systems) {
@@ -124,9 +148,15 @@ async function runSystemScenario(
         run,
         quick: options.quick,
         threads: THREADS,
-        databaseUrl: db.url,
+        databaseUrl: hop?.url ?? db.url,
       };
+      const countsBefore = hop?.proxy.counts();
       const outcome = await runIsolated(spec, scenario.timeoutMs(options.quick));
+      if (hop && outcome.ok && outcome.metrics.jobsRun) {
+        // Setup and warm-up included: what a job costs in round trips, connections and polling shared out.
+        const exchanges = hop.proxy.counts().exchanges - countsBefore!.exchanges;
+        outcome.metrics.roundTripsPerJob = exchanges / outcome.metrics.jobsRun;
+      }
       const label = `  run ${run}/${options.runs}  ${system.info.title.padEnd(22)}`;
       let entry: SystemRun;
       if (!outcome.ok) entry = { run, ok: false, error: outcome.error.slice(0, 2_000) };
@@ -145,6 +175,7 @@ async function runSystemScenario(
     short: scenario.short,
     size: scenario.size(options.quick),
     metrics: scenario.metrics,
+    ...(scenario.network === 'hop' ? { network: 'hop' as const } : {}),
     systems: Object.fromEntries([...runs].map(([name, list]) => [name, { runs: list, median: medianMetrics(list) }])),
   };
 }
@@ -223,10 +254,11 @@ export async function main(argv: string[]): Promise<number> {
   log(`systems: ${runnable.map((s) => s.info.name).join(', ') || '(none)'}; ${options.runs} runs each, in turns${options.quick ? '; --quick sizes' : ''}`);
 
   const scenarios: ScenarioResult[] = [];
+  const hops = new HopHolder(db.url);
   try {
     for (const scenario of options.scenarios) {
       if (scenario.kind === 'system') {
-        if (runnable.length > 0) scenarios.push(await runSystemScenario(scenario, runnable, options, db));
+        if (runnable.length > 0) scenarios.push(await runSystemScenario(scenario, runnable, options, db, hops));
       } else if (scenario.kind === 'standalone') {
         scenarios.push(await runStandalone(scenario, options, db));
       } else {
@@ -234,6 +266,7 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
+    await hops.close();
     await db.close();
   }
 
@@ -247,6 +280,7 @@ export async function main(argv: string[]): Promise<number> {
     machine,
     loadAtEnd: Math.round(loadavg()[0]! * 100) / 100,
     database: { source: db.source, ...db.server },
+    ...(hops.info() ? { hop: hops.info() } : {}),
     systems: entries,
     scenarios,
   };

@@ -1,6 +1,7 @@
 /** The summary printed at the end of a run. */
 import { formatNumber, gridToText, mediansGrid, ratiosGrid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { hopSections } from './hop.ts';
 import { shortfalls, spindleOnlyText } from './spindle-only.ts';
 
 /** A goal's mark: met, not met, or not measured. */
@@ -39,10 +40,15 @@ export function noRatiosReason(results: Results): string {
 /** The whole end-of-run summary as text. */
 export function consoleSummary(results: Results): string {
   const out: string[] = [];
-  out.push('', `== Medians of ${results.runs} runs${results.quick ? ' (--quick sizes)' : ''} ==`, gridToText(mediansGrid(results)));
+  out.push('', `== Medians of ${results.runs} runs${results.quick ? ' (--quick sizes)' : ''}, PostgreSQL on this machine ==`, gridToText(mediansGrid(results)));
   const ratios = ratiosGrid(results);
   out.push('', '== spindle vs each peer (x > 1: spindle better) ==');
   out.push(ratios ? gridToText(ratios) : noRatiosReason(results));
+  for (const section of hopSections(results)) {
+    out.push('', `== ${section.title} ==`, ...section.before.slice(0, 1));
+    if (section.grid) out.push(gridToText(section.grid));
+    out.push(...section.after);
+  }
 
   const claim = results.scenarios.find((s) => s.id === 'claim');
   if (claim?.kind === 'standalone') {

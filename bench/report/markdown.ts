@@ -2,6 +2,7 @@
 import { goalMark, noRatiosReason, runProblems } from './console.ts';
 import { formatNumber, gridToMarkdown, mediansGrid, ratiosGrid, type Grid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { hopSections } from './hop.ts';
 import { shortfalls, spindleOnlyMarkdown } from './spindle-only.ts';
 
 function systemsGrid(results: Results): Grid {
@@ -79,6 +80,12 @@ export function benchmarksMarkdown(results: Results): string {
   out.push('### spindle against each peer', '');
   if (ratios) out.push('Above 1x, spindle is better (more jobs/s, or less latency).', '', gridToMarkdown(ratios), '');
   else out.push(`No ratios in this run: ${noRatiosReason(results)}.`, '');
+  for (const section of hopSections(results)) {
+    out.push(`### ${section.title}`, '');
+    if (section.before.length) out.push(section.before.join(' '), '');
+    if (section.grid) out.push(gridToMarkdown(section.grid), '');
+    for (const line of section.after) out.push(line, '');
+  }
   const claim = results.scenarios.find((s) => s.id === 'claim');
   if (claim?.kind === 'standalone') {
     out.push(`### ${claim.title} (scenario ${claim.issueNumber}, spindle)`, '', `${claim.size}.`, '');

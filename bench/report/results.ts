@@ -5,7 +5,7 @@
  */
 import type { ServerInfo } from '../database.ts';
 import type { MachineInfo } from '../machine.ts';
-import type { Metric, Metrics } from '../scenarios/types.ts';
+import type { Metric, Metrics, Network } from '../scenarios/types.ts';
 import { STARTUP_GOALS } from '../startup/figures.ts';
 import { median } from '../stats.ts';
 import type { SystemInfo } from '../systems/types.ts';
@@ -41,6 +41,8 @@ export interface SystemScenarioResult {
   short: string;
   size: string;
   metrics: Metric[];
+  /** Absent in results written before the network hop: local. */
+  network?: Network;
   systems: Record<string, SystemOutcome>;
 }
 
@@ -75,6 +77,15 @@ export interface SystemEntry extends SystemInfo {
   skipped?: string;
 }
 
+/** How the delay proxy was set for the scenarios one hop away. */
+export interface HopInfo {
+  /** SELECT 1 medians straight to the server and through the proxy, ms. */
+  directP50Ms: number;
+  hopP50Ms: number;
+  /** The hold per direction, ms. */
+  holdMs: number;
+}
+
 /** Everything latest.json holds. */
 export interface Results {
   generatedAt: string;
@@ -87,6 +98,8 @@ export interface Results {
   /** The 1-minute load average when the run ended (absent in results written before it was kept). */
   loadAtEnd?: number;
   database: { source: string } & ServerInfo;
+  /** The network hop's calibration, when a scenario ran behind it. */
+  hop?: HopInfo;
   systems: SystemEntry[];
   scenarios: ScenarioResult[];
 }

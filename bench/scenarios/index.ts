@@ -1,8 +1,9 @@
-/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22; 9: issue 23). */
+/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22; 9: issue 23; 10-13: issue 25). */
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
 import { roundTripFloor } from './floor.ts';
+import { cpuThroughputHop, latencyHop, noopThroughputHop } from './hop.ts';
 import { flowLimits } from './limits.ts';
 import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
@@ -25,6 +26,9 @@ export const SCENARIOS: readonly Scenario[] = [
   startup,
   workflows,
   flowLimits,
+  noopThroughputHop,
+  cpuThroughputHop,
+  latencyHop,
 ];
 
 /** The scenario called `id`, or undefined. */

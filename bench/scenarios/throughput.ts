@@ -78,6 +78,7 @@ export async function measureThroughput(
     drainMs,
     enqueueMs: visible - before,
     jobs: plan.jobs,
+    jobsRun: warmed + plan.jobs,
     ...cpuPerJob(system.enqueueIsAtomic ? cpuVisible : cpuBefore, cpuFinished, plan.jobs),
   };
 }
