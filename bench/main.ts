@@ -44,6 +44,8 @@ const USAGE = `Usage: npm run bench -- [options]
     .join(', ')}
   --systems=a,b        systems: ${SYSTEMS.map((s) => s.info.name).join(', ')}
   --runs=N             runs per system and scenario (default and minimum ${MIN_RUNS})
+  --merge              keep the figures of scenarios not run now from bench/results/latest.json
+                       (each marked with the run it comes from), so --only does not drop them
   --report-only        rewrite BENCHMARKS.md and the chart from bench/results/latest.json
   --help
 
@@ -54,6 +56,7 @@ own ("spindle_bench"); else spindle's embedded PostgreSQL in a temp dir.`;
 
 interface Options {
   reportOnly: boolean;
+  merge: boolean;
   quick: boolean;
   scenarios: Scenario[];
   systems: SystemAdapter[];
@@ -80,6 +83,7 @@ function parseOptions(argv: string[]): Options | undefined {
       systems: { type: 'string' },
       runs: { type: 'string' },
       'report-only': { type: 'boolean', default: false },
+      merge: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -90,6 +94,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const chosen = pick(SCENARIOS, values.only, (s) => s.id, 'scenario');
   return {
     reportOnly: values['report-only'] ?? false,
+    merge: values.merge ?? false,
     quick: values.quick ?? false,
     // Pending scenarios always come along: the output lists what is still to be written.
     scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s)),
@@ -284,10 +289,39 @@ export async function main(argv: string[]): Promise<number> {
     systems: entries,
     scenarios,
   };
+  if (options.merge) await mergeEarlier(results);
   log(consoleSummary(results));
 
   await writeReports(results, true);
   return 0;
+}
+
+/**
+ * Adds to `results` the scenarios of bench/results/latest.json that this run did not run (in the
+ * registry's order), each marked with the run it comes from, and the systems they name.
+ */
+async function mergeEarlier(results: Results): Promise<void> {
+  let earlier: Results;
+  try {
+    earlier = JSON.parse(await readFile(new URL('latest.json', RESULTS_DIR), 'utf8')) as Results;
+  } catch {
+    log('--merge: no bench/results/latest.json to merge with');
+    return;
+  }
+  const ran = new Set(results.scenarios.filter((s) => s.kind !== 'pending').map((s) => s.id));
+  const kept = earlier.scenarios
+    .filter((s) => s.kind !== 'pending' && !ran.has(s.id))
+    .map((s) => ({ ...s, from: s.from ?? { generatedAt: earlier.generatedAt, command: earlier.command } }));
+  const order = (id: string) => {
+    const at = SCENARIOS.findIndex((s) => s.id === id);
+    return at < 0 ? SCENARIOS.length : at;
+  };
+  results.scenarios = [...results.scenarios, ...kept].sort((a, b) => order(a.id) - order(b.id));
+  for (const system of earlier.systems) {
+    if (!results.systems.some((s) => s.name === system.name)) results.systems.push(system);
+  }
+  results.hop ??= earlier.hop;
+  log(`--merge: kept ${kept.map((s) => s.id).join(', ') || 'nothing'} from bench/results/latest.json`);
 }
 
 /** Writes the chart and BENCHMARKS.md, and latest.json when `withJson`. */

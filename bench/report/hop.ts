@@ -7,7 +7,7 @@ import { formatNumber, formatRatio, mediansGrid, ratiosGrid, type Grid } from '.
 import { medianOf, ranSystems, SUBJECT, LIMIT_SYSTEM, systemScenarioById, type Results, type SystemScenarioResult } from './results.ts';
 import type { StartupSection } from './startup.ts';
 
-const n1 = (v: number) => formatNumber(v, 1);
+const n3 = (v: number) => formatNumber(v, 3);
 const n2 = (v: number) => formatNumber(v, 2);
 
 /** The calibration of the hop, for people. */
@@ -38,12 +38,12 @@ function marginLines(results: Results): string[] {
       .filter((s) => s.name !== SUBJECT)
       .map((s) => {
         const theirs = medianOf(noop, s.name, 'roundTripsPerJob');
-        return theirs === undefined ? undefined : `${s.title} ${n1(theirs)} (${formatRatio(theirs / ours)})`;
+        return theirs === undefined ? undefined : `${s.title} ${n3(theirs)} (${formatRatio(theirs / ours)})`;
       })
       .filter((p): p is string => p !== undefined);
     lines.push(
       `Round trips per no-op job, counted at the proxy (every connection's client-to-server turns over the run, setup and warm-up included): ` +
-        `spindle ${formatNumber(ours, 2)}; ${parts.join(', ')}. ` +
+        `spindle ${n3(ours)}; ${parts.join(', ')}. ` +
         'Where a drain is bound by round trips, the ratio in brackets is the margin spindle\'s batching should give; ' +
         'a system that keeps more round trips in flight at once (more connections) recovers part of it.',
     );

@@ -34,6 +34,21 @@ function shortfallLines(results: Results): string[] {
   return [...list.map((line) => `- ${line}`), ''];
 }
 
+/** Which scenarios' figures come from earlier runs (`--merge`), by run. */
+function keptLines(results: Results): string[] {
+  const byRun = new Map<string, string[]>();
+  for (const s of results.scenarios) {
+    if (!s.from) continue;
+    const run = `\`${s.from.command}\` on ${s.from.generatedAt.replace('T', ' ').slice(0, 16)} UTC`;
+    byRun.set(run, [...(byRun.get(run) ?? []), `${s.issueNumber} (${s.id})`]);
+  }
+  if (byRun.size === 0) return [];
+  return [
+    `Carried over from earlier runs (\`--merge\`): ${[...byRun].map(([run, ids]) => `scenarios ${ids.join(', ')} from ${run}`).join('; ')}.`,
+    '',
+  ];
+}
+
 /** The whole of BENCHMARKS.md. */
 export function benchmarksMarkdown(results: Results): string {
   const m = results.machine;
@@ -46,6 +61,7 @@ export function benchmarksMarkdown(results: Results): string {
       `${results.quick ? ' with `--quick` (smaller sizes)' : ''}; medians of ${results.runs} runs per system. ` +
       'Rerun it to replace this file; the raw figures are in [bench/results/latest.json](bench/results/latest.json).',
     '',
+    ...keptLines(results),
     '![spindle and its peers](bench/results/chart.svg)',
     '',
     '## Machine',

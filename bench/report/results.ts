@@ -69,8 +69,14 @@ export interface PendingScenarioResult {
   waitingFor: string;
 }
 
-/** One scenario's part of the results. */
-export type ScenarioResult = SystemScenarioResult | StandaloneScenarioResult | PendingScenarioResult;
+/** The run a scenario's figures were carried over from (`--merge`). */
+export interface EarlierRun {
+  generatedAt: string;
+  command: string;
+}
+
+/** One scenario's part of the results; `from` when its figures come from an earlier run (`--merge`). */
+export type ScenarioResult = (SystemScenarioResult | StandaloneScenarioResult | PendingScenarioResult) & { from?: EarlierRun };
 
 /** A system as the results describe it; `skipped` says why it did not run. */
 export interface SystemEntry extends SystemInfo {

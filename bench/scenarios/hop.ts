@@ -9,7 +9,7 @@ import { describeWarmup, measureThroughput, type Warmup } from './throughput.ts'
 import { GAP_MAX_MS, GAP_MIN_MS, measureLatency, WARMUP as LATENCY_WARMUP } from './latency.ts';
 import type { Metric, SystemScenario } from './types.ts';
 
-const ROUND_TRIPS: Metric = { key: 'roundTripsPerJob', label: 'round trips/job', better: 'lower', digits: 1 };
+const ROUND_TRIPS: Metric = { key: 'roundTripsPerJob', label: 'round trips/job', better: 'lower', digits: 3 };
 
 const NOOP_JOBS = { full: 10_000, quick: 5_000 };
 const NOOP_WARMUP: Warmup = { batch: 500, jobs: 5_000, ms: 2_000 };
