@@ -23,6 +23,7 @@ import {
   type SystemScenarioResult,
 } from './report/results.ts';
 import { SCENARIOS } from './scenarios/index.ts';
+import { SOAK_MINUTES } from './scenarios/soak.ts';
 import type { Metrics, Scenario, StandaloneScenario, SystemScenario } from './scenarios/types.ts';
 import { SYSTEMS } from './systems/index.ts';
 import type { SystemAdapter } from './systems/types.ts';
@@ -42,10 +43,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --only=a,b           scenarios: ${SCENARIOS.filter((s) => s.kind !== 'pending')
     .map((s) => s.id)
     .join(', ')}
+  --soak               the sustained-load scenario (soak), alone or with --only's; not with --quick
+  --soak-minutes=N     its length (default ${SOAK_MINUTES}); implies --soak
   --systems=a,b        systems: ${SYSTEMS.map((s) => s.info.name).join(', ')}
   --runs=N             runs per system and scenario (default and minimum ${MIN_RUNS})
-  --merge              keep the figures of scenarios not run now from bench/results/latest.json
-                       (each marked with the run it comes from), so --only does not drop them
+  --fresh              with --only or --soak: drop the other scenarios' figures (by default they
+                       are kept from bench/results/latest.json, each marked with its run)
   --report-only        rewrite BENCHMARKS.md and the chart from bench/results/latest.json
   --help
 
@@ -58,6 +61,7 @@ interface Options {
   reportOnly: boolean;
   merge: boolean;
   quick: boolean;
+  soakMinutes: number | undefined;
   scenarios: Scenario[];
   systems: SystemAdapter[];
   runs: number;
@@ -83,7 +87,9 @@ function parseOptions(argv: string[]): Options | undefined {
       systems: { type: 'string' },
       runs: { type: 'string' },
       'report-only': { type: 'boolean', default: false },
-      merge: { type: 'boolean', default: false },
+      fresh: { type: 'boolean', default: false },
+      soak: { type: 'boolean', default: false },
+      'soak-minutes': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -91,13 +97,26 @@ function parseOptions(argv: string[]): Options | undefined {
   if (values.help) return undefined;
   const runs = values.runs === undefined ? MIN_RUNS : Number(values.runs);
   if (!Number.isInteger(runs) || runs < MIN_RUNS) throw new Error(`--runs must be an integer of at least ${MIN_RUNS}`);
-  const chosen = pick(SCENARIOS, values.only, (s) => s.id, 'scenario');
+  const soakMinutes = values['soak-minutes'] === undefined ? undefined : Number(values['soak-minutes']);
+  if (soakMinutes !== undefined && !(Number.isInteger(soakMinutes) && soakMinutes >= 1)) {
+    throw new Error(`--soak-minutes must be a whole number of minutes, at least 1; got ${JSON.stringify(values['soak-minutes'])}`);
+  }
+  const soak = (values.soak ?? false) || soakMinutes !== undefined;
+  if (soak && values.quick) throw new Error('--soak cannot be combined with --quick: the soak has no quick size');
+  const optedIn = (s: Scenario) => s.kind === 'standalone' && s.optIn === 'soak';
+  // Without --only: every scenario but the opt-in ones, or with --soak the soak alone.
+  const chosen =
+    values.only !== undefined
+      ? pick(SCENARIOS, values.only, (s) => s.id, 'scenario')
+      : SCENARIOS.filter((s) => (soak ? optedIn(s) : !optedIn(s)));
+  const partial = values.only !== undefined || soak;
   return {
     reportOnly: values['report-only'] ?? false,
-    merge: values.merge ?? false,
+    merge: partial && !(values.fresh ?? false),
     quick: values.quick ?? false,
+    soakMinutes,
     // Pending scenarios always come along: the output lists what is still to be written.
-    scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s)),
+    scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s) || (soak && optedIn(s))),
     systems: pick(SYSTEMS, values.systems, (s) => s.info.name, 'system'),
     runs,
   };
@@ -191,7 +210,7 @@ async function runStandalone(scenario: StandaloneScenario, options: Options, db:
     id: scenario.id,
     issueNumber: scenario.issueNumber,
     title: scenario.title,
-    size: scenario.size(options.quick),
+    size: scenario.size(options.quick, options.soakMinutes),
     system: scenario.system,
     metrics: scenario.metrics,
   };
@@ -207,7 +226,12 @@ async function runStandalone(scenario: StandaloneScenario, options: Options, db:
   }
   try {
     const started = wallClockMs();
-    const result = await scenario.run({ databaseUrl: db.url, quick: options.quick, log: (line) => log(`  ${line}`) });
+    const result = await scenario.run({
+      databaseUrl: db.url,
+      quick: options.quick,
+      soakMinutes: options.soakMinutes,
+      log: (line) => log(`  ${line}`),
+    });
     log(`  took ${Math.round((wallClockMs() - started) / 1000)} s`);
     return { ...base, result };
   } catch (error) {

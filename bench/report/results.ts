@@ -230,7 +230,37 @@ export function goals(results: Results): Goal[] {
   list.push(...startupGoals(results));
   list.push(workflowsGoal(results));
   list.push(...flowGoals(results));
+  list.push(...soakGoals(results));
   return list;
+}
+
+/** The goals of the soak (issue 25, scenario 11): no drift from the second minute to the last, no job lost. */
+function soakGoals(results: Results): Goal[] {
+  const got = standaloneResult(results, 'soak');
+  const prefix = 'Sustained load (issue 25)';
+  const drift = (what: string, key: 'p99Drift' | 'rssDrift', perMinute: string, digits: number): Goal => {
+    const goal = `${prefix}: ${what} in the last minute within 10% of the second`;
+    if ('why' in got) return { goal, measured: `not measured (${got.why})`, met: undefined };
+    const r = got.result;
+    const m = r.minutes!;
+    return {
+      goal,
+      measured: `${fixed(r[`${perMinute}_m${Math.min(2, m)}`]!, digits)} -> ${fixed(r[`${perMinute}_m${m}`]!, digits)} = ${fixed(r[key]!, 2)}x over ${m} minutes`,
+      met: r[key]! <= 1 + r.driftLimit!,
+    };
+  };
+  const lostGoal = `${prefix}: no job lost (every job enqueued in the table, in the state its kind leads to)`;
+  return [
+    drift('enqueue-to-start p99', 'p99Drift', 'p99Ms', 2),
+    drift('the supervisor\'s RSS', 'rssDrift', 'rssMb', 1),
+    'why' in got
+      ? { goal: lostGoal, measured: `not measured (${got.why})`, met: undefined }
+      : {
+          goal: lostGoal,
+          measured: `${fixed(got.result.enqueued!, 0)} enqueued, ${fixed(got.result.lost!, 0)} lost, ${fixed(got.result.misplaced!, 0)} misplaced`,
+          met: got.result.lost === 0 && got.result.misplaced === 0,
+        },
+  ];
 }
 
 /** The no-op throughput goal of issue 25 (issue 8's 1.5x restated), for the report's explanations. */

@@ -11,6 +11,7 @@ import { formatNumber, formatRatio, gridToMarkdown, gridToText, type Grid } from
 import { startupSections, startupShortfall } from './startup.ts';
 import { limitsSections } from './limits.ts';
 import { workflowsSections } from './workflows.ts';
+import { soakSections } from './soak.ts';
 import {
   goals,
   LIMIT_SYSTEM,
@@ -273,6 +274,7 @@ function sections(results: Results): Section[] {
     ...startupSections(results),
     ...workflowsSections(results),
     ...limitsSections(results),
+    ...soakSections(results),
   ].filter((s): s is Section => s !== undefined);
 }
 

@@ -9,6 +9,7 @@ import { latency } from './latency.ts';
 import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
+import { soak } from './soak.ts';
 import { startup } from './startup.ts';
 import { workflows } from './workflows.ts';
 import type { Scenario, SystemScenario } from './types.ts';
@@ -29,6 +30,7 @@ export const SCENARIOS: readonly Scenario[] = [
   noopThroughputHop,
   cpuThroughputHop,
   latencyHop,
+  soak,
 ];
 
 /** The scenario called `id`, or undefined. */

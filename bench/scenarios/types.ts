@@ -64,6 +64,8 @@ export interface SystemScenario {
 export interface StandaloneContext {
   databaseUrl: string;
   quick: boolean;
+  /** `--soak-minutes`, for the soak. */
+  soakMinutes?: number;
   log(line: string): void;
 }
 
@@ -75,8 +77,10 @@ export interface StandaloneScenario {
   title: string;
   /** The system it measures. */
   system: string;
+  /** Run only when its flag is given (`--soak`), never by default nor with --quick. */
+  optIn?: 'soak';
   metrics: Metric[];
-  size(quick: boolean): string;
+  size(quick: boolean, soakMinutes?: number): string;
   /** Why it cannot run now, or undefined when it can. */
   unavailable(): Promise<string | undefined>;
   run(context: StandaloneContext): Promise<Metrics>;
