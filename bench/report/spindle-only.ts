@@ -12,6 +12,7 @@ import { startupSections, startupShortfall } from './startup.ts';
 import { limitsSections } from './limits.ts';
 import { workflowsSections } from './workflows.ts';
 import { soakSections } from './soak.ts';
+import { memorySections } from './memory.ts';
 import {
   goals,
   LIMIT_SYSTEM,
@@ -274,6 +275,7 @@ function sections(results: Results): Section[] {
     ...startupSections(results),
     ...workflowsSections(results),
     ...limitsSections(results),
+    ...memorySections(results),
     ...soakSections(results),
   ].filter((s): s is Section => s !== undefined);
 }

@@ -6,6 +6,7 @@ import { roundTripFloor } from './floor.ts';
 import { cpuThroughputHop, latencyHop, noopThroughputHop } from './hop.ts';
 import { flowLimits } from './limits.ts';
 import { latency } from './latency.ts';
+import { memory } from './memory.ts';
 import { noopThroughput } from './noop-throughput.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
@@ -30,6 +31,7 @@ export const SCENARIOS: readonly Scenario[] = [
   noopThroughputHop,
   cpuThroughputHop,
   latencyHop,
+  memory,
   soak,
 ];
 
