@@ -13,6 +13,7 @@ import { limitsSections } from './limits.ts';
 import { workflowsSections } from './workflows.ts';
 import { soakSections } from './soak.ts';
 import { memorySections } from './memory.ts';
+import { prioritySections } from './priority.ts';
 import {
   goals,
   LIMIT_SYSTEM,
@@ -276,6 +277,7 @@ function sections(results: Results): Section[] {
     ...workflowsSections(results),
     ...limitsSections(results),
     ...memorySections(results),
+    ...prioritySections(results),
     ...soakSections(results),
   ].filter((s): s is Section => s !== undefined);
 }

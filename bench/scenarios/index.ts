@@ -8,6 +8,7 @@ import { flowLimits } from './limits.ts';
 import { latency } from './latency.ts';
 import { memory } from './memory.ts';
 import { noopThroughput } from './noop-throughput.ts';
+import { shortBehindLong } from './priority.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
 import { soak } from './soak.ts';
@@ -32,6 +33,7 @@ export const SCENARIOS: readonly Scenario[] = [
   cpuThroughputHop,
   latencyHop,
   memory,
+  shortBehindLong,
   soak,
 ];
 

@@ -1,8 +1,18 @@
-/** A spindle worker module for the memory scenario (issue 25): stays in flight for `ms`, doing nothing. */
-import { setTimeout as sleep } from 'node:timers/promises';
+/**
+ * A spindle worker module for the memory scenario (issue 25): stays in flight for `ms`, doing
+ * nothing, or until its signal fires (the supervisor's stop), so a reading does not wait it out.
+ */
+import type { JobContext } from '../../src/context.ts';
 
-/** Waits `input.ms` milliseconds, then returns. */
-export default async function hold(input: { ms: number }): Promise<{ held: number }> {
-  await sleep(input.ms);
-  return { held: input.ms };
+/** Waits `input.ms` milliseconds or until the signal, then returns. */
+export default async function hold(input: { ms: number }, ctx: JobContext): Promise<{ held: number }> {
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, input.ms);
+    ctx.signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+  return { held: performance.now() - start };
 }
