@@ -318,14 +318,14 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
     `V8's garbage collector helpers) and ${n0(ours.postgres)} µs in PostgreSQL` +
     (theirs === undefined ? '' : ` (graphile-worker tuned: ${n0(theirs.process)} and ${n0(theirs.postgres)} µs)`) +
     `: at most ${n0((cores * 1e6) / ours.total)} jobs/s on ${cores} cores if nothing else ran.` +
-    threadSentence(noop) +
+    threadSentence(noop, cores) +
     ' Of PostgreSQL\'s share, measured apart per server process (a drain of 40,000 jobs, 2026-12-01), the claim and the finish statements ' +
     'take 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
   );
 }
 
 /** The process's CPU per no-op job by thread group (bench/cpu.ts), spindle beside graphile-worker tuned, when measured. */
-function threadSentence(noop: SystemScenarioResult): string {
+function threadSentence(noop: SystemScenarioResult, cores: number): string {
   const split = (system: string) => {
     const main = medianOf(noop, system, 'mainThreadUsPerJob');
     const helpers = medianOf(noop, system, 'helperThreadsUsPerJob');
@@ -340,16 +340,15 @@ function threadSentence(noop: SystemScenarioResult): string {
     ` By thread, in this run (per job): spindle's supervisor main thread ${n1(ours.main)} µs, its job threads ${n1(ours.started)} µs, ` +
     `V8's helper threads (parallel and concurrent garbage collection, compilation) ${n1(ours.helpers)} µs` +
     (theirs ? `; graphile-worker tuned's main thread ${n1(theirs.main)} µs, its helper threads ${n1(theirs.helpers)} µs.` : '.') +
-    leverSentence(noop, ours)
+    leverSentence(noop, ours, cores)
   );
 }
 
 /** What each lever on a no-op job's CPU would buy: the ceiling (cores / CPU per job) with that much less per job. */
-function leverSentence(noop: SystemScenarioResult, threads: { main: number; helpers: number; started: number }): string {
+function leverSentence(noop: SystemScenarioResult, threads: { main: number; helpers: number; started: number }, cores: number): string {
   const ours = cpuPerNoopJob(noop, SUBJECT);
   const theirs = cpuPerNoopJob(noop, 'graphile-worker-tuned');
   if (!ours || !theirs) return '';
-  const cores = 2;
   const ceiling = (total: number) => n0((cores * 1e6) / total);
   const levers: [string, number][] = [
     ['no thread hop for short jobs (their handlers on the main thread, as graphile-worker runs all of them)', threads.started],
