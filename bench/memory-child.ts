@@ -2,11 +2,14 @@
  * A peer's process for the memory scenario (issue 25): started by scenarios/memory.ts with
  * `--import tsx`, it starts one system (its adapter, as every other scenario does), lets it sit
  * idle, reads its RSS, then enqueues `inFlight` jobs that stay in flight (StartOptions.holdMs) and
- * reads it again while they are. With `system: 'none'` it reads a bare Node process with tsx loaded.
- * Answers { idleRssBytes, busyRssBytes } over IPC, or { error }.
+ * reads it again while they are. The first reading is taken before the adapters are imported: a
+ * Node process with tsx, what the system adds is the rest. Answers
+ * { baseRssBytes, idleRssBytes, busyRssBytes } over IPC, or { error }.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findSystem } from './systems/index.ts';
+
+const baseRssBytes = process.memoryUsage().rss;
+const { findSystem } = await import('./systems/index.ts');
 
 /** What the parent passes. */
 export interface MemoryChildSpec {
@@ -22,14 +25,9 @@ export interface MemoryChildSpec {
 }
 
 /** What the child answers. */
-export type MemoryChildAnswer = { idleRssBytes: number; busyRssBytes: number } | { error: string };
+export type MemoryChildAnswer = { baseRssBytes: number; idleRssBytes: number; busyRssBytes: number } | { error: string };
 
 async function measure(spec: MemoryChildSpec): Promise<MemoryChildAnswer> {
-  if (spec.system === 'none') {
-    await sleep(spec.settleMs);
-    const rss = process.memoryUsage().rss;
-    return { idleRssBytes: rss, busyRssBytes: rss };
-  }
   const adapter = findSystem(spec.system);
   if (!adapter) throw new Error(`no system called ${JSON.stringify(spec.system)}`);
   await adapter.reset(spec.databaseUrl);
@@ -41,7 +39,7 @@ async function measure(spec: MemoryChildSpec): Promise<MemoryChildAnswer> {
     await sleep(spec.startMs);
     const busyRssBytes = process.memoryUsage().rss;
     await system.waitForFinished(spec.inFlight, spec.holdMs + 30_000);
-    return { idleRssBytes, busyRssBytes };
+    return { baseRssBytes, idleRssBytes, busyRssBytes };
   } finally {
     await system.stop();
   }

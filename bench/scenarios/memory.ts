@@ -1,29 +1,28 @@
 /**
- * Scenario 12 (issue 25): memory. The RSS of an idle spindle supervisor process with 2 and with 8
- * threads, and what each job in flight adds (as many jobs as threads, each waiting HOLD_MS, read
+ * Scenario 12 (issue 25): memory. The RSS of an idle spindle process (supervisor and client) with 2
+ * and with 8 threads, and what each job in flight adds (as many jobs as threads, each waiting, read
  * while they wait); beside graphile-worker's and BullMQ's processes, each with its own concurrency
- * of jobs in flight on its main thread, and a bare Node process with tsx loaded as the floor.
- * Each reading is a fresh process; the median of RUNS, taken in turns.
+ * of jobs in flight on its main thread. Each reading is a fresh process; medians of RUNS, in turns.
  *
- * spindle's process is the supervisor alone (bench/scale-supervisor.ts); a peer's also holds the
- * client that enqueues (its adapter, bench/memory-child.ts): a connection pool's worth more.
+ * spindle runs as a user runs it: the compiled package on plain Node with a JavaScript worker module
+ * (bench/memory-spindle.mjs; needs `npm run build`). The peers run through their adapters
+ * (bench/memory-child.ts), under tsx. Each process also reads its RSS before it loads the system, so
+ * "added" (idle minus that) compares what each system itself costs.
  */
+import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { createClient } from '../../src/client.ts';
-import { migrate } from '../../src/db/migrate.ts';
 import { forkTsx } from '../isolate.ts';
 import type { MemoryChildAnswer, MemoryChildSpec } from '../memory-child.ts';
 import { median } from '../stats.ts';
-import { askStats, spawnSupervisor, stopSupervisor } from '../supervisor-process.ts';
+import { distMissing } from '../startup/runs.ts';
 import { findSystem } from '../systems/index.ts';
-import { dropSchema, queryNumber } from '../systems/postgres.ts';
+import { dropSchema } from '../systems/postgres.ts';
+import { migrate } from '../../src/db/migrate.ts';
 import type { Metrics, StandaloneScenario } from './types.ts';
 
-const TYPE = 'bench-hold';
-const WORKERS = { [TYPE]: fileURLToPath(new URL('../workers/hold.ts', import.meta.url)) };
-const CHILD = fileURLToPath(new URL('../memory-child.ts', import.meta.url));
+const PEER_CHILD = fileURLToPath(new URL('../memory-child.ts', import.meta.url));
+const SPINDLE_CHILD = fileURLToPath(new URL('../memory-spindle.mjs', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** spindle's thread counts measured. */
 export const MEMORY_THREADS = [2, 8] as const;
 /** Peers measured, with the jobs they keep in flight (their concurrency in the other scenarios). */
@@ -36,45 +35,22 @@ const RUNS = 3;
 const SETTLE_MS = 3_000;
 /** How long a peer's job waits (the peer's stop waits for it). */
 const HOLD_MS = 8_000;
-/** How long a spindle job waits at most: it returns at the supervisor's stop (bench/workers/hold.ts). */
+/** How long a spindle job waits at most: it returns at the supervisor's stop (bench/workers/hold.mjs). */
 const SPINDLE_HOLD_MS = 60_000;
-const START_MS = 2_000;
-const CHILD_TIMEOUT_MS = 90_000;
+const START_MS = 1_500;
+const CHILD_TIMEOUT_MS = 120_000;
 
 const mb = (bytes: number) => bytes / 2 ** 20;
 
-/** One spindle supervisor process: idle RSS, then RSS with `threads` jobs in flight (MB). */
-async function spindleOnce(databaseUrl: string, threads: number): Promise<{ idle: number; busy: number }> {
-  await dropSchema(databaseUrl, 'spindle');
-  await migrate(databaseUrl);
-  const child = await spawnSupervisor({ databaseUrl, workers: WORKERS, concurrency: threads });
-  const client = createClient({ connectionString: databaseUrl });
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    await sleep(SETTLE_MS);
-    const idle = (await askStats(child)).rssBytes;
-    await client.enqueueMany(Array.from({ length: threads }, () => ({ type: TYPE, input: { ms: SPINDLE_HOLD_MS } })));
-    const deadline = Date.now() + SPINDLE_HOLD_MS / 2;
-    while ((await queryNumber(db, `SELECT count(*) AS n FROM spindle.jobs WHERE state = 'running'`)) < threads) {
-      if (Date.now() > deadline) throw new Error(`fewer than ${threads} jobs running after ${SPINDLE_HOLD_MS / 2} ms`);
-      await sleep(50);
-    }
-    await sleep(START_MS / 2);
-    const stats = await askStats(child);
-    if (stats.inFlight < threads) throw new Error(`${stats.inFlight} of ${threads} jobs in flight at the reading`);
-    return { idle: mb(idle), busy: mb(stats.rssBytes) };
-  } finally {
-    await stopSupervisor(child);
-    await client.close();
-    await db.end();
-  }
+interface Reading {
+  base: number;
+  idle: number;
+  busy: number;
 }
 
-/** One peer process (or a bare one, `none`): idle RSS and RSS with `inFlight` jobs in flight (MB). */
-function peerOnce(spec: MemoryChildSpec): Promise<{ idle: number; busy: number }> {
+/** Runs one memory child (started by `start`) and reads its answer, in MB. */
+function readChild(label: string, child: ReturnType<typeof fork>, tail: () => string): Promise<Reading> {
   return new Promise((resolve, reject) => {
-    const { child, tail } = forkTsx(CHILD, spec);
     let answer: MemoryChildAnswer | undefined;
     const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
     child.on('message', (message) => {
@@ -82,10 +58,27 @@ function peerOnce(spec: MemoryChildSpec): Promise<{ idle: number; busy: number }
     });
     child.on('exit', () => {
       clearTimeout(timer);
-      if (answer && 'idleRssBytes' in answer) resolve({ idle: mb(answer.idleRssBytes), busy: mb(answer.busyRssBytes) });
-      else reject(new Error(`${spec.system}: ${answer && 'error' in answer ? answer.error : `no answer\n${tail()}`}`));
+      if (answer && 'idleRssBytes' in answer) resolve({ base: mb(answer.baseRssBytes), idle: mb(answer.idleRssBytes), busy: mb(answer.busyRssBytes) });
+      else reject(new Error(`${label}: ${answer && 'error' in answer ? answer.error : `no answer\n${tail()}`}`));
     });
   });
+}
+
+async function spindleOnce(databaseUrl: string, threads: number): Promise<Reading> {
+  await dropSchema(databaseUrl, 'spindle');
+  await migrate(databaseUrl);
+  const spec = { databaseUrl, threads, holdMs: SPINDLE_HOLD_MS, settleMs: SETTLE_MS, startMs: START_MS };
+  let output = '';
+  const child = fork(SPINDLE_CHILD, [JSON.stringify(spec)], { cwd: ROOT, execArgv: [], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4_000));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return readChild(`spindle, ${threads} threads`, child, () => output);
+}
+
+function peerOnce(spec: MemoryChildSpec): Promise<Reading> {
+  const { child, tail } = forkTsx(PEER_CHILD, spec);
+  return readChild(spec.system, child, tail);
 }
 
 /** Scenario 12 of issue 25. */
@@ -100,19 +93,19 @@ export const memory: StandaloneScenario = {
     { key: 'spindle8Idle', label: 'idle RSS MB, 8 threads', better: 'lower', digits: 1 },
   ],
   size: () =>
-    `RSS of one process ${SETTLE_MS / 1000} s after start, then ${START_MS / 1000} s after enough jobs to fill it (each waiting) were enqueued; ` +
-    `spindle with ${MEMORY_THREADS.join(' and ')} threads, ${MEMORY_PEERS.map(([name, n]) => `${name} with ${n} jobs in flight`).join(', ')}; a bare Node process with tsx; median of ${RUNS}, in turns`,
-  async unavailable() {
-    return undefined;
-  },
+    `RSS of one process ${SETTLE_MS / 1000} s after start, then ${START_MS / 1000} s after as many waiting jobs as it runs at once were in flight; ` +
+    `spindle compiled on plain Node with ${MEMORY_THREADS.join(' and ')} threads, ${MEMORY_PEERS.map(([name, n]) => `${name} with ${n} jobs in flight`).join(', ')} under tsx; ` +
+    `median of ${RUNS}, in turns`,
+  unavailable: distMissing,
   async run({ databaseUrl, log }): Promise<Metrics> {
-    const readings = new Map<string, { idle: number[]; busy: number[]; inFlight: number }>();
-    const add = (key: string, inFlight: number, r: { idle: number; busy: number }) => {
-      const entry = readings.get(key) ?? { idle: [], busy: [], inFlight };
+    const readings = new Map<string, { base: number[]; idle: number[]; busy: number[]; inFlight: number }>();
+    const add = (key: string, inFlight: number, r: Reading) => {
+      const entry = readings.get(key) ?? { base: [], idle: [], busy: [], inFlight };
+      entry.base.push(r.base);
       entry.idle.push(r.idle);
       entry.busy.push(r.busy);
       readings.set(key, entry);
-      log(`${key}: idle ${r.idle.toFixed(1)} MB, ${inFlight} in flight ${r.busy.toFixed(1)} MB`);
+      log(`${key}: before it ${r.base.toFixed(1)} MB, idle ${r.idle.toFixed(1)} MB, ${inFlight} in flight ${r.busy.toFixed(1)} MB`);
     };
     const peers: (readonly [string, number])[] = [];
     for (const [name, inFlight] of MEMORY_PEERS) {
@@ -120,21 +113,21 @@ export const memory: StandaloneScenario = {
       if (why) log(`${name} skipped: ${why}`);
       else peers.push([name, inFlight]);
     }
-    const base = { databaseUrl, threads: 2, holdMs: HOLD_MS, settleMs: SETTLE_MS, startMs: START_MS };
     for (let run = 1; run <= RUNS; run++) {
       for (const threads of MEMORY_THREADS) add(`spindle${threads}`, threads, await spindleOnce(databaseUrl, threads));
-      for (const [name, inFlight] of peers) add(name, inFlight, await peerOnce({ ...base, system: name, inFlight }));
-      add('none', 0, await peerOnce({ ...base, system: 'none', inFlight: 0 }));
+      for (const [name, inFlight] of peers) {
+        add(name, inFlight, await peerOnce({ databaseUrl, system: name, threads: 2, inFlight, holdMs: HOLD_MS, settleMs: SETTLE_MS, startMs: START_MS }));
+      }
     }
     const metrics: Metrics = {};
     for (const [key, r] of readings) {
-      const idle = median(r.idle);
-      const busy = median(r.busy);
-      metrics[`${key}Idle`] = idle;
-      metrics[`${key}Busy`] = busy;
+      metrics[`${key}Base`] = median(r.base);
+      metrics[`${key}Idle`] = median(r.idle);
+      metrics[`${key}Added`] = median(r.idle.map((idle, i) => idle - r.base[i]!));
+      metrics[`${key}Busy`] = median(r.busy);
       metrics[`${key}InFlight`] = r.inFlight;
-      // Per run, then the median: idle and busy readings of one process belong together.
-      if (r.inFlight > 0) metrics[`${key}PerJob`] = median(r.busy.map((b, i) => (b - r.idle[i]!) / r.inFlight));
+      // Per run, then the median: the idle and busy readings of one process belong together.
+      metrics[`${key}PerJob`] = median(r.busy.map((busy, i) => (busy - r.idle[i]!) / r.inFlight));
     }
     return metrics;
   },
