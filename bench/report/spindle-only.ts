@@ -20,6 +20,7 @@ import {
   medianOf,
   standaloneResult,
   FLOW_GOAL_PREFIX,
+  HOP_GOAL_PREFIX,
   STARTUP_GOAL_PREFIX,
   SUBJECT,
   systemScenarioById,
@@ -431,6 +432,8 @@ export function shortfalls(results: Results): string[] {
           ` The loop ignores its signal, so its thread is terminated after the grace (${n0(r.abortGraceMs!)} ms); the rest, ${n0(r.endlessP50! - r.abortGraceMs!)} ms at p50 and ${n0(r.endlessP99! - r.abortGraceMs!)} ms at p99, ` +
           `is the thread's termination and the outcome's write, which compete for the cores with everything else on the machine (load average ${formatNumber(r.loadBefore!, 2)} before this scenario, ${formatNumber(r.loadAfter!, 2)} after).`;
       }
+    } else if (g.goal.startsWith(HOP_GOAL_PREFIX)) {
+      why = hopShortfall(results, g.goal);
     } else if (g.goal.startsWith(FLOW_GOAL_PREFIX)) {
       why = flowShortfall(results, g.goal.includes('plain claim'));
     } else if (g.goal.startsWith(STARTUP_GOAL_PREFIX)) {
@@ -499,6 +502,29 @@ export function shortfalls(results: Results): string[] {
     );
   }
   return out;
+}
+
+/** Why a goal one hop away (10a-10c) was missed: round trips per job and CPU per job beside the closest peer's. */
+function hopShortfall(results: Results, goal: string): string {
+  const id = goal.includes('no-op') ? 'noop-hop' : goal.includes('CPU') ? 'cpu-hop' : 'latency-hop';
+  const scenario = systemScenarioById(results, id);
+  if (!scenario) return '';
+  const peer = 'graphile-worker-tuned';
+  const trips = (system: string) => medianOf(scenario, system, 'roundTripsPerJob');
+  const cpu = (system: string) => {
+    const p = medianOf(scenario, system, 'cpuUsPerJob');
+    const pg = medianOf(scenario, system, 'pgCpuUsPerJob');
+    return p === undefined || pg === undefined ? undefined : `${n0(p)} + ${n0(pg)} µs`;
+  };
+  const ours = trips(SUBJECT);
+  const theirs = trips(peer);
+  if (ours === undefined || theirs === undefined) return '';
+  const n3 = (v: number) => formatNumber(v, 3);
+  return (
+    ` Round trips per job through the hop: spindle ${n3(ours)}, graphile-worker tuned ${n3(theirs)}: both claim and complete hundreds of jobs per round trip, ` +
+    'so the hop is not what separates them' +
+    (cpu(SUBJECT) && cpu(peer) ? `; CPU per job (its process + PostgreSQL): spindle ${cpu(SUBJECT)}, graphile-worker tuned ${cpu(peer)}, the gap of the local run.` : '.')
+  );
 }
 
 /** Why a goal of issue 23 (scenario 9) was missed, from the run's figures. */
