@@ -39,7 +39,7 @@ const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --quick              smaller sizes (whole run under 10 minutes on 2 cores)
+  --quick              smaller sizes (the soak is never part of it)
   --only=a,b           scenarios: ${SCENARIOS.filter((s) => s.kind !== 'pending')
     .map((s) => s.id)
     .join(', ')}

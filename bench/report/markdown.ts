@@ -128,7 +128,7 @@ export function benchmarksMarkdown(results: Results): string {
     '',
     '```sh',
     'npm run bench:install        # once: the peers, into bench/node_modules (never into spindle\'s own install)',
-    'npm run bench                # every scenario, every system, 3 runs each (--quick: smaller sizes, under 10 minutes on 2 cores)',
+    'npm run bench                # every scenario but the soak, every system, 3 runs each (--quick: smaller sizes)',
     'npm run bench -- --only=noop,latency --systems=spindle,graphile-worker-tuned',
     'npm run bench -- --soak      # the sustained load, 10 minutes (--soak-minutes=N); not part of a plain run nor of --quick',
     '```',
