@@ -329,7 +329,7 @@ async function mergeEarlier(results: Results): Promise<void> {
   try {
     earlier = JSON.parse(await readFile(new URL('latest.json', RESULTS_DIR), 'utf8')) as Results;
   } catch {
-    log('--merge: no bench/results/latest.json to merge with');
+    log('kept figures: no bench/results/latest.json to merge with');
     return;
   }
   const ran = new Set(results.scenarios.filter((s) => s.kind !== 'pending').map((s) => s.id));
@@ -345,7 +345,7 @@ async function mergeEarlier(results: Results): Promise<void> {
     if (!results.systems.some((s) => s.name === system.name)) results.systems.push(system);
   }
   results.hop ??= earlier.hop;
-  log(`--merge: kept ${kept.map((s) => s.id).join(', ') || 'nothing'} from bench/results/latest.json`);
+  log(`kept figures of ${kept.map((s) => s.id).join(', ') || 'nothing'} from bench/results/latest.json`);
 }
 
 /** Writes the chart and BENCHMARKS.md, and latest.json when `withJson`. */

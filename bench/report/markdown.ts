@@ -34,7 +34,7 @@ function shortfallLines(results: Results): string[] {
   return [...list.map((line) => `- ${line}`), ''];
 }
 
-/** Which scenarios' figures come from earlier runs (`--merge`), by run. */
+/** Which scenarios' figures come from earlier runs (a run of some scenarios keeps the others'), by run. */
 function keptLines(results: Results): string[] {
   const byRun = new Map<string, string[]>();
   for (const s of results.scenarios) {
@@ -44,7 +44,7 @@ function keptLines(results: Results): string[] {
   }
   if (byRun.size === 0) return [];
   return [
-    `Carried over from earlier runs (\`--merge\`): ${[...byRun].map(([run, ids]) => `scenarios ${ids.join(', ')} from ${run}`).join('; ')}.`,
+    `Carried over from earlier runs (a run of some scenarios keeps the others' figures): ${[...byRun].map(([run, ids]) => `scenarios ${ids.join(', ')} from ${run}`).join('; ')}.`,
     '',
   ];
 }

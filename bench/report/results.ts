@@ -69,7 +69,7 @@ export interface PendingScenarioResult {
   waitingFor: string;
 }
 
-/** The run a scenario's figures were carried over from (`--merge`). */
+/** The run a scenario's figures were carried over from (a run of some scenarios, `--only` or `--soak`). */
 export interface EarlierRun {
   generatedAt: string;
   command: string;
