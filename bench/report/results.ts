@@ -75,7 +75,7 @@ export interface EarlierRun {
   command: string;
 }
 
-/** One scenario's part of the results; `from` when its figures come from an earlier run (`--merge`). */
+/** One scenario's part of the results; `from` when its figures come from an earlier run (`--only`, `--soak`). */
 export type ScenarioResult = (SystemScenarioResult | StandaloneScenarioResult | PendingScenarioResult) & { from?: EarlierRun };
 
 /** A system as the results describe it; `skipped` says why it did not run. */
