@@ -4,6 +4,7 @@
  * JIT state. Started by isolate.ts with `--import tsx`, so worker threads
  * (Piscina's, BullMQ's) inherit TypeScript support through execArgv.
  */
+import { markThreadsAtStart } from './cpu.ts';
 import { settle } from './database.ts';
 import { systemScenario } from './scenarios/index.ts';
 import type { Metrics } from './scenarios/types.ts';
@@ -12,6 +13,7 @@ import type { RunOutcome, RunSpec } from './isolate.ts';
 import { wallClockMs } from './work.ts';
 
 async function runOnce(spec: RunSpec): Promise<RunOutcome> {
+  markThreadsAtStart();
   const adapter = findSystem(spec.system);
   if (!adapter) throw new Error(`no system called ${JSON.stringify(spec.system)}`);
   const scenario = systemScenario(spec.scenario);

@@ -60,6 +60,60 @@ export class CpuMeter {
   }
 }
 
+/** CPU time of this process's threads in three groups, µs (Linux: /proc/self/task/<tid>/schedstat). */
+export interface ThreadSplit {
+  /** The main thread: the event loop and what runs on it, its share of garbage collection included. */
+  main: number;
+  /** Threads the process had before the system under test started: V8's platform workers (parallel and concurrent GC, compilation), libuv's pool. */
+  helpers: number;
+  /** Threads started since: job threads (Piscina's, a sandbox's), libuv's pool if it woke. */
+  started: number;
+}
+
+let threadsAtStart: Set<number> | undefined;
+
+/** Remembers which threads exist now; call before the system under test starts any (bench/child.ts). */
+export function markThreadsAtStart(): void {
+  const tids = listThreads();
+  if (tids) threadsAtStart = new Set(tids);
+}
+
+function listThreads(): number[] | undefined {
+  try {
+    return readdirSync('/proc/self/task').map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The split now, or undefined where /proc cannot tell or markThreadsAtStart() was not called. */
+export function readThreadSplit(): ThreadSplit | undefined {
+  const tids = listThreads();
+  if (!tids || !threadsAtStart) return undefined;
+  const split: ThreadSplit = { main: 0, helpers: 0, started: 0 };
+  for (const tid of tids) {
+    let ns: number;
+    try {
+      ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      continue; // exited meanwhile
+    }
+    const group: keyof ThreadSplit = tid === process.pid ? 'main' : threadsAtStart.has(tid) ? 'helpers' : 'started';
+    split[group] += ns / 1000;
+  }
+  return split;
+}
+
+/** Per-job figures of the thread groups between two readings (threads that exited in between are missing). */
+export function threadsPerJob(start: ThreadSplit | undefined, end: ThreadSplit | undefined, jobs: number): Record<string, number> {
+  if (!start || !end) return {};
+  return {
+    mainThreadUsPerJob: (end.main - start.main) / jobs,
+    helperThreadsUsPerJob: (end.helpers - start.helpers) / jobs,
+    startedThreadsUsPerJob: (end.started - start.started) / jobs,
+  };
+}
+
 /** Per-job figures between two readings: `cpuUsPerJob`, and `pgCpuUsPerJob` when the server was read. */
 export function cpuPerJob(start: CpuReading, end: CpuReading, jobs: number): Record<string, number> {
   const figures: Record<string, number> = { cpuUsPerJob: (end.process - start.process) / jobs };

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { openDatabase, type BenchDatabase } from './database.ts';
 import { runIsolated, type RunSpec } from './isolate.ts';
 import { machineInfo } from './machine.ts';
+import { openNetworkHop, type NetworkHop } from './network-hop.ts';
 import { chartSvg } from './report/chart.ts';
 import { consoleSummary } from './report/console.ts';
 import { formatNumber } from './report/grid.ts';
@@ -22,6 +23,7 @@ import {
   type SystemScenarioResult,
 } from './report/results.ts';
 import { SCENARIOS } from './scenarios/index.ts';
+import { SOAK_MINUTES } from './scenarios/soak.ts';
 import type { Metrics, Scenario, StandaloneScenario, SystemScenario } from './scenarios/types.ts';
 import { SYSTEMS } from './systems/index.ts';
 import type { SystemAdapter } from './systems/types.ts';
@@ -37,12 +39,16 @@ const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --quick              smaller sizes (whole run under 10 minutes on 2 cores)
+  --quick              smaller sizes (the soak is never part of it)
   --only=a,b           scenarios: ${SCENARIOS.filter((s) => s.kind !== 'pending')
     .map((s) => s.id)
     .join(', ')}
+  --soak               the sustained-load scenario (soak), alone or with --only's; not with --quick
+  --soak-minutes=N     its length (default ${SOAK_MINUTES}); implies --soak
   --systems=a,b        systems: ${SYSTEMS.map((s) => s.info.name).join(', ')}
   --runs=N             runs per system and scenario (default and minimum ${MIN_RUNS})
+  --fresh              with --only or --soak: drop the other scenarios' figures (by default they
+                       are kept from bench/results/latest.json, each marked with its run)
   --report-only        rewrite BENCHMARKS.md and the chart from bench/results/latest.json
   --help
 
@@ -53,7 +59,9 @@ own ("spindle_bench"); else spindle's embedded PostgreSQL in a temp dir.`;
 
 interface Options {
   reportOnly: boolean;
+  merge: boolean;
   quick: boolean;
+  soakMinutes: number | undefined;
   scenarios: Scenario[];
   systems: SystemAdapter[];
   runs: number;
@@ -79,6 +87,9 @@ function parseOptions(argv: string[]): Options | undefined {
       systems: { type: 'string' },
       runs: { type: 'string' },
       'report-only': { type: 'boolean', default: false },
+      fresh: { type: 'boolean', default: false },
+      soak: { type: 'boolean', default: false },
+      'soak-minutes': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -86,12 +97,26 @@ function parseOptions(argv: string[]): Options | undefined {
   if (values.help) return undefined;
   const runs = values.runs === undefined ? MIN_RUNS : Number(values.runs);
   if (!Number.isInteger(runs) || runs < MIN_RUNS) throw new Error(`--runs must be an integer of at least ${MIN_RUNS}`);
-  const chosen = pick(SCENARIOS, values.only, (s) => s.id, 'scenario');
+  const soakMinutes = values['soak-minutes'] === undefined ? undefined : Number(values['soak-minutes']);
+  if (soakMinutes !== undefined && !(Number.isInteger(soakMinutes) && soakMinutes >= 1)) {
+    throw new Error(`--soak-minutes must be a whole number of minutes, at least 1; got ${JSON.stringify(values['soak-minutes'])}`);
+  }
+  const soak = (values.soak ?? false) || soakMinutes !== undefined;
+  if (soak && values.quick) throw new Error('--soak cannot be combined with --quick: the soak has no quick size');
+  const optedIn = (s: Scenario) => s.kind === 'standalone' && s.optIn === 'soak';
+  // Without --only: every scenario but the opt-in ones, or with --soak the soak alone.
+  const chosen =
+    values.only !== undefined
+      ? pick(SCENARIOS, values.only, (s) => s.id, 'scenario')
+      : SCENARIOS.filter((s) => (soak ? optedIn(s) : !optedIn(s)));
+  const partial = values.only !== undefined || soak;
   return {
     reportOnly: values['report-only'] ?? false,
+    merge: partial && !(values.fresh ?? false),
     quick: values.quick ?? false,
+    soakMinutes,
     // Pending scenarios always come along: the output lists what is still to be written.
-    scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s)),
+    scenarios: SCENARIOS.filter((s) => s.kind === 'pending' || chosen.includes(s) || (soak && optedIn(s))),
     systems: pick(SYSTEMS, values.systems, (s) => s.info.name, 'system'),
     runs,
   };
@@ -108,13 +133,36 @@ function describeRun(scenario: SystemScenario, metrics: Metrics): string {
     .join(', ');
 }
 
+/** The delay proxy for scenarios one hop away: started by the first of them, closed at the end. */
+class HopHolder {
+  private hop: NetworkHop | undefined;
+
+  constructor(private readonly databaseUrl: string) {}
+
+  async open(): Promise<NetworkHop> {
+    this.hop ??= await openNetworkHop(this.databaseUrl, (line) => log(`  ${line}`));
+    return this.hop;
+  }
+
+  info(): Results['hop'] {
+    const h = this.hop;
+    return h && { directP50Ms: h.directP50Ms, hopP50Ms: h.hopP50Ms, holdMs: h.holdMs };
+  }
+
+  async close(): Promise<void> {
+    await this.hop?.proxy.close();
+  }
+}
+
 async function runSystemScenario(
   scenario: SystemScenario,
   systems: SystemAdapter[],
   options: Options,
   db: BenchDatabase,
+  hops: HopHolder,
 ): Promise<SystemScenarioResult> {
   log(`\n# ${scenario.issueNumber}. ${scenario.title}: ${scenario.size(options.quick)}`);
+  const hop = scenario.network === 'hop' ? await hops.open() : undefined;
   const runs = new Map<string, SystemRun[]>(systems.map((s) => [s.info.name, []]));
   for (let run = 1; run <= options.runs; run++) {
     for (const system of systems) {
@@ -124,9 +172,15 @@ async function runSystemScenario(
         run,
         quick: options.quick,
         threads: THREADS,
-        databaseUrl: db.url,
+        databaseUrl: hop?.url ?? db.url,
       };
+      const countsBefore = hop?.proxy.counts();
       const outcome = await runIsolated(spec, scenario.timeoutMs(options.quick));
+      if (hop && outcome.ok && outcome.metrics.jobsRun) {
+        // Setup and warm-up included: what a job costs in round trips, connections and polling shared out.
+        const exchanges = hop.proxy.counts().exchanges - countsBefore!.exchanges;
+        outcome.metrics.roundTripsPerJob = exchanges / outcome.metrics.jobsRun;
+      }
       const label = `  run ${run}/${options.runs}  ${system.info.title.padEnd(22)}`;
       let entry: SystemRun;
       if (!outcome.ok) entry = { run, ok: false, error: outcome.error.slice(0, 2_000) };
@@ -145,6 +199,7 @@ async function runSystemScenario(
     short: scenario.short,
     size: scenario.size(options.quick),
     metrics: scenario.metrics,
+    ...(scenario.network === 'hop' ? { network: 'hop' as const } : {}),
     systems: Object.fromEntries([...runs].map(([name, list]) => [name, { runs: list, median: medianMetrics(list) }])),
   };
 }
@@ -155,7 +210,7 @@ async function runStandalone(scenario: StandaloneScenario, options: Options, db:
     id: scenario.id,
     issueNumber: scenario.issueNumber,
     title: scenario.title,
-    size: scenario.size(options.quick),
+    size: scenario.size(options.quick, options.soakMinutes),
     system: scenario.system,
     metrics: scenario.metrics,
   };
@@ -171,7 +226,12 @@ async function runStandalone(scenario: StandaloneScenario, options: Options, db:
   }
   try {
     const started = wallClockMs();
-    const result = await scenario.run({ databaseUrl: db.url, quick: options.quick, log: (line) => log(`  ${line}`) });
+    const result = await scenario.run({
+      databaseUrl: db.url,
+      quick: options.quick,
+      soakMinutes: options.soakMinutes,
+      log: (line) => log(`  ${line}`),
+    });
     log(`  took ${Math.round((wallClockMs() - started) / 1000)} s`);
     return { ...base, result };
   } catch (error) {
@@ -223,10 +283,11 @@ export async function main(argv: string[]): Promise<number> {
   log(`systems: ${runnable.map((s) => s.info.name).join(', ') || '(none)'}; ${options.runs} runs each, in turns${options.quick ? '; --quick sizes' : ''}`);
 
   const scenarios: ScenarioResult[] = [];
+  const hops = new HopHolder(db.url);
   try {
     for (const scenario of options.scenarios) {
       if (scenario.kind === 'system') {
-        if (runnable.length > 0) scenarios.push(await runSystemScenario(scenario, runnable, options, db));
+        if (runnable.length > 0) scenarios.push(await runSystemScenario(scenario, runnable, options, db, hops));
       } else if (scenario.kind === 'standalone') {
         scenarios.push(await runStandalone(scenario, options, db));
       } else {
@@ -234,6 +295,7 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
+    await hops.close();
     await db.close();
   }
 
@@ -247,13 +309,43 @@ export async function main(argv: string[]): Promise<number> {
     machine,
     loadAtEnd: Math.round(loadavg()[0]! * 100) / 100,
     database: { source: db.source, ...db.server },
+    ...(hops.info() ? { hop: hops.info() } : {}),
     systems: entries,
     scenarios,
   };
+  if (options.merge) await mergeEarlier(results);
   log(consoleSummary(results));
 
   await writeReports(results, true);
   return 0;
+}
+
+/**
+ * Adds to `results` the scenarios of bench/results/latest.json that this run did not run (in the
+ * registry's order), each marked with the run it comes from, and the systems they name.
+ */
+async function mergeEarlier(results: Results): Promise<void> {
+  let earlier: Results;
+  try {
+    earlier = JSON.parse(await readFile(new URL('latest.json', RESULTS_DIR), 'utf8')) as Results;
+  } catch {
+    log('kept figures: no bench/results/latest.json to merge with');
+    return;
+  }
+  const ran = new Set(results.scenarios.filter((s) => s.kind !== 'pending').map((s) => s.id));
+  const kept = earlier.scenarios
+    .filter((s) => s.kind !== 'pending' && !ran.has(s.id))
+    .map((s) => ({ ...s, from: s.from ?? { generatedAt: earlier.generatedAt, command: earlier.command } }));
+  const order = (id: string) => {
+    const at = SCENARIOS.findIndex((s) => s.id === id);
+    return at < 0 ? SCENARIOS.length : at;
+  };
+  results.scenarios = [...results.scenarios, ...kept].sort((a, b) => order(a.id) - order(b.id));
+  for (const system of earlier.systems) {
+    if (!results.systems.some((s) => s.name === system.name)) results.systems.push(system);
+  }
+  results.hop ??= earlier.hop;
+  log(`kept figures of ${kept.map((s) => s.id).join(', ') || 'nothing'} from bench/results/latest.json`);
 }
 
 /** Writes the chart and BENCHMARKS.md, and latest.json when `withJson`. */

@@ -41,7 +41,8 @@ function panels(results: Results): Panel[] {
   const systems = ranSystems(results);
   const list: Panel[] = [];
   for (const scenario of results.scenarios) {
-    if (scenario.kind !== 'system') continue;
+    // The chart shows the local scenarios; those one hop away are in the tables.
+    if (scenario.kind !== 'system' || (scenario.network ?? 'local') !== 'local') continue;
     const s: SystemScenarioResult = scenario;
     if (s.id === 'latency') {
       const bars: Bar[] = [];

@@ -1,6 +1,7 @@
 /** The summary printed at the end of a run. */
 import { formatNumber, gridToText, mediansGrid, ratiosGrid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { hopSections } from './hop.ts';
 import { shortfalls, spindleOnlyText } from './spindle-only.ts';
 
 /** A goal's mark: met, not met, or not measured. */
@@ -39,10 +40,15 @@ export function noRatiosReason(results: Results): string {
 /** The whole end-of-run summary as text. */
 export function consoleSummary(results: Results): string {
   const out: string[] = [];
-  out.push('', `== Medians of ${results.runs} runs${results.quick ? ' (--quick sizes)' : ''} ==`, gridToText(mediansGrid(results)));
+  out.push('', `== Medians of ${results.runs} runs${results.quick ? ' (--quick sizes)' : ''}, PostgreSQL on this machine ==`, gridToText(mediansGrid(results)));
   const ratios = ratiosGrid(results);
   out.push('', '== spindle vs each peer (x > 1: spindle better) ==');
   out.push(ratios ? gridToText(ratios) : noRatiosReason(results));
+  for (const section of hopSections(results)) {
+    out.push('', `== ${section.title} ==`, ...section.before.slice(0, 1));
+    if (section.grid) out.push(gridToText(section.grid));
+    out.push(...section.after);
+  }
 
   const claim = results.scenarios.find((s) => s.id === 'claim');
   if (claim?.kind === 'standalone') {
@@ -57,7 +63,7 @@ export function consoleSummary(results: Results): string {
 
   out.push(...spindleOnlyText(results));
 
-  out.push('', '== Goals (issue 8; 6 and 5 for progress, cancel and timeout; 20 for the time to the first job; 22 for workflows; 23 for flow control) ==');
+  out.push('', '== Goals (issue 8 as 25 restates them; 6 and 5 for progress, cancel and timeout; 20 for the time to the first job; 22 for workflows; 23 for flow control; 25 one hop away and sustained) ==');
   for (const g of goals(results)) out.push(`${goalMark(g.met).padEnd(11)} ${g.goal}: ${g.measured}`);
 
   const short = shortfalls(results);

@@ -2,7 +2,7 @@
  * The tables of a report as plain grids of strings, built once and drawn twice:
  * as monospace text for the console and as Markdown for BENCHMARKS.md.
  */
-import type { Metric } from '../scenarios/types.ts';
+import type { Metric, Network } from '../scenarios/types.ts';
 import {
   advantage,
   LIMIT_SYSTEM,
@@ -30,8 +30,16 @@ export function formatRatio(value: number): string {
   return `${formatNumber(value, 2)}x`;
 }
 
-function systemScenarios(results: Results): SystemScenarioResult[] {
-  return results.scenarios.filter((s): s is SystemScenarioResult => s.kind === 'system');
+/** The system scenarios whose database was where `network` says (all of them when it is not given). */
+function systemScenarios(results: Results, network?: Network): SystemScenarioResult[] {
+  return results.scenarios.filter(
+    (s): s is SystemScenarioResult => s.kind === 'system' && (network === undefined || (s.network ?? 'local') === network),
+  );
+}
+
+/** Whether the run measured any scenario with the database one hop away. */
+export function hasHopScenarios(results: Results): boolean {
+  return systemScenarios(results, 'hop').length > 0;
 }
 
 interface Column {
@@ -65,12 +73,15 @@ function limitColumn(scenario: SystemScenarioResult): Column {
   };
 }
 
-/** Medians per system (rows) and scenario metric (columns); CPU also as a ratio to bare Piscina. */
-export function mediansGrid(results: Results): Grid {
+/**
+ * Medians per system (rows) and scenario metric (columns), of the scenarios whose database was where
+ * `network` says; CPU also as a ratio to bare Piscina.
+ */
+export function mediansGrid(results: Results, network: Network = 'local'): Grid {
   const columns: Column[] = [];
-  for (const scenario of systemScenarios(results)) {
+  for (const scenario of systemScenarios(results, network)) {
     for (const metric of scenario.metrics) columns.push(metricColumn(scenario, metric));
-    if (scenario.id === 'cpu' && scenario.systems[LIMIT_SYSTEM]) columns.push(limitColumn(scenario));
+    if (scenario.short === 'CPU' && scenario.systems[LIMIT_SYSTEM]) columns.push(limitColumn(scenario));
   }
   return {
     headers: ['system', ...columns.map((c) => c.header)],
@@ -80,9 +91,9 @@ export function mediansGrid(results: Results): Grid {
 }
 
 /** spindle's advantage over each peer per metric (> 1: spindle better), or undefined without spindle. */
-export function ratiosGrid(results: Results): Grid | undefined {
+export function ratiosGrid(results: Results, network: Network = 'local'): Grid | undefined {
   const peers = ranSystems(results).filter((s) => s.name !== SUBJECT);
-  const scenarios = systemScenarios(results).filter((s) => medianOf(s, SUBJECT, s.metrics[0]!.key) !== undefined);
+  const scenarios = systemScenarios(results, network).filter((s) => medianOf(s, SUBJECT, s.metrics[0]!.key) !== undefined);
   if (scenarios.length === 0 || peers.length === 0) return undefined;
   const columns: Column[] = scenarios.flatMap((scenario) =>
     scenario.metrics.map((metric) => ({

@@ -2,6 +2,7 @@
 import { goalMark, noRatiosReason, runProblems } from './console.ts';
 import { formatNumber, gridToMarkdown, mediansGrid, ratiosGrid, type Grid } from './grid.ts';
 import { goals, type Results } from './results.ts';
+import { hopSections } from './hop.ts';
 import { shortfalls, spindleOnlyMarkdown } from './spindle-only.ts';
 
 function systemsGrid(results: Results): Grid {
@@ -33,6 +34,21 @@ function shortfallLines(results: Results): string[] {
   return [...list.map((line) => `- ${line}`), ''];
 }
 
+/** Which scenarios' figures come from earlier runs (a run of some scenarios keeps the others'), by run. */
+function keptLines(results: Results): string[] {
+  const byRun = new Map<string, string[]>();
+  for (const s of results.scenarios) {
+    if (!s.from) continue;
+    const run = `\`${s.from.command}\` on ${s.from.generatedAt.replace('T', ' ').slice(0, 16)} UTC`;
+    byRun.set(run, [...(byRun.get(run) ?? []), `${s.issueNumber} (${s.id})`]);
+  }
+  if (byRun.size === 0) return [];
+  return [
+    `Carried over from earlier runs (a run of some scenarios keeps the others' figures): ${[...byRun].map(([run, ids]) => `scenarios ${ids.join(', ')} from ${run}`).join('; ')}.`,
+    '',
+  ];
+}
+
 /** The whole of BENCHMARKS.md. */
 export function benchmarksMarkdown(results: Results): string {
   const m = results.machine;
@@ -45,6 +61,7 @@ export function benchmarksMarkdown(results: Results): string {
       `${results.quick ? ' with `--quick` (smaller sizes)' : ''}; medians of ${results.runs} runs per system. ` +
       'Rerun it to replace this file; the raw figures are in [bench/results/latest.json](bench/results/latest.json).',
     '',
+    ...keptLines(results),
     '![spindle and its peers](bench/results/chart.svg)',
     '',
     '## Machine',
@@ -63,7 +80,7 @@ export function benchmarksMarkdown(results: Results): string {
     '',
     '## Goals',
     '',
-    'Issue 8\'s goals, and those of issues 6 (progress) and 5 (cancel and timeout) that scenarios 4 and 5 measure, and of issue 20 (time to the first job) that scenario 7 measures, and of issue 23 (flow control) that scenario 9 measures.',
+    'Issue 8\'s goals as issue 25 restates them, and those of issues 6 (progress) and 5 (cancel and timeout) that scenarios 4 and 5 measure, of issue 20 (time to the first job) that scenario 7 measures, of issue 23 (flow control) that scenario 9 measures, and of issue 25 (the database one hop away, scenarios 10a-10c; sustained load, scenario 11).',
     '',
     gridToMarkdown(goalsGrid(results)),
     '',
@@ -79,6 +96,12 @@ export function benchmarksMarkdown(results: Results): string {
   out.push('### spindle against each peer', '');
   if (ratios) out.push('Above 1x, spindle is better (more jobs/s, or less latency).', '', gridToMarkdown(ratios), '');
   else out.push(`No ratios in this run: ${noRatiosReason(results)}.`, '');
+  for (const section of hopSections(results)) {
+    out.push(`### ${section.title}`, '');
+    if (section.before.length) out.push(section.before.join(' '), '');
+    if (section.grid) out.push(gridToMarkdown(section.grid), '');
+    for (const line of section.after) out.push(line, '');
+  }
   const claim = results.scenarios.find((s) => s.id === 'claim');
   if (claim?.kind === 'standalone') {
     out.push(`### ${claim.title} (scenario ${claim.issueNumber}, spindle)`, '', `${claim.size}.`, '');
@@ -105,12 +128,14 @@ export function benchmarksMarkdown(results: Results): string {
     '',
     '```sh',
     'npm run bench:install        # once: the peers, into bench/node_modules (never into spindle\'s own install)',
-    'npm run bench                # every scenario, every system, 3 runs each (--quick: smaller sizes, under 10 minutes on 2 cores)',
+    'npm run bench                # every scenario but the soak, every system, 3 runs each (--quick: smaller sizes)',
     'npm run bench -- --only=noop,latency --systems=spindle,graphile-worker-tuned',
+    'npm run bench -- --soak      # the sustained load, 10 minutes (--soak-minutes=N); not part of a plain run nor of --quick',
     '```',
     '',
     'It uses `BENCH_DATABASE_URL` as given; else a database of its own (`spindle_bench`) on `DATABASE_URL`\'s server; else spindle\'s embedded PostgreSQL in a temp dir. ' +
-      'A peer that is not installed is skipped and said so. `--report-only` rewrites this file and the chart from bench/results/latest.json.',
+      'A peer that is not installed is skipped and said so. `--report-only` rewrites this file and the chart from bench/results/latest.json. ' +
+      'A run of some scenarios (`--only`, `--soak`) keeps the figures of the others from bench/results/latest.json, each marked with the run it comes from (`--fresh`: drop them).',
     '',
     '## Method',
     '',
@@ -129,6 +154,10 @@ export function benchmarksMarkdown(results: Results): string {
       'and of the PostgreSQL server: the postmaster and every process it started, read from /proc (Linux, a server on this machine; `n/a` elsewhere), so it includes whatever else the server did meanwhile. ' +
       'Divided by the jobs drained. Process and server share the cores: their sum bounds the jobs per second.',
     '- Latency: single enqueues, one at a time, 10 to 30 ms apart on a seeded schedule shared by all systems; enqueue time is taken just before the enqueue call, start time in the handler on the thread that runs it (`performance.timeOrigin + performance.now()`). For spindle the figure is also split where the claim comes back (the job:claimed event of its supervisor, main thread).',
+    '- The database one hop away (10a-10c): every system\'s connections go through a delay proxy on loopback (bench/delay-proxy.ts, node:net) that holds each chunk of bytes for a fixed time in each direction, ' +
+      'calibrated at the start of the run (bench/network-hop.ts) so that an idle `SELECT 1` costs about 1 ms more through it than straight to the server; a clock thread (Atomics.wait) times the holds, as Node\'s timers fire on whole milliseconds. ' +
+      'BullMQ here keeps its jobs in PostgreSQL, so it pays the hop like the others; bare Piscina has no database and is the floor. DBOS Transact is measured only with workflows (scenario 8), not here. ' +
+      'Round trips per job are the client-to-server turns the proxy saw on all of a system\'s connections during the run (setup and warm-up included), divided by the jobs the run ran.',
     '- A run fails when a job is missing or the store still holds unfinished jobs after a graceful stop; failed runs are listed below and left out of the medians.',
     '',
   );

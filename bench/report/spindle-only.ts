@@ -11,12 +11,16 @@ import { formatNumber, formatRatio, gridToMarkdown, gridToText, type Grid } from
 import { startupSections, startupShortfall } from './startup.ts';
 import { limitsSections } from './limits.ts';
 import { workflowsSections } from './workflows.ts';
+import { soakSections } from './soak.ts';
+import { memorySections } from './memory.ts';
+import { prioritySections } from './priority.ts';
 import {
   goals,
   LIMIT_SYSTEM,
   medianOf,
   standaloneResult,
   FLOW_GOAL_PREFIX,
+  HOP_GOAL_PREFIX,
   STARTUP_GOAL_PREFIX,
   SUBJECT,
   systemScenarioById,
@@ -53,6 +57,7 @@ const FLOOR_CALLS = [
   ['select', 'SELECT 1'],
   ['insert', 'one-row INSERT, its commit'],
   ['notify', 'one-row INSERT with a pg_notify, its commit'],
+  ['claim', 'one-row claim (UPDATE ... FOR UPDATE SKIP LOCKED), its commit'],
 ] as const;
 
 function floorSection(results: Results): Section {
@@ -65,7 +70,7 @@ function floorSection(results: Results): Section {
   const n2 = (v: number) => formatNumber(v, 2);
   const grid: Grid = {
     headers: ['one call, awaited', 'p50 ms', 'p99 ms', 'max ms', 'samples'],
-    rows: FLOOR_CALLS.map(([key, label]) => [label, n2(r[`${key}P50Ms`]!), n2(r[`${key}P99Ms`]!), n2(r[`${key}MaxMs`]!), n0(r[`${key}Samples`]!)]),
+    rows: FLOOR_CALLS.filter(([key]) => r[`${key}P50Ms`] !== undefined).map(([key, label]) => [label, n2(r[`${key}P50Ms`]!), n2(r[`${key}P99Ms`]!), n2(r[`${key}MaxMs`]!), n0(r[`${key}Samples`]!)]),
     right: [false, true, true, true, true],
   };
   const latency = systemScenarioById(results, 'latency');
@@ -103,9 +108,11 @@ function floorSentence(results: Results, key: 'p50' | 'p99'): string {
   if (key === 'p99') {
     return ` At the same pacing a bare INSERT with its commit takes ${n2(r.insertP99Ms!)} ms p99 and SELECT 1 ${n2(r.selectP99Ms!)} ms p99 on this machine (scenario 3a).`;
   }
+  const claim = r.claimP50Ms ?? r.selectP50Ms!;
   return (
-    ` On this machine a bare INSERT with its commit takes ${n2(r.insertP50Ms!)} ms p50 (${n2(r.notifyP50Ms!)} ms with a pg_notify) and SELECT 1 ${n2(r.selectP50Ms!)} ms p50 at the same pacing (scenario 3a): ` +
-    `enqueue-to-start crosses the enqueue's INSERT with its NOTIFY and then a claim round trip, about ${n2(r.notifyP50Ms! + r.selectP50Ms!)} ms of database round trips alone.`
+    ` On this machine a bare INSERT with its commit takes ${n2(r.insertP50Ms!)} ms p50 (${n2(r.notifyP50Ms!)} ms with a pg_notify), ` +
+    `${r.claimP50Ms === undefined ? 'SELECT 1' : 'a one-row claim with its commit'} ${n2(claim)} ms p50 at the same pacing (scenario 3a): ` +
+    `enqueue-to-start crosses the enqueue's INSERT with its NOTIFY and then a claim round trip, about ${n2(r.notifyP50Ms! + claim)} ms of database round trips alone.`
   );
 }
 
@@ -270,6 +277,9 @@ function sections(results: Results): Section[] {
     ...startupSections(results),
     ...workflowsSections(results),
     ...limitsSections(results),
+    ...memorySections(results),
+    ...prioritySections(results),
+    ...soakSections(results),
   ].filter((s): s is Section => s !== undefined);
 }
 
@@ -309,9 +319,47 @@ function cpuCost(noop: SystemScenarioResult, cores: number): string {
     `V8's garbage collector helpers) and ${n0(ours.postgres)} µs in PostgreSQL` +
     (theirs === undefined ? '' : ` (graphile-worker tuned: ${n0(theirs.process)} and ${n0(theirs.postgres)} µs)`) +
     `: at most ${n0((cores * 1e6) / ours.total)} jobs/s on ${cores} cores if nothing else ran.` +
-    ' Measured apart, per thread and per server process (a drain of 40,000 jobs, 2026-12-01): of the process share, ' +
-    'the supervisor\'s main thread takes a little under half, V8\'s garbage collector helper threads about a third, the job threads ' +
-    'the rest; of PostgreSQL\'s, the claim and the finish statements take 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
+    threadSentence(noop, cores) +
+    ' Of PostgreSQL\'s share, measured apart per server process (a drain of 40,000 jobs, 2026-12-01), the claim and the finish statements ' +
+    'take 15 to 20 µs each and background work (WAL writer, autovacuum) the rest.'
+  );
+}
+
+/** The process's CPU per no-op job by thread group (bench/cpu.ts), spindle beside graphile-worker tuned, when measured. */
+function threadSentence(noop: SystemScenarioResult, cores: number): string {
+  const split = (system: string) => {
+    const main = medianOf(noop, system, 'mainThreadUsPerJob');
+    const helpers = medianOf(noop, system, 'helperThreadsUsPerJob');
+    const started = medianOf(noop, system, 'startedThreadsUsPerJob');
+    return main === undefined || helpers === undefined || started === undefined ? undefined : { main, helpers, started };
+  };
+  const ours = split(SUBJECT);
+  if (!ours) return '';
+  const theirs = split('graphile-worker-tuned');
+  const n1 = (v: number) => formatNumber(v, 1);
+  return (
+    ` By thread, in this run (per job): spindle's supervisor main thread ${n1(ours.main)} µs, its job threads ${n1(ours.started)} µs, ` +
+    `V8's helper threads (parallel and concurrent garbage collection, compilation) ${n1(ours.helpers)} µs` +
+    (theirs ? `; graphile-worker tuned's main thread ${n1(theirs.main)} µs, its helper threads ${n1(theirs.helpers)} µs.` : '.') +
+    leverSentence(noop, ours, cores)
+  );
+}
+
+/** What each lever on a no-op job's CPU would buy: the ceiling (cores / CPU per job) with that much less per job. */
+function leverSentence(noop: SystemScenarioResult, threads: { main: number; helpers: number; started: number }, cores: number): string {
+  const ours = cpuPerNoopJob(noop, SUBJECT);
+  const theirs = cpuPerNoopJob(noop, 'graphile-worker-tuned');
+  if (!ours || !theirs) return '';
+  const ceiling = (total: number) => n0((cores * 1e6) / total);
+  const levers: [string, number][] = [
+    ['no thread hop for short jobs (their handlers on the main thread, as graphile-worker runs all of them)', threads.started],
+    ['half the garbage collection (fewer allocations per job)', threads.helpers / 2],
+    ["PostgreSQL at graphile-worker tuned's cost per job (it deletes a finished job; spindle keeps it, one more row version)", Math.max(0, ours.postgres - theirs.postgres)],
+  ];
+  return (
+    ` CPU-bound ceilings on ${cores} cores: spindle ${ceiling(ours.total)}, graphile-worker tuned ${ceiling(theirs.total)} jobs/s; ` +
+    levers.map(([what, us]) => `${what}: -${formatNumber(us, 1)} µs, ${ceiling(ours.total - us)} jobs/s`).join('; ') +
+    '.'
   );
 }
 
@@ -346,7 +394,7 @@ export function shortfalls(results: Results): string[] {
           'what is left is per-job work in its process (JSON, actor messages, garbage collection) and in PostgreSQL (two UPDATEs that cannot be HOT), ' +
           `on the same ${results.machine.cores} cores.` +
           cpuCost(noop, results.machine.cores) +
-          ` 1.5x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / (1.5 * tuned))} µs in all per job` +
+          ` 1.0x graphile-worker tuned here needs ${n0((results.machine.cores * 1e6) / tuned)} µs in all per job` +
           (tunedCost === undefined
             ? ''
             : `, against ${n0(tunedCost.total)} µs that graphile-worker tuned spent in all on each of its own jobs (no thread hop, no row kept)`) +
@@ -384,6 +432,8 @@ export function shortfalls(results: Results): string[] {
           ` The loop ignores its signal, so its thread is terminated after the grace (${n0(r.abortGraceMs!)} ms); the rest, ${n0(r.endlessP50! - r.abortGraceMs!)} ms at p50 and ${n0(r.endlessP99! - r.abortGraceMs!)} ms at p99, ` +
           `is the thread's termination and the outcome's write, which compete for the cores with everything else on the machine (load average ${formatNumber(r.loadBefore!, 2)} before this scenario, ${formatNumber(r.loadAfter!, 2)} after).`;
       }
+    } else if (g.goal.startsWith(HOP_GOAL_PREFIX)) {
+      why = hopShortfall(results, g.goal);
     } else if (g.goal.startsWith(FLOW_GOAL_PREFIX)) {
       why = flowShortfall(results, g.goal.includes('plain claim'));
     } else if (g.goal.startsWith(STARTUP_GOAL_PREFIX)) {
@@ -452,6 +502,29 @@ export function shortfalls(results: Results): string[] {
     );
   }
   return out;
+}
+
+/** Why a goal one hop away (10a-10c) was missed: round trips per job and CPU per job beside the closest peer's. */
+function hopShortfall(results: Results, goal: string): string {
+  const id = goal.includes('no-op') ? 'noop-hop' : goal.includes('CPU') ? 'cpu-hop' : 'latency-hop';
+  const scenario = systemScenarioById(results, id);
+  if (!scenario) return '';
+  const peer = 'graphile-worker-tuned';
+  const trips = (system: string) => medianOf(scenario, system, 'roundTripsPerJob');
+  const cpu = (system: string) => {
+    const p = medianOf(scenario, system, 'cpuUsPerJob');
+    const pg = medianOf(scenario, system, 'pgCpuUsPerJob');
+    return p === undefined || pg === undefined ? undefined : `${n0(p)} + ${n0(pg)} µs`;
+  };
+  const ours = trips(SUBJECT);
+  const theirs = trips(peer);
+  if (ours === undefined || theirs === undefined) return '';
+  const n3 = (v: number) => formatNumber(v, 3);
+  return (
+    ` Round trips per job through the hop: spindle ${n3(ours)}, graphile-worker tuned ${n3(theirs)}: both claim and complete hundreds of jobs per round trip, ` +
+    'so the hop is not what separates them' +
+    (cpu(SUBJECT) && cpu(peer) ? `; CPU per job (its process + PostgreSQL): spindle ${cpu(SUBJECT)}, graphile-worker tuned ${cpu(peer)}, the gap of the local run.` : '.')
+  );
 }
 
 /** Why a goal of issue 23 (scenario 9) was missed, from the run's figures. */

@@ -8,7 +8,11 @@
  * - `SELECT 1`;
  * - a one-row INSERT into a scratch table, autocommit with synchronous_commit on;
  * - the same INSERT with a pg_notify in the same statement, as every queue
- *   measured here notifies on enqueue (no one listens).
+ *   measured here notifies on enqueue (no one listens);
+ * - a claim: one UPDATE that takes the oldest unclaimed row with FOR UPDATE
+ *   SKIP LOCKED and returns it, autocommit (the least a queue's claim can be).
+ * Issue 25's latency floor is the INSERT with its NOTIFY, plus the claim, plus
+ * a bare thread hop (bare Piscina's enqueue-to-start in scenario 3).
  * Each call is timed with performance.now() around its `await client.query()`.
  */
 import { loadavg } from 'node:os';
@@ -34,6 +38,14 @@ const CALLS = [
     sql: `WITH i AS (INSERT INTO ${TABLE} (v) VALUES ($1) RETURNING id) SELECT pg_notify('bench_floor', id::text) FROM i`,
     params: true,
   },
+  {
+    key: 'claim',
+    label: 'claim: UPDATE ... FOR UPDATE SKIP LOCKED, commit',
+    sql:
+      `UPDATE ${TABLE} SET claimed = true WHERE id = ` +
+      `(SELECT id FROM ${TABLE} WHERE NOT claimed ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id`,
+    params: false,
+  },
 ] as const;
 
 /** The floor scenario. */
@@ -50,9 +62,11 @@ export const roundTripFloor: StandaloneScenario = {
     { key: 'insertP99Ms', label: 'INSERT p99 ms', better: 'lower', digits: 2 },
     { key: 'notifyP50Ms', label: 'INSERT + NOTIFY p50 ms', better: 'lower', digits: 2 },
     { key: 'notifyP99Ms', label: 'INSERT + NOTIFY p99 ms', better: 'lower', digits: 2 },
+    { key: 'claimP50Ms', label: 'claim p50 ms', better: 'lower', digits: 2 },
+    { key: 'claimP99Ms', label: 'claim p99 ms', better: 'lower', digits: 2 },
   ],
   size: (quick) =>
-    `${quick ? SAMPLES.quick : SAMPLES.full} each of SELECT 1, a one-row INSERT and the INSERT with a pg_notify (autocommit, synchronous_commit on), ` +
+    `${quick ? SAMPLES.quick : SAMPLES.full} each of SELECT 1, a one-row INSERT, the INSERT with a pg_notify and a one-row claim (UPDATE ... FOR UPDATE SKIP LOCKED) (autocommit, synchronous_commit on), ` +
     `taking turns on one connection, ${GAP_MIN_MS}-${GAP_MAX_MS} ms apart as in scenario 3 (after ${WARMUP} warm-up calls of each)`,
   async unavailable() {
     return undefined;
@@ -65,7 +79,7 @@ export const roundTripFloor: StandaloneScenario = {
     try {
       await client.query(`SET synchronous_commit = on`);
       await client.query(`CREATE SCHEMA ${pg.escapeIdentifier(SCHEMA)}`);
-      await client.query(`CREATE TABLE ${TABLE} (id bigserial PRIMARY KEY, v int)`);
+      await client.query(`CREATE TABLE ${TABLE} (id bigserial PRIMARY KEY, v int, claimed boolean NOT NULL DEFAULT false)`);
       const times = CALLS.map(() => [] as number[]);
       const random = seededRandom(scheduleSeed(1));
       const loadBefore = loadavg()[0]!;

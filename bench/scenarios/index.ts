@@ -1,13 +1,17 @@
-/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22; 9: issue 23). */
+/** The scenario registry, in the order of issue 8, then later issues' (7: issue 20; 8: issue 22; 9: issue 23; 10-13: issue 25). */
 import { claimTime } from './claim-time.ts';
 import { cancelTimeoutLatency } from './cancel-timeout.ts';
 import { cpuThroughput } from './cpu-throughput.ts';
 import { roundTripFloor } from './floor.ts';
+import { cpuThroughputHop, latencyHop, noopThroughputHop } from './hop.ts';
 import { flowLimits } from './limits.ts';
 import { latency } from './latency.ts';
+import { memory } from './memory.ts';
 import { noopThroughput } from './noop-throughput.ts';
+import { shortBehindLong } from './priority.ts';
 import { progressCost } from './progress-cost.ts';
 import { scaleOut } from './scale-out.ts';
+import { soak } from './soak.ts';
 import { startup } from './startup.ts';
 import { workflows } from './workflows.ts';
 import type { Scenario, SystemScenario } from './types.ts';
@@ -25,6 +29,12 @@ export const SCENARIOS: readonly Scenario[] = [
   startup,
   workflows,
   flowLimits,
+  noopThroughputHop,
+  cpuThroughputHop,
+  latencyHop,
+  memory,
+  shortBehindLong,
+  soak,
 ];
 
 /** The scenario called `id`, or undefined. */

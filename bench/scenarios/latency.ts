@@ -8,7 +8,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { distribution, percentile, seededRandom } from '../stats.ts';
 import { wallClockMs } from '../work.ts';
-import type { SystemScenario } from './types.ts';
+import type { RunningSystem } from '../systems/types.ts';
+import type { Metrics, SystemScenario } from './types.ts';
 
 /** Measured enqueues (the floor scenario takes as many samples of each of its calls). */
 export const SAMPLES = { full: 500, quick: 200 };
@@ -34,35 +35,37 @@ export const latency: SystemScenario = {
   size: (quick) =>
     `${quick ? SAMPLES.quick : SAMPLES.full} single enqueues, ${GAP_MIN_MS}-${GAP_MAX_MS} ms apart (after ${WARMUP} warm-up jobs)`,
   timeoutMs: (quick) => (quick ? 120_000 : 240_000),
-  async measure(system, { quick, run }) {
-    const samples = quick ? SAMPLES.quick : SAMPLES.full;
-    for (let i = 0; i < WARMUP; i++) {
-      await system.enqueueOne({ seq: -1 - i });
-      await system.waitForFinished(i + 1, 30_000);
-    }
-    const random = seededRandom(scheduleSeed(run));
-    const enqueuedAt = new Map<number, number>();
-    let next = wallClockMs();
-    for (let seq = 0; seq < samples; seq++) {
-      next += GAP_MIN_MS + random() * (GAP_MAX_MS - GAP_MIN_MS);
-      const wait = next - wallClockMs();
-      if (wait > 0.5) await sleep(wait);
-      const at = wallClockMs();
-      await system.enqueueOne({ seq });
-      enqueuedAt.set(seq, at);
-    }
-    await system.waitForFinished(WARMUP + samples, 60_000);
-    const startedAt = await system.startTimes();
-    const latencies: number[] = [];
-    for (const [seq, at] of enqueuedAt) {
-      const started = startedAt.get(seq);
-      if (started !== undefined) latencies.push(started - at);
-    }
-    if (latencies.length < samples) throw new Error(`only ${latencies.length} of ${samples} jobs reported a start time`);
-    const d = distribution(latencies);
-    return { p50Ms: d.p50, p99Ms: d.p99, meanMs: d.mean, maxMs: d.max, samples: d.samples, ...(await split(system, enqueuedAt, startedAt)) };
-  },
+  measure: (system, { quick, run }) => measureLatency(system, quick ? SAMPLES.quick : SAMPLES.full, run),
 };
+
+/** `samples` single enqueues on run `run`'s schedule after WARMUP warm-up jobs: enqueue-to-start p50, p99 and more. */
+export async function measureLatency(system: RunningSystem, samples: number, run: number): Promise<Metrics> {
+  for (let i = 0; i < WARMUP; i++) {
+    await system.enqueueOne({ seq: -1 - i });
+    await system.waitForFinished(i + 1, 30_000);
+  }
+  const random = seededRandom(scheduleSeed(run));
+  const enqueuedAt = new Map<number, number>();
+  let next = wallClockMs();
+  for (let seq = 0; seq < samples; seq++) {
+    next += GAP_MIN_MS + random() * (GAP_MAX_MS - GAP_MIN_MS);
+    const wait = next - wallClockMs();
+    if (wait > 0.5) await sleep(wait);
+    const at = wallClockMs();
+    await system.enqueueOne({ seq });
+    enqueuedAt.set(seq, at);
+  }
+  await system.waitForFinished(WARMUP + samples, 60_000);
+  const startedAt = await system.startTimes();
+  const latencies: number[] = [];
+  for (const [seq, at] of enqueuedAt) {
+    const started = startedAt.get(seq);
+    if (started !== undefined) latencies.push(started - at);
+  }
+  if (latencies.length < samples) throw new Error(`only ${latencies.length} of ${samples} jobs reported a start time`);
+  const d = distribution(latencies);
+  return { p50Ms: d.p50, p99Ms: d.p99, meanMs: d.mean, maxMs: d.max, samples: d.samples, jobsRun: WARMUP + samples, ...(await split(system, enqueuedAt, startedAt)) };
+}
 
 /**
  * Enqueue-to-start split where the claim comes back (systems that report it): before, the

@@ -15,15 +15,13 @@
  * 4 processes put 4 threads, 4 supervisor main threads and PostgreSQL on the
  * cores: on a 2-core machine that measures contention, not scale.
  */
-import type { ChildProcess } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createClient, type Client } from '../../src/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { settle } from '../database.ts';
-import { forkTsx } from '../isolate.ts';
-import type { ScaleChildMessage, ScaleChildSpec } from '../scale-supervisor.ts';
+import { spawnSupervisor, stopSupervisor, type SupervisorProcess } from '../supervisor-process.ts';
 import { median } from '../stats.ts';
 import { FinishCounter } from '../systems/finish-counter.ts';
 import { followFinished } from '../systems/spindle-finished.ts';
@@ -32,7 +30,6 @@ import { wallClockMs } from '../work.ts';
 import { measureIterationsPerMs } from '../workers/progress-work.ts';
 import type { Metrics, StandaloneScenario } from './types.ts';
 
-const CHILD = fileURLToPath(new URL('../scale-supervisor.ts', import.meta.url));
 /** The job types every process serves. */
 const SCALE_TYPES = { noop: 'bench-noop', fixed: 'bench-fixed' } as const;
 const WORKERS: Record<string, string> = {
@@ -52,52 +49,7 @@ const CPU_JOB_MS = 20;
 const CHUNK_ITERATIONS = 10_000;
 const WARMUP_NOOP = 500;
 const WARMUP_CPU_PER_PROCESS = 4;
-const READY_TIMEOUT_MS = 60_000;
 const DRAIN_TIMEOUT_MS = 180_000;
-const STOP_TIMEOUT_MS = 30_000;
-
-/** A started supervisor process. */
-interface Child {
-  process: ChildProcess;
-  id: string;
-}
-
-function spawnChild(spec: ScaleChildSpec): Promise<Child> {
-  return new Promise((resolve, reject) => {
-    const { child, tail } = forkTsx(CHILD, spec);
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`a supervisor process was not ready within ${READY_TIMEOUT_MS} ms\n${tail()}`));
-    }, READY_TIMEOUT_MS);
-    child.on('message', (message: ScaleChildMessage) => {
-      if (message.type === 'ready') {
-        clearTimeout(timer);
-        resolve({ process: child, id: message.id });
-      } else if (message.type === 'error') {
-        clearTimeout(timer);
-        reject(new Error(`a supervisor process failed to start: ${message.error}`));
-      }
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`a supervisor process exited (${signal ?? `code ${code}`}) before it was ready\n${tail()}`));
-    });
-  });
-}
-
-/** Asks a child to stop gracefully; kills it if it takes too long. Never rejects. */
-function stopChild(child: Child): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.process.exitCode !== null || child.process.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    child.process.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    if (child.process.connected) child.process.send({ type: 'stop' });
-    else child.process.kill('SIGTERM');
-  });
-}
 
 /** One measured configuration: `processes` supervisors, each batch. */
 interface RunFigures {
@@ -137,11 +89,11 @@ async function measureOnce(databaseUrl: string, { processes, quick, chunks }: Ru
   await listener.connect();
   const stopFollowing = await followFinished(listener, finished);
   const client: Client = createClient({ connectionString: databaseUrl });
-  const children: Child[] = [];
+  const children: SupervisorProcess[] = [];
   try {
     const startAt = performance.now();
     const started = await Promise.allSettled(
-      Array.from({ length: processes }, () => spawnChild({ databaseUrl, concurrency: SCALE_CONCURRENCY, workers: WORKERS })),
+      Array.from({ length: processes }, () => spawnSupervisor({ databaseUrl, concurrency: SCALE_CONCURRENCY, workers: WORKERS })),
     );
     for (const s of started) if (s.status === 'fulfilled') children.push(s.value);
     const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -192,7 +144,7 @@ async function measureOnce(databaseUrl: string, { processes, quick, chunks }: Ru
     };
   } finally {
     stopFollowing();
-    await Promise.all(children.map(stopChild));
+    await Promise.all(children.map(stopSupervisor));
     await client.close();
     await listener.end();
   }

@@ -1,5 +1,5 @@
 /** Throughput, shared by the no-op and CPU scenarios: drain a batch of queued jobs, jobs per second. */
-import { CpuMeter, cpuPerJob } from '../cpu.ts';
+import { CpuMeter, cpuPerJob, readThreadSplit, threadsPerJob } from '../cpu.ts';
 import type { RunningSystem } from '../systems/types.ts';
 import { wallClockMs, type BenchJob } from '../work.ts';
 import type { Metrics } from './types.ts';
@@ -67,17 +67,22 @@ export async function measureThroughput(
   const batch = makeJobs(warmed, plan.jobs, plan.ms);
   const before = wallClockMs();
   const cpuBefore = meter.read();
+  const threadsBefore = readThreadSplit();
   await system.enqueueBatch(batch);
   const visible = wallClockMs();
   const cpuVisible = meter.read();
+  const threadsVisible = readThreadSplit();
   const finishedAt = await system.waitForFinished(warmed + plan.jobs, plan.timeoutMs);
   const cpuFinished = meter.read();
+  const threadsFinished = readThreadSplit();
   const drainMs = finishedAt - (system.enqueueIsAtomic ? visible : before);
   return {
     jobsPerSecond: plan.jobs / (drainMs / 1000),
     drainMs,
     enqueueMs: visible - before,
     jobs: plan.jobs,
+    jobsRun: warmed + plan.jobs,
     ...cpuPerJob(system.enqueueIsAtomic ? cpuVisible : cpuBefore, cpuFinished, plan.jobs),
+    ...threadsPerJob(system.enqueueIsAtomic ? threadsVisible : threadsBefore, threadsFinished, plan.jobs),
   };
 }

@@ -24,6 +24,9 @@ export interface Metric {
 /** Figures by metric key; a scenario may add keys beyond its declared metrics (kept in the JSON). */
 export type Metrics = Record<string, number>;
 
+/** Where a scenario's database is: `hop` puts a delay proxy in front of it (bench/network-hop.ts). */
+export type Network = 'local' | 'hop';
+
 /** What a system scenario's measure() gets besides the system. */
 export interface MeasureContext {
   quick: boolean;
@@ -48,6 +51,8 @@ export interface SystemScenario {
   work: WorkKind;
   /** The figures it reports; the first is the headline. */
   metrics: Metric[];
+  /** Where the database is: on this machine (the default), or one network hop away (bench/network-hop.ts). */
+  network?: Network;
   /** The size of a run, for people, e.g. `20,000 jobs`. */
   size(quick: boolean): string;
   /** How long one run (setup included) may take before its process is killed. */
@@ -59,6 +64,8 @@ export interface SystemScenario {
 export interface StandaloneContext {
   databaseUrl: string;
   quick: boolean;
+  /** `--soak-minutes`, for the soak. */
+  soakMinutes?: number;
   log(line: string): void;
 }
 
@@ -70,8 +77,10 @@ export interface StandaloneScenario {
   title: string;
   /** The system it measures. */
   system: string;
+  /** Run only when its flag is given (`--soak`), never by default nor with --quick. */
+  optIn?: 'soak';
   metrics: Metric[];
-  size(quick: boolean): string;
+  size(quick: boolean, soakMinutes?: number): string;
   /** Why it cannot run now, or undefined when it can. */
   unavailable(): Promise<string | undefined>;
   run(context: StandaloneContext): Promise<Metrics>;

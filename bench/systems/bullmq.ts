@@ -4,6 +4,7 @@
  * No-op and latency jobs run in an in-process processor; CPU jobs run in its
  * sandboxed processors on worker threads (`useWorkerThreads`), one per slot.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { fileURLToPath } from 'node:url';
 import { doWork, type BenchJob, type WorkKind, type WorkResult } from '../work.ts';
@@ -84,7 +85,12 @@ export const bullmq: SystemAdapter = {
     const connection = { connectionString: options.databaseUrl, schema: SCHEMA };
     const queue = new Queue(QUEUE, { connection });
     const onThreads = options.kind === 'spin';
-    const worker = new Worker(QUEUE, onThreads ? PROCESSOR_FILE : async (job) => doWork(job.name, job.data), {
+    const inProcess = async (job: Job): Promise<WorkResult> => {
+      const result = doWork(job.name, job.data);
+      if (options.holdMs) await sleep(options.holdMs);
+      return result;
+    };
+    const worker = new Worker(QUEUE, onThreads ? PROCESSOR_FILE : inProcess, {
       connection,
       concurrency: onThreads ? options.threads : IN_PROCESS_CONCURRENCY,
       useWorkerThreads: onThreads,

@@ -5,6 +5,7 @@
  *
  * 0.17.3 is the newest release that supports Node 20 (0.18 needs Node >= 22.18).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { doWork, type BenchJob, type WorkKind } from '../work.ts';
 import { FinishCounter, pollUntil } from './finish-counter.ts';
@@ -96,6 +97,7 @@ async function start(options: StartOptions, config: Config): Promise<RunningSyst
     (kind: WorkKind): Task =>
     async (payload) => {
       const result = doWork(kind, payload as BenchJob);
+      if (options.holdMs) await sleep(options.holdMs);
       if (kind === 'stamp') stamps.set(result.seq, result.startedAt);
       finished.add();
     };

@@ -30,6 +30,11 @@ export interface StartOptions {
   kind: WorkKind;
   /** Threads for systems that run handlers on threads (the same for all of them). */
   threads: number;
+  /**
+   * For the memory scenario: main-thread handlers wait this long after the work, so jobs stay in
+   * flight (graphile-worker, BullMQ's in-process processor); others ignore it.
+   */
+  holdMs?: number;
 }
 
 /** A started system, ready to take jobs. */
