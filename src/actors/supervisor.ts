@@ -8,7 +8,8 @@ import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import type pg from 'pg';
 import type { SupervisorConfig } from '../config.ts';
-import { claimJobs, releaseJobs, withClaimSettings, type ClaimConnections, type ClaimType, type ClaimedJob } from '../db/claims.ts';
+import { claimJobs, claimQueryable, releaseJobs, type ClaimType, type ClaimedJob } from '../db/claims.ts';
+import type { Queryable } from '../db/queryable.ts';
 import { activeScopes, claimLimited, LIMITS_CHANNEL, writeModuleLimits, type ActiveScopes } from '../db/limits.ts';
 import { flowLimitsOf } from '../limits.ts';
 import { limitedRoom, planFlow, type LimitedCall } from '../policy/flow-plan.ts';
@@ -115,6 +116,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #record: SupervisorRecord;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #jobHost: InFlightHost;
+  /** Where claims run, with the claim settings in force (db/claims.ts). */
+  readonly #claimDb: Queryable;
   #completer!: Completer;
   #compensator!: Compensator;
   #progress!: Progress;
@@ -143,6 +146,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     super({ name: 'supervisor', logger: deps.logger, clock: deps.clock });
     this.#d = deps;
     this.id = deps.id;
+    this.#claimDb = claimQueryable(deps.fastDb, deps.config.pooler === 'transaction');
     this.#jobHost = {
       events: this.events,
       supervisorId: deps.id,
@@ -475,9 +479,14 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (want <= 0) return true;
     const { config } = this.#d;
     this.#stats.claims++;
-    const { jobs, retryMs } = await withClaimSettings(this.#claimConnections(), (db) =>
-      claimLimited(db, { scope: call.scope, supervisorId: this.id, queues: config.queues, types: call.types, want, leaseMs: config.leaseMs }),
-    );
+    const { jobs, retryMs } = await claimLimited(this.#claimDb, {
+      scope: call.scope,
+      supervisorId: this.id,
+      queues: config.queues,
+      types: call.types,
+      want,
+      leaseMs: config.leaseMs,
+    });
     this.#limitedClaims.record(call.scope, want, jobs.length, retryMs, this.clock.now());
     for (const row of jobs) {
       this.#run(row).wakesOthers = true;
@@ -516,18 +525,12 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   }
 
   /** Where claims run: behind a transaction pooler each claim sets the claim settings for itself (db/claims.ts). */
-  #claimConnections(): ClaimConnections {
-    return { pool: this.#d.fastDb, settingsPerStatement: this.#d.config.pooler === 'transaction' };
-  }
-
   /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */
   async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;
     this.#stats.claims++;
     const byType = this.#activeScopes.types.size + this.#activeScopes.queues.size > 0;
-    const rows = await withClaimSettings(this.#claimConnections(), (db) =>
-      claimJobs(db, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs, byType }),
-    );
+    const rows = await claimJobs(this.#claimDb, { supervisorId: this.id, queues: config.queues, types, limit, leaseMs: config.leaseMs, byType });
     // What its type's budget does not allow is given back at once for other supervisors, rather
     // than held behind busy threads.
     const { kept, excess } = keepWithinBudget(config, this.#d.pool.runTimes, rows, this.#heldByType());

@@ -47,17 +47,14 @@ export const CLAIM_CONNECTION_OPTIONS = Object.entries(CLAIM_SETTINGS).map(([nam
  * session's settings would stay behind on a server session that others share (and PgBouncer refuses
  * startup options), so each claim sets them for itself, in the same round trip (db/pooler.ts).
  */
-export const CLAIM_SETTINGS_LOCAL = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');
+const CLAIM_SETTINGS_LOCAL = Object.entries(CLAIM_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');
 
-/** Where claims run: the pool, and whether its sessions carry CLAIM_SETTINGS (else each claim sets them). */
-export interface ClaimConnections {
-  pool: pg.Pool;
-  settingsPerStatement: boolean;
-}
-
-/** Runs a claim (claimJobs, claimLimited) with CLAIM_SETTINGS in force. */
-export function withClaimSettings<T>(claims: ClaimConnections, run: (db: Queryable) => Promise<T>): Promise<T> {
-  return run(claims.settingsPerStatement ? withSettingsPerStatement(claims.pool, CLAIM_SETTINGS_LOCAL) : claims.pool);
+/**
+ * Where claims run with CLAIM_SETTINGS in force: the pool itself when its sessions carry them
+ * (CLAIM_CONNECTION_OPTIONS), else the pool with the settings sent by each claim.
+ */
+export function claimQueryable(pool: pg.Pool, settingsPerStatement: boolean): Queryable {
+  return settingsPerStatement ? withSettingsPerStatement(pool, CLAIM_SETTINGS_LOCAL) : pool;
 }
 
 /** Jobs of a limited or paused type or queue are claimed only by spindle.claim_limited (db/limits.ts). */
