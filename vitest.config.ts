@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     globalSetup: ['test/global-setup.ts'],
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/helpers/unhandled-errors-reporter.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // expect.poll waits for what a user would see (a page that redraws, a row that changes): a second,
