@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import type { SupervisorOptions } from '../src/config.ts';
 import type { Job } from '../src/job.ts';
+import type { FlowLine, HeldFlowInput } from './fixtures/cutoff-workflows/held-flow.ts';
 import type { HoldInput, LedgerLine } from './fixtures/cutoff-workers/hold.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { NetworkNamespace, netnsUnavailable } from './helpers/netns.ts';
@@ -24,6 +25,7 @@ import { SupervisorProcess } from './helpers/supervisor-process.ts';
 import { TcpForwarder } from './helpers/tcp-forwarder.ts';
 
 const WORKERS = fileURLToPath(new URL('./fixtures/cutoff-workers', import.meta.url));
+const WORKFLOWS = fileURLToPath(new URL('./fixtures/cutoff-workflows', import.meta.url));
 /** SPINDLE_CUTOFF_DEFAULTS=1: the supervisors' default lease, heartbeat, reaper and grace, for BENCHMARKS.md's figures (a minute). */
 const DEFAULTS = process.env.SPINDLE_CUTOFF_DEFAULTS === '1';
 const HEARTBEAT_MS = DEFAULTS ? 5_000 : 250;
@@ -104,6 +106,7 @@ function supervisorOptions(databaseUrl: string, extra: SupervisorOptions): Super
   return {
     databaseUrl,
     workers: WORKERS,
+    workflows: WORKFLOWS,
     prefetch: 0,
     heartbeatMs: HEARTBEAT_MS,
     leaseMs: LEASE_MS,
@@ -160,6 +163,12 @@ function cutOffSuite(way: Way): void {
       ? readFileSync(ledgerFile(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LedgerLine)
       : [];
 
+  const flowLedgerFile = () => join(dir, 'flow-ledger.jsonl');
+  const flowLedger = (): FlowLine[] =>
+    existsSync(flowLedgerFile())
+      ? readFileSync(flowLedgerFile(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlowLine)
+      : [];
+
   function hold(tag: string, releaseFile: string, extra: Partial<HoldInput> = {}): HoldInput {
     return { ledger: ledgerFile(), tag, releaseFile: join(dir, releaseFile), laterMs: 100, ...extra };
   }
@@ -182,9 +191,15 @@ function cutOffSuite(way: Way): void {
     let cutOff: SupervisorProcess;
     let blockers: Job[] = [];
     let held: [Job, Job, Job];
+    // A workflow run the cut-off supervisor resumes (it is alone when the run starts), its step retried
+    // across the cut: where the host starts first, it would take the run.
+    let flowRun: string | undefined;
     if (way.cutOffLeads) {
       cutOff = await startCutOff();
       await cutOff.waitFor((l) => l.event === 'leader:changed' && l.leader === true, 5_000, 'leadership');
+      const input: HeldFlowInput = { ledger: flowLedgerFile(), releaseFile: join(dir, 'release-flow') };
+      flowRun = (await client.startWorkflow('held-flow', input)).run.id;
+      expect(await eventually(() => flowLedger().some((l) => l.step === 'attempt' && l.pid === cutOff.pid), 10_000)).toBe(true);
       held = await enqueueHeld();
       for (const job of held) await started(cutOff, job, 1);
       host = await startHost();
@@ -224,6 +239,12 @@ function cutOffSuite(way: Way): void {
     for (const job of rerun) expect([job.state, job.attempt, job.supervisorId, job.output]).toEqual(['succeeded', 2, host.id, { attempt: 2, pid: host.pid }]);
     const reaped = host.all((l) => l.event === 'job:reaped' && l.supervisorId === cutOff.id);
     const tookLead = host.lines.find((l) => l.event === 'leader:changed' && l.leader === true);
+    // The workflow run: taken over by the host (its step retried there), released, ended there.
+    if (flowRun) {
+      expect(await eventually(() => flowLedger().some((l) => l.step === 'attempt' && l.pid === host.pid), LEASE_MS + 10_000)).toBe(true);
+      writeFileSync(join(dir, 'release-flow'), '');
+      expect((await client.waitForWorkflow(flowRun, { timeoutMs: 20_000 })).state).toBe('succeeded');
+    }
 
     cut!.restore();
     const restoredAt = Date.now();
@@ -284,6 +305,24 @@ function cutOffSuite(way: Way): void {
       expect(lastTick).toBeLessThanOrEqual(stop.receivedAt);
     }
     expect(firstAttempt(finisher).filter((l) => l.edge === 'end').map((l) => l.pid)).toEqual([cutOff.pid]);
+
+    if (flowRun) {
+      // The run's body stopped on the cut-off supervisor when its leases ended: no attempt of its
+      // step there after that (they need no write in between, so only that can stop them), and its
+      // last step ran once, on the host. Its steps are recorded once each.
+      const lapsedAt = cutOff.lines.find((l, i) => i >= afterCut && typeof l.msg === 'string' && l.msg.startsWith('no heartbeat has reached'))!.receivedAt;
+      const cutOffAttempts = flowLedger().filter((l) => l.step === 'attempt' && l.pid === cutOff.pid);
+      expect(cutOffAttempts.length).toBeGreaterThan(0);
+      expect(Math.max(...cutOffAttempts.map((l) => l.at))).toBeLessThanOrEqual(lapsedAt);
+      expect(flowLedger().filter((l) => l.step === 'after').map((l) => l.pid)).toEqual([host.pid]);
+      expect(cutOff.lines.some((l) => l.msg === 'no heartbeat reached the database for a lease: these workflow runs stop at their next call' && (l.runs as string[]).includes(flowRun))).toBe(true);
+      const run = await client.getWorkflow(flowRun);
+      expect(run!.steps.map((step) => [step.name, step.state])).toEqual([
+        ['first', 'succeeded'],
+        ['retried', 'succeeded'],
+        ['after', 'succeeded'],
+      ]);
+    }
 
     // It counted what it lost, and that its leases ended once; it is registered and alive again.
     const snapshot = (await cutOff.snapshot()) as { actors: { state: { lostClaims: number }; children: { name: string; state: unknown }[] } };

@@ -104,9 +104,9 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
     keeper?: { connectionString: string; transactionPooler: boolean };
     onBeat: (result: BeatResult) => void;
     /**
-     * No beat has reached the database for a lease (less `stopBeforeEndMs`): these claims may be taken
-     * back at any moment, and their work must stop. Called again each interval while that lasts, with
-     * what is held then.
+     * No beat has reached the database for a lease (less `stopBeforeEndMs`): these claims, and the
+     * workflow runs held, may be taken back at any moment, and their work must stop. Called again each
+     * interval while that lasts, with what is held then.
      */
     onLeasesEnded?: (claims: HeldClaim[], silentMs: number) => void;
     /** How long before its lease ends a claim is reported lost: the time its thread takes to stop. */
@@ -225,7 +225,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
         'no heartbeat has reached the database for a lease: its claims may be taken back, so their jobs are stopped',
       );
     }
-    if (claims.length > 0) this.#onLeasesEnded(claims, silentMs);
+    if (claims.length > 0 || this.#runs().length > 0) this.#onLeasesEnded(claims, silentMs);
     // Until a beat reaches the database, what is claimed meanwhile is stopped too.
     this.#armLeaseWatch(now + this.#intervalMs);
   }

@@ -75,7 +75,7 @@ export interface SchedulerState {
 export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   readonly #o: SchedulerOptions;
   /** Resumes in progress: run id -> claim sequence. */
-  readonly #resuming = new Map<string, { claimSeq: number; done: Promise<void> }>();
+  readonly #resuming = new Map<string, { claimSeq: number; done: Promise<void>; lost: AbortController }>();
   /** Per schedule, the time up to which this leader has fired (or skipped) every tick. */
   readonly #cronCheckedUpTo = new Map<string, number>();
   #stats = { claims: 0, cronFired: 0, cronSkipped: 0, cronChecks: 0, errors: 0 };
@@ -98,6 +98,18 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
   /** The runs being resumed now, with their claims (the lease keeper extends their leases too). */
   heldRuns(): { runId: string; claimSeq: number }[] {
     return [...this.#resuming].map(([runId, r]) => ({ runId, claimSeq: r.claimSeq }));
+  }
+
+  /**
+   * No heartbeat has reached the database for a lease: the runs being resumed may be taken back by
+   * another supervisor, so their bodies stop at their next call. Called directly (the mailbox may
+   * wait on a statement that hangs).
+   */
+  leasesEnded(silentMs: number): void {
+    const runs = [...this.#resuming].filter(([, r]) => !r.lost.signal.aborted);
+    if (runs.length === 0) return;
+    this.logger.warn({ runs: runs.map(([id]) => id), silentMs }, 'no heartbeat reached the database for a lease: these workflow runs stop at their next call');
+    for (const [, r] of runs) r.lost.abort();
   }
 
   /** Looks for runs to resume now (a notification came). */
@@ -192,10 +204,12 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
       this.#stats.claims++;
       const exclude = [...this.#resuming.keys()];
       const rows = await claimWorkflowRuns(db, { supervisorId: selfId, limit: free, leaseMs, exclude, servable: this.#servable, any });
-      for (const row of rows) this.#resuming.set(row.id, { claimSeq: row.claim_seq, done: Promise.resolve() });
+      for (const row of rows) this.#resuming.set(row.id, { claimSeq: row.claim_seq, done: Promise.resolve(), lost: new AbortController() });
       if (rows.length > 0) this.#o.onClaimed?.();
       for (const row of rows) {
-        const done = resumeRun({ db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger, stepWriter: this.#stepWriter }, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name)).then(
+        const { lost } = this.#resuming.get(row.id)!;
+        const deps = { db, supervisorId: selfId, limits: this.#o.limits, logger: this.logger, stepWriter: this.#stepWriter };
+        const done = resumeRun(deps, row, this.#o.workflows.get(row.name), this.#o.workflows.broken.get(row.name), lost.signal).then(
           (outcome) => {
             this.#o.onResume?.(row.id, outcome);
             this.send({ type: 'done', runId: row.id, outcome });
@@ -205,7 +219,7 @@ export class Scheduler extends Actor<SchedulerMsg, SchedulerState> {
             this.send({ type: 'done', runId: row.id, outcome: 'retry' });
           },
         );
-        this.#resuming.set(row.id, { claimSeq: row.claim_seq, done });
+        this.#resuming.set(row.id, { claimSeq: row.claim_seq, done, lost });
       }
       if (rows.length < free) return;
     }

@@ -663,6 +663,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
 
   /** No beat has reached the database for a lease: the claims may be taken back, so their work stops. */
   #leasesEnded(claims: HeldClaim[], silentMs: number): void {
+    this.#scheduler?.leasesEnded(silentMs);
     for (const claim of claims) {
       const job = this.#inFlight.get(claim.id);
       if (job && job.attempt === claim.attempt) {

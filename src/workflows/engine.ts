@@ -33,12 +33,16 @@ export interface EngineDeps extends ReplayDeps {
 
 type FinalState = 'succeeded' | 'failed' | 'cancelled' | 'compensation_failed';
 
-/** Resumes one claimed run with its module (undefined: none here, or `loadError` says why it cannot load). */
+/**
+ * Resumes one claimed run with its module (undefined: none here, or `loadError` says why it cannot
+ * load). `lost` aborts when the claim may have been taken back: the body stops at its next call.
+ */
 export async function resumeRun(
   deps: EngineDeps,
   row: WorkflowRunRow & { db_now: Date },
   module: WorkflowModule | undefined,
   loadError?: string,
+  lost?: AbortSignal,
 ): Promise<ResumeOutcome> {
   const claim: WorkflowClaim = { runId: row.id, supervisorId: deps.supervisorId, claimSeq: row.claim_seq };
   const span = startResumeSpan(row.name, row.trace_context, {
@@ -47,7 +51,7 @@ export async function resumeRun(
     'spindle.workflow.resume': row.resumes,
     'spindle.supervisor': deps.supervisorId,
   });
-  const outcome = await resumeIn(deps, claim, row, module, loadError, span);
+  const outcome = await resumeIn(deps, claim, row, module, loadError, span, lost);
   span.setAttribute('spindle.workflow.outcome', outcome);
   endSpan(span, ['failed', 'compensation_failed', 'blocked'].includes(outcome) ? new Error(`workflow run ${outcome}`) : undefined);
   return outcome;
@@ -60,8 +64,10 @@ async function resumeIn(
   module: WorkflowModule | undefined,
   loadError: string | undefined,
   span: Span,
+  lost: AbortSignal | undefined,
 ): Promise<ResumeOutcome> {
   try {
+    if (lost?.aborted) return 'lost';
     if (!module) {
       const reason = loadError ?? `no workflow module named "${row.name}" on supervisor ${deps.supervisorId}`;
       return (await blockWorkflowRun(deps.db, claim, reason)) ? 'blocked' : 'lost';
@@ -76,7 +82,13 @@ async function resumeIn(
     // A run with no step recorded (step_count counts every row written) has none to read.
     const steps = row.step_count === 0 ? [] : await listWorkflowSteps(deps.db, row.id);
     const replay = new Replay(deps, claim, row, version, steps, span);
-    return await execute(deps, claim, row, replay, module);
+    const lose = () => replay.lose();
+    lost?.addEventListener('abort', lose, { once: true });
+    try {
+      return await execute(deps, claim, row, replay, module);
+    } finally {
+      lost?.removeEventListener('abort', lose);
+    }
   } catch (error) {
     // A write refused for what it carried would be refused at every resume: the run fails instead.
     if (isDataError(error)) {
@@ -106,7 +118,9 @@ async function execute(deps: EngineDeps, claim: WorkflowClaim, row: WorkflowRunR
   } finally {
     idle.stop();
   }
-  const abandoned = await replay.settle();
+  // A lost claim does not wait for its calls under way: their writes are refused, or stand if no
+  // other supervisor took the run meanwhile.
+  const abandoned = replay.stopped instanceof ClaimLost ? 0 : await replay.settle();
   if (abandoned > 0) {
     deps.logger.warn(
       { run: row.id, calls: abandoned, maxIdleMs: deps.limits.maxIdleMs },

@@ -161,6 +161,16 @@ export class Replay {
     return 0;
   }
 
+  /**
+   * The claim may be taken back (no heartbeat reached the database for a lease): the body's next
+   * `wf.*` call throws, so no new step starts here while another supervisor may run it, and the
+   * resume ends without waiting for what is under way (its writes are fenced).
+   */
+  lose(): void {
+    this.#stop(new ClaimLost());
+    this.#idle.reject(this.#signal);
+  }
+
   /** The signal that stopped the body, if one did (the body may have caught it). */
   get stopped(): WorkflowSignal | null {
     return this.#signal;
