@@ -167,6 +167,20 @@ describe('heartbeat', () => {
     // A second beat finds its row there.
     expect((await heartbeat.runOnce()).registeredAgain).toBe(false);
   });
+
+  it('counts the live supervisors, itself included, leaving out those unseen for three of their heartbeats', async () => {
+    const rec = record('hb-count');
+    const heartbeat = new Heartbeat({ db: db.pool, record: rec, intervalMs: 1_000, leaseMs: 60_000, claims: () => [], onBeat: () => {} });
+    const before = (await heartbeat.runOnce()).liveSupervisors;
+    expect(before).toBeGreaterThanOrEqual(1);
+    const others = ['hb-count-a', 'hb-count-b', 'hb-count-c', 'hb-count-gone'].map((id) => record(id));
+    for (const other of others) await registerSupervisor(db.pool, other);
+    await db.pool.query(`UPDATE spindle.supervisors SET last_seen_at = now() - interval '1 hour' WHERE id = 'hb-count-gone'`);
+    expect((await heartbeat.runOnce()).liveSupervisors).toBe(before + 3);
+    // Unseen for 3.5 of its 1 s heartbeats: dead, though no sweep has removed it yet.
+    await db.pool.query(`UPDATE spindle.supervisors SET last_seen_at = now() - interval '3.5 seconds' WHERE id = 'hb-count-c'`);
+    expect((await heartbeat.runOnce()).liveSupervisors).toBe(before + 2);
+  });
 });
 
 describe('reaper', () => {

@@ -13,6 +13,7 @@ import { extendLeases, type HeldJob } from '../db/leases.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import type { Clock } from '../clock.ts';
+import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 import { Actor, assertNever } from './kernel.ts';
 import type { KeeperHeld, KeeperReport, KeeperSettings } from './lease-keeper-thread.ts';
 
@@ -43,6 +44,8 @@ export interface BeatResult {
   held: HeldJob[];
   /** Its row was gone (a sweep had declared it dead) and the beat registered it again. */
   registeredAgain: boolean;
+  /** Live supervisors in the fleet, this one included. */
+  liveSupervisors: number;
 }
 
 type HeartbeatMsg = { type: 'beat' };
@@ -161,7 +164,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
   async runOnce(): Promise<BeatResult> {
     const asked = this.#claims();
     const started = performance.now();
-    const registeredAgain = await markSupervisorSeen(this.#db, this.#record);
+    const { inserted: registeredAgain, live: liveSupervisors } = await markSupervisorSeen(this.#db, this.#record, DEAD_AFTER_HEARTBEATS);
     const held = await extendLeases(this.#db, {
       supervisorId: this.#record.id,
       leaseMs: this.#leaseMs,
@@ -183,7 +186,7 @@ export class Heartbeat extends Actor<HeartbeatMsg, HeartbeatState> {
       // The jobs whose leases had not ended are still its own; the supervisor aborts those taken back.
       this.logger.warn({ holding: asked.length, stillHeld: held.length }, 'this supervisor had been declared dead; registered it again');
     }
-    const result = { asked, held, registeredAgain };
+    const result = { asked, held, registeredAgain, liveSupervisors };
     this.#tellKeeper(asked);
     this.#onBeat(result);
     return result;

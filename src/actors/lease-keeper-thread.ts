@@ -13,6 +13,7 @@ import { extendLeases } from '../db/leases.ts';
 import { POOLED_APPLICATION_NAME, UnnamedStatementClient } from '../db/pooler.ts';
 import { markSupervisorSeen, type SupervisorRecord } from '../db/supervisors.ts';
 import { extendWorkflowLeases } from '../db/workflows.ts';
+import { DEAD_AFTER_HEARTBEATS } from '../liveness.ts';
 
 export interface KeeperSettings {
   connectionString: string;
@@ -80,7 +81,7 @@ export function keepLeases(settings: KeeperSettings = workerData as KeeperSettin
         await db.connect();
       }
       const { record, leaseMs } = settings;
-      await markSupervisorSeen(db, record);
+      await markSupervisorSeen(db, record, DEAD_AFTER_HEARTBEATS);
       const { jobs, runs } = held;
       if (jobs.length > 0) {
         await extendLeases(db, { supervisorId: record.id, leaseMs, ids: jobs.map((j) => j.id), attempts: jobs.map((j) => j.attempt) });

@@ -24,6 +24,7 @@ import type { Registry } from '../pool/registry.ts';
 import type { AttemptOutcome } from '../job.ts';
 import type { AbortReason } from '../pool/protocol.ts';
 import { holdLimit, keepWithinBudget, planClaim, wantsClaim, type ServedType } from '../policy/claim-plan.ts';
+import { NoticePacing } from '../policy/notice-pacing.ts';
 import type { InFlightView, RuntimeEvents } from '../runtime-events.ts';
 import { Compensator } from './compensator.ts';
 import { Completer, type CompletedBatch } from './completer.ts';
@@ -46,8 +47,8 @@ import type { ScheduleEntry } from '../workflows/schedules.ts';
 const RETRY_CLAIM_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 
 type SupervisorMsg =
-  /** `rateWindow`: a rate limit's window has let a start go. */
-  | { type: 'claim'; rateWindow?: boolean }
+  /** `rateWindow`: a rate limit's window has let a start go. `notice`: a paced notice of new jobs is due. */
+  | { type: 'claim'; rateWindow?: boolean; notice?: boolean }
   | { type: 'limits' }
   | { type: 'finished'; id: string; outcome: Outcome }
   | { type: 'beat'; result: BeatResult }
@@ -138,6 +139,14 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
   readonly #limitedClaims = new LimitedClaims();
   /** A claim is due when a rate window lets the next start go. */
   #rateTimer = false;
+  /** How soon notices of new jobs are answered in a large fleet (policy/notice-pacing.ts). */
+  readonly #noticePacing = new NoticePacing();
+  /** Live supervisors, this one included, as the last beat counted them. */
+  #liveSupervisors = 1;
+  /** The next claim answers a notice: what it finds paces the next ones. */
+  #answersNotice = false;
+  /** A paced notice's claim is due (a timer). */
+  #noticeTimer = false;
   #idleWaiters: (() => void)[] = [];
   #stats = { claims: 0, claimed: 0, released: 0, lostClaims: 0, claimErrors: 0 };
   #finishedBy: Record<string, number> = {};
@@ -349,6 +358,10 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
         if (msg.rateWindow) {
           this.#rateTimer = false;
           this.#maybeMore = true;
+        } else if (msg.notice) {
+          this.#noticeTimer = false;
+          this.#maybeMore = true;
+          this.#answersNotice = true;
         } else {
           this.#claimQueued = false;
         }
@@ -358,6 +371,7 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
       case 'finished':
         return this.#finished(msg.id, msg.outcome);
       case 'beat':
+        this.#liveSupervisors = msg.result.liveSupervisors;
         this.#checkHeld(msg.result);
         if (this.#claimWaitsForBeat) {
           this.#claimWaitsForBeat = false;
@@ -393,10 +407,22 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     if (!this.send({ type: 'claim' })) this.#claimQueued = false;
   }
 
+  /** Claims on a notice of new jobs: at once, or, in a large fleet after empty claims, a little later. */
+  #answerNotice(): void {
+    const delay = this.#noticePacing.delayMs(this.#liveSupervisors);
+    if (delay === 0) {
+      this.#answersNotice = true;
+      this.#wake();
+    } else if (!this.#noticeTimer) {
+      this.#noticeTimer = true;
+      this.after(delay, { type: 'claim', notice: true });
+    }
+  }
+
   #onNotification(channel: string, payload: string): void {
     if (channel === 'spindle_jobs') {
       const queues = this.#d.config.queues;
-      if (queues.length === 0 || queues.includes(payload)) this.#wake();
+      if (queues.length === 0 || queues.includes(payload)) this.#answerNotice();
       return;
     }
     if (channel === LIMITS_CHANNEL) {
@@ -433,7 +459,11 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     }
     const plan = planClaim(config, this.#d.pool.runTimes, this.#servedTypes(), this.#heldByType());
     let free = plan.free;
+    const answersNotice = this.#answersNotice;
+    this.#answersNotice = false;
     if (free <= 0) return;
+    const found = () => this.#stats.claimed + this.#stats.released;
+    const foundBefore = found();
 
     // Consumed here, not overwritten after the claim: a wake-up that arrives while this claim is in
     // flight (jobs committed after its snapshot) sets it again and must not be lost.
@@ -468,6 +498,8 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     }
     // A batch that filled every free slot may have left more behind.
     if (full) this.#maybeMore = true;
+    if (found() > foundBefore) this.#noticePacing.claimedSome();
+    else if (answersNotice) this.#noticePacing.claimedNothing();
   }
 
   /**
@@ -524,7 +556,6 @@ export class Supervisor extends Actor<SupervisorMsg, SupervisorState> {
     return held;
   }
 
-  /** Where claims run: behind a transaction pooler each claim sets the claim settings for itself (db/claims.ts). */
   /** Claims up to `limit` jobs and runs them; returns how many it kept and how many it gave back. */
   async #claimBatch(types: ClaimType[], limit: number): Promise<{ kept: number; released: number }> {
     const { config, fastDb } = this.#d;

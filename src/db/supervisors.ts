@@ -75,20 +75,31 @@ export async function listSupervisors(db: Queryable, deadAfterBeats: number): Pr
   return rows;
 }
 
+/** What marking a supervisor seen found. */
+export interface Seen {
+  /** The row had to be inserted: a sweep had declared this supervisor dead. */
+  inserted: boolean;
+  /** Supervisors seen within their last `deadAfterBeats` heartbeats, this one included. */
+  live: number;
+}
+
 /**
- * Marks a supervisor seen (registering it again if a sweep had removed it). Its own statement, apart
- * from the leases: it touches one row, so no lock on a job can delay or undo it. Returns true when
- * the row had to be inserted: a sweep had declared this supervisor dead.
+ * Marks a supervisor seen (registering it again if a sweep had removed it), and counts the live ones.
+ * Its own statement, apart from the leases: it touches one row, so no lock on a job can delay or
+ * undo it.
  */
-export async function markSupervisorSeen(db: Queryable, s: SupervisorRecord): Promise<boolean> {
-  // xmax is 0 only in a row version this statement inserted; the conflict's update locks the row and sets it.
-  const { rows } = await db.query<{ inserted: boolean }>({
+export async function markSupervisorSeen(db: Queryable, s: SupervisorRecord, deadAfterBeats: number): Promise<Seen> {
+  // xmax is 0 only in a row version this statement inserted; the conflict's update locks the row and
+  // sets it. The count reads the table as it was before this statement: this supervisor is added.
+  const { rows } = await db.query<Seen>({
     name: 'spindle.seen',
     text: `INSERT INTO spindle.supervisors (id, host, pid, version, queues, types, concurrency, heartbeat_ms)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (id) DO UPDATE SET last_seen_at = now()
-           RETURNING xmax = 0 AS inserted`,
-    values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs],
+           RETURNING xmax = 0 AS inserted,
+                     1 + (SELECT count(*)::int FROM spindle.supervisors o
+                           WHERE o.id <> $1 AND o.last_seen_at >= now() - $9 * o.heartbeat_ms * interval '1 millisecond') AS live`,
+    values: [s.id, s.host, s.pid, s.version, s.queues, s.types, s.concurrency, s.heartbeatMs, deadAfterBeats],
   });
-  return rows[0]!.inserted;
+  return rows[0]!;
 }
