@@ -10,6 +10,17 @@ export interface HeldJob {
   cancel_reason: string | null;
 }
 
+/** The heartbeat's statement (see extendLeases): $1 supervisor, $2 ids, $3 attempts, $4 lease ms. */
+export const LEASE_SQL = `WITH locked AS MATERIALIZED (
+       ${LOCK_HELD_IN_ORDER}
+     )
+     -- Held and fenced: checked as each row was locked, and locked until the statement ends.
+     UPDATE spindle.jobs j
+        SET lease_expires_at = now() + $4 * interval '1 millisecond'
+       FROM locked
+      WHERE j.id = locked.id
+      RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`;
+
 /**
  * Extends the lease of every job this supervisor holds (fenced on attempt). Returns the jobs still
  * held, with any cancel request; one missing has been taken away.
@@ -20,14 +31,7 @@ export async function extendLeases(
 ): Promise<HeldJob[]> {
   const { rows } = await db.query<HeldJob>({
     name: 'spindle.lease',
-    text: `WITH locked AS MATERIALIZED (
-       ${LOCK_HELD_IN_ORDER}
-     )
-     UPDATE spindle.jobs j
-        SET lease_expires_at = now() + $4 * interval '1 millisecond'
-       FROM locked
-      WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
-      RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`,
+    text: LEASE_SQL,
     values: [lease.supervisorId, lease.ids, lease.attempts, lease.leaseMs],
   });
   return rows;

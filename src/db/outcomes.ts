@@ -1,6 +1,7 @@
 /** An attempt's outcome written, fenced by its attempt number; a cancelled job's compensation. */
 import type { JobState } from '../job.ts';
 import type { HasLog } from '../logger.ts';
+import { lockHeldInOrder } from './locking.ts';
 import type { Queryable } from './queryable.ts';
 
 /** One finished attempt, as the supervisor writes it. */
@@ -58,22 +59,12 @@ export interface FinishedJobs {
   cancelled: { id: string; reason: string | null }[];
 }
 
-/**
- * Records many finished attempts in one statement, fenced on (id, attempt, worker, running):
- * a row whose claim was lost matches nothing and is left alone.
- * A succeeded attempt gets no attempt_log row: the job row is its record (see the attempts view).
- */
-export async function finishJobs(db: Queryable, supervisorId: string, finishes: Finish[]): Promise<FinishedJobs> {
-  const { rows } = await db.query<FinishedJobs>({
-    name: 'spindle.finish',
-    text: `WITH d AS (
+/** The outcome statement (see finishJobs): $1 supervisor, $2 the finishes as one JSON array. */
+export const FINISH_SQL = `WITH d AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb)
          AS d(id bigint, attempt int, outcome text, next_state text, output jsonb, error jsonb, delay_ms bigint, logs text, progress jsonb, wakes boolean)
      ), locked AS MATERIALIZED (
-       SELECT j.id FROM spindle.jobs j JOIN d ON j.id = d.id AND j.attempt = d.attempt
-        WHERE j.worker_id = $1 AND j.state = 'running'
-        ORDER BY j.id
-        FOR UPDATE OF j
+       ${lockHeldInOrder('d')}
      ), done AS (
        UPDATE spindle.jobs j
           -- A retry of a job whose cancel was requested (it came too late to stop this attempt) ends it cancelled.
@@ -91,7 +82,8 @@ export async function finishJobs(db: Queryable, supervisorId: string, finishes: 
               max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
               logs = d.logs
          FROM d JOIN locked ON locked.id = d.id
-        WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
+        -- Held and fenced: checked as each row was locked, and locked until the statement ends.
+        WHERE j.id = d.id
         RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms, d.next_state, j.cancel_reason, d.wakes
      ), recorded AS (
        INSERT INTO spindle.attempt_log (job_id, attempt, worker_id, outcome, error, logs, started_at)
@@ -108,7 +100,17 @@ export async function finishJobs(db: Queryable, supervisorId: string, finishes: 
      SELECT coalesce((SELECT json_agg(id::text) FROM done), '[]') AS ids,
             coalesce((SELECT json_agg(json_build_object('id', id::text, 'reason', cancel_reason)) FROM done
                        WHERE state = 'cancelled' AND next_state <> 'cancelled'), '[]') AS cancelled,
-            (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`,
+            (SELECT count(*) FROM woken) w, (SELECT count(*) FROM told) t`;
+
+/**
+ * Records many finished attempts in one statement, fenced on (id, attempt, worker, running):
+ * a row whose claim was lost matches nothing and is left alone.
+ * A succeeded attempt gets no attempt_log row: the job row is its record (see the attempts view).
+ */
+export async function finishJobs(db: Queryable, supervisorId: string, finishes: Finish[]): Promise<FinishedJobs> {
+  const { rows } = await db.query<FinishedJobs>({
+    name: 'spindle.finish',
+    text: FINISH_SQL,
     values: [supervisorId, finishesJson(finishes)],
   });
   return rows[0]!;

@@ -1,5 +1,5 @@
 /** Progress reports of running jobs, written in batches, fenced like outcomes. */
-import { LOCK_HELD_IN_ORDER } from './locking.ts';
+import { lockHeldInOrder } from './locking.ts';
 import type { HasLog } from '../logger.ts';
 import type { Queryable } from './queryable.ts';
 
@@ -15,6 +15,9 @@ export interface ProgressUpdate {
   about?: HasLog;
 }
 
+const PROGRESS_PAIRS = `unnest($2::bigint[], $3::int[], $4::real[], $5::text[], $6::jsonb[], $7::text[])
+  AS u(id, attempt, percent, message, data, logs)`;
+
 /**
  * Writes the latest progress of many jobs in one statement, fenced on (id, attempt, worker, running),
  * and tells watchers with one NOTIFY per 300 jobs. Returns how many rows were written.
@@ -23,15 +26,14 @@ export async function writeProgress(db: Queryable, supervisorId: string, updates
   const { rows } = await db.query<{ n: number }>({
     name: 'spindle.progress',
     text: `WITH locked AS MATERIALIZED (
-       ${LOCK_HELD_IN_ORDER}
+       ${lockHeldInOrder(PROGRESS_PAIRS, ['percent', 'message', 'data', 'logs'])}
      ), written AS (
+       -- Held and fenced: checked as each row was locked, and locked until the statement ends.
        UPDATE spindle.jobs j
-          SET progress = u.percent, progress_message = u.message, progress_data = u.data,
-              logs = coalesce(u.logs, j.logs)
-         FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[], $6::jsonb[], $7::text[])
-           AS u(id, attempt, percent, message, data, logs)
-         JOIN locked ON locked.id = u.id
-        WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $1 AND j.state = 'running'
+          SET progress = locked.percent, progress_message = locked.message, progress_data = locked.data,
+              logs = coalesce(locked.logs, j.logs)
+         FROM locked
+        WHERE j.id = locked.id
         RETURNING j.id
      ), told AS (
        SELECT pg_notify('spindle_progress', string_agg(id::text, ','))
