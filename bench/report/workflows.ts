@@ -42,7 +42,9 @@ export function workflowsSections(results: Results): StartupSection[] {
     right: [false, ...STEPS.flatMap(() => [true, true])],
   };
   const after = [
-    'A workflow body runs on its supervisor\'s main thread; each step is one fenced statement (one commit). ' +
+    'A workflow body runs on its supervisor\'s main thread. Step writes of all the runs a supervisor resumes go through one ' +
+      'StepWriter: the writes that arrive while a statement is under way share the next one (one commit for many steps, each ' +
+      'fenced on its run\'s claim). Two supervisor processes on 2 cores share the cores with each other and PostgreSQL. ' +
       `Load average (1 min) ${formatNumber(r.loadBefore!, 2)} before, ${formatNumber(r.loadAfter!, 2)} after.`,
   ];
   return [{ title, before, grid, after }];
