@@ -77,7 +77,7 @@ async function openEmbedded(): Promise<BenchDatabase> {
   let closed = false;
   return {
     url: server.url,
-    source: `spindle's embedded PostgreSQL (fast mode: fsync and synchronous_commit off) in ${dir}`,
+    source: `spindle's embedded PostgreSQL (fast mode: fsync and synchronous_commit off), in a temporary directory`,
     server: await serverInfo(server.url),
     async close() {
       if (closed) return;
