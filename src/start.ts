@@ -8,6 +8,7 @@ import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './
 import { migrate } from './db/migrate.ts';
 import { claimJobs, CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
 import { finishJobs } from './db/outcomes.ts';
+import { hearDrops } from './db/queryable.ts';
 import { POOLED_APPLICATION_NAME, poolClientFor } from './db/pooler.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
@@ -233,16 +234,24 @@ async function openPools(
   // first outcomes, the leader's first sweeps beside them), two of fastDb (the first claim, the
   // heartbeat's first beat). One of db migrates first. A connection that fails here is tried again,
   // and reported, by the statement that needs it; the one that migrates must not fail.
-  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().catch(() => undefined));
-  const migrating = await db.connect();
+  // Checked out, they are not the pools' to watch: a drop meanwhile must not end the process.
+  const stopHearing = new Map<pg.PoolClient, () => void>();
+  const hear = (client: pg.PoolClient) => (stopHearing.set(client, hearDrops(client)), client);
+  const release = (client: pg.PoolClient | undefined, error?: Error) => {
+    if (!client) return;
+    stopHearing.get(client)?.();
+    client.release(error);
+  };
+  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().then(hear, () => undefined));
+  const migrating = hear(await db.connect());
   try {
     // Migrations hold a session's advisory lock across their transactions: never through a
     // transaction pooler (config requires the session URL there).
     const applied = await migrate(transactionPooler ? config.sessionDatabaseUrl! : migrating);
     if (applied.length) logger.info({ applied }, 'migrated the database');
   } catch (error) {
-    migrating.release(error as Error);
-    for (const client of await Promise.all(opening)) client?.release();
+    release(migrating, error as Error);
+    for (const client of await Promise.all(opening)) release(client);
     throw error;
   }
   const [second, third, ...claiming] = await Promise.all(opening);
@@ -253,7 +262,7 @@ async function openPools(
     ...[migrating, second, third].map((client) => client && finishJobs(client, id, []).catch(() => {})),
     ...claiming.map((client) => client && claimJobs(client, { supervisorId: id, queues: [], types: [], limit: 1, leaseMs: 1 }).catch(() => {})),
   ]);
-  for (const client of [migrating, second, third, ...claiming]) client?.release();
+  for (const client of [migrating, second, third, ...claiming]) release(client);
   return { databaseUrl, db, fastDb };
 }
 

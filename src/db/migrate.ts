@@ -20,6 +20,8 @@ export async function migrationNames(): Promise<string[]> {
 export async function migrate(target: string | pg.ClientBase): Promise<string[]> {
   if (typeof target !== 'string') return migrateOn(target);
   const client = new pg.Client({ connectionString: target });
+  // A connection that drops fails the statement under way; its 'error' event must not end the process.
+  client.on('error', () => {});
   await client.connect();
   try {
     return await migrateOn(client);

@@ -5,11 +5,24 @@ import type pg from 'pg';
 export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 
 /**
+ * Hears a checked-out client's 'error' until the returned function is called. A pool listens for it
+ * only on idle clients: a connection that drops while checked out (a restarted server, a terminated
+ * backend, a link cut) emits an 'error' nobody hears, which ends the process. The statement under way
+ * fails with it anyway, so the event itself is ignored.
+ */
+export function hearDrops(client: pg.ClientBase): () => void {
+  const ignore = () => {};
+  client.on('error', ignore);
+  return () => client.off('error', ignore);
+}
+
+/**
  * Runs `body` in a transaction on one connection of `pool`: COMMIT when it resolves, ROLLBACK when
  * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded.
  */
 export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  const stopHearing = hearDrops(client);
   let broken: Error | undefined;
   try {
     await client.query('BEGIN');
@@ -22,6 +35,7 @@ export async function inTransaction<T>(pool: pg.Pool, body: (db: pg.PoolClient) 
     });
     throw error;
   } finally {
+    stopHearing();
     client.release(broken);
   }
 }
