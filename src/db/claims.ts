@@ -154,7 +154,7 @@ export async function releaseJobs(db: Queryable, supervisorId: string, jobs: { i
        UPDATE spindle.jobs j
           SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease_expires_at = NULL
          FROM locked
-        WHERE j.id = locked.id
+        WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.queue
      ), woken AS (
        SELECT pg_notify('spindle_jobs', queue) FROM (SELECT DISTINCT queue FROM released) q

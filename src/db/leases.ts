@@ -14,11 +14,12 @@ export interface HeldJob {
 export const LEASE_SQL = `WITH locked AS MATERIALIZED (
        ${LOCK_HELD_IN_ORDER}
      )
-     -- Held and fenced: checked as each row was locked, and locked until the statement ends.
+     -- The fence again (it held when each row was locked): with it the planner finds this worker's
+     -- rows by jobs_running_idx; by id alone it would read the whole table when it guesses that cheaper.
      UPDATE spindle.jobs j
         SET lease_expires_at = now() + $4 * interval '1 millisecond'
        FROM locked
-      WHERE j.id = locked.id
+      WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
       RETURNING j.id::text, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.cancel_reason`;
 
 /**

@@ -82,8 +82,8 @@ export const FINISH_SQL = `WITH d AS (
               max_attempts = CASE WHEN d.outcome = 'interrupted' THEN j.max_attempts + 1 ELSE j.max_attempts END,
               logs = d.logs
          FROM d JOIN locked ON locked.id = d.id
-        -- Held and fenced: checked as each row was locked, and locked until the statement ends.
-        WHERE j.id = d.id
+        -- The fence again (see LEASE_SQL in leases.ts).
+        WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.id, j.attempt, j.started_at, j.queue, j.state, d.outcome, d.error, d.logs, d.delay_ms, d.next_state, j.cancel_reason, d.wakes
      ), recorded AS (
        INSERT INTO spindle.attempt_log (job_id, attempt, worker_id, outcome, error, logs, started_at)

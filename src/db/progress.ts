@@ -28,12 +28,12 @@ export async function writeProgress(db: Queryable, supervisorId: string, updates
     text: `WITH locked AS MATERIALIZED (
        ${lockHeldInOrder(PROGRESS_PAIRS, ['percent', 'message', 'data', 'logs'])}
      ), written AS (
-       -- Held and fenced: checked as each row was locked, and locked until the statement ends.
+       -- The fence again (see LEASE_SQL in leases.ts).
        UPDATE spindle.jobs j
           SET progress = locked.percent, progress_message = locked.message, progress_data = locked.data,
               logs = coalesce(locked.logs, j.logs)
          FROM locked
-        WHERE j.id = locked.id
+        WHERE j.id = locked.id AND j.worker_id = $1 AND j.state = 'running'
         RETURNING j.id
      ), told AS (
        SELECT pg_notify('spindle_progress', string_agg(id::text, ','))
