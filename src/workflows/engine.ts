@@ -84,6 +84,8 @@ async function resumeIn(
     const replay = new Replay(deps, claim, row, version, steps, span);
     const lose = () => replay.lose();
     lost?.addEventListener('abort', lose, { once: true });
+    // Lost while its steps were read: the listener came too late to hear it.
+    if (lost?.aborted) lose();
     try {
       return await execute(deps, claim, row, replay, module);
     } finally {
