@@ -228,30 +228,27 @@ async function openPools(
     query_timeout: Math.max(config.heartbeatMs, MIN_STATEMENT_BOUND_MS),
   });
   // An idle connection that dies (restarted server) is replaced on the next query; it must not crash us.
-  for (const pool of [db, fastDb]) pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
+  for (const pool of [db, fastDb]) {
+    pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
+    // A pool hears 'error' only on idle clients: a connection that drops while checked out (a
+    // transaction, the warm-up below) must fail its statement, not end the process.
+    pool.on('connect', (client) => hearDrops(client));
+  }
   cleanup.push(() => db.end(), () => fastDb.end());
   // Opened now, each a new server backend (a round trip or more): three of db (the registration, the
   // first outcomes, the leader's first sweeps beside them), two of fastDb (the first claim, the
   // heartbeat's first beat). One of db migrates first. A connection that fails here is tried again,
   // and reported, by the statement that needs it; the one that migrates must not fail.
-  // Checked out, they are not the pools' to watch: a drop meanwhile must not end the process.
-  const stopHearing = new Map<pg.PoolClient, () => void>();
-  const hear = (client: pg.PoolClient) => (stopHearing.set(client, hearDrops(client)), client);
-  const release = (client: pg.PoolClient | undefined, error?: Error) => {
-    if (!client) return;
-    stopHearing.get(client)?.();
-    client.release(error);
-  };
-  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().then(hear, () => undefined));
-  const migrating = hear(await db.connect());
+  const opening = [db, db, fastDb, fastDb].map((pool) => pool.connect().catch(() => undefined));
+  const migrating = await db.connect();
   try {
     // Migrations hold a session's advisory lock across their transactions: never through a
     // transaction pooler (config requires the session URL there).
     const applied = await migrate(transactionPooler ? config.sessionDatabaseUrl! : migrating);
     if (applied.length) logger.info({ applied }, 'migrated the database');
   } catch (error) {
-    release(migrating, error as Error);
-    for (const client of await Promise.all(opening)) release(client);
+    migrating.release(error as Error);
+    for (const client of await Promise.all(opening)) client?.release();
     throw error;
   }
   const [second, third, ...claiming] = await Promise.all(opening);
@@ -262,7 +259,7 @@ async function openPools(
     ...[migrating, second, third].map((client) => client && finishJobs(client, id, []).catch(() => {})),
     ...claiming.map((client) => client && claimJobs(client, { supervisorId: id, queues: [], types: [], limit: 1, leaseMs: 1 }).catch(() => {})),
   ]);
-  for (const client of [migrating, second, third, ...claiming]) release(client);
+  for (const client of [migrating, second, third, ...claiming]) client?.release();
   return { databaseUrl, db, fastDb };
 }
 
