@@ -27,6 +27,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   client = createClient({ connectionString: db.url });
   claimers = new pg.Pool({ connectionString: db.url, max: 12, options: CLAIM_CONNECTION_OPTIONS });
+  claimers.on('error', () => {});
 });
 
 afterEach(async () => {

@@ -23,7 +23,11 @@ export async function createBareDatabase(): Promise<{ url: string; drop(): Promi
   await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
   return {
     url: withDatabase(admin, name),
-    drop: () => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+    drop: () =>
+      withClient(admin, async (c) => {
+        await sessionsGone(c, name);
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      }),
   };
 }
 
@@ -48,6 +52,20 @@ export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
+}
+
+/**
+ * Waits, up to five seconds, for the database's sessions to end. pg's `Pool.end()` resolves before
+ * its connections have closed; FORCE would terminate those still closing, and a pool without an
+ * 'error' listener turns that into an uncaught exception in the test file's process.
+ */
+async function sessionsGone(admin: pg.Client, name: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+    if (rows[0]!.n === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function withClient<T>(url: string, run: (c: pg.Client) => Promise<T>): Promise<T> {
