@@ -141,7 +141,7 @@ describe('limits across supervisor processes', () => {
     async () => {
       const ledger = join(dir, 'limited.jsonl');
       const supervisors = await startSupervisors(4);
-      const limited = Array.from({ length: 1_000 }, (_, i) => ({ type: 'limited', input: { ledger, ms: 5 + ((i * 7) % 46) } }));
+      const limited = Array.from({ length: 500 }, (_, i) => ({ type: 'limited', input: { ledger, ms: 5 + ((i * 7) % 46) } }));
       const serial = Array.from({ length: 200 }, (_, i) => ({
         type: 'serial',
         input: { ledger, ms: 5 + ((i * 11) % 30), key: `k${i % 50}` },
@@ -151,7 +151,7 @@ describe('limits across supervisor processes', () => {
 
       // Killed once it has run a share of the jobs, holding some.
       const victim = supervisors[1]!;
-      expect(await eventually(async () => ((await countByState('limited')).succeeded ?? 0) >= 150, 30_000)).toBe(true);
+      expect(await eventually(async () => ((await countByState('limited')).succeeded ?? 0) >= 100, 30_000)).toBe(true);
       victim.signal('SIGKILL');
       await victim.exited;
       const killedAt = new Map([[victim.pid, victim.exitedAt!]]);
@@ -159,7 +159,7 @@ describe('limits across supervisor processes', () => {
       const allDone = async () => {
         const a = await countByState('limited');
         const b = await countByState('serial');
-        return a.succeeded === 1_000 && b.succeeded === 200;
+        return a.succeeded === 500 && b.succeeded === 200;
       };
       expect(await eventually(allDone, 90_000), JSON.stringify([await countByState('limited'), await countByState('serial')])).toBe(true);
 
@@ -171,18 +171,18 @@ describe('limits across supervisor processes', () => {
       expect(byKey.size).toBe(50);
       for (const [key, keyRuns] of byKey) expect(maxOverlap(keyRuns), key).toBe(1);
       // Every job ran to its end at least once.
-      expect(new Set(runs.map((r) => r.id)).size).toBe(1_200);
+      expect(new Set(runs.map((r) => r.id)).size).toBe(700);
     },
     150_000,
   );
 
   it(
-    'a rate limit of 20 per second, over 10 s on 3 supervisors: never more than 20 starts in any 1 s window',
+    'a rate limit of 20 per second, over 5 s on 3 supervisors: never more than 20 starts in any 1 s window',
     async () => {
       const ledger = join(dir, 'rated.jsonl');
       await startSupervisors(3);
-      await client.enqueueMany(Array.from({ length: 200 }, () => ({ type: 'rated', input: { ledger, ms: 1 } })));
-      expect(await eventually(async () => (await countByState('rated')).succeeded === 200, 30_000)).toBe(true);
+      await client.enqueueMany(Array.from({ length: 100 }, () => ({ type: 'rated', input: { ledger, ms: 1 } })));
+      expect(await eventually(async () => (await countByState('rated')).succeeded === 100, 30_000)).toBe(true);
 
       // As the database recorded the claims (the handlers' own clocks add the hop to the thread,
       // which the rate window's margin covers on a quiet machine; bench/ measures that, not a test).
@@ -191,8 +191,8 @@ describe('limits across supervisor processes', () => {
         "SELECT extract(epoch FROM started_at) * 1000 AS t FROM spindle.jobs WHERE type = 'rated' ORDER BY started_at",
       );
       expect(mostInWindow(rows.map((r) => Number(r.t)), 1_000)).toBeLessThanOrEqual(20);
-      // The window is filled, not starved: 200 starts take about 10 s.
-      expect(starts.at(-1)! - starts[0]!).toBeGreaterThan(9_000);
+      // The window is filled, not starved: 100 starts take about 5 s.
+      expect(starts.at(-1)! - starts[0]!).toBeGreaterThan(4_000);
     },
     60_000,
   );
