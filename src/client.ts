@@ -3,7 +3,7 @@ import pg from 'pg';
 import { embeddedPool } from './db/embedded-client.ts';
 import { resolveStateDir } from './db/embedded-state.ts';
 import { cancelJob, enqueueJob, enqueueJobs, getJob, insertJobs, listAttempts, listJobs, retryJob } from './db/jobs.ts';
-import type { Queryable } from './db/queryable.ts';
+import { endPool, type Queryable } from './db/queryable.ts';
 import { listSupervisors, type SupervisorInfo } from './db/supervisors.ts';
 import { clearOperatorLimits, listLimits, setOperatorLimits, setPaused, waitingFor, type LimitRow } from './db/limits.ts';
 import { checkFlowLimits, parseScope, type FlowLimitsUpdate, type LimitScope } from './limits.ts';
@@ -393,9 +393,9 @@ export class Client {
     return this.#pool;
   }
 
-  /** Closes the Client's connections (not those of a pool passed in). */
+  /** Closes the Client's connections (not those of a pool passed in), and resolves once they have closed. */
   async close(): Promise<void> {
-    if (this.#ownsPool) await this.#pool.end();
+    if (this.#ownsPool) await endPool(this.#pool);
   }
 
   /** The pool, once the database's schema has been checked. */

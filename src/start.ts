@@ -8,7 +8,7 @@ import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './
 import { migrate } from './db/migrate.ts';
 import { claimJobs, CLAIM_CONNECTION_OPTIONS } from './db/claims.ts';
 import { finishJobs } from './db/outcomes.ts';
-import { hearDrops } from './db/queryable.ts';
+import { endPool, hearDrops } from './db/queryable.ts';
 import { POOLED_APPLICATION_NAME, poolClientFor } from './db/pooler.ts';
 import { createLogger, type Logger, type PinoLogger } from './logger.ts';
 import type { DebugLimits } from './ops/debug-server.ts';
@@ -234,7 +234,7 @@ async function openPools(
     // transaction, the warm-up below) must fail its statement, not end the process.
     pool.on('connect', (client) => hearDrops(client));
   }
-  cleanup.push(() => db.end(), () => fastDb.end());
+  cleanup.push(() => endPool(db), () => endPool(fastDb));
   // Opened now, each a new server backend (a round trip or more): three of db (the registration, the
   // first outcomes, the leader's first sweeps beside them), two of fastDb (the first claim, the
   // heartbeat's first beat). One of db migrates first. A connection that fails here is tried again,

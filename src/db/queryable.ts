@@ -17,6 +17,28 @@ export function hearDrops(client: pg.ClientBase): () => void {
 }
 
 /**
+ * Ends a pool and waits, up to `boundMs`, for its connections to close. pg's `Pool.end()` resolves
+ * once it has asked them to: a caller that then counts the database's sessions, or drops it, would
+ * still find them. Bounded, as a connection whose peer is unreachable closes only when TCP gives up.
+ */
+export async function endPool(pool: pg.Pool, boundMs = 2_000): Promise<void> {
+  let open = pool.totalCount;
+  const closed = new Promise<void>((resolve) => {
+    if (open === 0) resolve();
+    pool.on('remove', () => {
+      if (--open <= 0) resolve();
+    });
+  });
+  await pool.end();
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, boundMs);
+  });
+  await Promise.race([closed, bound]);
+  clearTimeout(timer);
+}
+
+/**
  * Runs `body` in a transaction on one connection of `pool`: COMMIT when it resolves, ROLLBACK when
  * it throws (the error is rethrown). A connection whose ROLLBACK failed is discarded.
  */

@@ -1,0 +1,59 @@
+/**
+ * Closing means closed: once `client.close()` or a supervisor's `stop()` resolves, none of its
+ * sessions is left on the server, so a caller can count sessions, or drop the database, right after.
+ */
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from '../src/client.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { startSupervisor } from '../src/start.ts';
+import { createBareDatabase, serverUrl } from './helpers/database.ts';
+
+const WORKERS = fileURLToPath(new URL('./fixtures/supervisor-workers/', import.meta.url));
+
+let bare: { url: string; drop(): Promise<void> };
+let admin: pg.Client;
+
+beforeAll(async () => {
+  bare = await createBareDatabase();
+  await migrate(bare.url);
+  // On another database of the server, so it is not one of the sessions counted.
+  admin = new pg.Client({ connectionString: serverUrl() });
+  await admin.connect();
+});
+
+afterAll(async () => {
+  await admin?.end();
+  await bare?.drop();
+});
+
+async function sessions(): Promise<number> {
+  const database = new URL(bare.url).pathname.slice(1);
+  const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [database]);
+  return rows[0]!.n;
+}
+
+describe('closing', () => {
+  it("a client's close resolves once its connections have closed", async () => {
+    const client = createClient({ connectionString: bare.url, maxConnections: 8 });
+    // Eight at once, so the pool opens eight connections.
+    await Promise.all(Array.from({ length: 8 }, (_, i) => client.enqueue('echo', { i })));
+    expect(await sessions()).toBeGreaterThanOrEqual(2);
+    await client.close();
+    expect(await sessions()).toBe(0);
+  });
+
+  it("a supervisor's stop resolves once its connections have closed", async () => {
+    const client = createClient({ connectionString: bare.url, maxConnections: 1 });
+    const job = await client.enqueue('echo', { hello: 'world' });
+    await client.close();
+    const handle = await startSupervisor({ databaseUrl: bare.url, workers: WORKERS, concurrency: 2, logLevel: 'silent', socket: false });
+    const waiter = createClient({ connectionString: bare.url, maxConnections: 1 });
+    expect((await waiter.waitFor(job.id, { timeoutMs: 20_000 })).state).toBe('succeeded');
+    await waiter.close();
+    expect(await sessions()).toBeGreaterThanOrEqual(3);
+    await handle.stop();
+    expect(await sessions()).toBe(0);
+  });
+});
