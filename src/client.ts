@@ -107,6 +107,7 @@ export function createClient(options: ClientOptions = {}): Client {
 export class Client {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
+  #closing: Promise<void> | undefined;
   readonly #maxInputBytes: number;
   /** Set once the database's schema was found to be this code's (checked on the first call). */
   #schemaChecked = false;
@@ -393,9 +394,13 @@ export class Client {
     return this.#pool;
   }
 
-  /** Closes the Client's connections (not those of a pool passed in), and resolves once they have closed. */
-  async close(): Promise<void> {
-    if (this.#ownsPool) await endPool(this.#pool);
+  /**
+   * Closes the Client's connections (not those of a pool passed in), and resolves once they have
+   * closed; calling it again waits for the same close.
+   */
+  close(): Promise<void> {
+    if (!this.#ownsPool) return Promise.resolve();
+    return (this.#closing ??= endPool(this.#pool));
   }
 
   /** The pool, once the database's schema has been checked. */

@@ -40,8 +40,9 @@ describe('closing', () => {
     // Eight at once, so the pool opens eight connections.
     await Promise.all(Array.from({ length: 8 }, (_, i) => client.enqueue('echo', { i })));
     expect(await sessions()).toBeGreaterThanOrEqual(2);
-    await client.close();
+    await Promise.all([client.close(), client.close()]);
     expect(await sessions()).toBe(0);
+    await client.close();
   });
 
   it("a supervisor's stop resolves once its connections have closed", async () => {
