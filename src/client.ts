@@ -108,6 +108,8 @@ export class Client {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   #closing: Promise<void> | undefined;
+  /** Aborted by close(): waits under way end with a StateError and give their connections back. */
+  readonly #closed = new AbortController();
   readonly #maxInputBytes: number;
   /** Set once the database's schema was found to be this code's (checked on the first call). */
   #schemaChecked = false;
@@ -288,6 +290,7 @@ export class Client {
       await this.#db(),
       channels,
       (n) => n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId),
+      this.#closed.signal,
     );
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     let last = '';
@@ -386,7 +389,7 @@ export class Client {
   /** Resolves with the run once it has ended (succeeded, failed, cancelled, compensation_failed). */
   async waitForWorkflow(id: string, options: { timeoutMs?: number } = {}): Promise<wf.WorkflowRun> {
     const timeoutMs = checkInteger('options.timeoutMs', options.timeoutMs, 1, 2_147_483_647);
-    return wf.waitForWorkflow(await this.#db(), id, timeoutMs);
+    return wf.waitForWorkflow(await this.#db(), id, timeoutMs, this.#closed.signal);
   }
 
   /** The pool the Client uses, for callers that want to share it. */
@@ -396,15 +399,18 @@ export class Client {
 
   /**
    * Closes the Client's connections (not those of a pool passed in), and resolves once they have
-   * closed; calling it again waits for the same close.
+   * closed; calling it again waits for the same close. Waits under way (waitFor, watch,
+   * waitForWorkflow) reject with a StateError, and so does any call after.
    */
   close(): Promise<void> {
+    if (!this.#closed.signal.aborted) this.#closed.abort(new StateError('this Client was closed while waiting'));
     if (!this.#ownsPool) return Promise.resolve();
     return (this.#closing ??= endPool(this.#pool));
   }
 
   /** The pool, once the database's schema has been checked. */
   async #db(): Promise<pg.Pool> {
+    this.#checkOpen();
     if (!this.#schemaChecked) await this.#checkSchema();
     return this.#pool;
   }
@@ -423,8 +429,16 @@ export class Client {
     return this.#schemaCheck;
   }
 
+  /** After close(), a call says so, rather than pg's "Cannot use a pool after calling end on the pool". */
+  #checkOpen(): void {
+    if (this.#closed.signal.aborted) throw new StateError('this Client is closed: create another to go on');
+  }
+
   #queryable(client: unknown): Queryable {
-    if (client === undefined) return this.#pool;
+    if (client === undefined) {
+      this.#checkOpen();
+      return this.#pool;
+    }
     if (typeof client !== 'object' || client === null || typeof (client as pg.ClientBase).query !== 'function') {
       throw new ValidationError('options.client', 'must be a pg client (with a query method)');
     }

@@ -1,14 +1,17 @@
 /**
  * Closing means closed: once `client.close()` or a supervisor's `stop()` resolves, none of its
- * sessions is left on the server, so a caller can count sessions, or drop the database, right after.
+ * sessions is left on the server, so a caller can count sessions, or drop the database, right after;
+ * a closed client's waits end and its later calls are refused, each with a StateError.
  */
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../src/client.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { StateError } from '../src/errors.ts';
 import { startSupervisor } from '../src/start.ts';
 import { createBareDatabase, serverUrl } from './helpers/database.ts';
+import { eventually } from './helpers/processes.ts';
 
 const WORKERS = fileURLToPath(new URL('./fixtures/supervisor-workers/', import.meta.url));
 
@@ -56,5 +59,30 @@ describe('closing', () => {
     expect(await sessions()).toBeGreaterThanOrEqual(3);
     await handle.stop();
     expect(await sessions()).toBe(0);
+  });
+});
+
+describe('a closed client', () => {
+  it('ends the waits under way with a StateError, gives their connections back, and refuses later calls', async () => {
+    const client = createClient({ connectionString: bare.url, maxConnections: 4 });
+    const job = await client.enqueue('nobody-serves-this', {});
+    const { run } = await client.startWorkflow('nobody-serves-this-either', {});
+    const waits = [
+      client.waitFor(job.id),
+      client.waitForWorkflow(run.id),
+      (async () => {
+        for await (const update of client.watch(job.id)) void update;
+      })(),
+    ].map((p) => p.then(() => 'resolved', (error: unknown) => error));
+    // All three hold a listening connection before the close.
+    expect(await eventually(async () => (await sessions()) >= 3, 10_000)).toBe(true);
+    await client.close();
+    for (const outcome of await Promise.all(waits)) {
+      expect(outcome).toBeInstanceOf(StateError);
+      expect((outcome as Error).message).toMatch(/closed/);
+    }
+    expect(await sessions()).toBe(0);
+    await expect(client.enqueue('echo', {})).rejects.toThrow(StateError);
+    await expect(client.get(job.id)).rejects.toThrow(/this Client is closed/);
   });
 });

@@ -215,9 +215,9 @@ export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: strin
 }
 
 /** Resolves with the run once it has ended; rejects with TimeoutError after `timeoutMs`. */
-export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: number | undefined): Promise<WorkflowRun> {
+export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: number | undefined, signal?: AbortSignal): Promise<WorkflowRun> {
   checkRunId('id', id);
-  const subscription = await Subscription.open(pool, ['spindle_workflow_finished'], (n) => n.payload === id);
+  const subscription = await Subscription.open(pool, ['spindle_workflow_finished'], (n) => n.payload === id, signal);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   try {
     for (;;) {
