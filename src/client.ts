@@ -286,17 +286,17 @@ export class Client {
 
   async *#follow(jobId: string, channels: string[], timeoutMs: number | undefined): AsyncGenerator<JobUpdate> {
     // Payloads are comma-separated ids, or a queue name (which may concern our job: read it again).
-    const subscription = await Subscription.open(
-      await this.#db(),
-      channels,
-      (n) => n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId),
-      this.#closed.signal,
-    );
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    const subscription = await Subscription.open(await this.#db(), {
+      channels,
+      relevant: (n) => n.channel === 'spindle_jobs' || (n.payload ?? '').split(',').includes(jobId),
+      signal: this.#closed.signal,
+      deadline,
+    });
     let last = '';
     try {
       for (;;) {
-        const row = await getJob(subscription.connection, jobId);
+        const row = await subscription.read((db) => getJob(db, jobId));
         if (!row) return;
         const job = jobFromRow(row);
         const seen = JSON.stringify([job.state, job.progress, job.progressMessage, job.progressData, job.attempt]);

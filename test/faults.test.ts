@@ -402,28 +402,43 @@ describe('crash safety (child processes, real faults)', () => {
     expect(sup.exitStatus).toBeNull();
   }, 40_000);
 
-  it('rejects client.waitFor, and does not crash the process, when its connection is cut', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, application_name: 'faults-waiter' });
+  it('client.waitFor outlives its connection being cut: it listens again and resolves when the job ends', async () => {
+    // One connection: the waiter's subscription holds it, so the session named here is the one waiting.
+    const pool = new pg.Pool({ connectionString: db.url, application_name: 'faults-waiter', max: 1 });
     pool.on('error', () => {});
     const waiter = createClient({ pool });
     try {
       const job = await waiter.enqueue('nobody-runs-this', {});
-      // Settled into a value at once: the rejection may come before the assertion below is reached.
-      const waiting = waiter.waitFor(job.id, { timeoutMs: 10_000 }).then(
-        () => null,
+      // Settled into a value at once: an early rejection must not go unhandled.
+      const waiting = waiter.waitFor(job.id, { timeoutMs: 30_000 }).then(
+        (done) => done,
         (error: unknown) => error,
       );
-      await until(
-        async () => (await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'faults-waiter' AND query LIKE 'SELECT%'`)).rowCount! > 0,
-        5_000,
-        'the waiter to wait',
-      );
-      await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'faults-waiter'`);
-      const error = await waiting;
-      expect(error).toBeInstanceOf(Error);
-      expect((error as Error).message).toMatch(/connection/);
-      // The pool recovers: the next call works.
-      expect((await waiter.get(job.id))?.state).toBe('queued');
+      // The session, other than `old`, that has read the job after its LISTEN.
+      const nextWaitingSession = async (old: number | undefined, what: string): Promise<number> => {
+        let pid: number | undefined;
+        await until(
+          async () => {
+            const { rows } = await db.pool.query<{ pid: number }>(
+              `SELECT pid FROM pg_stat_activity WHERE application_name = 'faults-waiter' AND query = 'SELECT * FROM spindle.jobs WHERE id = $1'`,
+            );
+            pid = rows.find((r) => r.pid !== old)?.pid;
+            return pid !== undefined;
+          },
+          10_000,
+          what,
+        );
+        return pid!;
+      };
+      const terminate = (pid: number) => db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      const first = await nextWaitingSession(undefined, 'the waiter to wait');
+      await terminate(first);
+      const second = await nextWaitingSession(first, 'the waiter to wait on a new connection');
+      await terminate(second);
+      await nextWaitingSession(second, 'the waiter to wait once more');
+      // Ended from elsewhere: the notification reaches the waiter on its newest connection.
+      await createClient({ pool: db.pool }).cancel(job.id, 'ended by the test');
+      expect(await waiting).toMatchObject({ id: job.id, state: 'cancelled' });
     } finally {
       await pool.end();
     }
@@ -597,6 +612,11 @@ describe('a restart of the (embedded) PostgreSQL in the middle of a run', () => 
       const jobs = await enqueueSleeps(client, Array.from({ length: 8 }, () => ({ ms: 700 })));
       await sup.waitFor(() => startedJobs(sup).length >= 2, 10_000, 'jobs running');
 
+      // A wait that spans the outage: its connection ends with the server, and it connects again.
+      const waiting = client.waitFor(jobs.at(-1)!.id, { timeoutMs: 60_000 }).then(
+        (done) => done,
+        (error: unknown) => error,
+      );
       const mark = sup.lines.length;
       await server.stop();
       // Down for longer than the lease and than 3 of the worker's heartbeats (counted from its first
@@ -616,6 +636,7 @@ describe('a restart of the (embedded) PostgreSQL in the middle of a run', () => 
 
       const done = await waitAll(client, jobs, 20_000);
       expect(done.map((j) => j.state)).toEqual(jobs.map(() => 'succeeded'));
+      expect(await waiting).toMatchObject({ id: jobs.at(-1)!.id, state: 'succeeded' });
       const attempts = await expectConsistent(pool, done);
       const lost = attempts.filter((a) => a.outcome === 'lost');
       console.log(`[faults] PostgreSQL restart: ${jobs.length} jobs, ${attempts.length} attempts, ${lost.length} lost`);

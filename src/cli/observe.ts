@@ -1,7 +1,7 @@
 /**
  * Follows a row as it changes: reads it, waits for a notification about it (or a recheck interval,
  * in case one was missed), reads it again. Like the Client's watch() and waitForWorkflow(), with one
- * difference a CLI needs: an AbortSignal ends the wait at once, and gives its connection back.
+ * difference a CLI needs: its AbortSignal (Ctrl-C) ends the observation quietly, not with an error.
  */
 import type pg from 'pg';
 import { Subscription } from '../subscription.ts';
@@ -22,19 +22,20 @@ export interface Observation<T> {
 
 /** Yields the row at first and after every relevant notification, until the caller stops, the row is gone, or the signal aborts. */
 export async function* observe<T>(pool: pg.Pool, o: Observation<T>): AsyncGenerator<T> {
+  if (o.signal.aborted) return;
   // LISTEN before the first read: a change between the two is then a notification, not lost.
-  const subscription = await Subscription.open(pool, o.channels, o.relevant);
-  const aborted = new Promise<void>((resolve) => {
-    if (o.signal.aborted) resolve();
-    else o.signal.addEventListener('abort', () => resolve(), { once: true });
-  });
+  const subscription = await Subscription.open(pool, { channels: o.channels, relevant: o.relevant, signal: o.signal });
   try {
-    while (!o.signal.aborted) {
-      const value = await o.read();
+    for (;;) {
+      const value = await subscription.read(() => o.read());
       if (value === null) return;
       yield value;
-      await Promise.race([subscription.wait(RECHECK_MS), aborted]);
+      await subscription.wait(RECHECK_MS);
     }
+  } catch (error) {
+    // Stopped by the caller: the observation ends, quietly.
+    if (o.signal.aborted) return;
+    throw error;
   } finally {
     await subscription.close();
   }

@@ -217,11 +217,16 @@ export async function cancelWorkflow(pool: pg.Pool, runId: string, reason: strin
 /** Resolves with the run once it has ended; rejects with TimeoutError after `timeoutMs`. */
 export async function waitForWorkflow(pool: pg.Pool, id: string, timeoutMs: number | undefined, signal?: AbortSignal): Promise<WorkflowRun> {
   checkRunId('id', id);
-  const subscription = await Subscription.open(pool, ['spindle_workflow_finished'], (n) => n.payload === id, signal);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+  const subscription = await Subscription.open(pool, {
+    channels: ['spindle_workflow_finished'],
+    relevant: (n) => n.payload === id,
+    signal,
+    deadline,
+  });
   try {
     for (;;) {
-      const row = await getWorkflowRun(subscription.connection, id);
+      const row = await subscription.read((db) => getWorkflowRun(db, id));
       if (!row) throw new NotFoundError(`no workflow run ${id}`);
       if (FINAL_WORKFLOW_STATES.includes(row.state as WorkflowState)) return runFromRow(row);
       const left = deadline - Date.now();
