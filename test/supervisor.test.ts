@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '../src/client.ts';
 import { startSupervisor, type StartOptions, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { tempPath } from './helpers/temp.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/supervisor-workers/', import.meta.url));
 const EXAMPLES = fileURLToPath(new URL('../workers/', import.meta.url));
@@ -68,7 +69,7 @@ describe('running jobs', () => {
 
   it('never uses more threads than --concurrency', async () => {
     const handle = await start({ concurrency: 2 });
-    const gate = join(mkdtempSync(join(tmpdir(), 'spindle-gate-')), 'open');
+    const gate = await tempPath('spindle-gate-', 'open');
     let most = 0;
     const threads = new Set<number>();
     // The first jobs hold their threads until both threads are busy: on a loaded machine a thread
@@ -193,7 +194,7 @@ describe('sharing work', () => {
     // yet), and `a` sees them first. They hold their threads until `b` runs two of them (or `a` holds
     // them all), so however slowly `b` starts, `a` cannot have run them all by then: `b` finds them
     // only if `a` left them.
-    const gate = join(mkdtempSync(join(tmpdir(), 'spindle-gate-')), 'open');
+    const gate = await tempPath('spindle-gate-', 'open');
     const claimed = new Promise((resolve) => a.supervisor.events.once('job:claimed', resolve));
     const slow = await client.enqueueMany(Array.from({ length: 16 }, () => ({ type: 'gated', input: { gate } })));
     try {

@@ -5,9 +5,6 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +13,7 @@ import { createClient, type Client } from '../src/client.ts';
 import type { Job } from '../src/job.ts';
 import { startSupervisor, type SupervisorHandle } from '../src/start.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { tempPath } from './helpers/temp.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/termination-workers/', import.meta.url));
 const BIN = fileURLToPath(new URL('../bin/spindle.mjs', import.meta.url));
@@ -300,7 +298,7 @@ describe('cancel', () => {
   });
 
   it('does not retry a job whose cancel arrived while its timed-out attempt was being stopped, and compensates', async () => {
-    const gate = join(await mkdtemp(join(tmpdir(), 'spindle-gate-')), 'open');
+    const gate = await tempPath('spindle-gate-', 'open');
     const job = await client.enqueue('stuck', { gate }, { timeoutMs: 100, maxAttempts: 3 });
     await running(job);
     // The deadline has passed; the attempt cannot end before the gate opens, so the cancel comes second.
@@ -316,7 +314,7 @@ describe('cancel', () => {
   });
 
   it('compensates a retry that the database ends cancelled, when the supervisor never heard of the cancel', async () => {
-    const gate = join(await mkdtemp(join(tmpdir(), 'spindle-gate-')), 'open');
+    const gate = await tempPath('spindle-gate-', 'open');
     const job = await client.enqueue('stuck', { gate }, { timeoutMs: 100, maxAttempts: 3 });
     await running(job);
     await expect.poll(() => handle.supervisor.jobs().find((j) => j.id === job.id)?.aborting, { interval: 5 }).toBe('timeout');
@@ -443,7 +441,7 @@ describe('misbehaving handlers', () => {
   });
 
   it('fails, for good and on no thread, a job whose module has invalid options', async () => {
-    const ledger = join(await mkdtemp(join(tmpdir(), 'spindle-bad-options-')), 'ledger');
+    const ledger = await tempPath('spindle-bad-options-', 'ledger');
     const job = await client.enqueue('bad-options', { ledger }, { maxAttempts: 3 });
     const done = await waitFor(job);
     expect(done).toMatchObject({ state: 'failed', attempt: 1, output: null, error: { name: 'LoadError' } });
