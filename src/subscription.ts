@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { listen, unlistenAll } from './db/notifications.ts';
+import { hearDrops } from './db/queryable.ts';
 
 /** Pauses between tries to reach the database again, the last repeated. */
 const RETRY_MS = [100, 250, 500, 1_000, 2_000];
@@ -20,7 +21,7 @@ const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT
  * SQLSTATE classes 08 (connection exception) and 57P (the server shut down or ended the session),
  * a socket error, or pg's own words for a connection that ended or could not be made in time.
  */
-export function isConnectionLoss(error: unknown): boolean {
+function isConnectionLoss(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P') || SOCKET_ERRORS.has(code))) return true;
@@ -135,7 +136,7 @@ export class Subscription {
     if (!this.#lost) await unlistenAll(connection).catch((error: Error) => (this.#lost = error));
     connection.off('error', this.#onError);
     // Discarded, a failed connection may still emit 'error', which nothing else hears now.
-    if (this.#lost) connection.on('error', ignore);
+    if (this.#lost) hearDrops(connection);
     connection.release(this.#lost);
   }
 
@@ -168,5 +169,3 @@ export class Subscription {
     this.#wake();
   };
 }
-
-function ignore(): void {}

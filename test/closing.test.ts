@@ -10,7 +10,7 @@ import { createClient } from '../src/client.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { StateError } from '../src/errors.ts';
 import { startSupervisor } from '../src/start.ts';
-import { createBareDatabase, serverUrl } from './helpers/database.ts';
+import { createBareDatabase, serverUrl, sessionCount } from './helpers/database.ts';
 import { eventually } from './helpers/processes.ts';
 
 const WORKERS = fileURLToPath(new URL('./fixtures/supervisor-workers/', import.meta.url));
@@ -31,11 +31,7 @@ afterAll(async () => {
   await bare?.drop();
 });
 
-async function sessions(): Promise<number> {
-  const database = new URL(bare.url).pathname.slice(1);
-  const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [database]);
-  return rows[0]!.n;
-}
+const sessions = () => sessionCount(admin, new URL(bare.url).pathname.slice(1));
 
 describe('closing', () => {
   it("a client's close resolves once its connections have closed", async () => {

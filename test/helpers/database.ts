@@ -62,10 +62,15 @@ export function withDatabase(url: string, database: string): string {
 async function sessionsGone(admin: pg.Client, name: string): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (Date.now() < deadline) {
-    const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
-    if (rows[0]!.n === 0) return;
+    if ((await sessionCount(admin, name)) === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** How many sessions the server has on database `name` (run from a session on another database). */
+export async function sessionCount(admin: pg.ClientBase, name: string): Promise<number> {
+  const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+  return rows[0]!.n;
 }
 
 async function withClient<T>(url: string, run: (c: pg.Client) => Promise<T>): Promise<T> {
